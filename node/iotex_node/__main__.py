@@ -1,0 +1,3 @@
+from iotex_node.cli import main
+
+main()

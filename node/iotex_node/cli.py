@@ -1,0 +1,172 @@
+"""`iotex-node`: keygen, init, run, testnet and the local admin commands."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iotex_node import __version__
+from iotex_node.errors import NodeError
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NodeError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="iotex-node")
+def main() -> None:
+    """The iotex delegate node."""
+
+
+def _password(password_file: Path | None, confirm: bool) -> str:
+    from iotex_node.config import read_secret_file
+
+    if password_file is not None:
+        return read_secret_file(password_file, "password")
+    env = os.environ.get("IOTEX_KEYSTORE_PASSWORD")
+    if env is not None:
+        return env
+    pw = getpass.getpass("keystore password: ")
+    if confirm and getpass.getpass("repeat password: ") != pw:
+        raise click.UsageError("passwords differ")
+    return pw
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Keystore file to write.")
+@click.option("--password-file", type=click.Path(path_type=Path), help="File (mode 0600) holding the password.")
+@click.option("--json", "as_json", is_flag=True, help="Print the address as JSON.")
+def keygen(out: Path, password_file: Path | None, as_json: bool) -> None:
+    """Create a new key in an encrypted keystore; print its address (never the key)."""
+    from iotex_node.crypto import keystore
+    from iotex_node.crypto.keys import PrivateKey
+
+    if out.exists():
+        raise click.UsageError(f"{out} exists; refusing to overwrite a keystore")
+    key = PrivateKey()
+    keystore.write(out, key, _password(password_file, confirm=True))
+    click.echo(json.dumps({"address": key.address, "keystore": str(out)}) if as_json else key.address)
+
+
+@main.command()
+@click.option("--home", type=click.Path(path_type=Path), required=True)
+@click.option("--genesis", "genesis_file", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--keystore", "keystore_file", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--password-file", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--name", default="node")
+@click.option("--p2p-listen", default="127.0.0.1:4689")
+@click.option("--api-listen", default="127.0.0.1:14014")
+@click.option("--peer", "peers", multiple=True, help="host:port of a peer (repeatable).")
+def init(home: Path, genesis_file: Path, keystore_file: Path, password_file: Path, name: str,
+         p2p_listen: str, api_listen: str, peers: tuple[str, ...]) -> None:  # fmt: skip
+    """Create a node home: config, admin token, key and an initialized database."""
+    import shutil
+
+    from iotex_node import config as config_mod
+    from iotex_node import genesis as genesis_mod
+    from iotex_node.chain import Chain
+    from iotex_node.crypto import keystore
+
+    g = genesis_mod.load(genesis_file)
+    pw = config_mod.read_secret_file(password_file, "password")
+    key = keystore.read(keystore_file, pw)  # fail now, not at first start
+    home.mkdir(parents=True, exist_ok=True)
+    if (home / config_mod.CONFIG_FILE).exists():
+        raise click.UsageError(f"{home} is already a node home")
+    shutil.copyfile(genesis_file, home / "genesis.json")
+    shutil.copyfile(keystore_file, home / "keystore.json")
+    os.chmod(home / "keystore.json", 0o600)
+    config_mod.write_secret_file(home / "keystore.pass", pw)
+    config_mod.write_secret_file(home / config_mod.ADMIN_TOKEN, secrets.token_urlsafe(32))
+    cfg = config_mod.NodeConfig(home=home, name=name, p2p_listen=p2p_listen, api_listen=api_listen, peers=list(peers))
+    cfg.write()
+    config_mod.load(home)
+    (home / "data").mkdir(exist_ok=True)
+    Chain.initialize(g, cfg.path(cfg.database))
+    click.echo(f"initialized {home} for {key.address} on chain {g.chain_id}")
+
+
+@main.command()
+@click.option("--home", type=click.Path(path_type=Path), required=True)
+def run(home: Path) -> None:
+    """Run the node in the foreground until SIGTERM."""
+    from iotex_node.node import run as run_node
+
+    sys.exit(run_node(home))
+
+
+@main.command()
+@click.option("--delegates", type=click.IntRange(1, 100), default=4, show_default=True)
+@click.option("--full-nodes", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--chain-id", type=click.IntRange(1, 2**32 - 1), default=4690, show_default=True)
+@click.option("--block-interval-ms", type=click.IntRange(100, 3_600_000), default=1000, show_default=True)
+@click.option("--epoch-length", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
+@click.option("--accounts", type=click.IntRange(0, 100_000), default=0, help="Funded test accounts for load.")
+@click.option("--base-port", type=click.IntRange(0, 65000), default=0, help="0 picks free ports.")
+@click.option("--rate-limit", type=float, default=200.0, show_default=True, help="API requests/s per client.")
+@click.option("--propose-timeout-ms", type=click.IntRange(100, 600_000), default=1500, show_default=True)
+def testnet(delegates: int, full_nodes: int, out: Path, chain_id: int, block_interval_ms: int, epoch_length: int,
+            accounts: int, base_port: int, rate_limit: float, propose_timeout_ms: int) -> None:  # fmt: skip
+    """Generate a genesis and one home per node, ready to run on loopback."""
+    from iotex_node.testnet import TestnetSpec, generate
+
+    homes = generate(
+        TestnetSpec(
+            delegates=delegates,
+            full_nodes=full_nodes,
+            out=out,
+            chain_id=chain_id,
+            block_interval_ms=block_interval_ms,
+            epoch_length=epoch_length,
+            accounts=accounts,
+            base_port=base_port,
+            rate_limit_per_second=rate_limit,
+            propose_timeout_ms=propose_timeout_ms,
+        )
+    )
+    for h in homes:
+        click.echo(str(h))
+
+
+@main.group(cls=_Group)
+def admin() -> None:
+    """Local admin commands over the node's Unix socket."""
+
+
+@admin.command()
+@click.option("--home", type=click.Path(path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def status(home: Path, as_json: bool) -> None:
+    """Height, finality, version, protocol and peers of a running node."""
+    from iotex_node import admin as admin_mod
+    from iotex_node import config as config_mod
+
+    s = admin_mod.call(config_mod.load(home), "GET", "/status")
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    for k in ("name", "address", "height", "finalized_height", "finalized_hash", "epoch", "version", "protocol",
+              "peers", "mempool", "synced", "is_delegate", "api_url"):  # fmt: skip
+        click.echo(f"{k:18} {s[k]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""A node's home directory and its config.toml, validated before anything starts."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from iotex_node.errors import ConfigError
+
+CONFIG_FILE = "config.toml"
+ADMIN_SOCKET = "admin.sock"
+ADMIN_TOKEN = "admin.token"
+PID_FILE = "node.pid"
+
+
+def _hostport(value: object, where: str) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{where} must be 'host:port', got {value!r}")
+    host, _, port = value.rpartition(":")
+    try:
+        p = int(port)
+    except ValueError:
+        raise ConfigError(f"{where} port {port!r} is not a number") from None
+    if not 0 <= p <= 65535:
+        raise ConfigError(f"{where} port {p} is out of range")
+    return host, p
+
+
+@dataclass
+class NodeConfig:
+    home: Path
+    name: str = "node"
+    keystore: str = "keystore.json"
+    password_file: str = "keystore.pass"
+    genesis: str = "genesis.json"
+    database: str = "data/chain.db"
+    undo_depth: int = 1000
+    log_level: str = "info"
+    p2p_listen: str = "127.0.0.1:0"
+    peers: list[str] = field(default_factory=list)
+    max_frame_bytes: int = 8 * 1024 * 1024
+    api_listen: str = "127.0.0.1:0"
+    max_body_bytes: int = 2 * 1024 * 1024
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
+    mempool_max_total: int = 100_000
+    mempool_max_per_sender: int = 2_000
+    propose_timeout_ms: int = 1500
+    vote_timeout_ms: int = 500
+    max_block_actions: int = 5000
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.home / ADMIN_SOCKET
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.home / ADMIN_TOKEN
+
+    def to_toml(self) -> dict[str, Any]:
+        return {
+            "node": {
+                "name": self.name,
+                "keystore": self.keystore,
+                "password_file": self.password_file,
+                "genesis": self.genesis,
+                "database": self.database,
+                "undo_depth": self.undo_depth,
+                "log_level": self.log_level,
+            },
+            "p2p": {"listen": self.p2p_listen, "peers": self.peers, "max_frame_bytes": self.max_frame_bytes},
+            "api": {
+                "listen": self.api_listen,
+                "max_body_bytes": self.max_body_bytes,
+                "rate_limit_per_second": self.rate_limit_per_second,
+                "rate_limit_burst": self.rate_limit_burst,
+            },
+            "mempool": {"max_total": self.mempool_max_total, "max_per_sender": self.mempool_max_per_sender},
+            "consensus": {
+                "propose_timeout_ms": self.propose_timeout_ms,
+                "vote_timeout_ms": self.vote_timeout_ms,
+                "max_block_actions": self.max_block_actions,
+            },
+        }
+
+    def write(self) -> None:
+        (self.home / CONFIG_FILE).write_text(tomli_w.dumps(self.to_toml()))
+
+
+_SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
+    "node": {
+        "name": ("name", str),
+        "keystore": ("keystore", str),
+        "password_file": ("password_file", str),
+        "genesis": ("genesis", str),
+        "database": ("database", str),
+        "undo_depth": ("undo_depth", int),
+        "log_level": ("log_level", str),
+    },
+    "p2p": {"listen": ("p2p_listen", str), "peers": ("peers", list), "max_frame_bytes": ("max_frame_bytes", int)},
+    "api": {
+        "listen": ("api_listen", str),
+        "max_body_bytes": ("max_body_bytes", int),
+        "rate_limit_per_second": ("rate_limit_per_second", float),
+        "rate_limit_burst": ("rate_limit_burst", int),
+    },
+    "mempool": {"max_total": ("mempool_max_total", int), "max_per_sender": ("mempool_max_per_sender", int)},
+    "consensus": {
+        "propose_timeout_ms": ("propose_timeout_ms", int),
+        "vote_timeout_ms": ("vote_timeout_ms", int),
+        "max_block_actions": ("max_block_actions", int),
+    },
+}
+
+
+def load(home: Path) -> NodeConfig:
+    home = Path(home)
+    if not home.is_dir():
+        raise ConfigError(f"node home {home} does not exist or is not a directory")
+    path = home / CONFIG_FILE
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: is {home} a node home (iotex-node init)?") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    cfg = NodeConfig(home=home.resolve())
+    for section, values in doc.items():
+        spec = _SECTIONS.get(section)
+        if spec is None or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in spec:
+                raise ConfigError(f"{path}: unknown key {section}.{key}")
+            attr, typ = spec[key]
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ConfigError(f"{path}: {section}.{key} must be {typ.__name__}, got {value!r}")
+            setattr(cfg, attr, value)
+    _hostport(cfg.p2p_listen, "p2p.listen")
+    _hostport(cfg.api_listen, "api.listen")
+    for i, peer in enumerate(cfg.peers):
+        _hostport(peer, f"p2p.peers[{i}]")
+    for name in ("undo_depth", "max_frame_bytes", "max_body_bytes", "mempool_max_total", "mempool_max_per_sender",
+                 "propose_timeout_ms", "vote_timeout_ms", "max_block_actions", "rate_limit_burst"):  # fmt: skip
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{path}: {name} must be positive")
+    return cfg
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{what} file {path} is readable by others (mode {oct(mode & 0o777)}): chmod 600 it")
+    return text
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")

@@ -1,0 +1,49 @@
+"""Prometheus metrics of one node (its own registry, so tests can run several nodes in a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# The *_created series double every counter's cardinality and no dashboard here reads them.
+disable_created_metrics()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.height = Gauge("iotex_block_height", "Height of the latest block", registry=r)
+        self.finalized_height = Gauge("iotex_finalized_height", "Height of the latest finalized block", registry=r)
+        self.block_interval = Histogram(
+            "iotex_block_interval_seconds",
+            "Time between consecutive finalized blocks (block timestamps)",
+            buckets=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2, 3, 5, 8, 13, 30, 60),
+            registry=r,
+        )
+        self.consensus_round = Gauge("iotex_consensus_round", "Round of the height being decided", registry=r)
+        self.consensus_height = Gauge("iotex_consensus_height", "Height being decided", registry=r)
+        self.missed_slots = Counter(
+            "iotex_missed_slots_total", "Slots whose proposer did not get a block finalized", ["delegate"], registry=r
+        )
+        self.produced_blocks = Counter(
+            "iotex_produced_blocks_total", "Finalized blocks by proposer", ["delegate"], registry=r
+        )
+        self.peers = Gauge("iotex_peers", "Connected peers", registry=r)
+        self.mempool_size = Gauge("iotex_mempool_actions", "Pending actions in the mempool", registry=r)
+        self.actions_finalized = Counter("iotex_actions_finalized_total", "Actions in finalized blocks", registry=r)
+        self.api_requests = Counter(
+            "iotex_api_requests_total", "API requests", ["method", "route", "code"], registry=r
+        )
+        self.api_rejections = Counter(
+            "iotex_api_rejections_total", "Actions refused by the API or mempool", ["reason"], registry=r
+        )
+        self.p2p_violations = Counter(
+            "iotex_p2p_violations_total", "Peers dropped for breaking the wire protocol", ["kind"], registry=r
+        )
+        self.equivocations = Counter(
+            "iotex_consensus_equivocations_total", "Conflicting signed messages seen", ["delegate"], registry=r
+        )
+        self.round_changes = Counter("iotex_consensus_round_changes_total", "Rounds that timed out", registry=r)
+        self.synced_blocks = Counter("iotex_synced_blocks_total", "Blocks applied from peers by sync", registry=r)
+        self.is_delegate = Gauge("iotex_active_delegate", "1 when this node is an active delegate of the epoch", registry=r)
+        self.epoch = Gauge("iotex_epoch", "Current epoch", registry=r)
+        self.info = Info("iotex_node", "Node version and protocol", registry=r)

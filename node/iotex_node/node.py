@@ -1,0 +1,658 @@
+"""The node service: drives consensus, the chain, peer-to-peer gossip and sync, the API and admin.
+
+Single asyncio event loop; the consensus core and the chain are synchronous and deterministic, and
+this module is the only place where time, sockets and timers meet them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from iotex_node import __version__, block as blk, consensus as cs
+from iotex_node import execution as ex
+from iotex_node import genesis as genesis_mod
+from iotex_node.actions import Action
+from iotex_node.chain import Chain, CommitInfo
+from iotex_node.config import NodeConfig, read_secret_file
+from iotex_node.constants import SUPPORTED_PROTOCOLS
+from iotex_node.crypto import keystore
+from iotex_node.crypto.keys import PrivateKey, recover_address
+from iotex_node.errors import InvalidBlock, NodeError, Rejected, StorageError
+from iotex_node.mempool import MempoolLimits
+from iotex_node.metrics import Metrics
+from iotex_node.p2p import Network, Peer, ProtocolViolation
+from iotex_node.store import Store
+
+log = logging.getLogger("iotex_node")
+
+_SIGN_ORDER = {"proposal": 0, blk.PREVOTE: 1, blk.PRECOMMIT: 2}
+SYNC_BATCH = 64
+STATUS_EVERY = 1.0
+TX_FLUSH_EVERY = 0.02
+# A peer one block ahead is usually just a few ms ahead of our own commit; wait this long before syncing.
+SYNC_GRACE = 1.0
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig, key: PrivateKey, genesis: genesis_mod.Genesis) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.genesis = genesis
+        self.metrics = Metrics()
+        self.metrics.info.info({"version": __version__, "protocol": str(max(SUPPORTED_PROTOCOLS)), "chain_id": str(genesis.chain_id)})
+        self.store = Store(cfg.path(cfg.database))
+        self.chain = Chain(
+            genesis,
+            self.store,
+            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender),
+            undo_depth=cfg.undo_depth,
+            max_block_actions=cfg.max_block_actions,
+        )
+        self.net = Network(
+            key,
+            genesis.chain_id,
+            genesis.hash,
+            *_split(cfg.p2p_listen),
+            cfg.peers,
+            self._on_message,
+            on_connect=self._on_connect,
+            on_violation=lambda kind: self.metrics.p2p_violations.labels(kind).inc(),
+            max_frame=cfg.max_frame_bytes,
+            version=__version__,
+        )
+        self.hc: cs.HeightConsensus | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._future: dict[int, list[tuple[Peer, dict[str, Any], bytes]]] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        self._tx_outbox: list[dict[str, Any]] = []
+        self._sync_inflight: float = 0.0
+        self._behind_since: float | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = asyncio.Event()
+        self.started_at = time.time()
+        self.api_url = ""
+        self.fatal: str | None = None
+        self._privval = self.store.get_meta("privval")
+        self._update_chain_metrics()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from iotex_node import admin, api  # late: they import this module's types
+
+        await self.net.start()
+        self.api_runner, self.api_url = await api.start(self, *_split(self.cfg.api_listen))
+        self.admin_runner = await admin.start(self)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._status_loop()),
+            loop.create_task(self._sync_loop()),
+            loop.create_task(self._tx_flush_loop()),
+        ]
+        self._start_height()
+        log.info(
+            "node %s started: address=%s height=%d p2p=%s api=%s version=%s",
+            self.cfg.name, self.key.address, self.chain.height, self.net.listen, self.api_url, __version__,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.net.stop()
+        await self.api_runner.cleanup()
+        await self.admin_runner.cleanup()
+        self.store.close()
+        self._stopped.set()
+
+    async def run_until_signalled(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self._stop_event = stop
+        await stop.wait()
+        log.info("node %s stopping", self.cfg.name)
+        await self.stop()
+
+    def _die(self, reason: str) -> None:
+        """A fault the node must not continue past (storage failure): stop rather than risk the chain."""
+        log.error("fatal: %s", reason)
+        self.fatal = reason
+        ev = getattr(self, "_stop_event", None)
+        if ev is not None:
+            ev.set()
+
+    # --- consensus driving -------------------------------------------------------------------------
+
+    def _start_height(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        h = self.chain.height + 1
+        delegates = tuple(self.chain.delegates_for(h))
+        hc = cs.HeightConsensus(h, delegates, self.key.address)
+        saved = self.store.get_meta("lock")
+        if saved and saved.get("height") == h:
+            lock = cs.LockState(h, saved["round"], saved["locked_round"], None, saved["valid_round"], None)
+            try:
+                if saved.get("locked_block"):
+                    lock.locked_block = self.chain.decode_block(saved["locked_block"])
+                if saved.get("valid_block"):
+                    lock.valid_block = self.chain.decode_block(saved["valid_block"])
+                hc.restore(lock)
+            except InvalidBlock as exc:
+                log.warning("ignoring unreadable saved lock for height %d: %s", h, exc)
+        if self._privval and self._privval["h"] == h:
+            hc.round = max(hc.round, self._privval["r"])
+        self.hc = hc
+        self.metrics.consensus_height.set(h)
+        self.metrics.consensus_round.set(hc.round)
+        is_del = self.key.address in delegates
+        self.metrics.is_delegate.set(1 if is_del else 0)
+        self._handle(hc.start())
+        for peer, msg, raw in self._future.pop(h, []):
+            self._dispatch(peer, msg, raw)
+        for old in [k for k in self._future if k < h]:
+            del self._future[old]
+
+    def _handle(self, effects: list[cs.Effect]) -> None:
+        queue = list(effects)
+        while queue:
+            e = queue.pop(0)
+            hc = self.hc
+            if hc is None:
+                return
+            if isinstance(e, cs.SendVote):
+                vote = self._sign_vote(e)
+                if vote is not None:
+                    self._broadcast({"t": "vote", **vote.to_wire()})
+                    queue.extend(hc.on_vote(vote))
+            elif isinstance(e, cs.Propose):
+                self._schedule_proposal(e)
+            elif isinstance(e, cs.ScheduleTimeout):
+                self._schedule_timeout(e)
+            elif isinstance(e, cs.Decide):
+                self._commit(e.block, e.certificate)
+                return  # a new height has started; effects of the old one are void
+            elif isinstance(e, cs.FetchBlock):
+                self._broadcast({"t": "get_block", "height": e.height, "hash": e.block_hash.hex()})
+            elif isinstance(e, cs.Equivocation):
+                self.metrics.equivocations.labels(e.voter).inc()
+                log.warning(
+                    "equivocation: %s signed two %s messages at height %d round %d (%s vs %s)",
+                    e.voter, e.kind, e.height, e.round, (e.first or b"").hex()[:16], (e.second or b"").hex()[:16],
+                )  # fmt: skip
+        if self.hc is not None:
+            self.metrics.consensus_round.set(self.hc.round)
+
+    def _may_sign(self, kind: str, h: int, r: int, block_hash: bytes | None) -> bool:
+        """Never sign two different things for one height, round and step, even across restarts."""
+        new = (h, r, _SIGN_ORDER[kind])
+        hx = block_hash.hex() if block_hash else ""
+        last = self._privval
+        if last is not None:
+            old = (last["h"], last["r"], last["s"])
+            if new < old:
+                return False
+            if new == old:
+                return bool(last["hash"] == hx)
+        self._privval = {"h": h, "r": r, "s": new[2], "hash": hx}
+        self.store.set_meta("privval", self._privval)
+        return True
+
+    def _sign_vote(self, e: cs.SendVote) -> blk.Vote | None:
+        if not self._may_sign(e.type, e.height, e.round, e.block_hash):
+            log.warning("refusing to sign %s at %d/%d: would contradict an earlier signature", e.type, e.height, e.round)
+            return None
+        if e.type == blk.PRECOMMIT and e.block_hash is not None and self.hc is not None:
+            ls = self.hc.lock_state()
+            self.store.set_meta(
+                "lock",
+                {
+                    "height": ls.height,
+                    "round": ls.round,
+                    "locked_round": ls.locked_round,
+                    "locked_block": ls.locked_block.to_wire(False) if ls.locked_block else None,
+                    "valid_round": ls.valid_round,
+                    "valid_block": ls.valid_block.to_wire(False) if ls.valid_block else None,
+                },
+            )
+        return blk.sign_vote(self.key, self.genesis.chain_id, e.type, e.height, e.round, e.block_hash)
+
+    def _schedule_proposal(self, e: cs.Propose) -> None:
+        delay = 0.0
+        if e.round == 0:
+            due = self.chain.tip_timestamp_ms + self.genesis.block_interval_ms
+            delay = max(0.0, due / 1000.0 - time.time())
+        self._timers.append(asyncio.get_running_loop().call_later(delay, self._propose, e))
+
+    def _propose(self, e: cs.Propose) -> None:
+        hc = self.hc
+        if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
+            return
+        if e.block is not None:
+            block = e.block
+        else:
+            try:
+                block = self.chain.build_block(e.round, self.key.address, int(time.time() * 1000)).block
+            except NodeError as exc:
+                log.error("cannot build block %d: %s", e.height, exc)
+                return
+        if not self._may_sign("proposal", e.height, e.round, block.hash):
+            return
+        sig = self.key.sign(blk.proposal_digest(self.genesis.chain_id, e.height, e.round, e.pol_round, block.hash))
+        p = cs.Proposal(e.height, e.round, e.pol_round, block, self.key.address, sig)
+        self._broadcast(
+            {
+                "t": "proposal",
+                "height": e.height,
+                "round": e.round,
+                "pol_round": e.pol_round,
+                "proposer": self.key.address,
+                "signature": sig.hex(),
+                "block": block.to_wire(with_certificate=False),
+            }
+        )
+        self._handle(hc.on_proposal(p, True))
+
+    def _timeout_delay(self, kind: str, h: int, r: int) -> float:
+        backoff = 1.0 + 0.5 * min(r, 20)
+        if kind == "propose":
+            base = self.cfg.propose_timeout_ms / 1000.0 * backoff
+            if r == 0:
+                due = (self.chain.tip_timestamp_ms + self.genesis.block_interval_ms) / 1000.0
+                return max(0.0, due - time.time()) + base
+            return base
+        return self.cfg.vote_timeout_ms / 1000.0 * backoff
+
+    def _schedule_timeout(self, e: cs.ScheduleTimeout) -> None:
+        delay = self._timeout_delay(e.kind, e.height, e.round)
+        self._timers.append(asyncio.get_running_loop().call_later(delay, self._on_timeout, e))
+
+    def _on_timeout(self, e: cs.ScheduleTimeout) -> None:
+        hc = self.hc
+        if hc is None or hc.height != e.height:
+            return
+        if e.kind == "precommit" and hc.round == e.round and not hc.decided:
+            self.metrics.round_changes.inc()
+            log.info("round change at height %d: round %d timed out", e.height, e.round)
+        self._handle(hc.on_timeout(e.kind, e.height, e.round))
+
+    def _commit(self, block: blk.Block, cert: blk.Certificate) -> None:
+        try:
+            info = self.chain.commit(block, cert)
+        except StorageError as exc:
+            self._die(str(exc))
+            return
+        except InvalidBlock as exc:  # cannot happen for a block 2/3+ validated; never commit it anyway
+            log.error("decided block %d does not execute here: %s", block.height, exc)
+            return
+        self._after_commit(info)
+
+    def _after_commit(self, info: CommitInfo) -> None:
+        prev_ts = getattr(self, "_last_commit_ts", None)
+        if prev_ts is not None:
+            self.metrics.block_interval.observe(max(0.0, (info.timestamp_ms - prev_ts) / 1000.0))
+        self._last_commit_ts = info.timestamp_ms
+        delegates = self.hc.delegates if self.hc and self.hc.height == info.height else tuple(self.chain.delegates_for(info.height))
+        for r in range(info.round):
+            self.metrics.missed_slots.labels(ex.proposer_of(delegates, info.height, r)).inc()
+        self.metrics.produced_blocks.labels(info.proposer).inc()
+        self.metrics.actions_finalized.inc(info.action_count)
+        self._update_chain_metrics()
+        self._behind_since = None
+        self._broadcast_status()
+        self._start_height()
+
+    def _update_chain_metrics(self) -> None:
+        self.metrics.height.set(self.chain.height)
+        self.metrics.finalized_height.set(self.chain.height)
+        self.metrics.mempool_size.set(len(self.chain.mempool))
+        self.metrics.epoch.set(self.genesis.epoch_of(self.chain.height + 1))
+
+    # --- networking --------------------------------------------------------------------------------
+
+    def _broadcast(self, msg: dict[str, Any], exclude: Peer | None = None) -> None:
+        raw = orjson.dumps(msg)
+        self._mark_seen(raw)
+        self.net.broadcast(raw, exclude)
+
+    def _mark_seen(self, raw: bytes) -> bool:
+        """Remember a gossip message; False when it was already seen."""
+        h = hashlib.sha256(raw).digest()
+        if h in self._seen:
+            return False
+        self._seen[h] = None
+        if len(self._seen) > 50_000:
+            self._seen.popitem(last=False)
+        return True
+
+    def _broadcast_status(self) -> None:
+        raw = orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()})
+        self.net.broadcast(raw)
+
+    def _on_connect(self, peer: Peer) -> None:
+        self.metrics.peers.set(len(self.net.peers))
+        peer.send(orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()}))
+
+    def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+        t = msg["t"]
+        if t in ("proposal", "vote"):
+            if not self._mark_seen(raw):
+                return
+        self._dispatch(peer, msg, raw)
+
+    def _dispatch(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+        t = msg["t"]
+        try:
+            if t == "txs":
+                self._on_txs(peer, msg)
+            elif t == "proposal":
+                self._on_proposal(peer, msg, raw)
+            elif t == "vote":
+                self._on_vote(peer, msg, raw)
+            elif t == "status":
+                h = msg.get("height")
+                if not isinstance(h, int):
+                    raise ProtocolViolation("status height is not an integer")
+                peer.height = h
+            elif t == "get_blocks":
+                self._serve_blocks(peer, msg)
+            elif t == "blocks":
+                self._on_blocks(peer, msg)
+            elif t == "get_block":
+                self._serve_block(peer, msg)
+            elif t == "block":
+                self._on_fetched_block(msg)
+            else:
+                raise ProtocolViolation(f"unknown message type {str(t)[:32]!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolViolation(f"malformed {t} message: {type(exc).__name__}") from None
+        except InvalidBlock as exc:
+            log.info("peer %s sent an invalid %s: %s", peer.node_id, t, exc)
+
+    def _on_txs(self, peer: Peer, msg: dict[str, Any]) -> None:
+        acts = msg["a"]
+        if not isinstance(acts, list):
+            raise ProtocolViolation("txs is not a list")
+        fresh = []
+        for w in acts:
+            try:
+                a = self.chain.parse_action(w)
+                self.chain.submit(a)
+            except NodeError:
+                continue
+            fresh.append(w)
+        if fresh:
+            self._broadcast({"t": "txs", "a": fresh}, exclude=peer)
+        self.metrics.mempool_size.set(len(self.chain.mempool))
+
+    def _defer_if_future(self, peer: Peer, msg: dict[str, Any], raw: bytes, h: int) -> bool:
+        hc = self.hc
+        if hc is None:
+            return True
+        if h > hc.height:
+            if h <= hc.height + 2:
+                box = self._future.setdefault(h, [])
+                if len(box) < 2000:
+                    box.append((peer, msg, raw))
+            peer.height = max(peer.height, h - 1)
+            return True
+        return h < hc.height
+
+    def _on_proposal(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+        h, r, pol = msg["height"], msg["round"], msg["pol_round"]
+        if not all(isinstance(x, int) for x in (h, r, pol)):
+            raise ProtocolViolation("proposal height/round is not an integer")
+        if self._defer_if_future(peer, msg, raw, h):
+            return
+        hc = self.hc
+        assert hc is not None
+        proposer = msg["proposer"]
+        if r < 0 or proposer != hc.proposer(r):
+            log.info("ignoring proposal for %d/%d from %s: not the slot's proposer", h, r, proposer)
+            return
+        sig = bytes.fromhex(msg["signature"])
+        block = self.chain.decode_block(msg["block"])
+        if block.height != h or block.header.round != r and pol < 0:
+            raise InvalidBlock(f"proposal {h}/{r} carries block {block.height}/{block.header.round}")
+        if recover_address(sig, blk.proposal_digest(self.genesis.chain_id, h, r, pol, block.hash)) != proposer:
+            raise InvalidBlock(f"proposal {h}/{r} is not signed by {proposer}")
+        self.net.broadcast(raw, exclude=peer)
+        try:
+            self.chain.execute(block, check_clock=True)
+            valid = True
+        except InvalidBlock as exc:
+            log.warning("proposal %d/%d from %s is invalid: %s", h, r, proposer, exc)
+            valid = False
+        self._handle(hc.on_proposal(cs.Proposal(h, r, pol, block, proposer, sig), valid))
+
+    def _on_vote(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+        h = msg["height"]
+        if not isinstance(h, int):
+            raise ProtocolViolation("vote height is not an integer")
+        if self._defer_if_future(peer, msg, raw, h):
+            return
+        hc = self.hc
+        assert hc is not None
+        if msg.get("voter") not in hc.delegates:
+            return  # consensus messages count only when signed by an active delegate
+        vote = blk.Vote.from_wire({k: v for k, v in msg.items() if k != "t"}, self.genesis.chain_id)
+        self.net.broadcast(raw, exclude=peer)
+        self._handle(hc.on_vote(vote))
+
+    def _serve_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
+        start, count = msg["from"], msg["count"]
+        if not isinstance(start, int) or not isinstance(count, int) or start < 1:
+            raise ProtocolViolation("get_blocks range is malformed")
+        count = max(0, min(count, SYNC_BATCH))
+        datas = self.store.blocks_data(start, count)
+        # Splice stored JSON without decoding it; stop before the frame limit.
+        out, size = [], 64
+        for d in datas:
+            if size + len(d) > self.cfg.max_frame_bytes - 64:
+                break
+            out.append(d)
+            size += len(d) + 1
+        peer.send(b'{"t":"blocks","blocks":[' + b",".join(out) + b"]}")
+
+    def _on_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
+        self._sync_inflight = 0.0
+        blocks = msg["blocks"]
+        if not isinstance(blocks, list):
+            raise ProtocolViolation("blocks is not a list")
+        applied = 0
+        for w in blocks:
+            b = self.chain.decode_block(w)
+            if b.height <= self.chain.height:
+                continue
+            try:
+                info = self.chain.apply_synced(b)
+            except StorageError as exc:
+                self._die(str(exc))
+                return
+            self.metrics.synced_blocks.inc()
+            applied += 1
+            self.hc = None
+            self._after_commit_sync(info)
+        if applied:
+            log.info("synced %d block(s) from %s, now at %d", applied, peer.node_id, self.chain.height)
+            self._broadcast_status()
+            self._start_height()
+            self._maybe_sync()
+
+    def _after_commit_sync(self, info: CommitInfo) -> None:
+        self._last_commit_ts = info.timestamp_ms
+        self.metrics.actions_finalized.inc(info.action_count)
+        self._update_chain_metrics()
+        self._behind_since = None
+
+    def _serve_block(self, peer: Peer, msg: dict[str, Any]) -> None:
+        h = bytes.fromhex(msg["hash"])
+        found: blk.Block | None = None
+        if self.hc is not None and h in self.hc.blocks:
+            found = self.hc.blocks[h][0]
+        else:
+            height = self.store.block_height_by_hash(h)
+            if height is not None:
+                found = self.chain.block(height)
+        if found is not None:
+            peer.send(orjson.dumps({"t": "block", "block": found.to_wire(with_certificate=False)}))
+
+    def _on_fetched_block(self, msg: dict[str, Any]) -> None:
+        hc = self.hc
+        if hc is None:
+            return
+        block = self.chain.decode_block(msg["block"])
+        if block.height != hc.height or block.hash in hc.blocks:
+            return
+        try:
+            self.chain.execute(block, check_clock=False)
+            valid = True
+        except InvalidBlock:
+            valid = False
+        self._handle(hc.on_block(block, valid))
+
+    # --- background loops --------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY)
+            self._broadcast_status()
+            self.metrics.peers.set(len(self.net.peers))
+            self.metrics.mempool_size.set(len(self.chain.mempool))
+
+    def best_peer_height(self) -> int:
+        return max((p.height for p in self.net.peers.values()), default=0)
+
+    def _maybe_sync(self) -> None:
+        now = time.monotonic()
+        if self._sync_inflight and now - self._sync_inflight < 5.0:
+            return
+        peers = [p for p in self.net.peers.values() if p.height > self.chain.height]
+        if not peers:
+            self._behind_since = None
+            return
+        best = max(peers, key=lambda p: p.height)
+        if best.height == self.chain.height + 1:
+            if self._behind_since is None:
+                self._behind_since = now
+                return
+            if now - self._behind_since < SYNC_GRACE:
+                return
+        self._sync_inflight = now
+        best.send(orjson.dumps({"t": "get_blocks", "from": self.chain.height + 1, "count": SYNC_BATCH}))
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self._maybe_sync()
+
+    async def _tx_flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TX_FLUSH_EVERY)
+            if self._tx_outbox:
+                batch, self._tx_outbox = self._tx_outbox, []
+                for i in range(0, len(batch), 2000):
+                    self._broadcast({"t": "txs", "a": batch[i : i + 2000]})
+
+    # --- API-facing --------------------------------------------------------------------------------
+
+    def submit(self, wire: object) -> Action:
+        """Validate and admit one action; raises InvalidAction or Rejected."""
+        action = self.chain.parse_action(wire)
+        try:
+            self.chain.submit(action)
+        except Rejected as exc:
+            if exc.code != "duplicate":
+                self._rejected[action.hash] = (exc.code, exc.reason)
+                if len(self._rejected) > 100_000:
+                    self._rejected.popitem(last=False)
+            raise
+        self._tx_outbox.append(action.to_wire())
+        return action
+
+    def action_status(self, h: bytes) -> dict[str, Any] | None:
+        rec = self.chain.receipt(h)
+        if rec is not None:
+            return {"hash": h.hex(), "status": "finalized", "receipt": rec}
+        if self.chain.mempool.get(h) is not None:
+            return {"hash": h.hex(), "status": "pending"}
+        rej = self._rejected.get(h)
+        if rej is not None:
+            return {"hash": h.hex(), "status": "rejected", "reason": rej[1], "code": rej[0]}
+        return None
+
+    def is_synced(self) -> bool:
+        return self.best_peer_height() <= self.chain.height + 1
+
+    def status(self) -> dict[str, Any]:
+        hc = self.hc
+        delegates = list(hc.delegates) if hc else self.chain.delegates_for(self.chain.height + 1)
+        return {
+            "name": self.cfg.name,
+            "address": self.key.address,
+            "chain_id": self.genesis.chain_id,
+            "height": self.chain.height,
+            "finalized_height": self.chain.height,
+            "finalized_hash": self.chain.tip_hash.hex(),
+            "state_root": self.chain.state.root().hex(),
+            "epoch": self.genesis.epoch_of(self.chain.height + 1),
+            "consensus": {"height": hc.height if hc else None, "round": hc.round if hc else None, "step": hc.step if hc else None},
+            "active_delegates": delegates,
+            "is_delegate": self.key.address in delegates,
+            "version": __version__,
+            "protocol": self.genesis.protocol_at(self.chain.height + 1),
+            "supported_protocols": list(self.chain.supported_protocols),
+            "peers": len(self.net.peers),
+            "peer_list": [{"node": p.node_id, "address": p.address, "height": p.height} for p in self.net.peers.values()],
+            "mempool": len(self.chain.mempool),
+            "synced": self.is_synced(),
+            "api_url": self.api_url,
+            "p2p_listen": self.net.listen,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "pid": os.getpid(),
+        }
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host, int(port)
+
+
+def load_key(cfg: NodeConfig) -> PrivateKey:
+    password = os.environ.get("IOTEX_KEYSTORE_PASSWORD")
+    if password is None:
+        password = read_secret_file(cfg.path(cfg.password_file), "keystore password")
+    return keystore.read(cfg.path(cfg.keystore), password)
+
+
+def run(home: Path) -> int:
+    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
+    from iotex_node import config as config_mod
+
+    cfg = config_mod.load(home)
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s [{cfg.name}] %(name)s: %(message)s",
+    )
+    genesis = genesis_mod.load(cfg.path(cfg.genesis))
+    key = load_key(cfg)
+    node = Node(cfg, key, genesis)
+    asyncio.run(node.run_until_signalled())
+    return 1 if node.fatal else 0
