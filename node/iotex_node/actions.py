@@ -10,8 +10,9 @@ recoverable secp256k1 signature over that hash, and must recover to `sender`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from iotex_node import codec
 from iotex_node.constants import CANDIDATE_NAME_MAX, MAX_AMOUNT, MAX_NONCE, MAX_STAKE_DAYS
@@ -129,7 +130,10 @@ class Action:
 
 
 def _wire_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) and k in ("amount", "self_stake") else v) for k, v in payload.items()}
+    return {
+        k: (str(v) if isinstance(v, int) and not isinstance(v, bool) and k in ("amount", "self_stake") else v)
+        for k, v in payload.items()
+    }
 
 
 def _core(chain_id: int, nonce: int, fee: int, sender: str, type_: str, payload: dict[str, Any]) -> dict[str, Any]:

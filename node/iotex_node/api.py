@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -295,7 +296,7 @@ async def get_buckets(request: web.Request) -> web.Response:
     out = []
     for k in st.keys_with_prefix("b/"):
         b = st.get(k)
-        if owner and b["owner"] != owner or candidate and b["candidate"] != candidate:
+        if (owner and b["owner"] != owner) or (candidate and b["candidate"] != candidate):
             continue
         out.append({"id": int(k[2:]), **b, "votes": str(ex.weighted_votes(node.genesis, int(b["amount"]), b["days"]))})
     out.sort(key=lambda b: b["id"])

@@ -149,7 +149,14 @@ def vote_digest(chain_id: int, vtype: str, height: int, round_: int, block_hash:
 
 def proposal_digest(chain_id: int, height: int, round_: int, pol_round: int, block_hash: bytes) -> bytes:
     return codec.digest(
-        {"chain_id": chain_id, "type": "proposal", "height": height, "round": round_, "pol_round": pol_round, "block": block_hash.hex()}
+        {
+            "chain_id": chain_id,
+            "type": "proposal",
+            "height": height,
+            "round": round_,
+            "pol_round": pol_round,
+            "block": block_hash.hex(),
+        }
     )
 
 
@@ -192,7 +199,9 @@ class Vote:
 
 
 def sign_vote(key: PrivateKey, chain_id: int, vtype: str, height: int, round_: int, block_hash: bytes | None) -> Vote:
-    return Vote(vtype, height, round_, block_hash, key.address, key.sign(vote_digest(chain_id, vtype, height, round_, block_hash)))
+    return Vote(
+        vtype, height, round_, block_hash, key.address, key.sign(vote_digest(chain_id, vtype, height, round_, block_hash))
+    )
 
 
 def verify_certificate(chain_id: int, header: Header, cert: Certificate | None, delegates: list[str]) -> None:

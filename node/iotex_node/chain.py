@@ -19,7 +19,7 @@ from iotex_node import execution as ex
 from iotex_node.actions import Action
 from iotex_node.block import Block, Certificate, Header, actions_root, verify_certificate
 from iotex_node.constants import MAX_BLOCK_ACTIONS, MAX_CLOCK_DRIFT_MS, SUPPORTED_PROTOCOLS
-from iotex_node.errors import ExecutionError, InvalidAction, InvalidBlock, Rejected, StorageError
+from iotex_node.errors import ExecutionError, InvalidAction, InvalidBlock, StorageError
 from iotex_node.genesis import Genesis
 from iotex_node.mempool import Mempool, MempoolLimits
 from iotex_node.state import Overlay, State
@@ -283,5 +283,5 @@ class Chain:
         found = self.store.receipt(h)
         if found is None:
             return None
-        height, _idx, rec = found
+        _height, _idx, rec = found
         return rec

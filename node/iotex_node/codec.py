@@ -33,6 +33,6 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     level = leaves
     while len(level) > 1:
         if len(level) % 2:
-            level = level + [level[-1]]
+            level = [*level, level[-1]]
         level = [hashlib.sha256(level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
     return level[0]

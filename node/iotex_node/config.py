@@ -14,7 +14,7 @@ from iotex_node.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
 ADMIN_SOCKET = "admin.sock"
-ADMIN_TOKEN = "admin.token"
+ADMIN_TOKEN = "admin.token"  # noqa: S105 - a file name, not a secret
 PID_FILE = "node.pid"
 
 
@@ -36,7 +36,7 @@ class NodeConfig:
     home: Path
     name: str = "node"
     keystore: str = "keystore.json"
-    password_file: str = "keystore.pass"
+    password_file: str = "keystore.pass"  # noqa: S105 - a file name, not a secret
     genesis: str = "genesis.json"
     database: str = "data/chain.db"
     undo_depth: int = 1000

@@ -266,20 +266,27 @@ class HeightConsensus:
                     out += self._vote(PREVOTE, bh if ok else None)
                     progressed = True
                 elif 0 <= p.pol_round < r and self._count(PREVOTE, p.pol_round, bh) >= q:
-                    ok = valid and (self.locked_round <= p.pol_round or (self.locked_block is not None and self.locked_block.hash == bh))
+                    ok = valid and (
+                        self.locked_round <= p.pol_round or (self.locked_block is not None and self.locked_block.hash == bh)
+                    )
                     out += self._vote(PREVOTE, bh if ok else None)
                     progressed = True
             # 2/3+ prevotes of anything: wait a little for the rest, then precommit nil.
             if self.step == PREVOTE_STEP and self._count_any(PREVOTE, r) >= q and self._once("prevote-timeout", r):
                 out.append(ScheduleTimeout("prevote", self.height, r))
             # A polka (2/3+ prevotes) for this round's valid proposal: lock and precommit it.
-            if p is not None and valid and _STEP_ORDER[self.step] >= 1 and self._count(PREVOTE, r, p.block.hash) >= q:
-                if self._once("polka", r):
-                    if self.step == PREVOTE_STEP:
-                        self.locked_round, self.locked_block = r, p.block
-                        out += self._vote(PRECOMMIT, p.block.hash)
-                    self.valid_round, self.valid_block = r, p.block
-                    progressed = True
+            if (
+                p is not None
+                and valid
+                and _STEP_ORDER[self.step] >= 1
+                and self._count(PREVOTE, r, p.block.hash) >= q
+                and self._once("polka", r)
+            ):
+                if self.step == PREVOTE_STEP:
+                    self.locked_round, self.locked_block = r, p.block
+                    out += self._vote(PRECOMMIT, p.block.hash)
+                self.valid_round, self.valid_block = r, p.block
+                progressed = True
             # 2/3+ prevotes for nil: precommit nil.
             if self.step == PREVOTE_STEP and self._count(PREVOTE, r, None) >= q:
                 out += self._vote(PRECOMMIT, None)

@@ -353,7 +353,7 @@ def _distribute_epoch_reward(ov: Overlay, genesis: Genesis, delegates: tuple[str
     else:
         shares = [genesis.epoch_reward * v // total for v in votes]
     shares[0] += genesis.epoch_reward - sum(shares)
-    for owner, share in zip(owners, shares):
+    for owner, share in zip(owners, shares, strict=False):
         _add_reward(ov, owner, share)
 
 

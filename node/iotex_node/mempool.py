@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from iotex_node.actions import Action
 from iotex_node.errors import Rejected
@@ -79,7 +79,9 @@ class Mempool:
             if action.nonce != expected:
                 raise Rejected(NONCE_GAP, f"nonce {action.nonce} leaves a gap: the sender's next nonce is {expected}")
             if len(pending) >= self.limits.max_per_sender:
-                raise Rejected(SENDER_QUOTA, f"sender already has {len(pending)} pending actions (limit {self.limits.max_per_sender})")
+                raise Rejected(
+                    SENDER_QUOTA, f"sender already has {len(pending)} pending actions (limit {self.limits.max_per_sender})"
+                )
             if len(self._by_hash) >= self.limits.max_total:
                 raise Rejected(MEMPOOL_FULL, f"mempool holds {len(self._by_hash)} actions (limit {self.limits.max_total})")
         spend = sum(a.fee for n, a in pending.items() if n != action.nonce) + action.fee

@@ -24,15 +24,11 @@ class Metrics:
         self.missed_slots = Counter(
             "iotex_missed_slots_total", "Slots whose proposer did not get a block finalized", ["delegate"], registry=r
         )
-        self.produced_blocks = Counter(
-            "iotex_produced_blocks_total", "Finalized blocks by proposer", ["delegate"], registry=r
-        )
+        self.produced_blocks = Counter("iotex_produced_blocks_total", "Finalized blocks by proposer", ["delegate"], registry=r)
         self.peers = Gauge("iotex_peers", "Connected peers", registry=r)
         self.mempool_size = Gauge("iotex_mempool_actions", "Pending actions in the mempool", registry=r)
         self.actions_finalized = Counter("iotex_actions_finalized_total", "Actions in finalized blocks", registry=r)
-        self.api_requests = Counter(
-            "iotex_api_requests_total", "API requests", ["method", "route", "code"], registry=r
-        )
+        self.api_requests = Counter("iotex_api_requests_total", "API requests", ["method", "route", "code"], registry=r)
         self.api_rejections = Counter(
             "iotex_api_rejections_total", "Actions refused by the API or mempool", ["reason"], registry=r
         )

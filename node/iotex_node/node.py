@@ -18,12 +18,14 @@ from typing import Any
 
 import orjson
 
-from iotex_node import __version__, block as blk, consensus as cs
+from iotex_node import __version__
+from iotex_node import block as blk
+from iotex_node import consensus as cs
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
 from iotex_node.actions import Action
 from iotex_node.chain import Chain, CommitInfo
-from iotex_node.config import NodeConfig, read_secret_file
+from iotex_node.config import PID_FILE, NodeConfig, read_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey, recover_address
@@ -49,7 +51,9 @@ class Node:
         self.key = key
         self.genesis = genesis
         self.metrics = Metrics()
-        self.metrics.info.info({"version": __version__, "protocol": str(max(SUPPORTED_PROTOCOLS)), "chain_id": str(genesis.chain_id)})
+        self.metrics.info.info(
+            {"version": __version__, "protocol": str(max(SUPPORTED_PROTOCOLS)), "chain_id": str(genesis.chain_id)}
+        )
         self.store = Store(cfg.path(cfg.database))
         self.chain = Chain(
             genesis,
@@ -76,6 +80,10 @@ class Node:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
         self._tx_outbox: list[dict[str, Any]] = []
+        # Our own signed consensus messages for the height being decided, re-sent while it is stuck so
+        # that a peer that (re)connected late still hears them (gossip alone sends each message once).
+        self._own_msgs: list[bytes] = []
+        self._height_started = time.monotonic()
         self._sync_inflight: float = 0.0
         self._behind_since: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -144,6 +152,8 @@ class Node:
             t.cancel()
         self._timers.clear()
         h = self.chain.height + 1
+        self._own_msgs = []
+        self._height_started = time.monotonic()
         delegates = tuple(self.chain.delegates_for(h))
         hc = cs.HeightConsensus(h, delegates, self.key.address)
         saved = self.store.get_meta("lock")
@@ -180,7 +190,7 @@ class Node:
             if isinstance(e, cs.SendVote):
                 vote = self._sign_vote(e)
                 if vote is not None:
-                    self._broadcast({"t": "vote", **vote.to_wire()})
+                    self._own_msgs.append(self._broadcast({"t": "vote", **vote.to_wire()}))
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
                 self._schedule_proposal(e)
@@ -257,7 +267,7 @@ class Node:
             return
         sig = self.key.sign(blk.proposal_digest(self.genesis.chain_id, e.height, e.round, e.pol_round, block.hash))
         p = cs.Proposal(e.height, e.round, e.pol_round, block, self.key.address, sig)
-        self._broadcast(
+        raw = self._broadcast(
             {
                 "t": "proposal",
                 "height": e.height,
@@ -268,6 +278,7 @@ class Node:
                 "block": block.to_wire(with_certificate=False),
             }
         )
+        self._own_msgs.append(raw)
         self._handle(hc.on_proposal(p, True))
 
     def _timeout_delay(self, kind: str, h: int, r: int) -> float:
@@ -309,7 +320,9 @@ class Node:
         if prev_ts is not None:
             self.metrics.block_interval.observe(max(0.0, (info.timestamp_ms - prev_ts) / 1000.0))
         self._last_commit_ts = info.timestamp_ms
-        delegates = self.hc.delegates if self.hc and self.hc.height == info.height else tuple(self.chain.delegates_for(info.height))
+        delegates = (
+            self.hc.delegates if self.hc and self.hc.height == info.height else tuple(self.chain.delegates_for(info.height))
+        )
         for r in range(info.round):
             self.metrics.missed_slots.labels(ex.proposer_of(delegates, info.height, r)).inc()
         self.metrics.produced_blocks.labels(info.proposer).inc()
@@ -327,10 +340,11 @@ class Node:
 
     # --- networking --------------------------------------------------------------------------------
 
-    def _broadcast(self, msg: dict[str, Any], exclude: Peer | None = None) -> None:
+    def _broadcast(self, msg: dict[str, Any], exclude: Peer | None = None) -> bytes:
         raw = orjson.dumps(msg)
         self._mark_seen(raw)
         self.net.broadcast(raw, exclude)
+        return raw
 
     def _mark_seen(self, raw: bytes) -> bool:
         """Remember a gossip message; False when it was already seen."""
@@ -349,12 +363,13 @@ class Node:
     def _on_connect(self, peer: Peer) -> None:
         self.metrics.peers.set(len(self.net.peers))
         peer.send(orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()}))
+        for raw in self._own_msgs[-8:]:
+            peer.send(raw)
 
     def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
         t = msg["t"]
-        if t in ("proposal", "vote"):
-            if not self._mark_seen(raw):
-                return
+        if t in ("proposal", "vote") and not self._mark_seen(raw):
+            return
         self._dispatch(peer, msg, raw)
 
     def _dispatch(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
@@ -429,7 +444,7 @@ class Node:
             return
         sig = bytes.fromhex(msg["signature"])
         block = self.chain.decode_block(msg["block"])
-        if block.height != h or block.header.round != r and pol < 0:
+        if block.height != h or (block.header.round != r and pol < 0):
             raise InvalidBlock(f"proposal {h}/{r} carries block {block.height}/{block.header.round}")
         if recover_address(sig, blk.proposal_digest(self.genesis.chain_id, h, r, pol, block.hash)) != proposer:
             raise InvalidBlock(f"proposal {h}/{r} is not signed by {proposer}")
@@ -534,6 +549,9 @@ class Node:
         while True:
             await asyncio.sleep(STATUS_EVERY)
             self._broadcast_status()
+            if self._own_msgs and time.monotonic() - self._height_started > STATUS_EVERY:
+                for raw in self._own_msgs[-8:]:
+                    self.net.broadcast(raw)
             self.metrics.peers.set(len(self.net.peers))
             self.metrics.mempool_size.set(len(self.chain.mempool))
 
@@ -613,7 +631,11 @@ class Node:
             "finalized_hash": self.chain.tip_hash.hex(),
             "state_root": self.chain.state.root().hex(),
             "epoch": self.genesis.epoch_of(self.chain.height + 1),
-            "consensus": {"height": hc.height if hc else None, "round": hc.round if hc else None, "step": hc.step if hc else None},
+            "consensus": {
+                "height": hc.height if hc else None,
+                "round": hc.round if hc else None,
+                "step": hc.step if hc else None,
+            },
             "active_delegates": delegates,
             "is_delegate": self.key.address in delegates,
             "version": __version__,
@@ -654,5 +676,10 @@ def run(home: Path) -> int:
     genesis = genesis_mod.load(cfg.path(cfg.genesis))
     key = load_key(cfg)
     node = Node(cfg, key, genesis)
-    asyncio.run(node.run_until_signalled())
+    pidfile = cfg.home / PID_FILE
+    pidfile.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(node.run_until_signalled())
+    finally:
+        pidfile.unlink(missing_ok=True)
     return 1 if node.fatal else 0

@@ -13,12 +13,14 @@ messages and actions are public and individually signed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -67,10 +69,8 @@ class Peer:
         if not self.closed:
             self.closed = True
             log.info("dropping peer %s (%s): %s", self.node_id, self.address, reason)
-            try:
+            with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                pass
             self.writer.close()
 
 
@@ -154,7 +154,7 @@ class Network:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, int(port), limit=self.max_frame + 64), timeout=3.0
                 )
-            except (OSError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, OSError, ValueError):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 3.0)
                 continue
@@ -226,7 +226,7 @@ class Network:
         address = f"{peername[0]}:{peername[1]}" if peername else "?"
         try:
             node, hello = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
-        except (ProtocolViolation, asyncio.TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
+        except (TimeoutError, ProtocolViolation, asyncio.IncompleteReadError, OSError) as exc:
             if isinstance(exc, ProtocolViolation) and self.on_violation:
                 self.on_violation("handshake")
             log.info("handshake with %s failed: %s", address, exc or type(exc).__name__)

@@ -13,7 +13,8 @@ block is final; `changes()` is what gets committed, and what it replaced is the 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 

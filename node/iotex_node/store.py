@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -140,9 +141,7 @@ class Store:
         return None if row is None else int(row[0])
 
     def blocks_data(self, start: int, count: int) -> list[bytes]:
-        rows = self._db.execute(
-            "SELECT data FROM blocks WHERE height>=? ORDER BY height LIMIT ?", (start, count)
-        ).fetchall()
+        rows = self._db.execute("SELECT data FROM blocks WHERE height>=? ORDER BY height LIMIT ?", (start, count)).fetchall()
         return [bytes(r[0]) for r in rows]
 
     def receipt(self, h: bytes) -> tuple[int, int, dict[str, Any]] | None:

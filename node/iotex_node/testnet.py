@@ -68,11 +68,7 @@ def generate(spec: TestnetSpec) -> list[Path]:
         raise ConfigError(f"{out} exists and is not empty: choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
     total = spec.delegates + spec.full_nodes
-    ports = (
-        list(range(spec.base_port, spec.base_port + 2 * total))
-        if spec.base_port
-        else free_ports(2 * total, spec.host)
-    )
+    ports = list(range(spec.base_port, spec.base_port + 2 * total)) if spec.base_port else free_ports(2 * total, spec.host)
     p2p_ports, api_ports = ports[:total], ports[total:]
     keys = [PrivateKey() for _ in range(total)]
     owners = [PrivateKey() for _ in range(spec.delegates)]

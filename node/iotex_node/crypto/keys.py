@@ -81,5 +81,5 @@ class PrivateKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:  # never pickled by accident into a log, cache or artifact
+    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled by accident into a log, cache or artifact
         raise TypeError("PrivateKey cannot be pickled")
