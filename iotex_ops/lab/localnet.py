@@ -111,18 +111,18 @@ class LocalNet:
         for i in which if which is not None else range(len(self.nodes)):
             self.start_node(i)
 
-    def start_node(self, i: int) -> NodeProcess:
+    def start_node(self, i: int, env: dict[str, str] | None = None) -> NodeProcess:
         n = self.nodes[i]
         if n.running:
             return n
         n.log_path = self.root / f"{n.name}.log"
         log = open(n.log_path, "ab")  # noqa: SIM115 - handed to the child; closed when we stop it
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         n.proc = subprocess.Popen(
             [self.python, "-m", "iotex_node", "run", "--home", str(n.home)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=child_env,
             start_new_session=True,
         )
         log.close()
