@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -128,10 +130,8 @@ def main() -> int:
                     blocks.append((h, len(b["actions"]), seen, b["header"]["timestamp_ms"]))
                 height = c["finalized_height"]
             for name, p in procs.items():
-                try:
+                with contextlib.suppress(psutil.Error):
                     peak_rss[name] = max(peak_rss[name], p.memory_info().rss)
-                except psutil.Error:
-                    pass
             time.sleep(0.05)
         load.wait(timeout=60)
         if spy is not None:
@@ -149,7 +149,7 @@ def main() -> int:
     else:
         span, tps = 0.0, float("nan")
     per_block = [b[1] for b in loaded]
-    intervals = [(b[3] - a[3]) / 1000 for a, b in zip(blocks, blocks[1:], strict=False)]
+    intervals = [(b[3] - a[3]) / 1000 for a, b in itertools.pairwise(blocks)]
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1)},
         "delegates": args.delegates,
