@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
     """Start a local network of delegate processes and watch it finalize blocks."""
     from iotex_ops.lab import LocalNet
 
+    keep = root is not None
     root = root or Path(tempfile.mkdtemp(prefix="iotex-localnet-"))
     net = LocalNet.generate(root, delegates, block_interval_ms=block_interval_ms)
     console.print(f"network in [bold]{root}[/bold]; {delegates} delegates; Ctrl-C stops it")
@@ -70,3 +72,5 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
                 live.update(table)
                 time.sleep(0.5)
     console.print("stopped all nodes")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)

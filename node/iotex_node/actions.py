@@ -19,8 +19,10 @@ from iotex_node.constants import CANDIDATE_NAME_MAX, MAX_AMOUNT, MAX_NONCE, MAX_
 from iotex_node.crypto.keys import PrivateKey, recover_address, valid_address
 from iotex_node.errors import InvalidAction
 
-_AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,38})$")
-_NAME_RE = re.compile(rf"^[a-z0-9]{{1,{CANDIDATE_NAME_MAX}}}$")
+# Matched with fullmatch: `$` alone also matches before a trailing newline ("alice\n" would pass).
+_AMOUNT_RE = re.compile(r"0|[1-9][0-9]{0,38}")
+_NAME_RE = re.compile(rf"[a-z0-9]{{1,{CANDIDATE_NAME_MAX}}}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]*")
 _TOP_FIELDS = frozenset({"chain_id", "nonce", "fee", "sender", "type", "payload", "signature"})
 
 
@@ -28,10 +30,16 @@ def parse_amount(value: object, field: str, *, positive: bool = True) -> int:
     """An amount is a decimal string (JSON numbers lose precision past 2**53 in many clients)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidAction("must be a decimal string of the smallest unit", field)
+    if isinstance(value, int):
+        # Range-check before str(): a huge int cannot even be converted (ValueError past 4300 digits).
+        if value < 0:
+            raise InvalidAction("must not be negative", field)
+        if value > MAX_AMOUNT:
+            raise InvalidAction(f"exceeds the maximum amount {MAX_AMOUNT}", field)
     text = str(value)
     if text.startswith("-"):
         raise InvalidAction("must not be negative", field)
-    if not _AMOUNT_RE.match(text):
+    if not _AMOUNT_RE.fullmatch(text):
         raise InvalidAction(f"{text[:40]!r} is not a decimal integer", field)
     amount = int(text)
     if amount > MAX_AMOUNT:
@@ -59,12 +67,13 @@ def _address(value: object, field: str) -> str:
 
 
 def valid_candidate_name(value: object) -> bool:
-    return isinstance(value, str) and _NAME_RE.match(value) is not None
+    # A name starting with "io1" would be read as an owner address wherever a candidate is referenced.
+    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None and not value.startswith("io1")
 
 
 def _name(value: object, field: str) -> str:
     if not valid_candidate_name(value):
-        raise InvalidAction(f"must be 1-{CANDIDATE_NAME_MAX} lowercase letters or digits", field)
+        raise InvalidAction(f"must be 1-{CANDIDATE_NAME_MAX} lowercase letters or digits, not starting with io1", field)
     assert isinstance(value, str)
     return value
 
@@ -147,16 +156,29 @@ def _core(chain_id: int, nonce: int, fee: int, sender: str, type_: str, payload:
     }
 
 
+def _parse_payload(type_: str, raw_payload: dict[Any, Any]) -> dict[str, Any]:
+    spec = PAYLOADS[type_]
+    unknown = sorted(map(str, set(raw_payload) - set(spec)))
+    if unknown:
+        raise InvalidAction(f"unknown field(s) for {type_}: {', '.join(unknown)[:200]}", f"payload.{unknown[0][:100]}")
+    payload: dict[str, Any] = {}
+    for name, parser in spec.items():
+        if name not in raw_payload:
+            raise InvalidAction(f"missing for {type_}", f"payload.{name}")
+        payload[name] = parser(raw_payload[name], f"payload.{name}")
+    return payload
+
+
 def parse(wire: object, *, verify: bool = True) -> Action:
     """Validate a wire action strictly; raise InvalidAction naming the first bad field."""
     if not isinstance(wire, dict):
         raise InvalidAction("an action must be a JSON object")
-    unknown = set(wire) - _TOP_FIELDS
+    unknown = sorted(map(str, set(wire) - _TOP_FIELDS))
     if unknown:
-        raise InvalidAction(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
-    missing = _TOP_FIELDS - set(wire)
+        raise InvalidAction(f"unknown field(s): {', '.join(unknown)[:200]}", unknown[0][:100])
+    missing = sorted(_TOP_FIELDS - set(wire))
     if missing:
-        raise InvalidAction(f"missing field(s): {', '.join(sorted(missing))}")
+        raise InvalidAction(f"missing field(s): {', '.join(missing)}", missing[0])
     chain_id = parse_uint(wire["chain_id"], "chain_id", 2**32 - 1)
     nonce = parse_uint(wire["nonce"], "nonce", MAX_NONCE)
     if nonce == 0:
@@ -169,22 +191,14 @@ def parse(wire: object, *, verify: bool = True) -> Action:
     raw_payload = wire["payload"]
     if not isinstance(raw_payload, dict):
         raise InvalidAction("must be an object", "payload")
-    spec = PAYLOADS[type_]
-    unknown = set(raw_payload) - set(spec)
-    if unknown:
-        raise InvalidAction(f"unknown field(s) for {type_}: {', '.join(sorted(map(str, unknown)))[:200]}", "payload")
-    payload: dict[str, Any] = {}
-    for name, parser in spec.items():
-        if name not in raw_payload:
-            raise InvalidAction(f"missing for {type_}", f"payload.{name}")
-        payload[name] = parser(raw_payload[name], f"payload.{name}")
+    payload = _parse_payload(type_, raw_payload)
     sig_hex = wire["signature"]
     if not isinstance(sig_hex, str) or len(sig_hex) != 130:
         raise InvalidAction("must be 65 bytes of hex", "signature")
-    try:
-        signature = bytes.fromhex(sig_hex)
-    except ValueError:
-        raise InvalidAction("is not hex", "signature") from None
+    # bytes.fromhex skips whitespace, so a 130-character string could hold fewer than 65 bytes.
+    if not _HEX_RE.fullmatch(sig_hex):
+        raise InvalidAction("is not hex", "signature")
+    signature = bytes.fromhex(sig_hex)
     h = codec.digest(_core(chain_id, nonce, fee, sender, type_, payload))
     if verify:
         signer = recover_address(signature, h)
@@ -196,9 +210,17 @@ def parse(wire: object, *, verify: bool = True) -> Action:
 
 
 def sign(key: PrivateKey, *, chain_id: int, nonce: int, fee: int, type: str, payload: dict[str, Any]) -> Action:
-    """Build and sign an action (the client side). Payload values are validated like incoming ones."""
+    """Build and sign an action (the client side), validated like an incoming one: sign() never makes an
+    action that parse() would refuse."""
+    chain_id = parse_uint(chain_id, "chain_id", 2**32 - 1)
+    nonce = parse_uint(nonce, "nonce", MAX_NONCE)
+    if nonce == 0:
+        raise InvalidAction("must be at least 1", "nonce")
+    fee = parse_amount(fee, "fee", positive=False)
     if type not in PAYLOADS:
         raise InvalidAction(f"must be one of {', '.join(ACTION_TYPES)}", "type")
-    checked = {name: parser(payload[name], f"payload.{name}") for name, parser in PAYLOADS[type].items()}
+    if not isinstance(payload, dict):
+        raise InvalidAction("must be an object", "payload")
+    checked = _parse_payload(type, payload)
     h = codec.digest(_core(chain_id, nonce, fee, key.address, type, checked))
     return Action(chain_id, nonce, fee, key.address, type, checked, key.sign(h), h)

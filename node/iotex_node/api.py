@@ -1,12 +1,17 @@
 """HTTP JSON API under /v1, plus /healthz, /readyz, /metrics and the OpenAPI document.
 
 Every client mistake is a 4xx with {"error": {"code", "message", "field"?}}; nothing a client sends may
-produce a 5xx. Each client address has a token bucket (rate) and every request a body size cap.
+produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
+address has a token bucket (rate) and every request a body size cap and a body read deadline.
+The OpenAPI document served at /v1/openapi.json (node/iotex_node/openapi.json) describes every route.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -23,7 +28,11 @@ from iotex_node.errors import InvalidInput, Rejected
 if TYPE_CHECKING:
     from iotex_node.node import Node
 
+log = logging.getLogger("iotex_node.api")
+
 MAX_BATCH = 2000
+# A client that declares a body must deliver it within this many seconds (slow-loris bodies get a 408).
+BODY_READ_TIMEOUT = 10.0
 _REJECT_STATUS = {
     "duplicate": 409,
     "nonce_too_low": 409,
@@ -34,18 +43,56 @@ _REJECT_STATUS = {
     "mempool_full": 429,
     "sender_quota_exceeded": 429,
 }
+# The action field a mempool refusal is about, so that a client can point at it.
+_REJECT_FIELD = {
+    "nonce_too_low": "nonce",
+    "nonce_gap": "nonce",
+    "insufficient_balance": "fee",
+    "fee_too_low": "fee",
+    "wrong_chain_id": "chain_id",
+    "sender_quota_exceeded": "sender",
+}
+# Query parameters each /v1 route accepts; any other is refused (a typo would otherwise be ignored silently).
+_QUERY_PARAMS: dict[str, frozenset[str]] = {
+    "/v1/delegates": frozenset({"epoch"}),
+    "/v1/buckets": frozenset({"owner", "candidate"}),
+}
+_NO_PARAMS: frozenset[str] = frozenset()
+# ASCII only: str.isdigit() accepts characters such as "²" that int() refuses.
+_HEIGHT_RE = re.compile(r"[0-9]{1,18}")
+_EPOCH_RE = re.compile(r"[0-9]{1,12}")
+_HASH_RE = re.compile(r"[0-9a-fA-F]{64}")
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
+MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body")
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+class ApiError(Exception):
+    """A refused request: becomes {"error": {...}} with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        # The request body was not (fully) read: answer with Connection: close, for the connection cannot be reused.
+        self.close = close
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def _error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message}
     if field:
         err["field"] = field
-    return _json({"error": err}, status)
+    return {"error": err}
+
+
+def error(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(_error_body(code, message, field), status, headers)
 
 
 class RateLimiter:
@@ -78,42 +125,93 @@ def _route_label(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
+def _check_query(request: web.Request) -> None:
+    resource = request.match_info.route.resource
+    if resource is None or not resource.canonical.startswith("/v1/"):
+        return
+    allowed = _QUERY_PARAMS.get(resource.canonical, _NO_PARAMS)
+    for name in request.query:
+        if name not in allowed:
+            hint = f"; this route accepts {', '.join(sorted(allowed))}" if allowed else "; this route takes none"
+            raise ApiError(400, "unknown_parameter", f"unknown query parameter {name[:64]!r}{hint}", name[:64])
+        if len(request.query.getall(name)) > 1:
+            raise ApiError(400, "duplicate_parameter", f"query parameter {name!r} is given more than once", name)
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    limiter: RateLimiter = request.app["limiter"]
+    limiter = request.app[LIMITER_KEY]
     status = 500
     try:
-        if request.path.startswith("/v1") and not limiter.allow(request.remote or "?"):
-            resp: web.StreamResponse = error(429, "rate_limited", "too many requests from this client; slow down")
-        else:
+        try:
+            if request.path.startswith("/v1") and not limiter.allow(request.remote or "?"):
+                node.metrics.api_rejections.labels("rate_limited").inc()
+                raise ApiError(429, "rate_limited", "too many requests from this client; slow down")
+            _check_query(request)
             resp = await handler(request)
+        except ApiError as exc:
+            headers = {"Retry-After": "1"} if exc.code == "rate_limited" else None
+            resp = error(exc.status, exc.code, exc.message, exc.field, headers)
+            if exc.close:
+                resp.force_close()
+        except web.HTTPRequestEntityTooLarge:
+            node.metrics.api_rejections.labels("body_too_large").inc()
+            resp = error(413, "body_too_large", f"request body exceeds {request.app[MAX_BODY_KEY]} bytes")
+            resp.force_close()  # rather than read (and discard) the rest of a body we refused
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                resp = error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}")
+            elif exc.status == 405:
+                allow = exc.headers.get("Allow", "")
+                resp = error(
+                    405,
+                    "method_not_allowed",
+                    f"{request.method} is not allowed on {request.path[:200]} (allowed: {allow or 'none'})",
+                    headers={"Allow": allow} if allow else None,
+                )
+            else:
+                resp = error(exc.status, "http_error", exc.reason)
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's code): nothing to answer, and not the node's fault
+            raise
+        except Exception:
+            log.exception("API bug: %s %s failed", request.method, request.path[:200])
+            resp = error(500, "internal", "the node failed to handle this request; this is a bug, see the node log")
         status = resp.status
         return resp
-    except web.HTTPRequestEntityTooLarge:
-        status = 413
-        return error(413, "body_too_large", f"request body exceeds {request.app['max_body']} bytes")
-    except web.HTTPException as exc:
-        status = exc.status
-        if exc.status == 404:
-            return error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}")
-        if exc.status == 405:
-            return error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path[:200]}")
-        return error(exc.status, "http_error", exc.reason)
     finally:
         node.metrics.api_requests.labels(request.method, _route_label(request), str(status)).inc()
 
 
 async def _read_json(request: web.Request) -> Any:
-    if request.content_type not in ("application/json", "application/octet-stream", "text/plain", ""):
-        raise InvalidInput(f"content type {request.content_type} is not application/json", code="bad_content_type")
-    body = await request.read()
+    if request.content_type != "application/json" or (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise ApiError(
+            415,
+            "bad_content_type",
+            f"content type {request.headers.get('Content-Type', '(none)')[:100]!r} is not supported: "
+            "send the body as application/json (UTF-8)",
+        )
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            body = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", close=True
+        ) from None
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding: gzip body that is not gzip
+        cause = exc.__cause__ or exc
+        why = str(getattr(cause, "message", cause)).strip()[:200]
+        raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", close=True) from None
+    except ConnectionError:
+        # The client hung up mid-body: nobody will read this answer, but it keeps the log free of tracebacks.
+        raise ApiError(400, "incomplete_body", "the connection closed before the request body was complete", close=True) from None
     if not body:
-        raise InvalidInput("request body is empty", code="malformed_json")
+        raise ApiError(400, "malformed_json", "request body is empty")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc.msg} at position {exc.pos}", code="malformed_json") from None
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
 
 
 def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
@@ -121,37 +219,46 @@ def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
         action = node.submit(wire)
     except Rejected as exc:
         node.metrics.api_rejections.labels(exc.code).inc()
-        return _REJECT_STATUS.get(exc.code, 409), {"error": {"code": exc.code, "message": exc.reason}}
+        return _REJECT_STATUS.get(exc.code, 409), _error_body(exc.code, exc.reason, _REJECT_FIELD.get(exc.code))
     except InvalidInput as exc:
-        node.metrics.api_rejections.labels(exc.code).inc()
-        err: dict[str, Any] = {"code": exc.code if exc.code != "invalid" else "invalid_action", "message": str(exc)}
-        if exc.field:
-            err["field"] = exc.field
-        return 400, {"error": err}
+        code = exc.code if exc.code != "invalid" else "invalid_action"
+        node.metrics.api_rejections.labels(code).inc()
+        return 400, _error_body(code, str(exc), exc.field)
     return 202, {"hash": action.hash_hex, "status": "pending"}
+
+
+async def _read_counted(request: web.Request) -> Any:
+    """The JSON body of a submission; a refused body counts as a rejection."""
+    try:
+        return await _read_json(request)
+    except ApiError as exc:
+        request.app[NODE_KEY].metrics.api_rejections.labels(exc.code).inc()
+        raise
 
 
 async def post_action(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    try:
-        wire = await _read_json(request)
-    except InvalidInput as exc:
-        node.metrics.api_rejections.labels(exc.code).inc()
-        return error(400, exc.code, str(exc))
+    wire = await _read_counted(request)
     status, body = _submit_one(node, wire)
     return _json(body, status)
 
 
 async def post_actions_batch(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    try:
-        doc = await _read_json(request)
-        if not isinstance(doc, dict) or set(doc) != {"actions"} or not isinstance(doc["actions"], list):
-            raise InvalidInput('body must be {"actions": [...]}', "actions")
-        if not doc["actions"] or len(doc["actions"]) > MAX_BATCH:
-            raise InvalidInput(f"must hold 1 to {MAX_BATCH} actions", "actions")
-    except InvalidInput as exc:
-        return error(400, exc.code if exc.code != "invalid" else "invalid_batch", str(exc), exc.field)
+    doc = await _read_counted(request)
+    problem = None
+    if not isinstance(doc, dict) or "actions" not in doc:
+        problem = ApiError(400, "invalid_batch", 'body must be {"actions": [...]}', "actions")
+    elif set(doc) != {"actions"}:
+        extra = ", ".join(sorted(k for k in doc if k != "actions"))[:200]
+        problem = ApiError(400, "invalid_batch", f"unknown field(s): {extra}", extra.split(", ")[0])
+    elif not isinstance(doc["actions"], list):
+        problem = ApiError(400, "invalid_batch", "must be a list of actions", "actions")
+    elif not doc["actions"] or len(doc["actions"]) > MAX_BATCH:
+        problem = ApiError(400, "invalid_batch", f"must hold 1 to {MAX_BATCH} actions, not {len(doc['actions'])}", "actions")
+    if problem is not None:
+        node.metrics.api_rejections.labels(problem.code).inc()
+        raise problem
     results = []
     accepted = 0
     for wire in doc["actions"]:
@@ -161,31 +268,30 @@ async def post_actions_batch(request: web.Request) -> web.Response:
     return _json({"accepted": accepted, "results": results}, 200)
 
 
-def _hash_param(request: web.Request, name: str = "hash") -> bytes | web.Response:
+def _hash_param(request: web.Request, name: str = "hash") -> bytes:
     text = request.match_info[name]
-    if len(text) != 64:
-        return error(400, "invalid_hash", f"{name} must be 64 hex characters", name)
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return error(400, "invalid_hash", f"{name} is not hex", name)
+    if not _HASH_RE.fullmatch(text):
+        raise ApiError(400, "invalid_hash", f"{name} must be 64 hex characters (32 bytes)", name)
+    return bytes.fromhex(text)
+
+
+def _address_param(value: str, name: str) -> str:
+    if not valid_address(value):
+        raise ApiError(400, "invalid_address", f"{name} is not a valid io1... address", name)
+    return value
 
 
 async def get_action(request: web.Request) -> web.Response:
     h = _hash_param(request)
-    if isinstance(h, web.Response):
-        return h
     found = request.app[NODE_KEY].action_status(h)
     if found is None:
-        return error(404, "not_found", f"action {h.hex()} is not known to this node")
+        raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node")
     return _json(found)
 
 
 async def get_account(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    addr = request.match_info["address"]
-    if not valid_address(addr):
-        return error(400, "invalid_address", "address is not a valid io1... address", "address")
+    addr = _address_param(request.match_info["address"], "address")
     bal, nonce = ex.account(node.chain.state, addr)
     return _json(
         {
@@ -199,12 +305,19 @@ async def get_account(request: web.Request) -> web.Response:
     )
 
 
+def _genesis_json(node: Node) -> web.Response:
+    return _json({"height": 0, "hash": node.genesis.hash.hex(), "genesis": node.genesis.to_json()})
+
+
 def _block_json(node: Node, height: int) -> web.Response:
+    if height == 0:
+        return _genesis_json(node)
     data = node.store.block_data(height)
     if data is None:
-        return error(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})")
+        raise ApiError(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})")
     b = orjson.loads(data)
     b["hash"] = _block_hash(b)
+    b["height"] = b["header"]["height"]
     return _json(b)
 
 
@@ -217,23 +330,19 @@ def _block_hash(b: dict[str, Any]) -> str:
 async def get_block(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     ref = request.match_info["ref"]
-    if ref.isdigit() and len(ref) < 19:
-        height = int(ref)
-    elif ref == "latest":
-        height = node.chain.height
-    elif len(ref) == 64:
-        try:
-            found = node.store.block_height_by_hash(bytes.fromhex(ref))
-        except ValueError:
-            return error(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
+    if _HEIGHT_RE.fullmatch(ref):
+        return _block_json(node, int(ref))
+    if ref == "latest":
+        return _block_json(node, node.chain.height)
+    if _HASH_RE.fullmatch(ref):
+        h = bytes.fromhex(ref)
+        if h == node.genesis.hash:
+            return _genesis_json(node)
+        found = node.store.block_height_by_hash(h)
         if found is None:
-            return error(404, "not_found", f"no block with hash {ref}")
-        height = found
-    else:
-        return error(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
-    if height == 0:
-        return _json({"height": 0, "hash": node.genesis.hash.hex(), "genesis": node.genesis.to_json()})
-    return _block_json(node, height)
+            raise ApiError(404, "not_found", f"no block with hash {h.hex()}")
+        return _block_json(node, found)
+    raise ApiError(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
 
 
 async def get_chain(request: web.Request) -> web.Response:
@@ -250,21 +359,18 @@ async def get_chain(request: web.Request) -> web.Response:
     return _json(out)
 
 
-def _epoch_param(request: web.Request, node: Node) -> int | web.Response:
+def _epoch_param(request: web.Request, node: Node) -> int:
     raw = request.query.get("epoch")
-    current = node.genesis.epoch_of(node.chain.height + 1)
     if raw is None:
-        return current
-    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
-        return error(400, "invalid_epoch", "epoch must be a positive integer", "epoch")
+        return node.genesis.epoch_of(node.chain.height + 1)
+    if not _EPOCH_RE.fullmatch(raw) or int(raw) < 1:
+        raise ApiError(400, "invalid_epoch", "epoch must be a positive integer of at most 12 digits", "epoch")
     return int(raw)
 
 
 async def get_delegates(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     epoch = _epoch_param(request, node)
-    if isinstance(epoch, web.Response):
-        return epoch
     st = node.chain.state
     active = ex.delegates_of_epoch(st, epoch)
     cands = [st.get(k) for k in st.keys_with_prefix("c/")]
@@ -285,20 +391,24 @@ async def get_delegates(request: web.Request) -> web.Response:
     return _json({"epoch": epoch, "active": active, "candidates": out})
 
 
+def _bucket_json(node: Node, bid: int, b: dict[str, Any]) -> dict[str, Any]:
+    return {"id": bid, **b, "votes": str(ex.weighted_votes(node.genesis, int(b["amount"]), b["days"]))}
+
+
 async def get_buckets(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     owner = request.query.get("owner")
     candidate = request.query.get("candidate")
     for name, v in (("owner", owner), ("candidate", candidate)):
-        if v is not None and not valid_address(v):
-            return error(400, "invalid_address", f"{name} is not a valid io1... address", name)
+        if v is not None:
+            _address_param(v, name)
     st = node.chain.state
     out = []
     for k in st.keys_with_prefix("b/"):
         b = st.get(k)
         if (owner and b["owner"] != owner) or (candidate and b["candidate"] != candidate):
             continue
-        out.append({"id": int(k[2:]), **b, "votes": str(ex.weighted_votes(node.genesis, int(b["amount"]), b["days"]))})
+        out.append(_bucket_json(node, int(k[2:]), b))
     out.sort(key=lambda b: b["id"])
     return _json({"buckets": out[:1000], "truncated": len(out) > 1000})
 
@@ -306,19 +416,18 @@ async def get_buckets(request: web.Request) -> web.Response:
 async def get_bucket(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        return error(400, "invalid_bucket", "bucket id must be a non-negative integer", "id")
-    b = node.chain.state.get(f"b/{int(raw)}")
+    if not _HEIGHT_RE.fullmatch(raw):
+        raise ApiError(400, "invalid_bucket", "bucket id must be a non-negative integer of at most 18 digits", "id")
+    bid = int(raw)
+    b = node.chain.state.get(f"b/{bid}")
     if b is None:
-        return error(404, "not_found", f"bucket {raw} does not exist")
-    return _json({"id": int(raw), **b, "votes": str(ex.weighted_votes(node.genesis, int(b["amount"]), b["days"]))})
+        raise ApiError(404, "not_found", f"bucket {bid} does not exist")
+    return _json(_bucket_json(node, bid, b))
 
 
 async def get_rewards(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    addr = request.match_info["address"]
-    if not valid_address(addr):
-        return error(400, "invalid_address", "address is not a valid io1... address", "address")
+    addr = _address_param(request.match_info["address"], "address")
     return _json({"address": addr, "unclaimed": str(ex.unclaimed(node.chain.state, addr)), "height": node.chain.height})
 
 
@@ -345,27 +454,30 @@ async def metrics(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     node.metrics.mempool_size.set(len(node.chain.mempool))
     node.metrics.peers.set(len(node.net.peers))
-    resp = web.Response(body=generate_latest(node.metrics.registry))
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    return resp
+    return web.Response(body=generate_latest(node.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 _OPENAPI: bytes | None = None
 
 
-async def openapi(request: web.Request) -> web.Response:
+def openapi_document() -> bytes:
     global _OPENAPI
     if _OPENAPI is None:
-        _OPENAPI = resources.files("iotex_node").joinpath("openapi.json").read_bytes()
-        json.loads(_OPENAPI)  # shipped broken would be a packaging bug; fail loudly in tests
-    return web.Response(body=_OPENAPI, content_type="application/json")
+        data = resources.files("iotex_node").joinpath("openapi.json").read_bytes()
+        json.loads(data)  # shipped broken would be a packaging bug; fail loudly in tests
+        _OPENAPI = data
+    return _OPENAPI
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")
 
 
 def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=node.cfg.max_body_bytes)
     app[NODE_KEY] = node
-    app["limiter"] = RateLimiter(node.cfg.rate_limit_per_second, node.cfg.rate_limit_burst)
-    app["max_body"] = node.cfg.max_body_bytes
+    app[LIMITER_KEY] = RateLimiter(node.cfg.rate_limit_per_second, node.cfg.rate_limit_burst)
+    app[MAX_BODY_KEY] = node.cfg.max_body_bytes
     r = app.router
     r.add_post("/v1/actions", post_action)
     r.add_post("/v1/actions/batch", post_actions_batch)

@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from iotex_node.block import PRECOMMIT, PREVOTE, Block, Certificate, Vote, quorum
 
 PROPOSE, PREVOTE_STEP, PRECOMMIT_STEP = "propose", "prevote", "precommit"
+# How many values besides its first one a delegate's conflicting votes may count for, per type and round.
+# Counting them is what Tendermint's rules ask ("2f+1 PREVOTE for id(v)" counts every signer of such a
+# message): an equivocator sends each honest node a different vote, and a polka or commit that an honest
+# node formed with the equivocator's vote must be countable by the others once that vote is relayed to
+# them, or the honest nodes can stay split on their locks forever. Safety does not depend on it: two
+# quorums for different values still share an honest signer, and honest signers never sign twice.
+# The bound keeps a flood of distinct signed votes from one delegate from growing memory without end.
+MAX_CONFLICTING_VOTES = 4
 _STEP_ORDER = {PROPOSE: 0, PREVOTE_STEP: 1, PRECOMMIT_STEP: 2}
 
 
@@ -110,7 +118,9 @@ class HeightConsensus:
     decided: Block | None = None
     proposals: dict[int, Proposal] = field(default_factory=dict)
     blocks: dict[bytes, tuple[Block, bool]] = field(default_factory=dict)  # hash -> (block, valid)
-    votes: dict[tuple[str, int], dict[str, Vote]] = field(default_factory=dict)
+    votes: dict[tuple[str, int], dict[str, Vote]] = field(default_factory=dict)  # each voter's first vote
+    # (type, round) -> voter -> value -> a later vote of that voter for another value (see MAX_CONFLICTING_VOTES)
+    conflicting: dict[tuple[str, int], dict[str, dict[bytes | None, Vote]]] = field(default_factory=dict)
     _fired: set[tuple[str, int]] = field(default_factory=set)
     _fetching: set[bytes] = field(default_factory=set)
     evidence: list[Equivocation] = field(default_factory=list)
@@ -173,14 +183,18 @@ class HeightConsensus:
             return []
         box = self.votes.setdefault((v.type, v.round), {})
         prev = box.get(v.voter)
-        if prev is not None:
-            if prev.block_hash != v.block_hash:
-                ev = Equivocation(v.voter, v.height, v.round, v.type, prev.block_hash, v.block_hash)
-                self.evidence.append(ev)
-                return [ev]
+        if prev is None:
+            box[v.voter] = v
+            return self._evaluate()
+        if prev.block_hash == v.block_hash:
             return []
-        box[v.voter] = v
-        return self._evaluate()
+        others = self.conflicting.setdefault((v.type, v.round), {}).setdefault(v.voter, {})
+        if v.block_hash in others or len(others) >= MAX_CONFLICTING_VOTES:
+            return []  # already known (relayed again), or one more of a flood: reported already
+        others[v.block_hash] = v
+        ev = Equivocation(v.voter, v.height, v.round, v.type, prev.block_hash, v.block_hash)
+        self.evidence.append(ev)
+        return [ev, *self._evaluate()]
 
     def on_timeout(self, kind: str, height: int, round_: int) -> list[Effect]:
         if self.decided or height != self.height or round_ != self.round:
@@ -213,8 +227,17 @@ class HeightConsensus:
             return []
         return [SendVote(vtype, self.height, self.round, block_hash)]
 
+    def _votes_for(self, vtype: str, round_: int, block_hash: bytes | None) -> list[Vote]:
+        """Every voter's vote for `block_hash` (a voter counts once per value, even after equivocating)."""
+        out = [v for v in self.votes.get((vtype, round_), {}).values() if v.block_hash == block_hash]
+        for others in self.conflicting.get((vtype, round_), {}).values():
+            v = others.get(block_hash)
+            if v is not None:
+                out.append(v)
+        return out
+
     def _count(self, vtype: str, round_: int, block_hash: bytes | None) -> int:
-        return sum(1 for v in self.votes.get((vtype, round_), {}).values() if v.block_hash == block_hash)
+        return len(self._votes_for(vtype, round_, block_hash))
 
     def _count_any(self, vtype: str, round_: int) -> int:
         return len(self.votes.get((vtype, round_), {}))
@@ -237,12 +260,16 @@ class HeightConsensus:
             valid = p is not None and self.blocks.get(p.block.hash, (None, False))[1]
             # A decision in any round: 2/3+ precommits for a block we have.
             for (vtype, vr), box in list(self.votes.items()):
-                if vtype != PRECOMMIT or len(box) < q:
+                if vtype != PRECOMMIT or len(box) < q:  # len(box) is the number of distinct voters
                     continue
                 tally: dict[bytes, int] = {}
                 for v in box.values():
                     if v.block_hash is not None:
                         tally[v.block_hash] = tally.get(v.block_hash, 0) + 1
+                for others in self.conflicting.get((vtype, vr), {}).values():
+                    for bh in others:
+                        if bh is not None:
+                            tally[bh] = tally.get(bh, 0) + 1
                 for bh, n in tally.items():
                     if n < q:
                         continue
@@ -254,7 +281,7 @@ class HeightConsensus:
                         continue
                     block, ok = known
                     if ok:
-                        sigs = tuple(sorted((v.voter, v.signature) for v in box.values() if v.block_hash == bh))
+                        sigs = tuple(sorted((v.voter, v.signature) for v in self._votes_for(PRECOMMIT, vr, bh)))
                         self.decided = block
                         out.append(Decide(block.with_certificate(Certificate(vr, sigs)), Certificate(vr, sigs)))
                         return out

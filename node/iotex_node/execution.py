@@ -321,17 +321,21 @@ def _reward_address(st: Overlay | State, operator: str) -> str:
 def finish_block(ov: Overlay, genesis: Genesis, ctx: BlockContext, epoch: int) -> None:
     """Block reward, productivity, and (on an epoch's last block) epoch reward and next delegates."""
     _add_reward(ov, _reward_address(ov, ctx.proposer), genesis.block_reward)
+    # Slot r of this height belongs to delegates[(height + r) % n]: slot 0 was expected, slots before
+    # ctx.round were missed, slot ctx.round produced. Counted per delegate in closed form, so the cost is
+    # O(n) and not O(round): a header may carry any round below 2**63.
     n = len(ctx.delegates)
-    for r in range(ctx.round + 1):
+    rounds_missed = ctx.round
+    for r in range(min(ctx.round + 1, n)):
         op = ctx.delegates[(ctx.height + r) % n]
         key = f"p/{epoch}/{op}"
         expected, produced, missed = ov.get(key) or [0, 0, 0]
         if r == 0:
             expected += 1
-        if r == ctx.round:
+        if r == ctx.round % n:
             produced += 1
-        else:
-            missed += 1
+        if r < rounds_missed:
+            missed += (rounds_missed - r + n - 1) // n  # how many r' < rounds_missed have r' % n == r
         ov.put(key, [expected, produced, missed])
     if genesis.is_epoch_end(ctx.height):
         _distribute_epoch_reward(ov, genesis, ctx.delegates)

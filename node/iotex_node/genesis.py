@@ -116,6 +116,18 @@ class Genesis:
         }
 
 
+_CANDIDATE_FIELDS = frozenset({"name", "owner", "operator", "self_stake", "duration_days"})
+_BUCKET_FIELDS = frozenset({"owner", "candidate", "amount", "duration_days"})
+_PROTOCOL_FIELDS = frozenset({"version", "height"})
+
+
+def _no_unknown(doc: dict[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
+    """A misspelt optional key (say "duration_day") must not silently fall back to its default."""
+    unknown = sorted(map(str, set(doc) - allowed))
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(unknown)[:200]}", f"{where}{unknown[0][:100]}")
+
+
 def _req(doc: dict[str, Any], key: str, where: str) -> Any:
     if key not in doc:
         raise InvalidInput("is missing", f"{where}{key}")
@@ -126,9 +138,7 @@ def from_json(doc: object) -> Genesis:
     """Validate a genesis document; raise InvalidInput naming the first wrong field."""
     if not isinstance(doc, dict):
         raise InvalidInput("genesis must be a JSON object")
-    unknown = set(doc) - _FIELDS
-    if unknown:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    _no_unknown(doc, _FIELDS, "")
     chain_id = parse_uint(_req(doc, "chain_id", ""), "chain_id", 2**32 - 1)
     active = parse_uint(_req(doc, "active_delegates", ""), "active_delegates", 1000)
     if active < 1:
@@ -167,10 +177,12 @@ def from_json(doc: object) -> Genesis:
     candidates = []
     names: set[str] = set()
     operators: set[str] = set()
+    owners: set[str] = set()
     for i, c in enumerate(cands_raw):
         w = f"candidates[{i}]."
         if not isinstance(c, dict):
             raise InvalidInput("must be an object", f"candidates[{i}]")
+        _no_unknown(c, _CANDIDATE_FIELDS, w)
         name = _req(c, "name", w)
         if not valid_candidate_name(name):
             raise InvalidInput("must be 1-12 lowercase letters or digits", f"{w}name")
@@ -181,6 +193,10 @@ def from_json(doc: object) -> Genesis:
         for k, v in (("owner", owner), ("operator", operator)):
             if not valid_address(v):
                 raise InvalidInput("is not an io1 address", f"{w}{k}")
+        if owner in owners:
+            # The state keeps one candidate per owner (c/<owner>): a second would overwrite the first.
+            raise InvalidInput(f"owner {owner} owns two candidates", f"{w}owner")
+        owners.add(owner)
         if operator in operators:
             raise InvalidInput(f"operator {operator} is used by two candidates", f"{w}operator")
         operators.add(operator)
@@ -194,13 +210,17 @@ def from_json(doc: object) -> Genesis:
             )
         )
     buckets = []
-    for i, b in enumerate(doc.get("buckets", [])):
+    buckets_raw = doc.get("buckets", [])
+    if not isinstance(buckets_raw, list):
+        raise InvalidInput("must be a list of buckets", "buckets")
+    for i, b in enumerate(buckets_raw):
         w = f"buckets[{i}]."
         if not isinstance(b, dict):
             raise InvalidInput("must be an object", f"buckets[{i}]")
+        _no_unknown(b, _BUCKET_FIELDS, w)
         if not valid_address(_req(b, "owner", w)):
             raise InvalidInput("is not an io1 address", f"{w}owner")
-        if _req(b, "candidate", w) not in names:
+        if not isinstance(_req(b, "candidate", w), str) or b["candidate"] not in names:
             raise InvalidInput(f"names no genesis candidate: {b['candidate']!r}", f"{w}candidate")
         buckets.append(
             GenesisBucket(
@@ -217,6 +237,7 @@ def from_json(doc: object) -> Genesis:
     for i, p in enumerate(protos_raw):
         if not isinstance(p, dict):
             raise InvalidInput("must be {version, height}", f"protocols[{i}]")
+        _no_unknown(p, _PROTOCOL_FIELDS, f"protocols[{i}].")
         v = parse_uint(_req(p, "version", f"protocols[{i}]."), f"protocols[{i}].version", 1000)
         h = parse_uint(_req(p, "height", f"protocols[{i}]."), f"protocols[{i}].height", 2**62)
         if protocols and (v <= protocols[-1][0] or h <= protocols[-1][1]):

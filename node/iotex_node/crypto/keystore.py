@@ -19,6 +19,11 @@ from iotex_node.errors import KeystoreError
 VERSION = "iotex-node-keystore/1"
 # scrypt n=2**15 costs ~32 MiB and ~0.1 s: slow enough against guessing, fast enough for a node start.
 DEFAULT_N = 2**15
+# Bounds on the cost parameters a keystore file may ask for: an altered file must not make a node start
+# spin for hours (p multiplies the work without raising memory, so maxmem alone does not bound it).
+MAX_N = 2**20
+MAX_R = 32
+MAX_P = 16
 
 
 def encrypt(key: PrivateKey, password: str, n: int = DEFAULT_N) -> dict[str, object]:
@@ -43,12 +48,15 @@ def decrypt(doc: dict[str, object], password: str) -> PrivateKey:
         cipher = doc["cipher"]
         assert isinstance(kdf, dict) and isinstance(cipher, dict)
         address = str(doc["address"])
+        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
+        if not (1 < n <= MAX_N and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
+            raise KeystoreError(f"keystore scrypt parameters n={n} r={r} p={p} are out of range")
         dk = hashlib.scrypt(
             password.encode(),
             salt=bytes.fromhex(kdf["salt"]),
-            n=int(kdf["n"]),
-            r=int(kdf["r"]),
-            p=int(kdf["p"]),
+            n=n,
+            r=r,
+            p=p,
             dklen=32,
             maxmem=256 * 1024 * 1024,
         )
@@ -69,6 +77,8 @@ def write(path: Path, key: PrivateKey, password: str, n: int = DEFAULT_N) -> Non
     data = json.dumps(encrypt(key, password, n), indent=2)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
+        # The mode given to os.open applies only when it creates the file: an existing one keeps its mode.
+        os.fchmod(fh.fileno(), 0o600)
         fh.write(data)
 
 
