@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -366,11 +367,14 @@ class Node:
         for raw in self._own_msgs[-8:]:
             peer.send(raw)
 
-    def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+    def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> Awaitable[None] | None:
         t = msg["t"]
+        if t == "blocks":
+            return self._on_blocks(peer, msg)
         if t in ("proposal", "vote") and not self._mark_seen(raw):
-            return
+            return None
         self._dispatch(peer, msg, raw)
+        return None
 
     def _dispatch(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
         t = msg["t"]
@@ -388,8 +392,6 @@ class Node:
                 peer.height = h
             elif t == "get_blocks":
                 self._serve_blocks(peer, msg)
-            elif t == "blocks":
-                self._on_blocks(peer, msg)
             elif t == "get_block":
                 self._serve_block(peer, msg)
             elif t == "block":
@@ -486,30 +488,37 @@ class Node:
             size += len(d) + 1
         peer.send(b'{"t":"blocks","blocks":[' + b",".join(out) + b"]}")
 
-    def _on_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
+    async def _on_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
         self._sync_inflight = 0.0
-        blocks = msg["blocks"]
+        blocks = msg.get("blocks")
         if not isinstance(blocks, list):
             raise ProtocolViolation("blocks is not a list")
         applied = 0
         for w in blocks:
-            b = self.chain.decode_block(w)
-            if b.height <= self.chain.height:
-                continue
             try:
+                b = self.chain.decode_block(w)
+                if b.height <= self.chain.height:
+                    continue
                 info = self.chain.apply_synced(b)
+            except InvalidBlock as exc:
+                log.info("peer %s sent an invalid block during sync: %s", peer.node_id, exc)
+                break
             except StorageError as exc:
                 self._die(str(exc))
                 return
             self.metrics.synced_blocks.inc()
             applied += 1
-            self.hc = None
+            self.hc = None  # consensus restarts at the new tip once this batch is in
             self._after_commit_sync(info)
+            # Let the API and peers be served between blocks of a long catch-up.
+            await asyncio.sleep(0)
         if applied:
             log.info("synced %d block(s) from %s, now at %d", applied, peer.node_id, self.chain.height)
             self._broadcast_status()
             self._start_height()
             self._maybe_sync()
+        elif self.hc is None:
+            self._start_height()
 
     def _after_commit_sync(self, info: CommitInfo) -> None:
         self._last_commit_ts = info.timestamp_ms

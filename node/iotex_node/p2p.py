@@ -263,6 +263,10 @@ class Network:
         except asyncio.CancelledError:
             peer.close("cancelled")
             raise
+        except Exception:
+            # A bug in handling one peer's message must not take the node down; drop that peer loudly.
+            log.exception("error handling a message from %s; dropping it", node)
+            peer.close("internal error while handling its message")
         finally:
             peer.close("done")
             if self.peers.get(node) is peer:
