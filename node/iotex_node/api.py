@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -120,9 +121,17 @@ class RateLimiter:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
+
 def _route_label(request: web.Request) -> str:
     info = request.match_info.route.resource
     return info.canonical if info is not None else "unmatched"
+
+
+def _method_label(request: web.Request) -> str:
+    # A client may send any token as its method: never let it mint new metric series.
+    return request.method if request.method in _METHODS else "other"
 
 
 def _check_query(request: web.Request) -> None:
@@ -135,7 +144,7 @@ def _check_query(request: web.Request) -> None:
             hint = f"; this route accepts {', '.join(sorted(allowed))}" if allowed else "; this route takes none"
             raise ApiError(400, "unknown_parameter", f"unknown query parameter {name[:64]!r}{hint}", name[:64])
         if len(request.query.getall(name)) > 1:
-            raise ApiError(400, "duplicate_parameter", f"query parameter {name!r} is given more than once", name)
+            raise ApiError(400, "duplicate_parameter", f"query parameter {name[:64]!r} is given more than once", name[:64])
 
 
 @web.middleware
@@ -181,7 +190,37 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = resp.status
         return resp
     finally:
-        node.metrics.api_requests.labels(request.method, _route_label(request), str(status)).inc()
+        node.metrics.api_requests.labels(_method_label(request), _route_label(request), str(status)).inc()
+
+
+_ENCODINGS = {"": "identity", "identity": "identity", "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def _decode_body(request: web.Request, body: bytes) -> bytes:
+    """Undo a gzip or deflate Content-Encoding, never inflating past the body size limit.
+
+    aiohttp's own decompression is switched off (see start()): it hangs on some truncated deflate bodies
+    and answers others outside this API's error format.
+    """
+    raw = request.headers.get("Content-Encoding", "").strip().lower()
+    encoding = _ENCODINGS.get(raw)
+    if encoding is None:
+        raise ApiError(
+            415, "bad_content_encoding", f"content encoding {raw[:60]!r} is not supported: use gzip, deflate or none", close=True
+        )
+    if encoding == "identity":
+        return body
+    limit = request.app[MAX_BODY_KEY]
+    d = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header, detected
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "malformed_body", f"the body is not valid {encoding} data: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes once decompressed")
+    if not d.eof or d.unused_data:
+        raise ApiError(400, "malformed_body", f"the body is not one complete {encoding} stream")
+    return out
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -199,13 +238,14 @@ async def _read_json(request: web.Request) -> Any:
         raise ApiError(
             408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", close=True
         ) from None
-    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding: gzip body that is not gzip
+    except web.RequestPayloadError as exc:
         cause = exc.__cause__ or exc
         why = str(getattr(cause, "message", cause)).strip()[:200]
         raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", close=True) from None
     except ConnectionError:
         # The client hung up mid-body: nobody will read this answer, but it keeps the log free of tracebacks.
         raise ApiError(400, "incomplete_body", "the connection closed before the request body was complete", close=True) from None
+    body = _decode_body(request, body)
     if not body:
         raise ApiError(400, "malformed_json", "request body is empty")
     try:
@@ -497,7 +537,8 @@ def make_app(node: Node) -> web.Application:
 
 
 async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(make_app(node), access_log=None, handle_signals=False)
+    # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
+    runner = web.AppRunner(make_app(node), access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=512)
     await site.start()

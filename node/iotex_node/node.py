@@ -398,7 +398,7 @@ class Node:
                 self._on_fetched_block(msg)
             else:
                 raise ProtocolViolation(f"unknown message type {str(t)[:32]!r}")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ProtocolViolation(f"malformed {t} message: {type(exc).__name__}") from None
         except InvalidBlock as exc:
             log.info("peer %s sent an invalid %s: %s", peer.node_id, t, exc)
@@ -475,7 +475,7 @@ class Node:
 
     def _serve_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
         start, count = msg["from"], msg["count"]
-        if not isinstance(start, int) or not isinstance(count, int) or start < 1:
+        if not isinstance(start, int) or not isinstance(count, int) or not 1 <= start < 2**62:
             raise ProtocolViolation("get_blocks range is malformed")
         count = max(0, min(count, SYNC_BATCH))
         datas = self.store.blocks_data(start, count)
@@ -512,6 +512,11 @@ class Node:
             self._after_commit_sync(info)
             # Let the API and peers be served between blocks of a long catch-up.
             await asyncio.sleep(0)
+        if not blocks and peer.height > self.chain.height:
+            # It claimed blocks it cannot serve: a peer's word on its height is only as good as its blocks.
+            self.metrics.p2p_violations.labels("false_status").inc()
+            peer.height = self.chain.height
+            raise ProtocolViolation(f"claimed height beyond {self.chain.height} but served no blocks")
         if applied:
             log.info("synced %d block(s) from %s, now at %d", applied, peer.node_id, self.chain.height)
             self._broadcast_status()

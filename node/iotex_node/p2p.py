@@ -163,6 +163,10 @@ class Network:
             await asyncio.sleep(0.2)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # tracked so that stop() also ends connections still in their handshake
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         await self._run_connection(reader, writer, outbound=False, dialed=None)
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
