@@ -11,13 +11,15 @@ import http.client
 import json
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from iotex_node.config import NodeConfig, read_secret_file
-from iotex_node.errors import NodeError
+from iotex_node.controls import ActivationRefused
+from iotex_node.errors import InvalidInput, NodeError
 
 if TYPE_CHECKING:
     from iotex_node.node import Node
@@ -30,6 +32,7 @@ class AdminError(NodeError):
 def _app(node: Node, token: str) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return web.json_response({"error": {"code": "unauthorized", "message": "wrong or missing admin token"}}, status=401)
@@ -39,8 +42,48 @@ def _app(node: Node, token: str) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         return web.json_response(node.status())
 
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            doc = await request.json()
+        except ValueError:
+            raise InvalidInput("body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise InvalidInput("body must be a JSON object")
+        return doc
+
+    def control(fn: Callable[[dict[str, Any]], object]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                result = fn(await body(request))
+            except (InvalidInput, ActivationRefused) as exc:
+                return web.json_response({"error": {"code": "refused", "message": str(exc)}}, status=409)
+            out = node.status()
+            if result is not None:
+                out["result"] = result
+            return web.json_response(out)
+
+        return handler
+
+    def halt(doc: dict[str, Any]) -> object:
+        unknown = set(doc) - {"height", "clear"}
+        if unknown:
+            raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+        if doc.get("clear") is True:
+            node.clear_halt()
+            return None
+        if "height" not in doc:
+            raise InvalidInput('give {"height": H} or {"clear": true}')
+        return node.set_halt_height(doc["height"])
+
     app = web.Application(middlewares=[auth])
     app.router.add_get("/status", status)
+    app.router.add_post("/pause", control(lambda d: node.pause()))
+    app.router.add_post("/resume", control(lambda d: node.resume()))
+    app.router.add_post("/halt", control(halt))
+    app.router.add_post("/standby", control(lambda d: node.to_standby("requested by the operator")))
+    app.router.add_post("/activate", control(lambda d: node.activate(force=d.get("force") is True)))
     return app
 
 

@@ -168,5 +168,72 @@ def status(home: Path, as_json: bool) -> None:
         click.echo(f"{k:18} {s[k]}")
 
 
+def _admin_call(home: Path, path: str, body: dict[str, Any] | None, as_json: bool) -> None:
+    from iotex_node import admin as admin_mod
+    from iotex_node import config as config_mod
+
+    s = admin_mod.call(config_mod.load(home), "POST", path, body if body is not None else {})
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    state = "halted: " + s["halted"] if s["halted"] else ("paused" if s["paused"] else ("standby" if s["standby"] else "active"))
+    halt = f", halt at {s['halt_height']}" if s["halt_height"] else ""
+    click.echo(f"{s['name']}: {state}{halt}; finalized height {s['finalized_height']}")
+
+
+_home = click.option("--home", type=click.Path(path_type=Path), required=True, help="The running node's home.")
+_json = click.option("--json", "as_json", is_flag=True, help="Print the node's status as JSON.")
+
+
+@admin.command()
+@_home
+@_json
+def pause(home: Path, as_json: bool) -> None:
+    """Stop proposing and endorsing (keeps syncing and serving); survives restarts."""
+    _admin_call(home, "/pause", None, as_json)
+
+
+@admin.command()
+@_home
+@_json
+def resume(home: Path, as_json: bool) -> None:
+    """Take part in consensus again after a pause."""
+    _admin_call(home, "/resume", None, as_json)
+
+
+@admin.command("halt-at")
+@click.argument("height", type=int, required=False)
+@click.option("--clear", is_flag=True, help="Remove the scheduled halt (and leave a halt reached by it).")
+@_home
+@_json
+def halt_at(height: int | None, clear: bool, home: Path, as_json: bool) -> None:
+    """Finalize up to and including HEIGHT, then stop participating."""
+    if clear == (height is not None):
+        raise click.UsageError("give a HEIGHT or --clear")
+    _admin_call(home, "/halt", {"clear": True} if clear else {"height": height}, as_json)
+
+
+@admin.command()
+@_home
+@_json
+def standby(home: Path, as_json: bool) -> None:
+    """Become a hot standby: synced, not signing."""
+    _admin_call(home, "/standby", None, as_json)
+
+
+@admin.command()
+@click.option("--force", is_flag=True, help="Activate even if this delegate key signed elsewhere just now.")
+@_home
+@_json
+def activate(force: bool, home: Path, as_json: bool) -> None:
+    """Leave standby and sign as the delegate (refused while another node signs with its key)."""
+    _admin_call(home, "/activate", {"force": force}, as_json)
+
+
+from iotex_node.cli_release import release  # noqa: E402 - registered last; it does not import this module
+
+main.add_command(release)
+
+
 if __name__ == "__main__":
     main()

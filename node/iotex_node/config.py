@@ -53,6 +53,9 @@ class NodeConfig:
     propose_timeout_ms: int = 1500
     vote_timeout_ms: int = 500
     max_block_actions: int = 5000
+    halt_height: int = 0  # 0: none; else finalize up to and including it, then stop participating
+    standby: bool = False  # synced but not signing until activated (hot standby for a delegate key)
+    node_key: str = "node_key.json"
 
     def path(self, rel: str) -> Path:
         p = Path(rel)
@@ -74,6 +77,7 @@ class NodeConfig:
                 "password_file": self.password_file,
                 "genesis": self.genesis,
                 "database": self.database,
+                "node_key": self.node_key,
                 "undo_depth": self.undo_depth,
                 "log_level": self.log_level,
             },
@@ -89,6 +93,8 @@ class NodeConfig:
                 "propose_timeout_ms": self.propose_timeout_ms,
                 "vote_timeout_ms": self.vote_timeout_ms,
                 "max_block_actions": self.max_block_actions,
+                "halt_height": self.halt_height,
+                "standby": self.standby,
             },
         }
 
@@ -103,6 +109,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "password_file": ("password_file", str),
         "genesis": ("genesis", str),
         "database": ("database", str),
+        "node_key": ("node_key", str),
         "undo_depth": ("undo_depth", int),
         "log_level": ("log_level", str),
     },
@@ -118,6 +125,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "propose_timeout_ms": ("propose_timeout_ms", int),
         "vote_timeout_ms": ("vote_timeout_ms", int),
         "max_block_actions": ("max_block_actions", int),
+        "halt_height": ("halt_height", int),
+        "standby": ("standby", bool),
     },
 }
 
@@ -144,13 +153,15 @@ def load(home: Path) -> NodeConfig:
             attr, typ = spec[key]
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, typ) or isinstance(value, bool):
+            if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
                 raise ConfigError(f"{path}: {section}.{key} must be {typ.__name__}, got {value!r}")
             setattr(cfg, attr, value)
     _hostport(cfg.p2p_listen, "p2p.listen")
     _hostport(cfg.api_listen, "api.listen")
     for i, peer in enumerate(cfg.peers):
         _hostport(peer, f"p2p.peers[{i}]")
+    if cfg.halt_height < 0:
+        raise ConfigError(f"{path}: consensus.halt_height must be 0 (none) or a block height")
     for name in ("undo_depth", "max_frame_bytes", "max_body_bytes", "mempool_max_total", "mempool_max_per_sender",
                  "propose_timeout_ms", "vote_timeout_ms", "max_block_actions", "rate_limit_burst"):  # fmt: skip
         if getattr(cfg, name) <= 0:

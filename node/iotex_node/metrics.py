@@ -42,4 +42,16 @@ class Metrics:
         self.synced_blocks = Counter("iotex_synced_blocks_total", "Blocks applied from peers by sync", registry=r)
         self.is_delegate = Gauge("iotex_active_delegate", "1 when this node is an active delegate of the epoch", registry=r)
         self.epoch = Gauge("iotex_epoch", "Current epoch", registry=r)
+        self.paused = Gauge("iotex_node_paused", "1 while the operator has paused this delegate", registry=r)
+        self.standby = Gauge("iotex_node_standby", "1 while this node is a standby (synced, not signing)", registry=r)
+        self.halted = Gauge("iotex_node_halted", "1 while halted (scheduled halt height or upgrade required)", registry=r)
+        self.halt_height = Gauge("iotex_node_halt_height", "Scheduled halt height (0: none)", registry=r)
+        self.upgrade_required = Gauge(
+            "iotex_node_upgrade_required", "1 when the active protocol is not supported by this release", registry=r
+        )
+        self.other_signer = Counter(
+            "iotex_other_signer_detected_total",
+            "Consensus messages signed with this node's delegate key that this node did not sign",
+            registry=r,
+        )
         self.info = Info("iotex_node", "Node version and protocol", registry=r)

@@ -26,11 +26,12 @@ from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
 from iotex_node.actions import Action
 from iotex_node.chain import Chain, CommitInfo
-from iotex_node.config import PID_FILE, NodeConfig, read_secret_file
+from iotex_node.config import PID_FILE, NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
+from iotex_node.controls import ActivationRefused, Controls, check_halt_height
 from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey, recover_address
-from iotex_node.errors import InvalidBlock, NodeError, Rejected, StorageError
+from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, NodeError, Rejected, StorageError
 from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
@@ -46,10 +47,22 @@ TX_FLUSH_EVERY = 0.02
 SYNC_GRACE = 1.0
 
 
+# A standby refuses to activate while its delegate key signed something elsewhere this recently.
+OTHER_SIGNER_WINDOW = 30.0
+
+
 class Node:
-    def __init__(self, cfg: NodeConfig, key: PrivateKey, genesis: genesis_mod.Genesis) -> None:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        key: PrivateKey,
+        genesis: genesis_mod.Genesis,
+        node_key: PrivateKey | None = None,
+    ) -> None:
         self.cfg = cfg
-        self.key = key
+        self.key = key  # the delegate (operator) key: signs proposals and endorsements
+        # The P2P identity is a separate key, so a hot standby of a delegate is a distinct peer.
+        self.node_key = node_key or load_node_key(cfg)
         self.genesis = genesis
         self.metrics = Metrics()
         self.metrics.info.info(
@@ -64,7 +77,7 @@ class Node:
             max_block_actions=cfg.max_block_actions,
         )
         self.net = Network(
-            key,
+            self.node_key,
             genesis.chain_id,
             genesis.hash,
             *_split(cfg.p2p_listen),
@@ -93,6 +106,16 @@ class Node:
         self.api_url = ""
         self.fatal: str | None = None
         self._privval = self.store.get_meta("privval")
+        self.upgrade_required: str | None = None
+        self.controls = Controls.from_json(self.store.get_meta("controls"))
+        if cfg.halt_height:
+            # A halt height in the config wins at start: "restart with a new halt height".
+            self.controls.halt_height = cfg.halt_height
+        if self.store.get_meta("controls") is None and cfg.standby:
+            self.controls.standby = True
+        self._save_controls()
+        self._other_signer: tuple[float, int, int] | None = None  # (when, height, round)
+        self._halt_logged = False
         self._update_chain_metrics()
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -146,6 +169,117 @@ class Node:
         if ev is not None:
             ev.set()
 
+    # --- operator controls -------------------------------------------------------------------------
+
+    @property
+    def participating(self) -> bool:
+        """Whether this node signs: not paused, not a standby, not halted, on a protocol it runs."""
+        return not (self.controls.paused or self.controls.standby or self._halted_reason() or self.upgrade_required)
+
+    def _halted_reason(self) -> str | None:
+        at = self.controls.halted_at(self.chain.height)
+        return f"halted at {at}: scheduled" if at is not None else None
+
+    def halt_reason(self) -> str | None:
+        return self._halted_reason() or self.upgrade_required
+
+    def _save_controls(self) -> None:
+        self.store.set_meta("controls", self.controls.to_json())
+        self._update_control_metrics()
+
+    def _update_control_metrics(self) -> None:
+        m = self.metrics
+        m.paused.set(1 if self.controls.paused else 0)
+        m.standby.set(1 if self.controls.standby else 0)
+        m.halted.set(1 if self.halt_reason() else 0)
+        m.halt_height.set(self.controls.halt_height or 0)
+        m.upgrade_required.set(1 if self.upgrade_required else 0)
+
+    def pause(self) -> None:
+        self.controls.paused = True
+        self._save_controls()
+        log.warning("paused by the operator: not proposing or endorsing (still syncing and serving)")
+
+    def resume(self) -> None:
+        was = self.controls.paused
+        self.controls.paused = False
+        self._save_controls()
+        if was:
+            log.warning("resumed by the operator")
+            self._restart_consensus()
+
+    def set_halt_height(self, height: object) -> int:
+        h = check_halt_height(height, self.chain.height)
+        self.controls.halt_height = h
+        self._halt_logged = False
+        self._save_controls()
+        log.warning("halt scheduled: will finalize up to and including %d, then stop participating", h)
+        return h
+
+    def clear_halt(self) -> None:
+        was_halted = self._halted_reason() is not None
+        self.controls.halt_height = None
+        self._halt_logged = False
+        self._save_controls()
+        log.warning("halt height cleared")
+        if was_halted:
+            self._restart_consensus()
+
+    def to_standby(self, reason: str) -> None:
+        self.controls.standby = True
+        self._save_controls()
+        log.warning("standby: %s", reason)
+
+    def activate(self, force: bool = False) -> None:
+        """Leave standby and start signing, unless this delegate key is signing somewhere else."""
+        seen = self._other_signer
+        if seen is not None and time.monotonic() - seen[0] < OTHER_SIGNER_WINDOW and not force:
+            raise ActivationRefused(
+                f"another node signed with delegate key {self.key.address} {time.monotonic() - seen[0]:.1f}s ago "
+                f"(height {seen[1]} round {seen[2]}): stop it first, or wait {OTHER_SIGNER_WINDOW:.0f}s after it stopped"
+            )
+        was = self.controls.standby
+        self.controls.standby = False
+        self._save_controls()
+        if was:
+            log.warning("activated: signing as delegate %s", self.key.address)
+            self._restart_consensus()
+
+    def _restart_consensus(self) -> None:
+        """Re-enter the current height one round later (keeping the lock), so we take part again."""
+        hc = self.hc
+        if hc is None or hc.height != self.chain.height + 1:
+            self._start_height()
+            return
+        lock = hc.lock_state()
+        lock.round = hc.round + 1
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        fresh = cs.HeightConsensus(hc.height, hc.delegates, self.key.address)
+        fresh.restore(lock)
+        self.hc = fresh
+        self._handle(fresh.start())
+
+    def _note_own_key(self, kind: str, h: int, r: int, block_hash: bytes | None) -> bool:
+        """A consensus message signed with our delegate key arrived from the network. True if it is foreign."""
+        if self.hc is not None and h < self.hc.height:
+            return False  # an old message of ours still travelling; a second signer shows at live heights
+        last = self._privval
+        hx = block_hash.hex() if block_hash else ""
+        if last is not None and (last["h"], last["r"], last["s"], last["hash"]) == (h, r, _SIGN_ORDER[kind], hx):
+            return False  # the last thing we signed, relayed back to us
+        if any(_own_matches(raw, kind, h, r, hx) for raw in self._own_msgs):
+            return False
+        self._other_signer = (time.monotonic(), h, r)
+        self.metrics.other_signer.inc()
+        if self.participating:
+            log.error(
+                "another node is signing with delegate key %s (%s at %d/%d): stopping signing", self.key.address, kind, h, r
+            )
+            self.to_standby(f"another signer of {self.key.address} detected at height {h}")
+        return True
+
     # --- consensus driving -------------------------------------------------------------------------
 
     def _start_height(self) -> None:
@@ -155,6 +289,21 @@ class Node:
         h = self.chain.height + 1
         self._own_msgs = []
         self._height_started = time.monotonic()
+        self._update_control_metrics()
+        if self._halted_reason() is not None:
+            self.hc = None
+            if not self._halt_logged:
+                log.warning("%s; not participating until restarted or cleared", self._halted_reason())
+                self._halt_logged = True
+            return
+        try:
+            self.chain.protocol_check(h)
+        except NodeError as exc:
+            self.hc = None
+            self.upgrade_required = str(exc)
+            log.error("%s: this release supports protocols %s", exc, list(self.chain.supported_protocols))
+            self._update_control_metrics()
+            return
         delegates = tuple(self.chain.delegates_for(h))
         hc = cs.HeightConsensus(h, delegates, self.key.address)
         saved = self.store.get_meta("lock")
@@ -189,12 +338,15 @@ class Node:
             if hc is None:
                 return
             if isinstance(e, cs.SendVote):
+                if not self.participating:
+                    continue
                 vote = self._sign_vote(e)
                 if vote is not None:
                     self._own_msgs.append(self._broadcast({"t": "vote", **vote.to_wire()}))
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
-                self._schedule_proposal(e)
+                if self.participating:
+                    self._schedule_proposal(e)
             elif isinstance(e, cs.ScheduleTimeout):
                 self._schedule_timeout(e)
             elif isinstance(e, cs.Decide):
@@ -255,6 +407,8 @@ class Node:
     def _propose(self, e: cs.Propose) -> None:
         hc = self.hc
         if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
+            return
+        if not self.participating:
             return
         if e.block is not None:
             block = e.block
@@ -450,6 +604,8 @@ class Node:
             raise InvalidBlock(f"proposal {h}/{r} carries block {block.height}/{block.header.round}")
         if recover_address(sig, blk.proposal_digest(self.genesis.chain_id, h, r, pol, block.hash)) != proposer:
             raise InvalidBlock(f"proposal {h}/{r} is not signed by {proposer}")
+        if proposer == self.key.address:
+            self._note_own_key("proposal", h, r, block.hash)
         self.net.broadcast(raw, exclude=peer)
         try:
             self.chain.execute(block, check_clock=True)
@@ -470,6 +626,8 @@ class Node:
         if msg.get("voter") not in hc.delegates:
             return  # consensus messages count only when signed by an active delegate
         vote = blk.Vote.from_wire({k: v for k, v in msg.items() if k != "t"}, self.genesis.chain_id)
+        if vote.voter == self.key.address:
+            self._note_own_key(vote.type, vote.height, vote.round, vote.block_hash)
         self.net.broadcast(raw, exclude=peer)
         self._handle(hc.on_vote(vote))
 
@@ -499,9 +657,17 @@ class Node:
                 b = self.chain.decode_block(w)
                 if b.height <= self.chain.height:
                     continue
+                if self.halt_reason() is not None:
+                    break
+                self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
             except InvalidBlock as exc:
                 log.info("peer %s sent an invalid block during sync: %s", peer.node_id, exc)
+                break
+            except ExecutionError as exc:  # upgrade required: stop here rather than fork or crash
+                self.upgrade_required = str(exc)
+                self._update_control_metrics()
+                log.error("%s: this release supports protocols %s", exc, list(self.chain.supported_protocols))
                 break
             except StorageError as exc:
                 self._die(str(exc))
@@ -573,6 +739,8 @@ class Node:
         return max((p.height for p in self.net.peers.values()), default=0)
 
     def _maybe_sync(self) -> None:
+        if self.halt_reason() is not None:
+            return  # halted nodes stay at their height; so do nodes that cannot run the next protocol
         now = time.monotonic()
         if self._sync_inflight and now - self._sync_inflight < 5.0:
             return
@@ -588,7 +756,10 @@ class Node:
             if now - self._behind_since < SYNC_GRACE:
                 return
         self._sync_inflight = now
-        best.send(orjson.dumps({"t": "get_blocks", "from": self.chain.height + 1, "count": SYNC_BATCH}))
+        count = SYNC_BATCH
+        if self.controls.halt_height is not None:
+            count = max(1, min(count, self.controls.halt_height - self.chain.height))
+        best.send(orjson.dumps({"t": "get_blocks", "from": self.chain.height + 1, "count": count}))
 
     async def _sync_loop(self) -> None:
         while True:
@@ -639,6 +810,7 @@ class Node:
         return {
             "name": self.cfg.name,
             "address": self.key.address,
+            "node_id": self.node_key.address,
             "chain_id": self.genesis.chain_id,
             "height": self.chain.height,
             "finalized_height": self.chain.height,
@@ -659,11 +831,38 @@ class Node:
             "peer_list": [{"node": p.node_id, "address": p.address, "height": p.height} for p in self.net.peers.values()],
             "mempool": len(self.chain.mempool),
             "synced": self.is_synced(),
+            "participating": self.participating and self.key.address in delegates,
+            "paused": self.controls.paused,
+            "standby": self.controls.standby,
+            "halt_height": self.controls.halt_height,
+            "halted": self.halt_reason(),
             "api_url": self.api_url,
             "p2p_listen": self.net.listen,
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "pid": os.getpid(),
         }
+
+
+def _own_matches(raw: bytes, kind: str, h: int, r: int, hx: str) -> bool:
+    msg = orjson.loads(raw)
+    if kind == "proposal":
+        return bool(msg.get("t") == "proposal" and msg["height"] == h and msg["round"] == r)
+    return bool(msg.get("type") == kind and msg["height"] == h and msg["round"] == r and msg["block"] == hx)
+
+
+def load_node_key(cfg: NodeConfig) -> PrivateKey:
+    """The node's P2P identity (not the delegate key): created on first use, kept 0600 in the home."""
+    path = cfg.path(cfg.node_key)
+    if path.exists():
+        try:
+            doc = orjson.loads(read_secret_file(path, "node key"))
+            return PrivateKey(bytes.fromhex(doc["secret"]))
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            raise ConfigError(f"node key {path} is malformed") from None
+    key = PrivateKey()
+    write_secret_file(path, orjson.dumps({"address": key.address, "secret": key.secret().hex()}).decode())
+    log.info("created node key %s (p2p identity %s)", path, key.address)
+    return key
 
 
 def _split(hostport: str) -> tuple[str, int]:

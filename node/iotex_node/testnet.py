@@ -111,6 +111,8 @@ def generate(spec: TestnetSpec) -> list[Path]:
         keystore.write(home / "keystore.json", keys[i], password, n=TESTNET_SCRYPT_N)
         write_secret_file(home / "keystore.pass", password)
         write_secret_file(home / "admin.token", secrets.token_urlsafe(32))
+        node_key = PrivateKey()
+        write_secret_file(home / "node_key.json", json.dumps({"address": node_key.address, "secret": node_key.secret().hex()}))
         genesis_mod.write(home / "genesis.json", genesis)
         cfg = NodeConfig(
             home=home,
