@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+
 from iotex_node import actions
 from iotex_node.crypto.keys import PrivateKey
 

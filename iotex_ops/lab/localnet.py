@@ -111,15 +111,27 @@ class LocalNet:
         for i in which if which is not None else range(len(self.nodes)):
             self.start_node(i)
 
-    def start_node(self, i: int, env: dict[str, str] | None = None) -> NodeProcess:
+    def start_node(self, i: int, env: dict[str, str] | None = None, release: Path | None = None) -> NodeProcess:
+        """Start node `i` from the source tree (`python -m iotex_node`), or from an installed release:
+        `release` is a release directory (ROOT/releases/<version>, or ROOT/current) whose bin/iotex-node runs
+        the release's own copy of the node with this lab's python."""
         n = self.nodes[i]
         if n.running:
             return n
+        if release is not None:
+            launcher = Path(release) / "bin" / "iotex-node"
+            if not os.access(launcher, os.X_OK):
+                raise LabError(f"{release} is not an installed node release (no executable bin/iotex-node)")
+            argv = [str(launcher), "run", "--home", str(n.home)]
+            release_env = {"IOTEX_PYTHON": self.python}
+        else:
+            argv = [self.python, "-m", "iotex_node", "run", "--home", str(n.home)]
+            release_env = {}
         n.log_path = self.root / f"{n.name}.log"
         log = open(n.log_path, "ab")  # noqa: SIM115 - handed to the child; closed when we stop it
-        child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **release_env, **(env or {})}
         n.proc = subprocess.Popen(
-            [self.python, "-m", "iotex_node", "run", "--home", str(n.home)],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=child_env,

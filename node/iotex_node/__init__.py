@@ -1,8 +1,7 @@
 """iotex-node: a small Roll-DPoS delegate node with BFT finality."""
 
-from importlib import metadata
+from iotex_node.release import current as _current_release
 
-try:
-    __version__ = metadata.version("iotex-node")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+src"
+# The release this copy is: from the package's release.json (rewritten in every release artifact), else
+# from the installed distribution's metadata. See iotex_node.release.
+__version__ = _current_release().version

@@ -38,6 +38,7 @@ _REJECT_STATUS = {
     "duplicate": 409,
     "nonce_too_low": 409,
     "nonce_gap": 409,
+    "replacement_underpriced": 409,
     "insufficient_balance": 422,
     "fee_too_low": 422,
     "wrong_chain_id": 422,

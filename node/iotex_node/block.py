@@ -105,7 +105,7 @@ class Certificate:
         try:
             assert isinstance(w, dict)
             r = w["round"]
-            assert isinstance(r, int) and 0 <= r < 2**31
+            assert type(r) is int and 0 <= r < 2**31  # not a bool: true == 1 but signs differently
             sigs = tuple((str(s["voter"]), bytes.fromhex(s["signature"])) for s in w["signatures"])
         except (AssertionError, KeyError, TypeError, ValueError):
             raise InvalidBlock("commit certificate is malformed") from None
@@ -186,7 +186,9 @@ class Vote:
             assert isinstance(w, dict)
             vtype, height, round_ = w["type"], w["height"], w["round"]
             assert vtype in VOTE_TYPES
-            assert isinstance(height, int) and isinstance(round_, int) and 0 < height < 2**62 and 0 <= round_ < 2**31
+            # type() is int, not isinstance: a JSON true would pass as 1 (and key the same vote box), yet
+            # its signature covers `true`, so a certificate carrying it would fail verify_certificate.
+            assert type(height) is int and type(round_) is int and 0 < height < 2**62 and 0 <= round_ < 2**31
             bh = bytes.fromhex(w["block"]) if w["block"] else None
             assert bh is None or len(bh) == 32
             sig = bytes.fromhex(w["signature"])

@@ -55,6 +55,8 @@ class NodeConfig:
     max_block_actions: int = 5000
     halt_height: int = 0  # 0: none; else finalize up to and including it, then stop participating
     standby: bool = False  # synced but not signing until activated (hot standby for a delegate key)
+    # A standby refuses to activate while its delegate key signed elsewhere within this many seconds.
+    standby_guard_seconds: float = 30.0
     node_key: str = "node_key.json"
 
     def path(self, rel: str) -> Path:
@@ -95,6 +97,7 @@ class NodeConfig:
                 "max_block_actions": self.max_block_actions,
                 "halt_height": self.halt_height,
                 "standby": self.standby,
+                "standby_guard_seconds": self.standby_guard_seconds,
             },
         }
 
@@ -127,6 +130,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "max_block_actions": ("max_block_actions", int),
         "halt_height": ("halt_height", int),
         "standby": ("standby", bool),
+        "standby_guard_seconds": ("standby_guard_seconds", float),
     },
 }
 

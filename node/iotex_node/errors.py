@@ -48,3 +48,7 @@ class ConfigError(NodeError):
 
 class KeystoreError(NodeError):
     """A keystore could not be read or decrypted."""
+
+
+class ReleaseError(NodeError):
+    """A release (version, protocols, artifact or installed release) is malformed, missing or tampered with."""

@@ -25,6 +25,7 @@ INSUFFICIENT_BALANCE = "insufficient_balance"
 MEMPOOL_FULL = "mempool_full"
 SENDER_QUOTA = "sender_quota_exceeded"
 FEE_TOO_LOW = "fee_too_low"
+REPLACEMENT_UNDERPRICED = "replacement_underpriced"
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Mempool:
         if existing is not None:
             if action.fee <= existing.fee:
                 raise Rejected(
-                    NONCE_TOO_LOW,
+                    REPLACEMENT_UNDERPRICED,
                     f"nonce {action.nonce} is already pending with fee {existing.fee}; a replacement must pay more",
                 )
         else:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from iotex_node import __version__
+from iotex_node import __version__, release
 from iotex_node import block as blk
 from iotex_node import consensus as cs
 from iotex_node import execution as ex
@@ -45,10 +45,9 @@ STATUS_EVERY = 1.0
 TX_FLUSH_EVERY = 0.02
 # A peer one block ahead is usually just a few ms ahead of our own commit; wait this long before syncing.
 SYNC_GRACE = 1.0
-
-
-# A standby refuses to activate while its delegate key signed something elsewhere this recently.
-OTHER_SIGNER_WINDOW = 30.0
+# Consensus messages more than this many rounds ahead of ours are ignored (bounds what a peer can make us
+# store); rounds advance together, so honest peers are never this far ahead at one height.
+MAX_ROUNDS_AHEAD = 20
 
 
 class Node:
@@ -65,8 +64,18 @@ class Node:
         self.node_key = node_key or load_node_key(cfg)
         self.genesis = genesis
         self.metrics = Metrics()
+        manifest = release.current()
+        # A release declares the protocols it runs; it can only run those this code implements.
+        supported = tuple(p for p in manifest.protocols if p in SUPPORTED_PROTOCOLS)
+        if supported != tuple(manifest.protocols):
+            log.warning("release %s declares protocols %s; this code runs %s", manifest.version, manifest.protocols, supported)
         self.metrics.info.info(
-            {"version": __version__, "protocol": str(max(SUPPORTED_PROTOCOLS)), "chain_id": str(genesis.chain_id)}
+            {
+                "version": __version__,
+                "protocol": str(genesis.protocol_at(1)),
+                "supported_protocols": ",".join(map(str, supported)),
+                "chain_id": str(genesis.chain_id),
+            }
         )
         self.store = Store(cfg.path(cfg.database))
         self.chain = Chain(
@@ -75,6 +84,7 @@ class Node:
             mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender),
             undo_depth=cfg.undo_depth,
             max_block_actions=cfg.max_block_actions,
+            supported_protocols=supported,
         )
         self.net = Network(
             self.node_key,
@@ -233,10 +243,11 @@ class Node:
     def activate(self, force: bool = False) -> None:
         """Leave standby and start signing, unless this delegate key is signing somewhere else."""
         seen = self._other_signer
-        if seen is not None and time.monotonic() - seen[0] < OTHER_SIGNER_WINDOW and not force:
+        window = self.cfg.standby_guard_seconds
+        if seen is not None and time.monotonic() - seen[0] < window and not force:
             raise ActivationRefused(
                 f"another node signed with delegate key {self.key.address} {time.monotonic() - seen[0]:.1f}s ago "
-                f"(height {seen[1]} round {seen[2]}): stop it first, or wait {OTHER_SIGNER_WINDOW:.0f}s after it stopped"
+                f"(height {seen[1]} round {seen[2]}): stop it first, or wait {window:.0f}s after it stopped"
             )
         was = self.controls.standby
         self.controls.standby = False
@@ -374,8 +385,14 @@ class Node:
                 return False
             if new == old:
                 return bool(last["hash"] == hx)
-        self._privval = {"h": h, "r": r, "s": new[2], "hash": hx}
-        self.store.set_meta("privval", self._privval)
+        record = {"h": h, "r": r, "s": new[2], "hash": hx}
+        try:
+            self.store.set_meta("privval", record)
+        except StorageError as exc:
+            # Never sign what we could not first record: a restart could then sign a contradiction.
+            self._die(str(exc))
+            return False
+        self._privval = record
         return True
 
     def _sign_vote(self, e: cs.SendVote) -> blk.Vote | None:
@@ -577,6 +594,9 @@ class Node:
         hc = self.hc
         if hc is None:
             return True
+        r = msg.get("round")
+        if not isinstance(r, int) or r < 0 or r > hc.round + MAX_ROUNDS_AHEAD:
+            return True  # far-future rounds would only grow memory; a live network never gets there
         if h > hc.height:
             if h <= hc.height + 2:
                 box = self._future.setdefault(h, [])

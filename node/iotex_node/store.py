@@ -63,7 +63,10 @@ class Store:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, orjson.dumps(value)))
+            try:
+                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, orjson.dumps(value)))
+            except sqlite3.Error as exc:
+                raise StorageError(f"writing {key} to {self.path} failed: {exc}") from None
 
     # --- genesis -----------------------------------------------------------------------------------
 
@@ -83,7 +86,8 @@ class Store:
                     cur.execute("INSERT INTO meta(key, value) VALUES(?, ?)", (k, orjson.dumps(v)))
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
                 raise
 
     # --- blocks ------------------------------------------------------------------------------------
@@ -122,8 +126,9 @@ class Store:
                     (orjson.dumps({"height": height, "hash": block_hash.hex()}),),
                 )
                 cur.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                cur.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:  # SQLITE_FULL/IOERR/NOMEM may already have rolled it back
+                    cur.execute("ROLLBACK")
                 raise StorageError(f"commit of block {height} failed: {exc}") from None
 
     def tip(self) -> tuple[int, bytes]:

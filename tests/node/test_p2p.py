@@ -58,7 +58,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         full = await start_node(net.homes[1], peers=[delegate.net.listen])
         await wait_for(lambda: full is not None and len(delegate.net.peers) == 1, 10, "the full node to connect")
         (peer,) = delegate.net.peers.values()
-        assert peer.node_id == full.key.address
+        assert peer.node_id == full.node_key.address
         await wait_height(full, 2)  # it follows the delegate's chain
         yield Pair(delegate, full, peer)
     finally:
@@ -94,11 +94,11 @@ class RawPeer:
     async def handshake(self, target: Node, *, signer: PrivateKey | None = None, **hello: Any) -> dict[str, Any]:
         """Read the node's hello, send ours and our auth; return the node's hello."""
         theirs = await read_frame(self.reader)
-        assert theirs["t"] == "hello" and theirs["node"] == target.key.address
+        assert theirs["t"] == "hello" and theirs["node"] == target.node_key.address
         self.send_json(self.hello(target, **hello))
         auth = await read_frame(self.reader)
         assert auth["t"] == "auth"
-        digest = p2p._auth_digest(bytes.fromhex(theirs["nonce"]), self.key.address, target.key.address)
+        digest = p2p._auth_digest(bytes.fromhex(theirs["nonce"]), self.key.address, target.node_key.address)
         self.send_json({"t": "auth", "sig": (signer or self.key).sign(digest).hex()})
         await self.writer.drain()
         return theirs
@@ -132,7 +132,7 @@ async def assert_unharmed(pair: Pair, h0: int) -> None:
     """The delegate still has its full node (the same connection) and keeps finalizing, and so does the full node."""
     await wait_height(pair.delegate, h0 + 2)
     await wait_height(pair.full, h0 + 1)
-    assert pair.delegate.net.peers.get(pair.full.key.address) is pair.full_peer
+    assert pair.delegate.net.peers.get(pair.full.node_key.address) is pair.full_peer
     assert not pair.full_peer.closed
 
 
@@ -212,7 +212,7 @@ async def malformed_hello(raw: RawPeer, node: Node) -> None:
 
 async def hello_claiming_the_nodes_own_address(raw: RawPeer, node: Node) -> None:
     await read_frame(raw.reader)
-    raw.send_json(raw.hello(node, node=node.key.address))
+    raw.send_json(raw.hello(node, node=node.node_key.address))
 
 
 async def auth_signed_by_another_key(raw: RawPeer, node: Node) -> None:

@@ -1,0 +1,49 @@
+"""Small helpers shared by the integration tests: test accounts and signed transfers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from iotex_node import actions
+from iotex_node import admin as admin_mod
+from iotex_node import config as config_mod
+from iotex_node.crypto.keys import PrivateKey
+from iotex_ops.lab import LocalNet
+
+
+def accounts(net: LocalNet) -> list[PrivateKey]:
+    return [PrivateKey(bytes.fromhex(s)) for s in json.loads((net.root / "accounts.secret.json").read_text())]
+
+
+def chain_id(net: LocalNet) -> int:
+    return int(json.loads((net.root / "testnet.json").read_text())["chain_id"])
+
+
+def transfers(net: LocalNet, key: PrivateKey, to: str, first_nonce: int, count: int) -> list[dict[str, Any]]:
+    cid = chain_id(net)
+    return [
+        actions.sign(key, chain_id=cid, nonce=n, fee=1, type="transfer", payload={"to": to, "amount": 1}).to_wire()
+        for n in range(first_nonce, first_nonce + count)
+    ]
+
+
+def submit(net: LocalNet, i: int, wires: list[dict[str, Any]]) -> list[str]:
+    """Submit signed actions to node i; return their hashes (all must be accepted)."""
+    res = net.post(i, "/v1/actions/batch", {"actions": wires})
+    assert res["accepted"] == len(wires), res
+    return [r["hash"] for r in res["results"]]
+
+
+def admin(net: LocalNet, i: int, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    home: Path = net.nodes[i].home
+    method = "GET" if path == "/status" else "POST"
+    return dict(admin_mod.call(config_mod.load(home), method, path, body if method == "POST" else None))
+
+
+def metrics_text(net: LocalNet, i: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(net.nodes[i].api + "/metrics", timeout=5) as resp:  # noqa: S310 - our own loopback node
+        return str(resp.read().decode())
