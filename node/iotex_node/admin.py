@@ -84,6 +84,7 @@ def _app(node: Node, token: str) -> web.Application:
     app.router.add_post("/halt", control(halt))
     app.router.add_post("/standby", control(lambda d: node.to_standby("requested by the operator")))
     app.router.add_post("/activate", control(lambda d: node.activate(force=d.get("force") is True)))
+    app.router.add_post("/protocols", control(node.schedule_protocol))
     return app
 
 

@@ -51,9 +51,11 @@ class Header:
     actions_root: bytes
     receipts_root: bytes
     state_root: bytes
+    # From protocol 2 on: sha256 of the epoch's ordered delegates (protocol.delegates_root).
+    delegates_root: bytes | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        w = {
             "chain_id": self.chain_id,
             "height": self.height,
             "round": self.round,
@@ -66,6 +68,9 @@ class Header:
             "receipts_root": self.receipts_root.hex(),
             "state_root": self.state_root.hex(),
         }
+        if self.delegates_root is not None:
+            w["delegates_root"] = self.delegates_root.hex()
+        return w
 
     @property
     def hash(self) -> bytes:
@@ -73,7 +78,7 @@ class Header:
 
     @classmethod
     def from_wire(cls, w: object) -> Header:
-        if not isinstance(w, dict) or set(w) != set(_HEADER_FIELDS):
+        if not isinstance(w, dict) or set(w) - {"delegates_root"} != set(_HEADER_FIELDS):
             raise InvalidBlock("block header has missing or unknown fields")
         try:
             ints = [w[k] for k in ("chain_id", "height", "round", "timestamp_ms", "epoch", "protocol")]
@@ -84,11 +89,14 @@ class Header:
                 raise ValueError("hash fields must be 32 bytes")
             if not valid_address(w["proposer"]):
                 raise ValueError("proposer is not an address")
+            droot = bytes.fromhex(w["delegates_root"]) if "delegates_root" in w else None
+            if droot is not None and len(droot) != 32:
+                raise ValueError("delegates_root must be 32 bytes")
         except (TypeError, ValueError) as exc:
             raise InvalidBlock(f"block header is malformed: {exc}") from None
         return cls(
             w["chain_id"], w["height"], w["round"], hashes[0], w["timestamp_ms"], w["proposer"],
-            w["epoch"], w["protocol"], hashes[1], hashes[2], hashes[3],
+            w["epoch"], w["protocol"], hashes[1], hashes[2], hashes[3], droot,
         )  # fmt: skip
 
 

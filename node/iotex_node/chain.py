@@ -22,6 +22,7 @@ from iotex_node.constants import MAX_BLOCK_ACTIONS, MAX_CLOCK_DRIFT_MS, SUPPORTE
 from iotex_node.errors import ExecutionError, InvalidAction, InvalidBlock, StorageError
 from iotex_node.genesis import Genesis
 from iotex_node.mempool import Mempool, MempoolLimits
+from iotex_node.protocol import DELEGATES_ROOT_FROM, Activation, Schedule, delegates_root
 from iotex_node.state import Overlay, State
 from iotex_node.store import Store
 
@@ -78,6 +79,10 @@ class Chain:
                     f"state root {self.state.root().hex()} does not match block {self.height}'s "
                     f"{self.tip_header.state_root.hex()}: the database is corrupt"
                 )
+        self.schedule = genesis.schedule()
+        for v, h, reward in store.get_meta("protocol_schedule") or []:
+            extra = Activation(v, h, None if reward is None else int(reward))
+            self.schedule = Schedule((*self.schedule.activations, extra), self.schedule.base_block_reward)
         self.mempool = Mempool(genesis.chain_id, mempool_limits)
         self._executed: dict[bytes, Executed] = {}
         # Actions whose signatures were checked, by (hash, signature): blocks reuse mempool checks.
@@ -150,12 +155,29 @@ class Chain:
         delegates = self.delegates_for(header.height)
         if not delegates:
             raise InvalidBlock(f"no active delegates are known for height {header.height}")
-        ctx = ex.BlockContext(header.height, header.round, header.timestamp_ms, header.proposer, tuple(delegates))
+        ctx = ex.BlockContext(
+            header.height,
+            header.round,
+            header.timestamp_ms,
+            header.proposer,
+            tuple(delegates),
+            self.schedule.block_reward_at(header.height),
+        )
         return ctx, self.genesis.epoch_of(header.height)
+
+    def protocol_at(self, height: int) -> int:
+        return self.schedule.version_at(height)
+
+    def schedule_protocol(self, version: int, height: int, block_reward: int | None = None) -> None:
+        """Add an activation agreed by all delegates (each runs this on its node, like a genesis change)."""
+        self.schedule = self.schedule.with_activation(Activation(version, height, block_reward), self.height)
+        extra = self.store.get_meta("protocol_schedule") or []
+        reward = None if block_reward is None else str(block_reward)  # amounts exceed JSON's safe integers
+        self.store.set_meta("protocol_schedule", [*extra, [version, height, reward]])
 
     def protocol_check(self, height: int) -> None:
         """Raise when this release cannot execute the protocol active at `height`."""
-        proto = self.genesis.protocol_at(height)
+        proto = self.protocol_at(height)
         if proto not in self.supported_protocols:
             raise ExecutionError(f"upgrade required: protocol {proto} active at height {height}")
 
@@ -165,7 +187,7 @@ class Chain:
         timestamp_ms = max(timestamp_ms, self.tip_timestamp_ms + 1)
         ov = Overlay(self.state)
         delegates = tuple(self.delegates_for(height))
-        ctx = ex.BlockContext(height, round_, timestamp_ms, proposer, delegates)
+        ctx = ex.BlockContext(height, round_, timestamp_ms, proposer, delegates, self.schedule.block_reward_at(height))
         chosen: list[Action] = []
         receipts: list[ex.Receipt] = []
         for a in self.mempool.select(self.max_block_actions, self.committed_nonce):
@@ -185,10 +207,11 @@ class Chain:
             timestamp_ms=timestamp_ms,
             proposer=proposer,
             epoch=epoch,
-            protocol=self.genesis.protocol_at(height),
+            protocol=self.protocol_at(height),
             actions_root=actions_root(chosen),
             receipts_root=ex.receipts_root(receipts),
             state_root=self.state.root_after(changes),
+            delegates_root=delegates_root(delegates) if self.protocol_at(height) >= DELEGATES_ROOT_FROM else None,
         )
         done = Executed(Block(header, tuple(chosen)), receipts, changes)
         self._executed[header.hash] = done
@@ -210,8 +233,8 @@ class Chain:
             self.protocol_check(h.height)
         except ExecutionError as exc:
             raise InvalidBlock(str(exc)) from None
-        if h.protocol != self.genesis.protocol_at(h.height):
-            raise InvalidBlock(f"block {h.height} says protocol {h.protocol}, genesis says {self.genesis.protocol_at(h.height)}")
+        if h.protocol != self.protocol_at(h.height):
+            raise InvalidBlock(f"block {h.height} says protocol {h.protocol}, the schedule says {self.protocol_at(h.height)}")
         if h.epoch != self.genesis.epoch_of(h.height):
             raise InvalidBlock(f"block {h.height} says epoch {h.epoch}, not {self.genesis.epoch_of(h.height)}")
         if h.timestamp_ms <= self.tip_timestamp_ms:
@@ -219,6 +242,9 @@ class Chain:
         if check_clock and h.timestamp_ms > int(time.time() * 1000) + MAX_CLOCK_DRIFT_MS:
             raise InvalidBlock(f"block {h.height} timestamp {h.timestamp_ms} is in the future")
         ctx, epoch = self._context(h)
+        want_root = delegates_root(ctx.delegates) if h.protocol >= DELEGATES_ROOT_FROM else None
+        if h.delegates_root != want_root:
+            raise InvalidBlock(f"block {h.height} delegates_root does not match protocol {h.protocol}'s rule")
         expected = ex.proposer_of(ctx.delegates, h.height, h.round)
         if h.proposer != expected:
             raise InvalidBlock(f"block {h.height} round {h.round} is proposed by {h.proposer}, the slot is {expected}'s")

@@ -221,6 +221,20 @@ def standby(home: Path, as_json: bool) -> None:
     _admin_call(home, "/standby", None, as_json)
 
 
+@admin.command("schedule-protocol")
+@click.argument("version", type=click.IntRange(1, 1000))
+@click.option("--height", type=click.IntRange(1, 2**62), required=True, help="First height the protocol applies to.")
+@click.option("--block-reward", help="New block reward from that height (smallest unit).")
+@_home
+@_json
+def schedule_protocol(version: int, height: int, block_reward: str | None, home: Path, as_json: bool) -> None:
+    """Schedule a protocol activation (run on every delegate: it must be agreed network-wide)."""
+    body: dict[str, Any] = {"version": version, "height": height}
+    if block_reward is not None:
+        body["block_reward"] = block_reward
+    _admin_call(home, "/protocols", body, as_json)
+
+
 @admin.command()
 @click.option("--force", is_flag=True, help="Activate even if this delegate key signed elsewhere just now.")
 @_home

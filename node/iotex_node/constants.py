@@ -14,6 +14,6 @@ SECONDS_PER_DAY = 86400
 MAX_BLOCK_ACTIONS = 10000
 MAX_ACTION_BYTES = 4096
 # Protocol versions this source tree can execute. Releases may declare a subset (issue 3).
-SUPPORTED_PROTOCOLS = (1,)
+SUPPORTED_PROTOCOLS = (1, 2)
 # Clock drift a validator tolerates on a proposed block's timestamp.
 MAX_CLOCK_DRIFT_MS = 2000

@@ -53,6 +53,7 @@ class BlockContext:
     timestamp_ms: int
     proposer: str
     delegates: tuple[str, ...]
+    block_reward: int | None = None  # None: the genesis block reward (the protocol schedule may change it)
 
 
 # --- small typed accessors -------------------------------------------------------------------------
@@ -320,7 +321,8 @@ def _reward_address(st: Overlay | State, operator: str) -> str:
 
 def finish_block(ov: Overlay, genesis: Genesis, ctx: BlockContext, epoch: int) -> None:
     """Block reward, productivity, and (on an epoch's last block) epoch reward and next delegates."""
-    _add_reward(ov, _reward_address(ov, ctx.proposer), genesis.block_reward)
+    reward = genesis.block_reward if ctx.block_reward is None else ctx.block_reward
+    _add_reward(ov, _reward_address(ov, ctx.proposer), reward)
     # Slot r of this height belongs to delegates[(height + r) % n]: slot 0 was expected, slots before
     # ctx.round were missed, slot ctx.round produced. Counted per delegate in closed form, so the cost is
     # O(n) and not O(round): a header may carry any round below 2**63.

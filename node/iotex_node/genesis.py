@@ -12,6 +12,7 @@ from iotex_node.actions import parse_amount, parse_uint, valid_candidate_name
 from iotex_node.constants import MAX_STAKE_DAYS
 from iotex_node.crypto.keys import valid_address
 from iotex_node.errors import ConfigError, InvalidInput
+from iotex_node.protocol import Activation, Schedule
 
 # IoTeX-like default curve: a bucket locked for 28 days or more earns a bonus that grows with the lock.
 # (min_days, weight in basis points); the last entry whose min_days <= duration applies.
@@ -65,7 +66,13 @@ class Genesis:
     buckets: tuple[GenesisBucket, ...] = ()
     # (protocol version, activation height), ascending; protocol 1 from height 1.
     protocols: tuple[tuple[int, int], ...] = ((1, 1),)
+    # Block reward set by an activation (version -> reward), from protocols[i].block_reward.
+    protocol_rewards: tuple[tuple[int, int], ...] = ()
     hash: bytes = field(default=b"", compare=False)
+
+    def schedule(self) -> Schedule:
+        rewards = dict(self.protocol_rewards)
+        return Schedule(tuple(Activation(v, h, rewards.get(v)) for v, h in self.protocols), self.block_reward)
 
     def protocol_at(self, height: int) -> int:
         version = self.protocols[0][0]
@@ -112,13 +119,13 @@ class Genesis:
                 {"owner": b.owner, "candidate": b.candidate, "amount": str(b.amount), "duration_days": b.duration_days}
                 for b in self.buckets
             ],
-            "protocols": [{"version": v, "height": h} for v, h in self.protocols],
+            "protocols": [a.to_json() for a in self.schedule().activations],
         }
 
 
 _CANDIDATE_FIELDS = frozenset({"name", "owner", "operator", "self_stake", "duration_days"})
 _BUCKET_FIELDS = frozenset({"owner", "candidate", "amount", "duration_days"})
-_PROTOCOL_FIELDS = frozenset({"version", "height"})
+_PROTOCOL_FIELDS = frozenset({"version", "height", "block_reward"})
 
 
 def _no_unknown(doc: dict[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
@@ -234,6 +241,7 @@ def from_json(doc: object) -> Genesis:
     if not isinstance(protos_raw, list) or not protos_raw:
         raise InvalidInput("must list protocol activations", "protocols")
     protocols: list[tuple[int, int]] = []
+    protocol_rewards: list[tuple[int, int]] = []
     for i, p in enumerate(protos_raw):
         if not isinstance(p, dict):
             raise InvalidInput("must be {version, height}", f"protocols[{i}]")
@@ -243,6 +251,8 @@ def from_json(doc: object) -> Genesis:
         if protocols and (v <= protocols[-1][0] or h <= protocols[-1][1]):
             raise InvalidInput("versions and heights must ascend", f"protocols[{i}]")
         protocols.append((v, h))
+        if "block_reward" in p:
+            protocol_rewards.append((v, parse_amount(p["block_reward"], f"protocols[{i}].block_reward", positive=False)))
     if protocols[0][1] != 1:
         raise InvalidInput("the first protocol must activate at height 1", "protocols[0].height")
     g = Genesis(
@@ -258,6 +268,7 @@ def from_json(doc: object) -> Genesis:
         candidates=tuple(candidates),
         buckets=tuple(buckets),
         protocols=tuple(protocols),
+        protocol_rewards=tuple(protocol_rewards),
     )
     return _with_hash(g)
 

@@ -24,14 +24,14 @@ from iotex_node import block as blk
 from iotex_node import consensus as cs
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
-from iotex_node.actions import Action
+from iotex_node.actions import Action, parse_amount, parse_uint
 from iotex_node.chain import Chain, CommitInfo
 from iotex_node.config import PID_FILE, NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height
 from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey, recover_address
-from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, NodeError, Rejected, StorageError
+from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
 from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
@@ -69,14 +69,6 @@ class Node:
         supported = tuple(p for p in manifest.protocols if p in SUPPORTED_PROTOCOLS)
         if supported != tuple(manifest.protocols):
             log.warning("release %s declares protocols %s; this code runs %s", manifest.version, manifest.protocols, supported)
-        self.metrics.info.info(
-            {
-                "version": __version__,
-                "protocol": str(genesis.protocol_at(1)),
-                "supported_protocols": ",".join(map(str, supported)),
-                "chain_id": str(genesis.chain_id),
-            }
-        )
         self.store = Store(cfg.path(cfg.database))
         self.chain = Chain(
             genesis,
@@ -255,6 +247,19 @@ class Node:
         if was:
             log.warning("activated: signing as delegate %s", self.key.address)
             self._restart_consensus()
+
+    def schedule_protocol(self, doc: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(doc) - {"version", "height", "block_reward"}
+        if unknown:
+            raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+        version = parse_uint(doc.get("version"), "version", 1000)
+        height = parse_uint(doc.get("height"), "height", 2**62)
+        reward = parse_amount(doc["block_reward"], "block_reward", positive=False) if "block_reward" in doc else None
+        self.chain.schedule_protocol(version, height, reward)
+        supported = "" if version in self.chain.supported_protocols else " (this release does not run it: upgrade first)"
+        log.warning("protocol %d scheduled at height %d%s", version, height, supported)
+        self._update_info_metric()
+        return {"version": version, "height": height}
 
     def _restart_consensus(self) -> None:
         """Re-enter the current height one round later (keeping the lock), so we take part again."""
@@ -504,7 +509,18 @@ class Node:
         self._broadcast_status()
         self._start_height()
 
+    def _update_info_metric(self) -> None:
+        self.metrics.info.info(
+            {
+                "version": __version__,
+                "protocol": str(self.chain.protocol_at(self.chain.height + 1)),
+                "supported_protocols": ",".join(map(str, self.chain.supported_protocols)),
+                "chain_id": str(self.genesis.chain_id),
+            }
+        )
+
     def _update_chain_metrics(self) -> None:
+        self._update_info_metric()
         self.metrics.height.set(self.chain.height)
         self.metrics.finalized_height.set(self.chain.height)
         self.metrics.mempool_size.set(len(self.chain.mempool))
@@ -845,7 +861,8 @@ class Node:
             "active_delegates": delegates,
             "is_delegate": self.key.address in delegates,
             "version": __version__,
-            "protocol": self.genesis.protocol_at(self.chain.height + 1),
+            "protocol": self.chain.protocol_at(self.chain.height + 1),
+            "protocol_schedule": [a.to_json() for a in self.chain.schedule.activations],
             "supported_protocols": list(self.chain.supported_protocols),
             "peers": len(self.net.peers),
             "peer_list": [{"node": p.node_id, "address": p.address, "height": p.height} for p in self.net.peers.values()],
