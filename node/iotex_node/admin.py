@@ -77,6 +77,24 @@ def _app(node: Node, token: str) -> web.Application:
             raise InvalidInput('give {"height": H} or {"clear": true}')
         return node.set_halt_height(doc["height"])
 
+    async def snapshot(request: web.Request) -> web.Response:
+        """A consistent copy of the database while the node runs: read in a worker thread through a
+        connection of its own, so the event loop keeps committing (see iotex_node.maintenance)."""
+        import asyncio
+
+        from iotex_node import maintenance
+
+        try:
+            doc = await body(request)
+            if set(doc) != {"out"} or not isinstance(doc["out"], str) or not os.path.isabs(doc["out"]):
+                raise InvalidInput('give {"out": "/absolute/path/of/the/new/snapshot"} and nothing else', "out")
+            info = await asyncio.to_thread(
+                maintenance.snapshot, node.store.path, Path(doc["out"]), chain_id=node.genesis.chain_id, online=True
+            )
+        except NodeError as exc:
+            return web.json_response({"error": {"code": "refused", "message": str(exc)}}, status=409)
+        return web.json_response(info.to_json())
+
     app = web.Application(middlewares=[auth])
     app.router.add_get("/status", status)
     app.router.add_post("/pause", control(lambda d: node.pause()))
@@ -84,6 +102,7 @@ def _app(node: Node, token: str) -> web.Application:
     app.router.add_post("/halt", control(halt))
     app.router.add_post("/standby", control(lambda d: node.to_standby("requested by the operator")))
     app.router.add_post("/activate", control(lambda d: node.activate(force=d.get("force") is True)))
+    app.router.add_post("/snapshot", snapshot)
     app.router.add_post("/protocols", control(node.schedule_protocol))
     return app
 

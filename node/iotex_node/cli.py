@@ -244,9 +244,13 @@ def activate(force: bool, home: Path, as_json: bool) -> None:
     _admin_call(home, "/activate", {"force": force}, as_json)
 
 
+from iotex_node.cli_maintenance import restore, rollback, snapshot  # noqa: E402 - does not import this module
 from iotex_node.cli_release import release  # noqa: E402 - registered last; it does not import this module
 
 main.add_command(release)
+main.add_command(rollback)
+main.add_command(snapshot)
+main.add_command(restore)
 
 
 if __name__ == "__main__":

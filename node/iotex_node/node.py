@@ -917,19 +917,26 @@ def load_key(cfg: NodeConfig) -> PrivateKey:
 def run(home: Path) -> int:
     """Run a node until SIGTERM/SIGINT; returns the process exit code."""
     from iotex_node import config as config_mod
+    from iotex_node.maintenance import NodeLock
 
     cfg = config_mod.load(home)
-    logging.basicConfig(
-        level=getattr(logging, cfg.log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s [{cfg.name}] %(name)s: %(message)s",
-    )
-    genesis = genesis_mod.load(cfg.path(cfg.genesis))
-    key = load_key(cfg)
-    node = Node(cfg, key, genesis)
-    pidfile = cfg.home / PID_FILE
-    pidfile.write_text(f"{os.getpid()}\n")
+    # Held for the node's whole life (the kernel drops it if we die): a second node on this home, and the
+    # offline maintenance commands (rollback, restore), refuse while it is held.
+    lock = NodeLock(cfg.home, "node").acquire()
     try:
-        asyncio.run(node.run_until_signalled())
+        logging.basicConfig(
+            level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+            format=f"%(asctime)s %(levelname)s [{cfg.name}] %(name)s: %(message)s",
+        )
+        genesis = genesis_mod.load(cfg.path(cfg.genesis))
+        key = load_key(cfg)
+        node = Node(cfg, key, genesis)
+        pidfile = cfg.home / PID_FILE
+        pidfile.write_text(f"{os.getpid()}\n")
+        try:
+            asyncio.run(node.run_until_signalled())
+        finally:
+            pidfile.unlink(missing_ok=True)
+        return 1 if node.fatal else 0
     finally:
-        pidfile.unlink(missing_ok=True)
-    return 1 if node.fatal else 0
+        lock.release()

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITH
 
 
 class Store:
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool = False, durable: bool = True) -> None:
+        """Open (or with `create`, create) the database. `durable=False` skips fsync (synchronous=OFF): only
+        for building throwaway databases fast (benchmarks, tests); a node always runs durable."""
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StorageError(f"no database at {self.path}: run `iotex-node init` first")
@@ -46,7 +48,7 @@ class Store:
             # thread only; the lock guards the rare use from executor threads.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=OFF")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"database {self.path} cannot be opened: {exc}") from None
@@ -162,3 +164,85 @@ class Store:
     def lowest_undo_height(self) -> int | None:
         row = self._db.execute("SELECT MIN(height) FROM undo").fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    # --- maintenance (offline: the caller holds the node lock) ---------------------------------------
+
+    def block_hash(self, height: int) -> bytes | None:
+        row = self._db.execute("SELECT hash FROM blocks WHERE height=?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def block_count_above(self, height: int) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM blocks WHERE height>?", (height,)).fetchone()[0])
+
+    def undo_record(self, height: int) -> dict[str, bytes | None] | None:
+        """The previous value of every key block `height` changed (None: the key did not exist)."""
+        row = self._db.execute("SELECT data FROM undo WHERE height=?", (height,)).fetchone()
+        if row is None:
+            return None
+        return {k: (None if v is None else v.encode()) for k, v in orjson.loads(row[0]).items()}
+
+    def rollback_to(
+        self,
+        height: int,
+        block_hash: bytes,
+        expected_tip: tuple[int, bytes],
+        state_restore: dict[str, bytes | None],
+        action_hashes: list[bytes],
+        drop_meta: list[str],
+    ) -> None:
+        """Revert every block above `height` in one transaction: a crash leaves all of it or none of it.
+
+        `state_restore` is the value each changed key had at `height` (None: absent), `action_hashes` the
+        actions of the removed blocks (their receipts go), `drop_meta` meta keys to delete. Refuses if the
+        tip is no longer `expected_tip` (the database changed since the caller read it).
+        """
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                row = cur.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
+                tip = orjson.loads(row[0]) if row else None
+                if tip is None or (int(tip["height"]), bytes.fromhex(tip["hash"])) != expected_tip:
+                    raise StorageError(f"the tip of {self.path} changed during the rollback: nothing was changed")
+                cur.executemany(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES(?, ?)",
+                    ((k, v) for k, v in state_restore.items() if v is not None),
+                )
+                cur.executemany("DELETE FROM state WHERE key=?", ((k,) for k, v in state_restore.items() if v is None))
+                cur.executemany("DELETE FROM actions WHERE hash=? AND height>?", ((h, height) for h in action_hashes))
+                cur.execute("DELETE FROM blocks WHERE height>?", (height,))
+                cur.execute("DELETE FROM undo WHERE height>?", (height,))
+                cur.executemany("DELETE FROM meta WHERE key=?", ((k,) for k in drop_meta))
+                cur.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('tip', ?)",
+                    (orjson.dumps({"height": height, "hash": block_hash.hex()}),),
+                )
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise StorageError(f"rollback of {self.path} to height {height} failed, nothing was changed: {exc}") from None
+            except BaseException:
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
+
+    def backup_to(self, dest: Path) -> None:
+        """A consistent copy of the whole database into `dest` (a new file) with SQLite's backup API, in
+        one step (one read transaction, so one point in time), as a self-contained file (rollback journal
+        mode, no -wal beside it). The caller makes it durable and gives it its final name."""
+        copy_database(self._db, dest)
+
+
+def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...] = ()) -> None:
+    """Copy the database open on `src` into the new file `dest` (see Store.backup_to), deleting the meta
+    keys `drop_meta` from the copy with secure_delete on, so their bytes do not linger in free pages."""
+    dst = sqlite3.connect(dest, isolation_level=None)
+    try:
+        src.backup(dst, pages=-1)
+        dst.execute("PRAGMA journal_mode=DELETE")
+        if drop_meta:
+            dst.execute("PRAGMA secure_delete=ON")
+            dst.executemany("DELETE FROM meta WHERE key=?", ((k,) for k in drop_meta))
+    finally:
+        dst.close()
