@@ -90,22 +90,15 @@ def main() -> int:
             ct = procs[n.name].cpu_times()
             cpu0[n.name] = ct.user + ct.system
         submits_file = root / "submits.json"
+        height = net.chain(0)["finalized_height"]  # type: ignore[index]
         t_start = time.time()
         load = subprocess.Popen(
             [sys.executable, str(HERE / "loadgen.py"), "--net", str(net.root), "--tps", str(args.tps),
              "--seconds", str(args.seconds), "--out", str(submits_file)],
         )  # fmt: skip
-        spy = None
+        spy: subprocess.Popen[bytes] | None = None
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if args.profile and Path(pyspy).exists():
-            time.sleep(min(10.0, args.seconds / 3))
-            spy = subprocess.Popen(
-                [pyspy, "record", "--pid", str(net.nodes[0].pid), "--duration", "20", "--rate", "200",
-                 "--format", "raw", "--output", str(root / "profile.txt"), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        height = net.chain(0)["finalized_height"]  # type: ignore[index]
-        cpu: dict[str, float] = {}
+        spy_at = t_start + min(10.0, args.seconds / 3) if args.profile and Path(pyspy).exists() else None
         drain_until = None
         while True:
             now = time.time()
@@ -120,6 +113,13 @@ def main() -> int:
                 break
             if now - t_start > args.seconds + 120:
                 break
+            if spy_at is not None and now >= spy_at:
+                spy_at = None  # sample node0 mid-run, without pausing this observer
+                spy = subprocess.Popen(
+                    [pyspy, "record", "--pid", str(net.nodes[0].pid), "--duration", "20", "--rate", "200",
+                     "--format", "raw", "--output", str(root / "profile.txt"), "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             c = net.chain(0)
             if c is not None and c["finalized_height"] > height:
                 seen = time.time()
