@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_node.errors import ReleaseError
+from iotex_node.fsutil import fsync_dir
 from iotex_node.release import (
     RELEASE_FILE,
     Manifest,
@@ -379,14 +380,6 @@ def _parse_manifest(data: bytes, where: str) -> tuple[Manifest, dict[str, str]]:
     return m, files
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_read_only(top: Path) -> None:
     for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
         for fn in filenames:
@@ -494,9 +487,9 @@ def install(artifact: Path, root: Path, sha256: str | None = None, python: str |
             meta = {"sha256": digest, "artifact": artifact.name, "python": python, "installed_at": int(time.time())}
             _write_new(tmp / INSTALL_FILE, _dumps(meta))
             _make_read_only(tmp)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.rename(tmp, final)  # atomic: the release appears complete or not at all
-            _fsync_dir(releases)
+            fsync_dir(releases)
         finally:
             _remove_tree(tmp)
     return Installed(version, final, digest, manifest.protocols, changed=True)
@@ -653,7 +646,7 @@ def activate(root: Path, version: str) -> Switched:
         _point(root / CURRENT, version)
         if cur is not None:
             _point(root / PREVIOUS, cur)
-        _fsync_dir(root)
+        fsync_dir(root)
         return Switched(version, cur if cur is not None else prev, changed=True)
 
 
@@ -670,7 +663,7 @@ def switch_back(root: Path) -> Switched:
         _point(root / CURRENT, prev)
         if cur is not None:
             _point(root / PREVIOUS, cur)
-        _fsync_dir(root)
+        fsync_dir(root)
         return Switched(prev, cur, changed=True)
 
 

@@ -47,6 +47,7 @@ from iotex_node.chain import Chain
 from iotex_node.config import PID_FILE, NodeConfig
 from iotex_node.controls import Controls
 from iotex_node.errors import ConfigError, InvalidAction, NodeError, StorageError
+from iotex_node.fsutil import fsync_dir, fsync_path
 from iotex_node.state import State
 from iotex_node.store import SCHEMA_VERSION, Store, copy_database
 
@@ -166,22 +167,6 @@ def _unique(path: Path) -> Path:
     raise MaintenanceError(f"too many files named like {path}")
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = _tmp_for(path)
     try:
@@ -192,7 +177,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _unlink_tmp(path: Path) -> None:
@@ -227,11 +212,11 @@ def _backup(cfg: NodeConfig, src: Store | sqlite3.Connection, tip: int) -> Path:
             src.backup_to(tmp)
         else:
             copy_database(src, tmp)
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
     finally:
         _unlink_tmp(tmp)
-    _fsync_dir(d)
+    fsync_dir(d)
     return final
 
 
@@ -245,9 +230,9 @@ def _raw_backup(cfg: NodeConfig, db: Path) -> Path:
         if src.exists():
             tmp = _tmp_for(final.with_name(final.name + suffix))
             shutil.copyfile(src, tmp)
-            _fsync_file(tmp)
+            fsync_path(tmp)
             os.replace(tmp, final.with_name(final.name + suffix))
-    _fsync_dir(d)
+    fsync_dir(d)
     return final
 
 
@@ -606,7 +591,7 @@ def snapshot(
                 facts = _check_db(conn, f"snapshot of {db}", None, chain_id)
             finally:
                 conn.close()
-            _fsync_file(tmp)
+            fsync_path(tmp)
             say("sha256")
             digest = sha256_file(tmp)
             size = tmp.stat().st_size
@@ -629,7 +614,7 @@ def snapshot(
             _write_atomic(_sidecar(out, ".sha256"), f"{digest}  {out.name}\n".encode())
             _write_atomic(_sidecar(out, ".manifest.json"), json.dumps(manifest, indent=2).encode() + b"\n")
             os.replace(tmp, out)
-            _fsync_dir(out.parent)
+            fsync_dir(out.parent)
         finally:
             _unlink_tmp(tmp)
     say("done")
@@ -737,12 +722,12 @@ def restore(home: Path, snapshot_path: Path, *, force: bool = False, progress: P
                 conn.execute("COMMIT")
             finally:
                 conn.close()
-            _fsync_file(tmp)
+            fsync_path(tmp)
             say("install")
             for suffix in ("-wal", "-shm"):  # the old database was checkpointed into its main file
                 db.with_name(db.name + suffix).unlink(missing_ok=True)
             os.replace(tmp, db)
-            _fsync_dir(db.parent)
+            fsync_dir(db.parent)
         finally:
             _unlink_tmp(tmp)
         say("verify")
