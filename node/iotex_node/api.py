@@ -389,7 +389,8 @@ async def get_block(request: web.Request) -> web.Response:
 async def get_chain(request: web.Request) -> web.Response:
     s = request.app[NODE_KEY].status()
     keys = ("chain_id", "height", "finalized_height", "finalized_hash", "state_root", "epoch", "active_delegates",
-            "version", "protocol", "supported_protocols", "consensus", "peers", "synced")  # fmt: skip
+            "version", "protocol", "supported_protocols", "consensus", "peers", "synced", "participating", "paused",
+            "standby", "halt_height", "halted", "protocol_schedule")  # fmt: skip
     out = {k: s[k] for k in keys}
     node = request.app[NODE_KEY]
     out["node_version"] = out.pop("version")
@@ -397,6 +398,7 @@ async def get_chain(request: web.Request) -> web.Response:
     out["block_interval_ms"] = node.genesis.block_interval_ms
     out["epoch_length"] = node.genesis.epoch_length
     out["genesis_hash"] = node.genesis.hash.hex()
+    out["finalized_timestamp_ms"] = node.chain.tip_timestamp_ms
     return _json(out)
 
 

@@ -1,0 +1,230 @@
+"""The monitoring stack: the real Prometheus and Alertmanager (Debian packages) as plain processes.
+
+Both bind to 127.0.0.1 only (they listen on all interfaces unless told otherwise), Alertmanager runs
+without clustering (`--cluster.listen-address=`), and every file they use lives in one work directory,
+so `stop()` plus removing that directory leaves nothing behind. Configs are generated from the list of
+node metrics targets; with 1 s scrape and evaluation intervals a dead target is visible in ~2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iotex_ops.errors import OpsError
+
+PROMETHEUS_BIN = "prometheus"
+ALERTMANAGER_BIN = "prometheus-alertmanager"
+
+
+class MonitoringError(OpsError):
+    """Prometheus or Alertmanager could not be configured, started or reached."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A node's metrics endpoint: `name` becomes the `delegate` label, `address` is host:port."""
+
+    name: str
+    address: str
+    host: str = ""
+
+
+def prometheus_config(
+    targets: list[Target], alertmanager: str | None, rule_files: list[str], interval_s: float = 1.0
+) -> dict[str, Any]:
+    interval = f"{interval_s:g}s"
+    cfg: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
+        "rule_files": rule_files,
+        "scrape_configs": [
+            {
+                "job_name": "iotex-node",
+                "metrics_path": "/metrics",
+                "static_configs": [
+                    {"targets": [t.address], "labels": {"delegate": t.name, "host": t.host or t.name}} for t in targets
+                ],
+            }
+        ],
+    }
+    if alertmanager:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return cfg
+
+
+def alertmanager_config(webhook_url: str | None) -> dict[str, Any]:
+    receiver: dict[str, Any] = {"name": "default"}
+    if webhook_url:
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    return {
+        "route": {
+            "receiver": "default",
+            "group_by": ["alertname", "delegate"],
+            "group_wait": "1s",
+            "group_interval": "5s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [receiver],
+    }
+
+
+# A first rule set for the lab; the paging issue extends it.
+NODE_RULES: dict[str, Any] = {
+    "groups": [
+        {
+            "name": "iotex-node",
+            "rules": [
+                {
+                    "alert": "NodeDown",
+                    "expr": 'up{job="iotex-node"} == 0',
+                    "for": "2s",
+                    "labels": {"severity": "page"},
+                    "annotations": {"summary": "delegate {{ $labels.delegate }} is not answering /metrics"},
+                },
+                {
+                    "alert": "FinalityStalled",
+                    "expr": 'increase(iotex_finalized_height{job="iotex-node"}[30s]) == 0',
+                    "for": "10s",
+                    "labels": {"severity": "page"},
+                    "annotations": {"summary": "delegate {{ $labels.delegate }} finalized nothing for 30s"},
+                },
+            ],
+        }
+    ]
+}
+
+
+def _get(url: str, timeout: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we started
+        return bytes(resp.read())
+
+
+@dataclass
+class MonitoringStack:
+    workdir: Path
+    targets: list[Target]
+    prometheus_port: int
+    alertmanager_port: int
+    webhook_url: str | None = None
+    interval_s: float = 1.0
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    def write_configs(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "rules.yml").write_text(yaml.safe_dump(NODE_RULES, sort_keys=False))
+        prom = prometheus_config(
+            self.targets, f"127.0.0.1:{self.alertmanager_port}", [str(self.workdir / "rules.yml")], self.interval_s
+        )
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
+        (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(self.webhook_url), sort_keys=False))
+
+    def start(self, timeout: float = 30.0) -> None:
+        for binary in (PROMETHEUS_BIN, ALERTMANAGER_BIN):
+            if shutil.which(binary) is None:
+                raise MonitoringError(
+                    f"{binary} is not installed: as root run `apt-get install prometheus prometheus-alertmanager` "
+                    "(or `make lab-deps`)"
+                )
+        self.write_configs()
+        w = self.workdir
+        self._spawn(
+            "alertmanager",
+            [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",
+             f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", "--cluster.listen-address="],
+        )  # fmt: skip
+        self._spawn(
+            "prometheus",
+            [PROMETHEUS_BIN, f"--config.file={w / 'prometheus.yml'}", f"--storage.tsdb.path={w / 'prometheus-data'}",
+             f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"],
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        for name, url in (("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)):
+            while True:
+                proc = self._procs[name]
+                if proc.poll() is not None:
+                    raise MonitoringError(f"{name} exited with {proc.returncode}; see {w / (name + '.log')}")
+                try:
+                    _get(url + "/-/ready")
+                    break
+                except (OSError, urllib.error.URLError):
+                    if time.monotonic() > deadline:
+                        raise MonitoringError(f"{name} not ready at {url} after {timeout:.0f}s") from None
+                    time.sleep(0.1)
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        (self.workdir / f"{name}.pid").write_text(f"{self._procs[name].pid}\n")
+
+    def pids(self) -> dict[str, int]:
+        return {n: p.pid for n, p in self._procs.items() if p.poll() is None}
+
+    def stop(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            (self.workdir / f"{name}.pid").unlink(missing_ok=True)
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query through prometheus-api-client."""
+        from prometheus_api_client import PrometheusConnect
+
+        try:
+            return list(PrometheusConnect(url=self.prometheus_url, disable_ssl=True).custom_query(promql))
+        except Exception as exc:  # the client raises bare Exception subclasses of its own
+            raise MonitoringError(f"query {promql!r} against {self.prometheus_url} failed: {exc}") from None
+
+    def targets_up(self) -> dict[str, bool]:
+        """delegate label -> whether Prometheus's last scrape of it succeeded."""
+        return {r["metric"].get("delegate", "?"): r["value"][1] == "1" for r in self.query('up{job="iotex-node"}')}
+
+
+def stop_from_pidfiles(workdir: Path) -> list[int]:
+    """Stop a stack started by another process (e.g. `lab down`), by the pids it recorded."""
+    stopped = []
+    for name in ("prometheus", "alertmanager"):
+        pidfile = workdir / f"{name}.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            pidfile.unlink(missing_ok=True)
+            continue
+        if Path(cmdline).name not in (PROMETHEUS_BIN, ALERTMANAGER_BIN):
+            pidfile.unlink(missing_ok=True)  # the pid was reused by something else: not ours to kill
+            continue
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+        stopped.append(pid)
+        pidfile.unlink(missing_ok=True)
+    return stopped
