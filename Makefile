@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast lint localnet bench-tps bench-crash bench-24 clean
+.PHONY: test test-fast lint localnet lab-deps bench-tps bench-crash bench-24 clean
+
+# System packages the lab and its tests use: the real Prometheus, Alertmanager and sshd.
+LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2
 
 $(STAMP): pyproject.toml node/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,8 +15,26 @@ $(STAMP): pyproject.toml node/pyproject.toml
 	$(BIN)/pip install -q -e node/ -e '.[dev]'
 	touch $(STAMP)
 
+## install the lab's system packages when missing (as root), or say what to run
+lab-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "the lab needs:$$missing -- run: sudo apt-get install$$missing"; \
+	    echo "(tests that need them are skipped until then)"; \
+	  fi; \
+	fi
+
 ## the whole suite: lint, types, unit and integration tests (slow ones included)
-test: $(STAMP)
+test: $(STAMP) lab-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
