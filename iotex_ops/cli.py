@@ -74,3 +74,10 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
     console.print("stopped all nodes")
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Command groups that live beside their library modules; registered here so `iotex-ops --help` lists them.
+from iotex_ops.cli_hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
+
+main.add_command(inventory)
+main.add_command(exec_cmd)
