@@ -57,6 +57,8 @@ def measure_resume(net: LocalNet) -> float:
     for i in range(len(net.nodes)):
         _admin(net, i, "/resume", {})
     while _max_height(net) <= h0:
+        if time.monotonic() - t0 > 60:
+            raise SystemExit(f"no block finalized within 60 s of resuming at height {h0}; network kept in {net.root}")
         time.sleep(0.01)
     return time.monotonic() - t0
 

@@ -35,7 +35,21 @@ REQUIRED = (
     "service_manager",
 )
 # non-Ansible vars this toolkit and its playbooks understand; anything else is a typo until prefixed x_
-KNOWN = frozenset(REQUIRED) | {"node_version", "node_release_dir", "node_metrics_port", "node_admin_socket", "node_extra_args"}
+_TOOLKIT_VARS = {"node_version", "node_release_dir", "node_metrics_port", "node_admin_socket", "node_extra_args"}
+PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def _role_variables() -> frozenset[str]:
+    """Every variable the playbooks' roles define a default for: the playbooks are the source of truth."""
+    names: set[str] = set()
+    for defaults in sorted(PLAYBOOKS_DIR.glob("roles/*/defaults/main.yml")):
+        doc = yaml.safe_load(defaults.read_text()) or {}
+        if isinstance(doc, dict):
+            names.update(str(k) for k in doc)
+    return frozenset(names)
+
+
+KNOWN = frozenset(REQUIRED) | _TOOLKIT_VARS | _role_variables()
 _PORTS = ("ansible_port", "node_p2p_port", "node_api_port")
 
 

@@ -136,15 +136,20 @@ class MonitoringStack:
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
         (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(self.webhook_url), sort_keys=False))
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, rendered: bool = False) -> None:
+        """Start both; `rendered`: use the configs already in workdir (rendered by playbooks/monitoring.yml)."""
         for binary in (PROMETHEUS_BIN, ALERTMANAGER_BIN):
             if shutil.which(binary) is None:
                 raise MonitoringError(
                     f"{binary} is not installed: as root run `apt-get install prometheus prometheus-alertmanager` "
                     "(or `make lab-deps`)"
                 )
-        self.write_configs()
+        if not rendered:
+            self.write_configs()
         w = self.workdir
+        for f in ("prometheus.yml", "alertmanager.yml"):
+            if not (w / f).exists():
+                raise MonitoringError(f"{w / f} is missing: render it first (playbooks/monitoring.yml)")
         self._spawn(
             "alertmanager",
             [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",

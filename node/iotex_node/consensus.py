@@ -196,6 +196,13 @@ class HeightConsensus:
         self.evidence.append(ev)
         return [ev, *self._evaluate()]
 
+    def advance_round(self) -> list[Effect]:
+        """Move to the next round keeping every vote, proposal and lock: how a delegate that stopped
+        signing (paused, standby, halted) takes part again without waiting for a timeout it skipped."""
+        if self.decided:
+            return []
+        return self._start_round(self.round + 1)
+
     def on_timeout(self, kind: str, height: int, round_: int) -> list[Effect]:
         if self.decided or height != self.height or round_ != self.round:
             return []

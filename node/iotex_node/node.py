@@ -262,20 +262,12 @@ class Node:
         return {"version": version, "height": height}
 
     def _restart_consensus(self) -> None:
-        """Re-enter the current height one round later (keeping the lock), so we take part again."""
+        """Take part again in the current height from its next round, keeping what we have heard."""
         hc = self.hc
         if hc is None or hc.height != self.chain.height + 1:
             self._start_height()
             return
-        lock = hc.lock_state()
-        lock.round = hc.round + 1
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-        fresh = cs.HeightConsensus(hc.height, hc.delegates, self.key.address)
-        fresh.restore(lock)
-        self.hc = fresh
-        self._handle(fresh.start())
+        self._handle(hc.advance_round())
 
     def _note_own_key(self, kind: str, h: int, r: int, block_hash: bytes | None) -> bool:
         """A consensus message signed with our delegate key arrived from the network. True if it is foreign."""

@@ -202,3 +202,21 @@ def test_standby_refuses_to_activate_while_the_primary_signs_then_takes_over(loc
     assert any("iotex_other_signer_detected_total 0.0" not in metrics_text(net, i) for i in (3, 4))
     top = min(h for h in net.heights()[:3] if h is not None)
     assert len({net.block_hash(i, top) for i in range(3)}) == 1
+
+
+def test_staggered_pause_and_resume_cycles_always_resume_without_a_fork(localnet_factory) -> None:
+    net = localnet_factory(4, propose_timeout_ms=600)
+    net.start()
+    net.wait_height(2, timeout=60)
+    for cycle in range(3):
+        for i in range(4):
+            admin(net, i, "/pause")
+            time.sleep(0.4 * (cycle + 1))  # pauses land at different moments of a height, and of its rounds
+        time.sleep(2)
+        stalled = max(h for h in net.heights() if h is not None)
+        for i in reversed(range(4)):
+            admin(net, i, "/resume")
+            time.sleep(0.3 * cycle)
+        net.wait_height(stalled + 2, timeout=30)
+    top = min(h for h in net.heights() if h is not None)
+    assert len({net.block_hash(i, top) for i in range(4)}) == 1

@@ -1,0 +1,79 @@
+"""`iotex-ops playbook run NAME -i INV`: run one of the repository's playbooks with a live progress view."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+console = Console(stderr=True)
+
+
+def _parse_extravars(items: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="-e")
+        # Values are YAML-typed the way ansible-playbook -e key=value would be: strings unless JSON says otherwise.
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+@click.group("playbook")
+def playbook() -> None:
+    """Ansible playbooks of this repository (site, node, release, service, monitoring)."""
+
+
+@playbook.command("run")
+@click.argument("name")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--limit", default=None, help="Ansible host pattern to restrict the run to.")
+@click.option("--check", is_flag=True, help="Report what would change; change nothing.")
+@click.option("-e", "--extra-var", "extra", multiple=True, help="key=value (repeatable); secrets as file paths only.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="Where each run's directory goes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a progress view.")
+def run_cmd(
+    name: str, inventory: Path, limit: str | None, check: bool, extra: tuple[str, ...], runs_dir: Path | None, as_json: bool
+) -> None:
+    """Run playbook NAME (a name from playbooks/ or a path) on an inventory."""
+    from iotex_ops.ansible import ProgressView, run_playbook
+
+    extravars = _parse_extravars(extra)
+    view = ProgressView(title=name)
+    if as_json:
+        result = run_playbook(name, inventory, extravars=extravars, limit=limit, check=check, runs_dir=runs_dir,
+                              raise_on_failure=False)  # fmt: skip
+    else:
+        with Live(view, console=console, refresh_per_second=4):
+            result = run_playbook(name, inventory, extravars=extravars, limit=limit, check=check, runs_dir=runs_dir,
+                                  on_event=view, raise_on_failure=False)  # fmt: skip
+    doc = {
+        "playbook": name,
+        "status": result.status,
+        "rc": result.rc,
+        "ok": result.ok,
+        "changed": result.changed,
+        "failed": result.failed,
+        "events": result.events,
+        "artifacts_dir": str(result.artifacts_dir),
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        console.print(
+            f"{name}: {result.status} (rc {result.rc}); changed {sum(result.changed.values())}; artifacts {result.artifacts_dir}"
+        )
+    if not result.ok:
+        if not as_json:
+            from iotex_ops.ansible import failures_from_events, load_events
+
+            for f in failures_from_events(load_events(result.artifacts_dir)):
+                console.print(f"[red]{f.host}[/red] {'unreachable' if f.unreachable else 'failed'} at {f.task!r}: {f.message}")
+        raise SystemExit(2)

@@ -1,0 +1,399 @@
+"""The lab: a whole delegate network on this machine, built with the same playbooks as real hosts.
+
+`up` generates keys and genesis, builds a release artifact of the node from this source tree, writes an
+Ansible inventory of the lab's hosts, runs playbooks/site.yml through ansible-runner (release install,
+config, supervisord service, monitoring configs), starts the real Prometheus and Alertmanager on
+127.0.0.1, and records everything it made in `<root>/lab.json`, which `status` and `down` read.
+
+Hosts:
+- `local` (no root): each delegate host is a directory under the lab root, reached with Ansible's local
+  connection; its node runs under its own supervisord (unix socket in the host directory).
+- `netns` (root): each delegate host is a network namespace with its own address and sshd, reached over
+  real SSH (host keys checked against the lab's known_hosts); its node runs inside the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iotex_ops.errors import LabError, OpsError
+from iotex_ops.monitoring import NODE_RULES, MonitoringStack, Target, stop_from_pidfiles
+
+STATE_FILE = "lab.json"
+NETNS_SUBNET = "10.247.0.0/16"
+NETNS_PREFIX = "ioxlab"
+NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("IOTEX_OPS_LAB_DIR", "~/.local/state/iotex-ops/lab")).expanduser()
+
+
+@dataclass
+class LabNode:
+    name: str
+    host: str  # address other hosts and the controller reach it on
+    api_url: str
+    home: str
+    host_dir: str
+
+
+@dataclass
+class LabState:
+    mode: str
+    root: str
+    delegates: int
+    block_interval_ms: int
+    inventory: str
+    nodes: list[LabNode]
+    prometheus_url: str
+    alertmanager_url: str
+    monitoring_dir: str
+    created: float
+    netns: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> LabState:
+        nodes = [LabNode(**n) for n in doc.pop("nodes")]
+        return cls(nodes=nodes, **doc)
+
+    def endpoints(self) -> list[Any]:
+        from iotex_ops.status import Endpoint
+
+        return [Endpoint(n.name, n.host, n.api_url) for n in self.nodes]
+
+    def node_pid(self, name: str) -> int | None:
+        node = next((n for n in self.nodes if n.name == name), None)
+        if node is None:
+            return None
+        try:
+            pid = int((Path(node.home) / "node.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+
+def load_state(root: Path | None = None) -> LabState | None:
+    path = (root or default_root()) / STATE_FILE
+    try:
+        return LabState.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise LabError(f"lab state {path} is unreadable ({exc}); remove {path.parent} by hand") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answering(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1.0):  # noqa: S310 - the lab's own loopback/netns URLs
+            return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def is_up(state: LabState) -> bool:
+    return any(state.node_pid(n.name) is not None or _answering(n.api_url) for n in state.nodes)
+
+
+# --- up --------------------------------------------------------------------------------------------
+
+
+def _inventory(
+    mode: str,
+    root: Path,
+    testnet: Path,
+    dist: Path,
+    version: str,
+    manifest: dict[str, Any],
+    netns_hosts: Any,
+    monitoring_dir: Path,
+    rules: Path,
+    alertmanager: str,
+) -> dict[str, Any]:
+    delegates: dict[str, dict[str, Any]] = {}
+    for i, node in enumerate(manifest["nodes"]):
+        name = node["name"]
+        host_dir = root / "hosts" / name
+        src = testnet / name
+        if mode == "local":
+            address, p2p, api = "127.0.0.1", int(node["p2p"].rsplit(":", 1)[1]), int(node["api"].rsplit(":", 1)[1])
+            conn: dict[str, Any] = {
+                "ansible_connection": "local",
+                "ansible_user": os.environ.get("USER", "root"),
+                "ansible_port": 22,
+            }
+        else:
+            h = netns_hosts.hosts[i]
+            address, p2p, api = h.address, NETNS_P2P_PORT, NETNS_API_PORT
+            conn = {"ansible_port": h.port, "ansible_user": h.user}
+        delegates[name] = {
+            "ansible_host": address,
+            **conn,
+            "delegate_name": name,
+            "node_p2p_port": p2p,
+            "node_api_port": api,
+            "node_key_file": str(src / "keystore.json"),
+            "node_data_dir": str(host_dir / "node"),
+            "service_manager": "supervisord",
+            "iotex_host_dir": str(host_dir),
+            "iotex_releases_root": str(host_dir / "opt" / "iotex"),
+            "iotex_node_home": str(host_dir / "node"),
+            "iotex_log_dir": str(host_dir / "log"),
+            "node_keystore_src": str(src / "keystore.json"),
+            "node_password_file_src": str(src / "keystore.pass"),
+            "node_key_src": str(src / "node_key.json"),
+            "node_admin_token_src": str(src / "admin.token"),
+        }
+    all_vars: dict[str, Any] = {
+        "ansible_python_interpreter": sys.executable,
+        "node_genesis_src": str(testnet / "genesis.json"),
+        "node_release_dir": str(dist),
+        "node_release_version": version,
+    }
+    if mode == "netns":
+        common = f"-o UserKnownHostsFile={netns_hosts.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+        all_vars.update({"ansible_ssh_private_key_file": str(netns_hosts.client_key), "ansible_ssh_common_args": common})
+    return {
+        "all": {
+            "vars": all_vars,
+            "children": {
+                "delegates": {"hosts": delegates},
+                "monitoring": {
+                    "hosts": {
+                        "controller": {
+                            "ansible_connection": "local",
+                            "iotex_host_dir": str(root / "hosts" / "controller"),
+                            "monitoring_dir": str(monitoring_dir),
+                            "monitoring_rule_files": [str(rules)],
+                            "monitoring_alertmanager": alertmanager,
+                        }
+                    }
+                },
+            },
+        }
+    }
+
+
+def up(
+    delegates: int = 4,
+    hosts: str = "local",
+    block_interval_ms: int = 1000,
+    root: Path | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    say: Callable[[str], None] = lambda s: None,
+) -> LabState:
+    from iotex_node import artifact, release
+    from iotex_node.testnet import TestnetSpec, free_ports, generate
+    from iotex_ops.ansible import run_playbook
+
+    if hosts not in ("local", "netns"):
+        raise LabError(f"--hosts must be local or netns, not {hosts!r}")
+    if not 1 <= delegates <= 50:
+        raise LabError("a lab has 1 to 50 delegates")
+    root = (root or default_root()).resolve()
+    existing = load_state(root)
+    if existing is not None:
+        if is_up(existing):
+            raise LabError(
+                f"the lab at {root} is already up ({existing.delegates} delegates, {existing.mode} hosts): "
+                "`iotex-ops lab status` shows it, `iotex-ops lab down` removes it"
+            )
+        say("a previous lab left files behind; removing them first")
+        down(root)
+    if hosts == "netns" and os.geteuid() != 0:
+        raise LabError("--hosts netns needs root (network namespaces and sshd); use --hosts local")
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    root.mkdir(parents=True, exist_ok=True)
+    netns_hosts = None
+    state: LabState | None = None
+    try:
+        if hosts == "netns":
+            from iotex_ops.lab.netns import NetnsHosts
+
+            say(f"creating {delegates} network-namespace hosts with sshd")
+            netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
+            timings["hosts_s"] = round(time.monotonic() - t0, 3)
+        say("generating keys and genesis")
+        testnet = root / "testnet"
+        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms))
+        manifest = json.loads((testnet / "testnet.json").read_text())
+        dist = root / "dist"
+        dist.mkdir(exist_ok=True)
+        current = release.current()
+        say(f"building node release {current.version}")
+        artifact.build(current.version, current.protocols, dist)
+        prom_port, am_port = free_ports(2)
+        monitoring_dir = root / "hosts" / "controller" / "monitoring"
+        monitoring_dir.mkdir(parents=True, exist_ok=True)
+        rules = monitoring_dir / "rules.yml"
+        rules.write_text(yaml.safe_dump(NODE_RULES, sort_keys=False))
+        inv_doc = _inventory(
+            hosts, root, testnet, dist, current.version, manifest, netns_hosts, monitoring_dir, rules, f"127.0.0.1:{am_port}"
+        )
+        inventory = root / "inventory" / "hosts.yml"
+        inventory.parent.mkdir(exist_ok=True)
+        inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+        nodes = [
+            LabNode(
+                name,
+                hv["ansible_host"],
+                f"http://{hv['ansible_host']}:{hv['node_api_port']}",
+                hv["iotex_node_home"],
+                hv["iotex_host_dir"],
+            )
+            for name, hv in inv_doc["all"]["children"]["delegates"]["hosts"].items()
+        ]
+        state = LabState(
+            mode=hosts,
+            root=str(root),
+            delegates=delegates,
+            block_interval_ms=block_interval_ms,
+            inventory=str(inventory),
+            nodes=nodes,
+            prometheus_url=f"http://127.0.0.1:{prom_port}",
+            alertmanager_url=f"http://127.0.0.1:{am_port}",
+            monitoring_dir=str(monitoring_dir),
+            created=time.time(),
+            netns=_netns_record(root, netns_hosts),
+        )
+        _save(state)  # from here on `down` can find and remove everything
+        say("installing and starting the nodes with playbooks/site.yml")
+        t_play = time.monotonic()
+        run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=on_event)
+        timings["playbook_s"] = round(time.monotonic() - t_play, 3)
+        say("starting Prometheus and Alertmanager")
+        stack = MonitoringStack(
+            monitoring_dir, [Target(n.name, n.api_url.removeprefix("http://")) for n in nodes], prom_port, am_port
+        )
+        stack.start(rendered=True)
+        _wait_first_block(state, timeout=120)
+        _wait_prometheus_sees(stack, len(nodes), timeout=30)
+        timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
+        state.timings = timings
+        _save(state)
+        return state
+    except BaseException:
+        if state is not None:
+            with contextlib.suppress(Exception):
+                down(root)
+        elif netns_hosts is not None:
+            netns_hosts.destroy()
+        raise
+
+
+def _netns_record(root: Path, netns_hosts: Any) -> dict[str, Any] | None:
+    if netns_hosts is None:
+        return None
+    hosts = [asdict(h) | {"dir": str(h.dir)} for h in netns_hosts.hosts]
+    return {"workdir": str(root / "netns"), "prefix": NETNS_PREFIX, "subnet": NETNS_SUBNET, "hosts": hosts}
+
+
+def _save(state: LabState) -> None:
+    path = Path(state.root) / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2))
+    os.replace(tmp, path)
+
+
+def _wait_first_block(state: LabState, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        heights = []
+        for n in state.nodes:
+            try:
+                with urllib.request.urlopen(n.api_url + "/v1/chain", timeout=1.0) as resp:  # noqa: S310
+                    heights.append(json.loads(resp.read())["finalized_height"])
+            except (OSError, urllib.error.URLError, ValueError, KeyError):
+                heights.append(0)
+        if heights and min(heights) >= 1:
+            return
+        time.sleep(0.1)
+    raise LabError(f"no block finalized on every node within {timeout:.0f}s; node logs are under {state.root}/hosts")
+
+
+def _wait_prometheus_sees(stack: MonitoringStack, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OpsError):
+            if sum(stack.targets_up().values()) == n:
+                return
+        time.sleep(0.2)
+    raise LabError(f"Prometheus at {stack.prometheus_url} does not see all {n} nodes up after {timeout:.0f}s")
+
+
+# --- down ------------------------------------------------------------------------------------------
+
+
+def _kill_pidfile(path: Path, names: tuple[str, ...], timeout: float = 15.0) -> int | None:
+    """Stop the process whose pid `path` records, if it is still one of ours (its command names match)."""
+    try:
+        pid = int(path.read_text().strip())
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    if not any(n in cmd for n in names):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def down(root: Path | None = None) -> list[str]:
+    """Remove everything the lab made: processes, namespaces, links, files. Safe to run twice."""
+    root = (root or default_root()).resolve()
+    state = load_state(root)
+    removed: list[str] = []
+    if state is not None:
+        for n in state.nodes:
+            host_dir = Path(n.host_dir)
+            for pidfile in host_dir.rglob("supervisord.pid"):
+                if (pid := _kill_pidfile(pidfile, ("supervisord",))) is not None:
+                    removed.append(f"supervisord {pid} of {n.name}")
+            if (pid := _kill_pidfile(Path(n.home) / "node.pid", ("iotex_node", "iotex-node"))) is not None:
+                removed.append(f"node {pid} of {n.name}")
+        for pid in stop_from_pidfiles(Path(state.monitoring_dir)):
+            removed.append(f"monitoring process {pid}")
+        if state.netns:
+            from iotex_ops.lab.netns import NetnsHost, NetnsHosts
+
+            hosts = [NetnsHost(**(h | {"dir": Path(h["dir"])})) for h in state.netns["hosts"]]
+            NetnsHosts(Path(state.netns["workdir"]), state.netns["prefix"], state.netns["subnet"], hosts).destroy()
+            removed.append(f"{len(hosts)} network namespaces")
+    if root.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(f"files under {root}")
+    return removed
