@@ -302,11 +302,13 @@ def up(
         _save(state)
         return state
     except BaseException:
+        # Stop what was started, keep the files (logs, run artifacts) to read; `lab down` removes them.
         if state is not None:
             with contextlib.suppress(Exception):
-                down(root)
+                down(root, keep_files=True)
         elif netns_hosts is not None:
             netns_hosts.destroy()
+        say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
 
 
@@ -372,7 +374,7 @@ def _kill_pidfile(path: Path, names: tuple[str, ...], timeout: float = 15.0) -> 
     return pid
 
 
-def down(root: Path | None = None) -> list[str]:
+def down(root: Path | None = None, keep_files: bool = False) -> list[str]:
     """Remove everything the lab made: processes, namespaces, links, files. Safe to run twice."""
     root = (root or default_root()).resolve()
     state = load_state(root)
@@ -393,7 +395,7 @@ def down(root: Path | None = None) -> list[str]:
             hosts = [NetnsHost(**(h | {"dir": Path(h["dir"])})) for h in state.netns["hosts"]]
             NetnsHosts(Path(state.netns["workdir"]), state.netns["prefix"], state.netns["subnet"], hosts).destroy()
             removed.append(f"{len(hosts)} network namespaces")
-    if root.exists():
+    if root.exists() and not keep_files:
         shutil.rmtree(root, ignore_errors=True)
         removed.append(f"files under {root}")
     return removed

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,16 @@ def _kill_and_wait(pids: Sequence[int], timeout: float = 5.0) -> None:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _under_root_needed() -> list[str]:
+    """Top-level directories under /root holding this Python (and so the venv's interpreter)."""
+    out = []
+    for p in {os.path.realpath(sys.executable), os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
+        parts = Path(p).parts
+        if len(parts) > 2 and parts[:2] == ("/", "root"):
+            out.append(parts[2])
+    return sorted(set(out))
 
 
 def _sshd_config(host: NetnsHost, authorized_keys: Path) -> str:
@@ -277,9 +288,14 @@ class NetnsHosts:
 
     def _launch(self, h: NetnsHost) -> subprocess.Popen[bytes]:
         h.pidfile.unlink(missing_ok=True)
+        # The empty home hides root's start-up files, but it must not hide what lives under /root that
+        # commands need: the Python the lab (and Ansible) run with may be a pyenv under /root.
+        keep = ""
+        for top in _under_root_needed():
+            keep += f"mkdir -p '{h.dir}/home/{top}'; mount --bind '/root/{top}' '{h.dir}/home/{top}'; "
         script = (
             "set -e; mount -t tmpfs -o mode=0755 lab-run /run; mkdir -m 0755 /run/sshd; "
-            f"mount --bind '{h.dir}/home' /root; hostname '{h.name}'; "
+            f"{keep}mount --rbind '{h.dir}/home' /root; hostname '{h.name}'; "
             f"exec {SSHD} -f '{h.dir}/sshd_config' -E '{h.dir}/sshd.log'"
         )
         # sshd forks into the background once it listens; the namespaces live as long as it does

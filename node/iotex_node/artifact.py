@@ -79,7 +79,8 @@ LAUNCHER_TEMPLATE = """#!/bin/sh
 # iotex-node {version}: runs this release's own copy of the node (written by `iotex-node release build`).
 # Python: $IOTEX_PYTHON, else the one recorded at install in <release>/python, else python3; it must
 # provide the node's dependencies. The release's lib is the only PYTHONPATH entry, and -P keeps the
-# working directory off sys.path, so no other copy of iotex_node can shadow this one.
+# working directory off sys.path, so no other copy of iotex_node can shadow this one. -B: an installed
+# release is immutable (its files are checked against the manifest), so Python writes no bytecode into it.
 set -eu
 self=$0
 while [ -L "$self" ]; do
@@ -96,7 +97,7 @@ if [ -z "$python" ] && [ -r "$release/{python_file}" ]; then
 fi
 PYTHONPATH=$release/lib
 export PYTHONPATH
-exec "${{python:-python3}}" -P -m iotex_node "$@"
+exec "${{python:-python3}}" -B -P -m iotex_node "$@"
 """
 
 

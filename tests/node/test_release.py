@@ -219,7 +219,7 @@ def test_build_writes_artifact_checksum_and_manifest(tmp_path: Path) -> None:
         "source_sha256": outer["source_sha256"],
     }
     launcher = _read_member(art, f"{top}/bin/iotex-node").decode()
-    assert launcher.startswith("#!/bin/sh\n") and 'exec "${python:-python3}" -P -m iotex_node "$@"' in launcher
+    assert launcher.startswith("#!/bin/sh\n") and 'exec "${python:-python3}" -B -P -m iotex_node "$@"' in launcher
 
     # Never overwritten.
     before = art.read_bytes()
@@ -577,7 +577,7 @@ def test_localnet_node_runs_from_an_installed_release(tmp_path: Path) -> None:
         assert n.running and n.proc is not None
         # The process is the release's python (the launcher exec'd it), running the release's lib.
         cmdline = Path(f"/proc/{n.proc.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[1:4] == [b"-P", b"-m", b"iotex_node"], cmdline
+        assert cmdline[1:5] == [b"-B", b"-P", b"-m", b"iotex_node"], cmdline
         environ = Path(f"/proc/{n.proc.pid}/environ").read_bytes().split(b"\0")
         assert f"PYTHONPATH={(root / 'releases/7.7.7-drill.1/lib').resolve()}".encode() in environ
     finally:
