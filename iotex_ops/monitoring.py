@@ -118,6 +118,7 @@ class MonitoringStack:
     webhook_url: str | None = None
     interval_s: float = 1.0
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _daemon_pids: dict[str, int] = field(default_factory=dict)
 
     @property
     def prometheus_url(self) -> str:
@@ -136,8 +137,10 @@ class MonitoringStack:
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
         (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(self.webhook_url), sort_keys=False))
 
-    def start(self, timeout: float = 30.0, rendered: bool = False) -> None:
-        """Start both; `rendered`: use the configs already in workdir (rendered by playbooks/monitoring.yml)."""
+    def start(self, timeout: float = 30.0, rendered: bool = False, daemon: bool = False) -> None:
+        """Start both; `rendered`: use the configs already in workdir (rendered by playbooks/monitoring.yml);
+        `daemon`: detach them from this process (the lab's outlive the command that started them)."""
+        self._daemon = daemon
         for binary in (PROMETHEUS_BIN, ALERTMANAGER_BIN):
             if shutil.which(binary) is None:
                 raise MonitoringError(
@@ -163,9 +166,8 @@ class MonitoringStack:
         deadline = time.monotonic() + timeout
         for name, url in (("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)):
             while True:
-                proc = self._procs[name]
-                if proc.poll() is not None:
-                    raise MonitoringError(f"{name} exited with {proc.returncode}; see {w / (name + '.log')}")
+                if name not in self.pids():
+                    raise MonitoringError(f"{name} exited; see {w / (name + '.log')}")
                 try:
                     _get(url + "/-/ready")
                     break
@@ -175,15 +177,28 @@ class MonitoringStack:
                     time.sleep(0.1)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        pidfile, logfile = self.workdir / f"{name}.pid", self.workdir / f"{name}.log"
+        if getattr(self, "_daemon", False):
+            # A shell starts it in the background and exits: the daemon is not our child, so nothing here
+            # waits on it, and `stop_from_pidfiles` (or `stop`) ends it by the pid the shell recorded.
+            script = f'"$0" "$@" >>"{logfile}" 2>&1 </dev/null & echo $! >"{pidfile}"'
+            subprocess.run(["sh", "-c", script, *argv], check=True, start_new_session=True, timeout=10)
+            self._daemon_pids[name] = int(pidfile.read_text().strip())
+            return
+        log = open(logfile, "ab")  # noqa: SIM115 - the child owns it
         self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        (self.workdir / f"{name}.pid").write_text(f"{self._procs[name].pid}\n")
+        pidfile.write_text(f"{self._procs[name].pid}\n")
 
     def pids(self) -> dict[str, int]:
-        return {n: p.pid for n, p in self._procs.items() if p.poll() is None}
+        out = {n: p.pid for n, p in self._procs.items() if p.poll() is None}
+        out |= {n: pid for n, pid in self._daemon_pids.items() if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        return out
 
     def stop(self) -> None:
+        if self._daemon_pids:
+            stop_from_pidfiles(self.workdir)
+            self._daemon_pids.clear()
         for name, proc in self._procs.items():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -206,6 +221,13 @@ class MonitoringStack:
     def targets_up(self) -> dict[str, bool]:
         """delegate label -> whether Prometheus's last scrape of it succeeded."""
         return {r["metric"].get("delegate", "?"): r["value"][1] == "1" for r in self.query('up{job="iotex-node"}')}
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 def stop_from_pidfiles(workdir: Path) -> list[int]:

@@ -37,6 +37,7 @@ STATE_FILE = "lab.json"
 NETNS_SUBNET = "10.247.0.0/16"
 NETNS_PREFIX = "ioxlab"
 NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
+MAX_ROOT_CHARS = 60
 
 
 def default_root() -> Path:
@@ -219,6 +220,10 @@ def up(
     if not 1 <= delegates <= 50:
         raise LabError("a lab has 1 to 50 delegates")
     root = (root or default_root()).resolve()
+    if len(str(root)) > MAX_ROOT_CHARS:
+        # supervisord's unix socket lives at <root>/hosts/<name>/supervisor/supervisor.sock, and a unix socket
+        # path is at most 107 bytes
+        raise LabError(f"lab directory {root} is too long ({len(str(root))} > {MAX_ROOT_CHARS} characters) for unix sockets")
     existing = load_state(root)
     if existing is not None:
         if is_up(existing):
@@ -294,7 +299,7 @@ def up(
         stack = MonitoringStack(
             monitoring_dir, [Target(n.name, n.api_url.removeprefix("http://")) for n in nodes], prom_port, am_port
         )
-        stack.start(rendered=True)
+        stack.start(rendered=True, daemon=True)
         _wait_first_block(state, timeout=120)
         _wait_prometheus_sees(stack, len(nodes), timeout=30)
         timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
