@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotex_node.api")
 
 MAX_BATCH = 2000
+# On SIGTERM, in-flight requests get this long; idle keep-alive connections (a Prometheus scraping
+# /metrics) must not hold a stopping node for aiohttp's default 60 s.
+SHUTDOWN_GRACE_S = 1.0
 # A client that declares a body must deliver it within this many seconds (slow-loris bodies get a 408).
 BODY_READ_TIMEOUT = 10.0
 _REJECT_STATUS = {
@@ -543,7 +546,7 @@ async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
     runner = web.AppRunner(make_app(node), access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=512)
+    site = web.TCPSite(runner, host, port, backlog=512, shutdown_timeout=SHUTDOWN_GRACE_S)
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]
     bound = sock.getsockname()

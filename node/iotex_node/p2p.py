@@ -167,7 +167,12 @@ class Network:
         if task is not None:  # tracked so that stop() also ends connections still in their handshake
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        await self._run_connection(reader, writer, outbound=False, dialed=None)
+        try:
+            await self._run_connection(reader, writer, outbound=False, dialed=None)
+        except asyncio.CancelledError:
+            # stop() cancels inbound connections; asyncio's stream callback would otherwise log the
+            # cancellation as an error of this connection.
+            writer.close()
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readexactly(4)
