@@ -23,7 +23,7 @@ from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
 from iotex_ops.errors import OpsError
-from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
+from iotex_ops.hosts import CommandResult, Host, HostError, LocalHost, SSHPool, run_on
 from iotex_ops.inventory import HostSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,7 +147,7 @@ def exec_cmd(
     as_json: bool,
     command: str,
 ) -> None:
-    """Run COMMAND on every selected host over SSH at once; exit 1 if any host failed."""
+    """Run COMMAND on every selected host at once (SSH, or local for local hosts); exit 1 if any failed."""
     inv = inv_mod.load(inventory_path)
     bad = [p for p in inv.load_problems]
     if bad:
@@ -156,6 +156,10 @@ def exec_cmd(
     pool = SSHPool(known_hosts or Path("~/.ssh/known_hosts").expanduser())
     hosts: list[Host] = []
     for spec in specs:
+        hv = inv.raw_vars.get(spec.name, {})
+        if hv.get("ansible_connection") == "local":  # the lab's local hosts: a directory on this machine
+            hosts.append(LocalHost(spec.name, cwd=hv.get("iotex_host_dir")))
+            continue
         key, known = _ssh_options(spec)
         hosts.append(
             pool.get(

@@ -268,6 +268,7 @@ def up(
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+        _link_repo_inventory(inventory.parent)
         nodes = [
             LabNode(
                 name,
@@ -316,6 +317,24 @@ def up(
             netns_hosts.destroy()
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
+
+
+def _repo_lab_link() -> Path:
+    from iotex_ops.ansible import PLAYBOOKS_DIR
+
+    return PLAYBOOKS_DIR.parent / "inventories" / "lab"
+
+
+def _link_repo_inventory(inventory_dir: Path) -> None:
+    """In a source checkout, inventories/lab points at the running lab's inventory, so that
+    `ansible-playbook -i inventories/lab playbooks/site.yml` works as it does for real hosts."""
+    link = _repo_lab_link()
+    if not link.parent.is_dir() or (link.exists() and not link.is_symlink()):
+        return
+    tmp = link.with_name(".lab.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(inventory_dir)
+    os.replace(tmp, link)
 
 
 def _netns_record(root: Path, netns_hosts: Any) -> dict[str, Any] | None:
@@ -410,6 +429,9 @@ def down(root: Path | None = None, keep_files: bool = False) -> list[str]:
             hosts = [NetnsHost(**(h | {"dir": Path(h["dir"])})) for h in state.netns["hosts"]]
             NetnsHosts(Path(state.netns["workdir"]), state.netns["prefix"], state.netns["subnet"], hosts).destroy()
             removed.append(f"{len(hosts)} network namespaces")
+    link = _repo_lab_link()
+    if link.is_symlink() and str(Path(os.readlink(link))).startswith(str(root)):
+        link.unlink()
     if root.exists() and not keep_files:
         shutil.rmtree(root, ignore_errors=True)
         removed.append(f"files under {root}")

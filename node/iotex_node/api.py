@@ -544,9 +544,11 @@ def make_app(node: Node) -> web.Application:
 
 async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
-    runner = web.AppRunner(make_app(node), access_log=None, handle_signals=False, auto_decompress=False)
+    runner = web.AppRunner(
+        make_app(node), access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=SHUTDOWN_GRACE_S
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=512, shutdown_timeout=SHUTDOWN_GRACE_S)
+    site = web.TCPSite(runner, host, port, backlog=512)
     await site.start()
     sock = site._server.sockets[0]  # type: ignore[union-attr]
     bound = sock.getsockname()

@@ -126,8 +126,16 @@ class Node:
         from iotex_node import admin, api  # late: they import this module's types
 
         await self.net.start()
-        self.api_runner, self.api_url = await api.start(self, *_split(self.cfg.api_listen))
-        self.admin_runner = await admin.start(self)
+        try:
+            self.api_runner, self.api_url = await api.start(self, *_split(self.cfg.api_listen))
+            try:
+                self.admin_runner = await admin.start(self)
+            except BaseException:
+                await self.api_runner.cleanup()
+                raise
+        except BaseException:
+            await self.net.stop()  # a node that cannot serve does not stay half-started on the network
+            raise
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._status_loop()),
@@ -601,6 +609,12 @@ class Node:
     def _defer_if_future(self, peer: Peer, msg: dict[str, Any], raw: bytes, h: int) -> bool:
         hc = self.hc
         if hc is None:
+            # Not deciding anything now (halted, or syncing): keep messages of the next heights for when
+            # we are. They are already marked seen, so dropping them would also ignore their re-sends.
+            if self.chain.height < h <= self.chain.height + 2:
+                box = self._future.setdefault(h, [])
+                if len(box) < 2000:
+                    box.append((peer, msg, raw))
             return True
         r = msg.get("round")
         if not isinstance(r, int) or r < 0 or r > hc.round + MAX_ROUNDS_AHEAD:

@@ -63,6 +63,13 @@ def _check_lab(root: Path, mode: str) -> None:
         prom = PrometheusConnect(url=state.prometheus_url, disable_ssl=True)
         up = prom.custom_query('up{job="iotex-node"}')
         assert sorted(r["metric"]["delegate"] for r in up if r["value"][1] == "1") == ["node0", "node1", "node2", "node3"]
+        checked = runner.invoke(main, ["inventory", "check", "-i", state.inventory], env=env)
+        assert checked.exit_code == 0 and "ok" in checked.output, checked.output
+        ran = runner.invoke(main, ["exec", "-i", state.inventory, "--limit", "delegates", "--json", "echo reached"], env=env)
+        assert ran.exit_code == 0, ran.output
+        hosts_seen = json.loads(ran.output)["hosts"]
+        assert sorted(h["host"] for h in hosts_seen) == [f"node{i}" for i in range(4)]
+        assert all(h["exit_code"] == 0 and h["stdout"].strip() == "reached" for h in hosts_seen)
         again = runner.invoke(main, ["lab", "up", "--delegates", "4", "--hosts", mode], env=env)
         assert again.exit_code == 2 and "already up" in again.output
         if mode == "netns":
