@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shlex
 import sys
 import threading
 import time
@@ -23,8 +22,8 @@ from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
 from iotex_ops.errors import OpsError
-from iotex_ops.hosts import CommandResult, Host, HostError, LocalHost, SSHPool, run_on
-from iotex_ops.inventory import HostSpec
+from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
+from iotex_ops.network import host_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,19 +76,6 @@ def check_cmd(inventory_path: Path, as_json: bool) -> None:
         console.print(f"{inventory_path}: {len(inv.hosts)} host(s), {verdict}")
     if problems:
         sys.exit(1)
-
-
-def _ssh_options(spec: HostSpec) -> tuple[str | None, str | None]:
-    """The key file and known_hosts an Ansible inventory gives a host (the same files ssh would use)."""
-    key = spec.extra.get("ansible_ssh_private_key_file") or spec.extra.get("ansible_private_key_file")
-    known = None
-    ssh_args = " ".join(str(spec.extra.get(k, "")) for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
-    args = shlex.split(ssh_args)
-    for i, a in enumerate(args):
-        opt = a[2:] if a.startswith("-o") and len(a) > 2 else (args[i + 1] if a == "-o" and i + 1 < len(args) else "")
-        if opt.lower().startswith("userknownhostsfile="):
-            known = opt.split("=", 1)[1].split()[0]
-    return (str(key) if key else None), known
 
 
 def _status_table(names: list[str], state: dict[str, Any], done: bool) -> Table:
@@ -154,23 +140,9 @@ def exec_cmd(
         raise inv_mod.InventoryError("; ".join(str(p) for p in bad))
     specs = inv.limit(limit)
     pool = SSHPool(known_hosts or Path("~/.ssh/known_hosts").expanduser())
-    hosts: list[Host] = []
-    for spec in specs:
-        hv = inv.raw_vars.get(spec.name, {})
-        if hv.get("ansible_connection") == "local":  # the lab's local hosts: a directory on this machine
-            hosts.append(LocalHost(spec.name, cwd=hv.get("iotex_host_dir")))
-            continue
-        key, known = _ssh_options(spec)
-        hosts.append(
-            pool.get(
-                spec.name,
-                spec.ansible_host,
-                port=spec.ansible_port,
-                user=spec.ansible_user,
-                key_file=identity or key,
-                known_hosts=known_hosts or known,
-            )
-        )
+    hosts: list[Host] = [
+        host_for(spec, inv.raw_vars.get(spec.name, {}), pool, identity=identity, known_hosts=known_hosts) for spec in specs
+    ]
     names = [h.name for h in hosts]
     state: dict[str, Any] = {}
     lock = threading.Lock()

@@ -35,7 +35,16 @@ REQUIRED = (
     "service_manager",
 )
 # non-Ansible vars this toolkit and its playbooks understand; anything else is a typo until prefixed x_
-_TOOLKIT_VARS = {"node_version", "node_release_dir", "node_metrics_port", "node_admin_socket", "node_extra_args"}
+_TOOLKIT_VARS = {
+    "node_version",
+    "node_release_dir",
+    "node_metrics_port",
+    "node_admin_socket",
+    "node_extra_args",
+    "iotex_network",  # a name for the network (run locks); default: a digest of the delegates' addresses
+    "iotex_prometheus_url",  # the Prometheus that scrapes the delegates, for runbook verifications
+    "supervisorctl_bin",
+}
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 

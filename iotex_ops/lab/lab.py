@@ -39,6 +39,10 @@ NETNS_SUBNET = "10.247.0.0/16"
 NETNS_PREFIX = "ioxlab"
 NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
 MAX_ROOT_CHARS = 60
+# The releases a lab has for its drills: the one it starts on (protocol 1 only), a compatible hotfix (same
+# protocols), and a non-compatible one that also runs protocol 2.
+DRILL_RELEASES = {"base": ("0.1.0", (1,)), "compatible": ("0.1.1", (1,)), "incompatible": ("0.2.0", (1, 2))}
+LOAD_ACCOUNTS = 20
 
 
 def default_root() -> Path:
@@ -68,6 +72,9 @@ class LabState:
     created: float
     netns: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    releases: dict[str, str] = field(default_factory=dict)  # role (base, compatible, incompatible) -> version
+    release_dir: str = ""
+    accounts_file: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +146,7 @@ def _inventory(
     monitoring_dir: Path,
     rules: Path,
     alertmanager: str,
+    prometheus_url: str = "",
 ) -> dict[str, Any]:
     delegates: dict[str, dict[str, Any]] = {}
     for i, node in enumerate(manifest["nodes"]):
@@ -179,6 +187,7 @@ def _inventory(
         "node_genesis_src": str(testnet / "genesis.json"),
         "node_release_dir": str(dist),
         "node_release_version": version,
+        "iotex_prometheus_url": prometheus_url,
     }
     if mode == "netns":
         common = f"-o UserKnownHostsFile={netns_hosts.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
@@ -250,21 +259,28 @@ def up(
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
         say("generating keys and genesis")
         testnet = root / "testnet"
-        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms))
+        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
         manifest = json.loads((testnet / "testnet.json").read_text())
         dist = root / "dist"
         dist.mkdir(exist_ok=True)
         current = release.current()
-        say(f"building node release {current.version}")
-        artifact.build(current.version, current.protocols, dist)
+        say(
+            "building node releases "
+            + ", ".join(v for v, _ in DRILL_RELEASES.values())
+            + f" from this source ({current.version})"
+        )
+        for version, protocols in DRILL_RELEASES.values():
+            artifact.build(version, protocols, dist)
+        base = DRILL_RELEASES["base"][0]
         prom_port, am_port = free_ports(2)
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
         rules = monitoring_dir / "rules.yml"
         rules.write_text(yaml.safe_dump(NODE_RULES, sort_keys=False))
         inv_doc = _inventory(
-            hosts, root, testnet, dist, current.version, manifest, netns_hosts, monitoring_dir, rules, f"127.0.0.1:{am_port}"
-        )
+            hosts, root, testnet, dist, base, manifest, netns_hosts, monitoring_dir, rules, f"127.0.0.1:{am_port}",
+            prometheus_url=f"http://127.0.0.1:{prom_port}",
+        )  # fmt: skip
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
@@ -291,6 +307,9 @@ def up(
             monitoring_dir=str(monitoring_dir),
             created=time.time(),
             netns=_netns_record(root, netns_hosts),
+            releases={role: v for role, (v, _) in DRILL_RELEASES.items()},
+            release_dir=str(dist),
+            accounts_file=str(testnet / "accounts.secret.json"),
         )
         _save(state)  # from here on `down` can find and remove everything
         say("installing and starting the nodes with playbooks/site.yml")

@@ -1,0 +1,291 @@
+"""`iotex-ops runbook list | show NAME | run NAME | resume RUN_ID | runs`: drills and remediations.
+
+Exit status of `run` and `resume`: 0 passed, 1 failed (rolled back), 2 refused (bad parameters, locked
+network: nothing touched), 3 a rollback failed (the network needs a person).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from iotex_ops.errors import OpsError
+from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
+from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook import params as params_mod
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def default_inventory() -> Path:
+    from iotex_ops.lab.lab import load_state
+
+    state = load_state()
+    if state is None:
+        raise OpsError("no inventory given (-i) and no lab is up (`iotex-ops lab up`)")
+    return Path(state.inventory)
+
+
+def _fmt(v: Any) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+class EventPrinter:
+    """One line per journal event worth a person's attention."""
+
+    def __init__(self, console: Console, prefix: str = "") -> None:
+        self.console, self.prefix = console, prefix
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        kind, step, host = ev["event"], ev.get("step"), ev.get("host")
+        where = escape(f"{step}" + (f"@{host}" if host else ""))
+        p = self.prefix
+        c = self.console
+        if kind == "run_start":
+            c.print(f"{p}[bold]run {escape(ev['run_id'])}[/bold] {escape(ev['runbook'])} on {len(ev['delegates'])} delegates")
+        elif kind == "steady_state":
+            mark = "[green]ok[/green]" if ev["ok"] else "[red]NOT OK[/red]"
+            c.print(f"{p}steady state {ev['phase']}: {mark}")
+            for row in ev["checks"]:
+                if not row["ok"]:
+                    c.print(f"{p}  [red]x[/red] {escape(row['check'])}: {escape(_fmt(row['detail'] or row['value']))}")
+        elif kind == "step_start":
+            again = f" (attempt {ev['attempt']})" if ev.get("attempt", 1) > 1 else ""
+            c.print(f"{p}[cyan]>[/cyan] {where}{again}")
+        elif kind == "verify":
+            mark = "[green]ok[/green]" if ev["ok"] else "[red]FAILED[/red]"
+            c.print(f"{p}  {mark} {escape(ev['check'])}: {escape(_fmt(ev['value']))} {escape(ev.get('detail') or '')}")
+        elif kind == "step_end" and ev.get("duration_s") is not None and (host or not ev["ok"] or "output_tail" in ev):
+            mark = "[green]done[/green]" if ev["ok"] else f"[red]failed[/red]: {escape(str(ev.get('error')))}"
+            c.print(f"{p}  {where} {mark} in {ev['duration_s']:.1f}s")
+        elif kind == "step_skip":
+            c.print(f"{p}  [dim]skip {where}: {escape(ev['reason'])}[/dim]")
+        elif kind in ("run_failing", "continuous_failed"):
+            c.print(f"{p}[red bold]FAILED[/red bold] {escape(str(ev.get('error') or ev.get('check')))}: rolling back")
+        elif kind == "rollback_start":
+            c.print(f"{p}[yellow]< rollback {where}[/yellow] {escape(ev.get('what') or '')}")
+        elif kind == "rollback_end":
+            mark = "[green]ok[/green]" if ev["ok"] else f"[red bold]ROLLBACK FAILED[/red bold]: {escape(str(ev.get('error')))}"
+            c.print(f"{p}  {where} {mark}")
+        elif kind == "rollback_stop":
+            c.print(f"{p}[red bold]{escape(ev['reason'])}[/red bold]")
+        elif kind == "stale_lock":
+            prev = ev["previous"]
+            c.print(
+                f"{p}[yellow]took over a stale lock of run {escape(str(prev.get('run_id')))} (pid {prev.get('pid')})[/yellow]"
+            )
+        elif kind == "resumed":
+            c.print(f"{p}[bold]resumed[/bold]; completed before: {escape(', '.join(ev['done_steps']) or 'none')}")
+
+
+def print_result(console: Console, res: RunResult) -> None:
+    colour = {"passed": "green", "failed": "red", "rollback_failed": "red bold"}.get(res.result, "red")
+    console.print(f"[{colour}]{res.result.upper()}[/{colour}] {escape(res.runbook)} in {res.duration_s:.1f}s  run {res.run_id}")
+    if res.error:
+        console.print(f"  {escape(res.error)}")
+    if res.measures:
+        console.print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in res.measures.items()))
+    console.print(f"  journal {res.run_dir / 'journal.jsonl'}")
+    if res.report_html:
+        console.print(f"  report  {res.report_html}")
+
+
+_DIRS = click.option(
+    "--runbooks",
+    "runbook_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="More runbook directories.",
+)
+
+
+@click.group()
+def runbook() -> None:
+    """Drills and remediations as verified, journaled runbooks."""
+
+
+@runbook.command("list")
+@_DIRS
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Every runbook found (runbooks/, $IOTEX_OPS_RUNBOOKS, --runbooks)."""
+    books = loader.discover(runbook_dirs)
+    if as_json:
+        click.echo(json.dumps([{"name": b.name, "summary": b.summary, "source": b.source} for b in books.values()], indent=2))
+        return
+    table = Table(title="runbooks")
+    for col in ("name", "steps", "summary"):
+        table.add_column(col)
+    for b in sorted(books.values(), key=lambda b: b.name):
+        table.add_row(b.name, str(len(b.steps)), b.summary)
+    _console().print(table)
+
+
+@runbook.command("show")
+@click.argument("name")
+@_DIRS
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(name: str, runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Parameters, steady state, steps, checks and rollbacks of a runbook."""
+    b = loader.find(name, runbook_dirs)
+    doc: dict[str, Any] = {
+        "name": b.name,
+        "summary": b.summary,
+        "source": b.source,
+        "params": [
+            {
+                "name": p.name,
+                "type": p.type.__name__,
+                "required": p.required,
+                "default": None if p.required else p.default,
+                "help": p.help,
+            }
+            for p in b.params
+        ],
+        "steady_state": [c.description for c in b.steady_state],
+        "continuous": [c.description for c in b.continuous],
+        "steps": plan(b, None, {}),
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    c = _console()
+    c.print(f"[bold]{b.name}[/bold]: {escape(b.summary)}  ({b.source})")
+    for p in doc["params"]:
+        req = "required" if p["required"] else f"default {p['default']!r}"
+        c.print(f"  -e {p['name']}=<{p['type']}>  {escape(p['help'])} ({escape(req)})")
+    _print_plan(c, doc)
+
+
+def _print_plan(c: Console, doc: dict[str, Any]) -> None:
+    for s in doc["steady_state"]:
+        c.print(f"  steady state: {escape(s)}")
+    for s in doc["continuous"]:
+        c.print(f"  during the run: {escape(s)}")
+    table = Table()
+    for col in ("#", "step", "where", "verify", "rollback"):
+        table.add_column(col)
+    for i, s in enumerate(doc["steps"], 1):
+        where = s["mode"] + (f": {', '.join(s['hosts'])}" if s["hosts"] else "")
+        flags = (" [red](destructive)[/red]" if s["destructive"] else "") + (
+            " [dim](conditional)[/dim]" if s["conditional"] else ""
+        )
+        table.add_row(str(i), f"{escape(s['step'])}{flags}\n[dim]{escape(s['description'])}[/dim]", escape(where),
+                      escape("\n".join(s["verify"])), escape(s["rollback"] or "-"))  # fmt: skip
+    c.print(table)
+
+
+def _approver(console: Console) -> Any:
+    if not sys.stdin.isatty():
+        return None
+
+    def approve(step: Step, hosts: list[str]) -> bool:
+        where = f" on {', '.join(hosts)}" if hosts else ""
+        return click.confirm(f"step {step.name} is destructive: {step.description}{where}. Go ahead?", default=False)
+
+    return approve
+
+
+def _finish(res: RunResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=2, default=str))
+    else:
+        print_result(_console(), res)
+    sys.exit(res.exit_code)
+
+
+@runbook.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@click.option("-i", "--inventory", "inventory_path", type=click.Path(path_type=Path), help="Default: the lab's inventory.")
+@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (steps, hosts, checks); touch nothing.")
+@click.option("--yes", is_flag=True, help="Approve destructive steps without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--known-hosts", type=click.Path(path_type=Path), help="Default: the inventory's, else ~/.ssh/known_hosts.")
+@_DIRS
+def run_cmd(
+    name: str,
+    inventory_path: Path | None,
+    extra: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    known_hosts: Path | None,
+    runbook_dirs: tuple[Path, ...],
+) -> None:
+    """Run runbook NAME against the inventory's delegates."""
+    b = loader.find(name, runbook_dirs)
+    given = params_mod.parse_extra(list(extra))
+    inventory_path = inventory_path or default_inventory()
+    c = _console()
+    if dry_run:
+        from iotex_ops import network as network_mod
+
+        typed = params_mod.validate(b, given)
+        with network_mod.load(inventory_path, known_hosts) as net:
+            doc: dict[str, Any] = {"runbook": b.name, "inventory": str(inventory_path), "params": typed,
+                   "steady_state": [x.description for x in b.steady_state],
+                   "continuous": [x.description for x in b.continuous], "steps": plan(b, net, typed)}  # fmt: skip
+        if as_json:
+            click.echo(json.dumps(doc, indent=2, default=str))
+        else:
+            c.print(f"[bold]dry run[/bold] of {b.name} on {inventory_path} with {typed}: nothing is touched")
+            _print_plan(c, doc)
+        return
+    engine = Engine(
+        yes=yes,
+        approve=None if yes else _approver(c),
+        on_event=None if as_json else EventPrinter(c),
+        known_hosts=known_hosts,
+    )
+    res = engine.run(b, inventory_path, given)
+    _finish(res, as_json)
+
+
+@runbook.command("resume")
+@click.argument("run_id")
+@click.option("--yes", is_flag=True, help="Approve destructive steps without asking.")
+@click.option("--json", "as_json", is_flag=True)
+@_DIRS
+def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, ...]) -> None:
+    """Continue a run that crashed or was interrupted, after its last completed step."""
+    c = _console()
+    engine = Engine(yes=yes, approve=None if yes else _approver(c), on_event=None if as_json else EventPrinter(c))
+    res = engine.resume(run_id, lambda n: loader.find(n, runbook_dirs))
+    _finish(res, as_json)
+
+
+@runbook.command("runs")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--last", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def runs_cmd(as_json: bool, last: int) -> None:
+    """Recent runs and how they ended (a run without an end can be resumed)."""
+    engine = Engine()
+    rows = []
+    for run_id, path in list(journal_mod.iter_runs(engine.runs_dir))[-last:]:
+        try:
+            prog = journal_mod.progress(journal_mod.read(path))
+        except OpsError:
+            continue
+        end = prog.end or {}
+        rows.append({"run_id": run_id, "runbook": prog.start.get("runbook"), "user": prog.start.get("user"),
+                     "result": end.get("result", "unfinished (resumable)"), "duration_s": end.get("duration_s")})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"runs in {engine.runs_dir}")
+    for col in ("run", "runbook", "user", "result", "duration"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["run_id"], str(r["runbook"]), str(r["user"]), r["result"], f"{r['duration_s'] or 0:.1f}s")
+    _console().print(table)

@@ -1,0 +1,147 @@
+"""What a runbook's actions and checks get: the network, the parameters, the journal, Prometheus.
+
+Side effects go through here so that they are journaled: `ctx.log` lines become the step's output tail,
+`ctx.remember` values survive a crash (a resumed run gets them back), `ctx.playbook` runs Ansible with its
+artifacts under the run's directory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iotex_ops.errors import OpsError
+from iotex_ops.network import Delegate, Network
+from iotex_ops.runbook.journal import Journal
+
+if TYPE_CHECKING:
+    from prometheus_api_client import PrometheusConnect
+
+    from iotex_ops.ansible import PlaybookResult
+
+
+class PrometheusUnavailable(OpsError):
+    """The inventory names no Prometheus (iotex_prometheus_url), or it does not answer."""
+
+
+@dataclass
+class _Shared:
+    memory: dict[str, Any]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    prometheus: Any = None
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    runbook: str
+    params: Mapping[str, Any]
+    network: Network
+    journal: Journal | None  # None in a dry run
+    run_dir: Path
+    shared: _Shared
+    delegate_: Delegate | None = None
+    step: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+    # -- views --
+
+    def on(self, d: Delegate | None, step: str | None = None) -> RunContext:
+        """The context of one host in a step (its own output lines)."""
+        return replace(self, delegate_=d, step=step if step is not None else self.step, lines=[])
+
+    @property
+    def delegate(self) -> Delegate:
+        if self.delegate_ is None:
+            raise OpsError(f"step {self.step} runs once, not per host: it has no ctx.delegate")
+        return self.delegate_
+
+    @property
+    def delegates(self) -> list[Delegate]:
+        return self.network.delegates
+
+    # -- journaled side effects --
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+        self.lines.append(f"{stamp} {message}")
+
+    def remember(self, key: str, value: Any) -> None:
+        with self.shared.lock:
+            self.shared.memory[key] = value
+        if self.journal is not None:
+            self.journal.write("memo", step=self.step, key=key, value=value)
+
+    def recall(self, key: str, default: Any = None) -> Any:
+        with self.shared.lock:
+            return self.shared.memory.get(key, default)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """A named moment for the report (e.g. `chain_halted`), with values."""
+        if self.journal is not None:
+            self.journal.write("mark", step=self.step, name=name, **fields)
+
+    def playbook(
+        self, playbook: str, *, limit: str | None = None, extravars: dict[str, Any] | None = None, timeout: float = 600
+    ) -> PlaybookResult:
+        from iotex_ops.ansible import run_playbook
+
+        where = f" --limit {limit}" if limit else ""
+        self.log(f"ansible-playbook {playbook}{where} {sorted((extravars or {}).items())}")
+        res = run_playbook(
+            playbook,
+            self.network.inventory.path,
+            limit=limit,
+            extravars=extravars,
+            runs_dir=self.run_dir / "ansible",
+            timeout=timeout,
+        )
+        self.log(f"{playbook}: {res.status}, changed {res.changed}")
+        return res
+
+    # -- Prometheus --
+
+    @property
+    def prometheus(self) -> PrometheusConnect:
+        with self.shared.lock:
+            if self.shared.prometheus is None:
+                url = self.network.prometheus_url
+                if not url:
+                    raise PrometheusUnavailable(
+                        "the inventory sets no iotex_prometheus_url: checks that query Prometheus cannot run"
+                    )
+                from prometheus_api_client import PrometheusConnect
+
+                self.shared.prometheus = PrometheusConnect(url=url, disable_ssl=True)
+            return self.shared.prometheus
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.prometheus.custom_query(promql))
+        except PrometheusUnavailable:
+            raise
+        except Exception as exc:  # requests' and the client's own errors
+            raise PrometheusUnavailable(f"Prometheus query {promql!r} failed: {type(exc).__name__}: {exc}") from None
+
+    def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
+        try:
+            return list(
+                self.prometheus.custom_query_range(
+                    promql,
+                    start_time=datetime.fromtimestamp(start, UTC),
+                    end_time=datetime.fromtimestamp(end, UTC),
+                    step=f"{step:g}s",
+                )
+            )
+        except PrometheusUnavailable:
+            raise
+        except Exception as exc:
+            raise PrometheusUnavailable(f"Prometheus range query {promql!r} failed: {type(exc).__name__}: {exc}") from None
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)

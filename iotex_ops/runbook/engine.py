@@ -1,0 +1,612 @@
+"""Run a runbook: validate, lock, check the steady state, run and verify every step, roll back on failure.
+
+The order of a run, every event of which goes to the journal first:
+
+1. parameters typed and validated, inventory checked, preflight (read-only) checks: any problem refuses the
+   run before any host is touched; destructive steps need `--yes` or an approver;
+2. the network's lock; the steady state before;
+3. each step: approval if destructive, the action (per host: serial or parallel), then its checks polled
+   until they pass, with retries; the continuous checks are polled meanwhile;
+4. on failure: the rollbacks of every started step, newest first, each journaled; one failing makes the
+   run `rollback_failed` (exit 3), never `passed` or plain `failed`;
+5. the steady state after, the runbook's measures, the report.
+
+`resume RUN_ID` continues a run without a `run_end` (crashed, killed, interrupted) after its last completed
+step or host, or finishes its rollback phase.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import getpass
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from iotex_ops import network as network_mod
+from iotex_ops.errors import OpsError
+from iotex_ops.network import Delegate, Network
+from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook import params as params_mod
+from iotex_ops.runbook.context import RunContext, _Shared
+from iotex_ops.runbook.journal import Journal, Progress
+from iotex_ops.runbook.lock import NetworkLock
+from iotex_ops.runbook.model import Check, CheckResult, ParamError, Runbook, RunbookError, Step
+
+PASSED, FAILED, ROLLBACK_FAILED = "passed", "failed", "rollback_failed"
+EXIT_CODES = {PASSED: 0, FAILED: 1, ROLLBACK_FAILED: 3}
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("IOTEX_OPS_STATE_DIR", "~/.local/state/iotex-ops")).expanduser()
+
+
+class StepFailed(OpsError):
+    def __init__(self, step: str, host: str | None, reason: str) -> None:
+        super().__init__(step, host, reason)
+        self.step, self.host, self.reason = step, host, reason
+
+    def __str__(self) -> str:
+        where = f"step {self.step}" + (f" on {self.host}" if self.host else "")
+        return f"{where}: {self.reason}"
+
+
+class _Aborted(Exception):
+    """The continuous steady state was lost while a step ran."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    runbook: str
+    result: str
+    error: str | None
+    duration_s: float
+    run_dir: Path
+    measures: dict[str, Any] = field(default_factory=dict)
+    rollback_errors: list[str] = field(default_factory=list)
+    report_html: Path | None = None
+    report_json: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.result, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "runbook": self.runbook,
+            "result": self.result,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "measures": self.measures,
+            "rollback_errors": self.rollback_errors,
+            "journal": str(self.run_dir / "journal.jsonl"),
+            "report_html": str(self.report_html) if self.report_html else None,
+            "report_json": str(self.report_json) if self.report_json else None,
+        }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, OpsError) else f"{type(exc).__name__}: {text}"
+
+
+def plan(runbook: Runbook, network: Network | None, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The steps as a dry run shows them: what runs where, what is checked, what undoes it. Touches nothing."""
+    out = []
+    for s in runbook.steps:
+        pattern = params.get(s.param_hosts) if s.param_hosts else s.hosts
+        if network is not None and (pattern or s.param_hosts):
+            try:
+                hosts = [d.name for d in network.select(str(pattern))] if pattern else []
+            except OpsError as exc:
+                hosts = [f"({exc})"]
+        else:
+            hosts = []
+        out.append(
+            {
+                "step": s.name,
+                "description": s.description,
+                "hosts": hosts if (s.hosts or s.param_hosts) else None,
+                "mode": ("one at a time" if s.serial else "in parallel") if (s.hosts or s.param_hosts) else "once",
+                "verify": [c.description for c in s.verify],
+                "timeout_s": s.timeout,
+                "retries": s.retries,
+                "rollback": s.rollback_description or (s.rollback.__name__ if s.rollback else None),
+                "destructive": s.destructive,
+                "conditional": s.when is not None,
+            }
+        )
+    return out
+
+
+class Engine:
+    """Runs runbooks; one instance per command. `on_event` sees every journal event as it is written."""
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        yes: bool = False,
+        approve: Callable[[Step, list[str]], bool] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        known_hosts: Path | None = None,
+        report: bool = True,
+    ) -> None:
+        self.state_dir = (state_dir or default_state_dir()).expanduser()
+        self.yes = yes
+        self.approve = approve
+        self.on_event = on_event
+        self.known_hosts = known_hosts
+        self.report = report
+        self._abort = threading.Event()
+        self._abort_reason = ""
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    # -- entry points --
+
+    def prepare(self, runbook: Runbook, inventory: str | Path, given: Mapping[str, Any]) -> tuple[Network, dict[str, Any]]:
+        """Parameters typed, inventory checked, preflight passed: or a RunbookError/OpsError naming why."""
+        typed = params_mod.validate(runbook, given)
+        net = network_mod.load(inventory, self.known_hosts)
+        if not net.delegates:
+            net.close()
+            raise RunbookError(f"inventory {inventory} has no delegates")
+        if runbook.preflight is not None:
+            ctx = self._context(runbook, "preflight", typed, net, None, self.runs_dir / "preflight")
+            try:
+                problems = runbook.preflight(ctx)
+            except OpsError as exc:
+                problems = [str(exc)]
+            if problems:
+                net.close()
+                raise ParamError(f"{runbook.name}: " + "; ".join(problems))
+        return net, typed
+
+    def run(self, runbook: Runbook, inventory: str | Path, given: Mapping[str, Any], run_id: str | None = None) -> RunResult:
+        net, typed = self.prepare(runbook, inventory, given)
+        destructive = runbook.destructive_steps
+        if destructive and not self.yes and self.approve is None:
+            net.close()
+            raise RunbookError(
+                f"{runbook.name} has destructive steps ({', '.join(destructive)}): "
+                "pass --yes, or run it from a terminal to confirm each"
+            )
+        run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{runbook.name}-{secrets.token_hex(3)}"
+        run_dir = self.runs_dir / run_id
+        lock = NetworkLock(self.state_dir / "locks", net.id)
+        try:
+            lock.acquire(run_id, runbook.name)
+        except BaseException:
+            net.close()
+            raise
+        journal = Journal(run_dir / "journal.jsonl")
+        try:
+            self._write(
+                journal,
+                "run_start",
+                run_id=run_id,
+                runbook=runbook.name,
+                runbook_source=runbook.source,
+                user=getpass.getuser(),
+                machine=socket.gethostname(),
+                pid=os.getpid(),
+                argv=sys.argv,
+                inventory=str(Path(inventory).resolve()),
+                network=net.id,
+                params=params_mod.redacted(runbook, typed),
+                delegates=[d.name for d in net.delegates],
+                prometheus=net.prometheus_url,
+            )
+            if lock.previous:
+                self._write(journal, "stale_lock", previous=lock.previous)
+            ctx = self._context(runbook, run_id, typed, net, journal, run_dir)
+            return self._drive(runbook, ctx, journal, Progress(start={"run_id": run_id}), resumed=False)
+        finally:
+            journal.close()
+            lock.release()
+            net.close()
+
+    def resume(self, run_id: str, find_runbook: Callable[[str], Runbook]) -> RunResult:
+        run_dir = self.runs_dir / run_id
+        if not (run_dir / "journal.jsonl").is_file():
+            known = [r for r, _ in journal_mod.iter_runs(self.runs_dir)][-5:]
+            raise RunbookError(f"no run {run_id!r} under {self.runs_dir}" + (f"; recent: {', '.join(known)}" if known else ""))
+        prog = journal_mod.progress(journal_mod.read(run_dir / "journal.jsonl"))
+        if prog.end is not None:
+            raise RunbookError(f"run {run_id} already ended: {prog.end.get('result')} ({prog.end.get('error') or 'no error'})")
+        start = prog.start
+        runbook = find_runbook(start["runbook"])
+        if any(p.secret for p in runbook.params):
+            raise RunbookError(f"{runbook.name} takes secret parameters, which the journal does not keep: run it again")
+        typed = params_mod.validate(runbook, start["params"])
+        net = network_mod.load(start["inventory"], self.known_hosts)
+        lock = NetworkLock(self.state_dir / "locks", net.id)
+        try:
+            lock.acquire(run_id, runbook.name)
+        except BaseException:
+            net.close()
+            raise
+        journal = Journal(run_dir / "journal.jsonl")
+        try:
+            self._write(
+                journal,
+                "resumed",
+                user=getpass.getuser(),
+                pid=os.getpid(),
+                done_steps=sorted(prog.done_steps),
+                done_hosts=prog.done_hosts,
+                rollback_phase=prog.failing is not None,
+            )
+            if lock.previous:
+                self._write(journal, "stale_lock", previous=lock.previous)
+            ctx = self._context(runbook, run_id, typed, net, journal, run_dir, memory=dict(prog.memory))
+            return self._drive(runbook, ctx, journal, prog, resumed=True)
+        finally:
+            journal.close()
+            lock.release()
+            net.close()
+
+    # -- the run --
+
+    def _context(
+        self,
+        runbook: Runbook,
+        run_id: str,
+        params: Mapping[str, Any],
+        net: Network,
+        journal: Journal | None,
+        run_dir: Path,
+        memory: dict[str, Any] | None = None,
+    ) -> RunContext:
+        return RunContext(run_id, runbook.name, dict(params), net, journal, run_dir, _Shared(memory or {}))
+
+    def _write(self, journal: Journal, event: str, **fields: Any) -> dict[str, Any]:
+        doc = journal.write(event, **fields)
+        if self.on_event is not None:
+            self.on_event(doc)
+        return doc
+
+    def _drive(self, rb: Runbook, ctx: RunContext, journal: Journal, prog: Progress, resumed: bool) -> RunResult:
+        t0 = time.monotonic()
+        # the context's journal writes go through the engine too, so that the live view sees memos and marks
+        ctx.journal = _Tee(journal, self)  # type: ignore[assignment]
+        error: str | None = None
+        failing = prog.failing
+        started_steps: list[str] = []
+        if failing is None:
+            try:
+                if not resumed:
+                    self._steady_state(rb, ctx, journal, "before", strict=True)
+                with self._continuous(rb, ctx, journal):
+                    self._steps(rb, ctx, journal, prog, started_steps)
+                self._steady_state(rb, ctx, journal, "after", strict=True)
+            except (StepFailed, _Aborted, OpsError) as exc:
+                error = _short(exc)
+                failing = self._write(
+                    journal,
+                    "run_failing",
+                    step=getattr(exc, "step", None),
+                    host=getattr(exc, "host", None),
+                    error=error,
+                    started_steps=started_steps,
+                )
+        else:
+            error = str(failing.get("error"))
+            started_steps = list(failing.get("started_steps") or [])
+        rollback_errors: list[str] = []
+        if failing is not None:
+            rollback_errors = self._rollback(rb, ctx, journal, started_steps, prog)
+            self._steady_state(rb, ctx, journal, "after_rollback", strict=False)
+        measures: dict[str, Any] = {}
+        if rb.measure is not None:
+            try:
+                measures = dict(rb.measure(ctx))
+            except Exception as exc:  # a measure that cannot be taken is reported, not fatal
+                measures = {"error": _short(exc)}
+            self._write(journal, "measures", values=measures)
+        result = PASSED if failing is None else (ROLLBACK_FAILED if rollback_errors else FAILED)
+        if rollback_errors:
+            error = f"{error}; ROLLBACK FAILED: " + "; ".join(rollback_errors)
+        duration = time.monotonic() - t0
+        self._write(journal, "run_end", result=result, error=error, duration_s=round(duration, 3), measures=measures)
+        res = RunResult(ctx.run_id, rb.name, result, error, duration, ctx.run_dir, measures, rollback_errors)
+        if self.report:
+            from iotex_ops.runbook import report
+
+            try:
+                res.report_html, res.report_json = report.write(ctx.run_dir, ctx.network.prometheus_url)
+            except OpsError as exc:
+                res.error = (res.error + "; " if res.error else "") + f"report not written: {exc}"
+        return res
+
+    def _steady_state(self, rb: Runbook, ctx: RunContext, journal: Journal, phase: str, strict: bool) -> None:
+        if not rb.steady_state:
+            return
+        results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
+        rows = [{"check": c.description, "ok": r.ok, "value": r.value, "detail": r.detail} for c, r in results]
+        ok = all(r.ok for _, r in results)
+        self._write(journal, "steady_state", phase=phase, ok=ok, checks=rows)
+        if strict and not ok:
+            bad = "; ".join(f"{c.description}: {r.detail or r.value}" for c, r in results if not r.ok)
+            raise StepFailed(f"steady state {phase}", None, bad)
+
+    def _verify(self, check: Check, ctx: RunContext) -> CheckResult:
+        deadline = time.monotonic() + check.timeout
+        t0 = time.monotonic()
+        while True:
+            try:
+                res = check.probe(ctx)
+            except Exception as exc:  # a probe that raises is a failing probe, with the reason kept
+                res = CheckResult(False, None, _short(exc))
+            if res.ok or time.monotonic() >= deadline or self._abort.is_set():
+                return CheckResult(res.ok, res.value, res.detail + ("" if res.ok else f" (after {time.monotonic() - t0:.1f}s)"))
+            time.sleep(check.interval)
+
+    class _Continuous:
+        def __init__(self, engine: Engine, rb: Runbook, ctx: RunContext, journal: Journal) -> None:
+            self.engine, self.rb, self.ctx, self.journal = engine, rb, ctx, journal
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self.loop, name="continuous-checks", daemon=True)
+
+        def loop(self) -> None:
+            while not self.stop.wait(self.rb.continuous_interval):
+                for c in self.rb.continuous:
+                    try:
+                        r = c.probe(self.ctx)
+                    except Exception as exc:
+                        r = CheckResult(False, None, _short(exc))
+                    if not r.ok:
+                        self.engine._abort_reason = f"{c.description}: {r.detail or r.value}"
+                        self.engine._write(self.journal, "continuous_failed", check=c.description, value=r.value, detail=r.detail)
+                        self.engine._abort.set()
+                        return
+
+        def __enter__(self) -> None:
+            if self.rb.continuous:
+                self.thread.start()
+
+        def __exit__(self, *exc: object) -> None:
+            self.stop.set()
+            if self.thread.is_alive():
+                self.thread.join(timeout=30)
+
+    def _continuous(self, rb: Runbook, ctx: RunContext, journal: Journal) -> Engine._Continuous:
+        self._abort.clear()
+        return Engine._Continuous(self, rb, ctx, journal)
+
+    def _hosts(self, step: Step, ctx: RunContext) -> list[Delegate] | None:
+        pattern = ctx.params.get(step.param_hosts) if step.param_hosts else step.hosts
+        if not (step.hosts or step.param_hosts):
+            return None
+        return ctx.network.select(str(pattern)) if pattern else []
+
+    def _steps(self, rb: Runbook, ctx: RunContext, journal: Journal, prog: Progress, started: list[str]) -> None:
+        for step in rb.steps:
+            if step.name in prog.done_steps:
+                self._write(journal, "step_skip", step=step.name, reason="completed before the resume")
+                started.append(step.name)
+                continue
+            sctx = ctx.on(None, step.name)
+            if step.when is not None and not step.when(sctx):
+                self._write(journal, "step_skip", step=step.name, reason="its condition is false")
+                continue
+            if step.destructive and step.name not in prog.approved:
+                self._approval(step, ctx, journal)
+            started.append(step.name)
+            hosts = self._hosts(step, ctx)
+            self._write(journal, "phase", step=step.name, label=step.phase or step.name, hosts=[d.name for d in hosts or []])
+            t0 = time.monotonic()
+            if hosts is None:
+                self._attempts(step, sctx, journal)
+            else:
+                done = set(prog.done_hosts.get(step.name, []))
+                todo = [d for d in hosts if d.name not in done]
+                for d in hosts:
+                    if d.name in done:
+                        self._write(journal, "step_skip", step=step.name, host=d.name, reason="completed before the resume")
+                if step.serial:
+                    for d in todo:
+                        self._attempts(step, ctx.on(d, step.name), journal)
+                else:
+                    self._parallel(step, ctx, journal, todo)
+                self._write(journal, "step_end", step=step.name, host=None, ok=True, duration_s=round(time.monotonic() - t0, 3))
+
+    def _parallel(self, step: Step, ctx: RunContext, journal: Journal, hosts: list[Delegate]) -> None:
+        if not hosts:
+            return
+        failures: list[StepFailed] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(hosts)), thread_name_prefix=step.name) as pool:
+            futs = [pool.submit(self._attempts, step, ctx.on(d, step.name), journal) for d in hosts]
+            for f in futs:
+                exc = f.exception()
+                if isinstance(exc, StepFailed):
+                    failures.append(exc)
+                elif exc is not None:
+                    failures.append(StepFailed(step.name, None, _short(exc)))
+        if failures:
+            if len(failures) == 1:
+                raise failures[0]
+            raise StepFailed(
+                step.name, ",".join(f.host or "?" for f in failures), "; ".join(f"{f.host}: {f.reason}" for f in failures)
+            )
+
+    def _approval(self, step: Step, ctx: RunContext, journal: Journal) -> None:
+        hosts = [d.name for d in self._hosts(step, ctx) or []]
+        if self.yes:
+            self._write(journal, "approval", step=step.name, approved=True, by=getpass.getuser(), how="--yes")
+            return
+        assert self.approve is not None  # run() refuses destructive runbooks without --yes or an approver
+        ok = self.approve(step, hosts)
+        self._write(journal, "approval", step=step.name, approved=ok, by=getpass.getuser(), how="interactive")
+        if not ok:
+            raise StepFailed(step.name, None, "not approved by the operator")
+
+    def _call(self, fn: Callable[[RunContext], Any], c: RunContext, timeout: float, what: str) -> Any:
+        """Run an action in a worker thread: bounded by `timeout`, and stopped early if the steady state is lost."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn(c)
+            except BaseException as exc:  # carried to the engine's thread
+                box["error"] = exc
+
+        t = threading.Thread(target=target, name=what, daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout
+        while t.is_alive():
+            t.join(0.1)
+            if self._abort.is_set():
+                raise _Aborted(f"steady state lost during {what}: {self._abort_reason}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} did not finish within {timeout:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _attempts(self, step: Step, c: RunContext, journal: Journal) -> None:
+        host = c.delegate_.name if c.delegate_ else None
+        last = ""
+        for attempt in range(1, step.retries + 2):
+            c.lines = []
+            self._write(journal, "step_start", step=step.name, host=host, attempt=attempt)
+            t0 = time.monotonic()
+            checks: list[dict[str, Any]] = []
+            try:
+                value = self._call(step.action, c, step.timeout, f"{step.name}" + (f"@{host}" if host else ""))
+                if value is not None:
+                    c.log(f"-> {value}")
+                for check in step.verify:
+                    r = self._verify(check, c)
+                    row = {"check": check.description, "ok": r.ok, "value": r.value, "detail": r.detail}
+                    checks.append(row)
+                    self._write(journal, "verify", step=step.name, host=host, **row)
+                    if not r.ok:
+                        raise StepFailed(step.name, host, f"check failed: {check.description}: {r.detail or r.value}")
+            except _Aborted as exc:
+                self._end(journal, step, host, False, t0, c, checks, str(exc), attempt)
+                raise
+            except Exception as exc:
+                last = exc.reason if isinstance(exc, StepFailed) else _short(exc)
+                self._end(journal, step, host, False, t0, c, checks, last, attempt)
+                if self._abort.is_set():
+                    raise _Aborted(f"steady state lost during {step.name}: {self._abort_reason}") from None
+                if attempt <= step.retries:
+                    time.sleep(step.retry_delay)
+                    continue
+                raise StepFailed(step.name, host, last) from None
+            self._end(journal, step, host, True, t0, c, checks, None, attempt)
+            return
+        raise StepFailed(step.name, host, last)  # pragma: no cover - the loop returns or raises
+
+    def _end(
+        self,
+        journal: Journal,
+        step: Step,
+        host: str | None,
+        ok: bool,
+        t0: float,
+        c: RunContext,
+        checks: list[dict[str, Any]],
+        error: str | None,
+        attempt: int,
+    ) -> None:
+        self._write(
+            journal,
+            "step_end",
+            step=step.name,
+            host=host,
+            ok=ok,
+            attempt=attempt,
+            duration_s=round(time.monotonic() - t0, 3),
+            output_tail=journal_mod.tail(c.lines),
+            error=error,
+        )
+
+    def _rollback(self, rb: Runbook, ctx: RunContext, journal: Journal, started: list[str], prog: Progress) -> list[str]:
+        errors: list[str] = []
+        events = journal_mod.read(journal.path)
+        touched: dict[str, list[str]] = {}
+        finished: dict[str, set[str]] = {}
+        for ev in events:
+            if ev["event"] == "step_start" and ev.get("host"):
+                lst = touched.setdefault(ev["step"], [])
+                if ev["host"] not in lst:
+                    lst.append(ev["host"])
+            elif ev["event"] == "step_end" and ev.get("host") and ev.get("ok"):
+                finished.setdefault(ev["step"], set()).add(ev["host"])
+        done = journal_mod.progress(events).rolled_back
+        for name in reversed(list(dict.fromkeys(started))):
+            step = rb.step(name)
+            if step.point_of_no_return:
+                self._write(
+                    journal,
+                    "rollback_stop",
+                    step=name,
+                    reason=f"{name} is the point of no return: nothing before it is undone; fix forward",
+                )
+                errors.append(f"past the point of no return ({name}): the network needs a person")
+                break
+            if step.rollback is None:
+                continue
+            per_host = bool(step.hosts or step.param_hosts)
+            hosts = touched.get(name, [])
+            if step.rollback_hosts == "unfinished":
+                hosts = [h for h in hosts if h not in finished.get(name, set())]
+            targets: list[Delegate | None] = [ctx.network.delegate(h) for h in reversed(hosts)] if per_host else [None]
+            for d in targets:
+                key = name if d is None else f"{name}@{d.name}"
+                if key in done:
+                    continue
+                c = ctx.on(d, name)
+                self._write(journal, "rollback_start", step=name, host=d.name if d else None, what=step.rollback_description)
+                t0 = time.monotonic()
+                err = None
+                for attempt in (1, 2):
+                    try:
+                        c.lines = []
+                        self._abort.clear()
+                        self._call(step.rollback, c, step.timeout, f"rollback {key}")
+                        err = None
+                        break
+                    except Exception as exc:
+                        err = _short(exc)
+                        if attempt == 1:
+                            time.sleep(step.retry_delay)
+                self._write(
+                    journal,
+                    "rollback_end",
+                    step=name,
+                    host=d.name if d else None,
+                    ok=err is None,
+                    duration_s=round(time.monotonic() - t0, 3),
+                    output_tail=journal_mod.tail(c.lines),
+                    error=err,
+                )
+                if err is not None:
+                    errors.append(f"{key}: {err}")
+        return errors
+
+
+class _Tee:
+    """The journal as a context sees it: writes also reach the engine's live view."""
+
+    def __init__(self, journal: Journal, engine: Engine) -> None:
+        self._journal, self._engine = journal, engine
+        self.path = journal.path
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        return self._engine._write(self._journal, event, **fields)

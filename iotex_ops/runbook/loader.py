@@ -1,0 +1,61 @@
+"""Find runbooks: modules in the repository's runbooks/, in $IOTEX_OPS_RUNBOOKS (os.pathsep-separated
+directories) and in directories given on the command line; each defines `RUNBOOK = Runbook(...)`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from iotex_ops.runbook.model import Runbook, RunbookError
+
+REPO_RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+
+
+def search_path(extra: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
+    dirs = [*extra]
+    env = os.environ.get("IOTEX_OPS_RUNBOOKS", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(REPO_RUNBOOKS)
+    return [d.expanduser().resolve() for d in dict.fromkeys(dirs)]
+
+
+def _load_file(path: Path) -> Runbook:
+    mod_name = f"iotex_runbooks_{abs(hash(str(path.parent))) % 10**8}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise RunbookError(f"cannot load runbook module {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise RunbookError(f"runbook module {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    rb = getattr(module, "RUNBOOK", None)
+    if not isinstance(rb, Runbook):
+        raise RunbookError(f"{path} defines no RUNBOOK = Runbook(...)")
+    object.__setattr__(rb, "source", str(path))
+    return rb
+
+
+def discover(extra: list[Path] | tuple[Path, ...] = ()) -> dict[str, Runbook]:
+    """Every runbook by name; the first directory on the search path wins a name clash."""
+    found: dict[str, Runbook] = {}
+    for d in search_path(extra):
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            rb = _load_file(path)
+            found.setdefault(rb.name, rb)
+    return found
+
+
+def find(name: str, extra: list[Path] | tuple[Path, ...] = ()) -> Runbook:
+    books = discover(extra)
+    if name not in books:
+        raise RunbookError(f"no runbook {name!r}; known: {', '.join(sorted(books)) or '(none)'}")
+    return books[name]

@@ -1,0 +1,141 @@
+"""First aid: pause the whole chain, check that it stopped at one height with every delegate agreeing,
+resume it, check that blocks come at their normal rate again with no fork and no lost transaction.
+Then, unless single=false, pause and resume one delegate while the others keep finalizing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from iotex_ops.runbook import Check, CheckResult, Param, Runbook, RunContext, Step, checks
+from iotex_ops.runbook import actions as act
+
+
+def pause(ctx: RunContext) -> None:
+    doc = ctx.delegate.admin("pause")
+    ctx.log(f"{ctx.delegate.name}: paused={doc.get('paused')} at {doc.get('finalized_height')}")
+
+
+def resume(ctx: RunContext) -> None:
+    doc = ctx.delegate.admin("resume")
+    ctx.log(f"{ctx.delegate.name}: paused={doc.get('paused')}")
+
+
+def note_stop(ctx: RunContext) -> None:
+    h = checks.top_height(ctx)
+    ctx.remember("stopped_height", h)
+    ctx.remember("stopped_at", act.block_time(ctx, h))
+    ctx.event("chain_paused", height=h)
+
+
+def hold(ctx: RunContext) -> None:
+    ctx.wait(float(ctx.params["hold_s"]))
+
+
+def note_resume(ctx: RunContext) -> None:
+    ctx.remember("resumed_at", time.time())
+
+
+def back_to_normal(ctx: RunContext) -> CheckResult:
+    """After resuming: the next block comes, and the next `blocks` come at the genesis interval (x1.5)."""
+    stopped = int(ctx.recall("stopped_height"))
+    c = ctx.delegates[0].chain()
+    interval = c["block_interval_ms"] / 1000
+    n = int(ctx.params["blocks"])
+    act.all_at(ctx, stopped + 1 + n, timeout=30 + n * interval * 3)
+    gaps = [g for h, g in checks.block_gaps(ctx, stopped + 1) if h > stopped + 1][:n]
+    rate = sum(gaps) / len(gaps) if gaps else 0.0
+    first = act.block_time(ctx, stopped + 1)
+    downtime = first - float(ctx.recall("stopped_at"))
+    ctx.remember("downtime_s", round(downtime, 3))
+    value = {"downtime_s": round(downtime, 3), "mean_interval_s": round(rate, 3), "blocks": len(gaps)}
+    return CheckResult(0 < rate <= interval * 1.5, value, "" if rate <= interval * 1.5 else "blocks slower than normal")
+
+
+def single_window(ctx: RunContext) -> None:
+    ctx.remember("window_start_height", checks.top_height(ctx))
+
+
+def pause_one(ctx: RunContext) -> None:
+    d = ctx.network.delegate(str(ctx.params["single"]) or ctx.delegates[-1].name)
+    ctx.remember("single_delegate", d.name)
+    d.admin("pause")
+    ctx.log(f"{d.name} paused; the others keep finalizing")
+
+
+def resume_one(ctx: RunContext) -> None:
+    name = ctx.recall("single_delegate")
+    if name:
+        ctx.network.delegate(str(name)).admin("resume")
+        ctx.log(f"{name} resumed")
+
+
+def single_back(ctx: RunContext) -> CheckResult:
+    d = ctx.network.delegate(str(ctx.recall("single_delegate")))
+    return checks.participating().probe(ctx.on(d))
+
+
+def _single(ctx: RunContext) -> bool:
+    return bool(ctx.params["single_check"])
+
+
+def measure(ctx: RunContext) -> dict[str, Any]:
+    return {"downtime_s": ctx.recall("downtime_s"), "stopped_height": ctx.recall("stopped_height")}
+
+
+RUNBOOK = Runbook(
+    name="first-aid",
+    summary="Pause the chain on every delegate, verify it stopped at one agreed height, resume, verify normal production",
+    params=(
+        Param("hold_s", float, default=3.0, help="seconds to keep the chain paused", minimum=0),
+        Param("blocks", int, default=5, help="blocks that must come at the normal rate after resuming", minimum=1),
+        Param("single", str, default="", help="delegate for the single pause/resume (default: the last one)"),
+        Param("single_check", bool, default=True, help="also pause/resume one delegate while the chain runs"),
+    ),
+    steady_state=(checks.finalizing(blocks=2, within=15), checks.agree()),
+    steps=(
+        Step(
+            "pause-all",
+            pause,
+            "pause every delegate (admin pause)",
+            hosts="delegates",
+            serial=False,
+            rollback=resume,
+            rollback_description="resume the delegate",
+            destructive=True,
+            phase="paused",
+        ),
+        Step(
+            "verify-stopped",
+            note_stop,
+            "record the height the chain stopped at",
+            verify=(checks.all_stopped_at_one_height(steady_for=2.0),),
+        ),
+        Step("hold", hold, "keep the chain paused for hold_s seconds"),
+        Step("resume-all", resume, "resume every delegate (admin resume)", hosts="delegates", serial=False, phase="resumed"),
+        Step(
+            "verify-normal",
+            note_resume,
+            "production back at the normal rate, no fork",
+            verify=(Check("blocks resume at the genesis interval", back_to_normal, timeout=60, interval=1), checks.agree()),
+        ),
+        Step(
+            "single-pause",
+            pause_one,
+            "pause one delegate; the others keep finalizing",
+            when=_single,
+            rollback=resume_one,
+            rollback_description="resume that delegate",
+            phase="single pause",
+            verify=(checks.finalizing(blocks=3, within=15),),
+        ),
+        Step(
+            "single-resume",
+            resume_one,
+            "resume it; it endorses again",
+            when=_single,
+            verify=(Check("the delegate endorses again", single_back, timeout=30, interval=0.5), checks.agree()),
+        ),
+    ),
+    measure=measure,
+)
