@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast lint localnet lab-deps bench-tps bench-crash bench-24 clean
+.PHONY: test test-fast lint localnet rehearsal lab-deps bench-tps bench-crash bench-24 clean
 
 # System packages the lab and its tests use: the real Prometheus, Alertmanager and sshd.
 LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2
@@ -46,6 +46,10 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+## the five drills on a local 4-delegate lab under load: a summary table and a report (exit 1 if a drill failed)
+rehearsal: $(STAMP) lab-deps
+	$(BIN)/iotex-ops rehearsal
 
 ## start a local 4-delegate network and watch it finalize blocks
 localnet: $(STAMP)

@@ -80,7 +80,7 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
 from iotex_ops.cli_hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
 from iotex_ops.cli_lab import lab, status  # noqa: E402
 from iotex_ops.cli_playbooks import playbook  # noqa: E402
-from iotex_ops.cli_runbook import runbook  # noqa: E402
+from iotex_ops.cli_runbook import rehearsal_cmd, runbook  # noqa: E402
 
 main.add_command(inventory)
 main.add_command(exec_cmd)
@@ -88,3 +88,4 @@ main.add_command(lab)
 main.add_command(status)
 main.add_command(playbook)
 main.add_command(runbook)
+main.add_command(rehearsal_cmd)

@@ -289,3 +289,49 @@ def runs_cmd(as_json: bool, last: int) -> None:
     for r in rows:
         table.add_row(r["run_id"], str(r["runbook"]), str(r["user"]), r["result"], f"{r['duration_s'] or 0:.1f}s")
     _console().print(table)
+
+
+@click.command("rehearsal")
+@click.option("--delegates", type=click.IntRange(1, 50), default=4, show_default=True)
+@click.option("--hosts", type=click.Choice(["local", "netns"]), default="local", show_default=True)
+@click.option(
+    "--load-tps", type=click.FloatRange(0, 500), default=20.0, show_default=True, help="Background transfers/s (0: none)."
+)
+@click.option("--drill", "drills", multiple=True, help="Only these drills (repeatable), in the rehearsal's order.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"drills": [...], "report": PATH}.')
+def rehearsal_cmd(delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool) -> None:
+    """The five drills in order on the lab (brought up unless one is), under load; a summary and a report."""
+    from iotex_ops import rehearsal as rehearsal_mod
+
+    c = Console(file=sys.stderr if as_json else sys.stdout, highlight=False, soft_wrap=True)
+    order = tuple(d for d in rehearsal_mod.DRILLS if d in drills) if drills else rehearsal_mod.DRILLS
+    if drills and len(order) != len(set(drills)):
+        raise OpsError(f"unknown drill in {list(drills)}; the drills are {', '.join(rehearsal_mod.DRILLS)}")
+    printers: dict[str, EventPrinter] = {}
+
+    def on_event(drill: str, ev: dict[str, Any]) -> None:
+        printers.setdefault(drill, EventPrinter(c, prefix=f"[dim]{drill}[/dim] "))(ev)
+
+    out = rehearsal_mod.rehearse(
+        delegates, hosts, load_tps=load_tps, drills=order, say=lambda s: c.print(f"[bold]rehearsal:[/bold] {escape(s)}"),
+        on_event=on_event,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({"drills": out["drills"], "report": out["report"], "duration_s": out["duration_s"],
+                               "load": out["load"]}, indent=2, default=str))  # fmt: skip
+    else:
+        table = Table(title=f"rehearsal: {delegates} delegates on {hosts} hosts, {out['duration_s']:.0f} s")
+        for col in ("drill", "result", "duration", "downtime", "blocks finalized", "lost tx"):
+            table.add_column(col)
+        for d in out["drills"]:
+            res = "[green]passed[/green]" if d["result"] == "passed" else "[red]failed[/red]"
+            down = f"{d['downtime_s']:.2f}s" if d["downtime_s"] is not None else "-"
+            lost = "-" if d["lost_actions"] is None else str(d["lost_actions"])
+            table.add_row(d["name"], res, f"{d['duration_s']:.1f}s", down, str(d["blocks_finalized"] or "-"), lost)
+        c.print(table)
+        for d in out["drills"]:
+            if d["error"]:
+                c.print(f"[red]{escape(d['name'])}[/red]: {escape(d['error'])}")
+        c.print(f"report {out['report']}")
+    if not all(d["result"] == "passed" for d in out["drills"]):
+        sys.exit(1)

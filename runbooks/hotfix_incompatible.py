@@ -1,8 +1,11 @@
 """Non-compatible hotfix: the whole network halts at height H, installs a release that runs the next
 protocol, activates that protocol from H+1 on every delegate, and resumes.
 
-Until the protocol is scheduled the drill can be undone (switch back, clear the halt: the chain continues on
-the old release). Scheduling the protocol is the point of no return: from there the way out is forward.
+The protocol must be scheduled while the chain is still below H (a node refuses an activation at or below
+its next height), so the order is: stage the release, halt at H, schedule the protocol at H+1 (the point of
+no return: until then, clearing the halt undoes everything), wait for the halt, activate the release and
+restart, clear the halt. After the point of no return the way out is forward (steps retry; a failure stops
+the run loudly with the chain safely halted at H).
 """
 
 from __future__ import annotations
@@ -75,10 +78,6 @@ def install(ctx: RunContext) -> None:
     act.activate_and_restart(ctx, ctx.delegate, str(ctx.params["version"]))
 
 
-def switch_back(ctx: RunContext) -> None:
-    act.switch_back_and_restart(ctx, ctx.delegate)
-
-
 def schedule(ctx: RunContext) -> None:
     d, p, h = ctx.delegate, int(ctx.recall("protocol")), int(ctx.recall("halt_height"))
     doc = d.admin("schedule-protocol", str(p), "--height", str(h + 1))
@@ -113,8 +112,8 @@ RUNBOOK = Runbook(
     preflight=preflight,
     steady_state=(checks.finalizing(blocks=2, within=15), checks.agree()),
     steps=(
-        Step("plan", plan_halt, "choose the halt height H and the next protocol"),
         Step("stage", stage, "install the release side by side on every delegate (not active yet)", timeout=600),
+        Step("plan", plan_halt, "choose the halt height H and the next protocol"),
         Step(
             "halt-at",
             halt,
@@ -125,6 +124,15 @@ RUNBOOK = Runbook(
             rollback=clear,
             rollback_description="clear the halt: the chain continues on the old release",
             phase="halt at H",
+        ),
+        Step(
+            "schedule-protocol",
+            schedule,
+            "activate the next protocol from H+1 on every delegate (point of no return)",
+            hosts="delegates",
+            serial=False,
+            point_of_no_return=True,
+            retries=1,
         ),
         Step(
             "wait-halted",
@@ -139,20 +147,11 @@ RUNBOOK = Runbook(
             "activate the new release and restart, on every delegate",
             hosts="delegates",
             serial=False,
-            rollback=switch_back,
-            rollback_description="switch back to the previous release and restart",
             timeout=180,
+            retries=2,
             phase="install",
         ),
-        Step(
-            "schedule-protocol",
-            schedule,
-            "activate the next protocol from H+1 on every delegate (point of no return)",
-            hosts="delegates",
-            serial=False,
-            point_of_no_return=True,
-        ),
-        Step("resume", clear, "clear the halt on every delegate", hosts="delegates", serial=False, phase="resume"),
+        Step("resume", clear, "clear the halt on every delegate", hosts="delegates", serial=False, retries=2, phase="resume"),
         Step(
             "verify",
             lambda ctx: None,

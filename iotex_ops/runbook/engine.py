@@ -100,6 +100,16 @@ def _short(exc: BaseException) -> str:
     return text if isinstance(exc, OpsError) else f"{type(exc).__name__}: {text}"
 
 
+def _redacted_argv(runbook: Runbook) -> list[str]:
+    """The command line, with the values of secret parameters (-e name=value) replaced by ***."""
+    secret = {p.name for p in runbook.params if p.secret}
+    out = []
+    for a in sys.argv:
+        key, sep, _ = a.partition("=")
+        out.append(f"{key}=***" if sep and key.replace("-", "_") in secret else a)
+    return out
+
+
 def plan(runbook: Runbook, network: Network | None, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The steps as a dry run shows them: what runs where, what is checked, what undoes it. Touches nothing."""
     out = []
@@ -203,7 +213,7 @@ class Engine:
                 user=getpass.getuser(),
                 machine=socket.gethostname(),
                 pid=os.getpid(),
-                argv=sys.argv,
+                argv=_redacted_argv(runbook),
                 inventory=str(Path(inventory).resolve()),
                 network=net.id,
                 params=params_mod.redacted(runbook, typed),
@@ -293,7 +303,7 @@ class Engine:
                 with self._continuous(rb, ctx, journal):
                     self._steps(rb, ctx, journal, prog, started_steps)
                 self._steady_state(rb, ctx, journal, "after", strict=True)
-            except (StepFailed, _Aborted, OpsError) as exc:
+            except Exception as exc:  # also a `when` or an approver that raises: roll back
                 error = _short(exc)
                 failing = self._write(
                     journal,

@@ -442,6 +442,7 @@ def test_journal_records_the_run_its_steps_hosts_checks_and_output(inv: Path, st
         name="journaled",
         summary="everything goes to the journal",
         params=(Param("label", str, default="x"),),
+        measure=lambda ctx: {"blocks": 5, "said": ctx.recall("said-d1")},
         steps=(
             Step("once", once, "once"),
             Step(
@@ -477,6 +478,9 @@ def test_journal_records_the_run_its_steps_hosts_checks_and_output(inv: Path, st
     assert evs[-1]["event"] == "run_end"
     assert evs[-1]["result"] == "passed"
     assert evs[-1]["error"] is None
+    assert evs[-1]["measures"] == {"blocks": 5, "said": "hi"}
+    assert res.measures == {"blocks": 5, "said": "hi"}
+    assert of(evs, "measures")[0]["values"] == {"blocks": 5, "said": "hi"}
 
     [once_end] = of(evs, "step_end", step="once")
     assert once_end["ok"] is True
@@ -795,6 +799,128 @@ def test_a_lost_continuous_check_aborts_the_running_step_and_rolls_back(inv: Pat
     assert of(evs, "step_end", step="long")[0]["ok"] is False
     assert lost["seq"] < of(evs, "run_failing")[0]["seq"]
     assert not any(t.name == "continuous-checks" for t in threading.enumerate())
+
+
+def test_point_of_no_return_stops_the_rollback_there(inv: Path, state: Path) -> None:
+    rec = Recorder()
+
+    def book(fail_at: str) -> Runbook:
+        return Runbook(
+            name="no-way-back",
+            summary="a point of no return",
+            steps=(
+                Step("a", rec("a", fail=fail_at == "a"), "a", rollback=rec("undo-a"), retry_delay=0.01),
+                Step("ponr", rec("ponr"), "schedule the protocol", point_of_no_return=True),
+                Step("c", rec("c"), "c", rollback=rec("undo-c"), retry_delay=0.01),
+                Step("d", rec("d", fail=fail_at == "d"), "d", rollback=rec("undo-d"), retry_delay=0.01),
+            ),
+        )
+
+    res = engine(state).run(book("d"), inv, {})
+    assert rec.calls == ["a", "ponr", "c", "d", "undo-d", "undo-c"]  # nothing before the point is undone
+    assert res.result == "rollback_failed"
+    assert res.exit_code == 3
+    assert "d broke" in (res.error or "")
+    assert "point of no return (ponr)" in (res.error or "")
+    [stop] = of(events(res.run_dir), "rollback_stop")
+    assert stop["step"] == "ponr"
+
+    rec.calls.clear()  # failing before the point: an ordinary rollback
+    res = engine(state).run(book("a"), inv, {})
+    assert rec.calls == ["a", "undo-a"]
+    assert res.result == "failed"
+    assert of(events(res.run_dir), "rollback_stop") == []
+
+
+def test_rollback_hosts_unfinished_keeps_the_hosts_that_went_well(inv: Path, state: Path) -> None:
+    rec = Recorder()
+    rb = Runbook(
+        name="rolling-upgrade",
+        summary="fails on d2",
+        steps=(
+            Step(
+                "upgrade",
+                rec("upgrade", fail=lambda ctx: ctx.delegate.name == "d2"),
+                "one at a time",
+                hosts="delegates",
+                rollback=rec("downgrade"),
+                rollback_hosts="unfinished",
+                retry_delay=0.01,
+            ),
+        ),
+    )
+    res = engine(state).run(rb, inv, {})
+    assert res.result == "failed"
+    assert rec.calls == ["upgrade@d1", "upgrade@d2", "downgrade@d2"]
+
+
+def test_a_false_condition_skips_the_step(inv: Path, state: Path) -> None:
+    rec = Recorder()
+    rb = Runbook(
+        name="conditional",
+        summary="a step skipped",
+        params=(Param("skip", bool, default=True),),
+        steps=(
+            Step("a", rec("a"), "a"),
+            Step("b", rec("b"), "b", when=lambda ctx: not ctx.params["skip"]),
+            Step("c", rec("c"), "c"),
+        ),
+    )
+    res = engine(state).run(rb, inv, {})
+    assert res.result == "passed"
+    assert rec.calls == ["a", "c"]
+    [skip] = of(events(res.run_dir), "step_skip")
+    assert (skip["step"], skip["reason"]) == ("b", "its condition is false")
+    rec.calls.clear()
+    engine(state).run(rb, inv, {"skip": "false"})
+    assert rec.calls == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("where", ["when", "approver"])
+def test_a_condition_or_approver_that_raises_fails_the_run_and_rolls_back(inv: Path, state: Path, where: str) -> None:
+    rec = Recorder()
+
+    def when(ctx: RunContext) -> bool:
+        raise ValueError("bug in the condition")
+
+    def approve(step: Step, hosts: list[str]) -> bool:
+        raise EOFError("stdin closed at the prompt")
+
+    rb = Runbook(
+        name="raising",
+        summary="b's condition or approval raises",
+        steps=(
+            Step("a", rec("a"), "a", rollback=rec("undo-a"), retry_delay=0.01),
+            Step("b", rec("b"), "b", when=when if where == "when" else None, destructive=where == "approver"),
+        ),
+    )
+    eng = engine(state) if where == "when" else engine(state, yes=False, approve=approve)
+    res = eng.run(rb, inv, {})
+    assert res.result == "failed"
+    assert rec.calls == ["a", "undo-a"]
+    expected = "ValueError: bug in the condition" if where == "when" else "EOFError: stdin closed at the prompt"
+    assert res.error == expected
+    assert events(res.run_dir)[-1]["event"] == "run_end"
+
+
+def test_a_steady_state_lost_before_the_run_fails_it_before_any_step(inv: Path, state: Path) -> None:
+    rec = Recorder()
+    rb = Runbook(
+        name="unsteady",
+        summary="the network is not healthy",
+        steady_state=(
+            ok_check("delegates answer"),
+            Check("chain finalizes", lambda ctx: CheckResult(False, 0, "stalled"), timeout=0.2, interval=0.05),
+        ),
+        steps=(Step("a", rec("a"), "a", rollback=rec("undo-a")),),
+    )
+    res = engine(state).run(rb, inv, {})
+    assert res.result == "failed"
+    assert rec.calls == []
+    assert "chain finalizes: stalled" in (res.error or "")
+    states = of(events(res.run_dir), "steady_state")
+    assert [(e["phase"], e["ok"]) for e in states] == [("before", False), ("after_rollback", False)]
+    assert [c["ok"] for c in states[0]["checks"]] == [True, False]
 
 
 # -- the network lock ----------------------------------------------------------------------------------------

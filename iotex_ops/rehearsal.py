@@ -1,0 +1,203 @@
+"""The rehearsal: the five drills in order on the lab, under a bounded background load, with one report.
+
+bootstrap (a new chain) -> first-aid -> hotfix-compatible -> hotfix-incompatible -> rollback-recovery.
+Each drill is a normal runbook run (its own journal and report); the rehearsal adds the load, checks that
+no transaction the network accepted during a drill was lost, and writes a combined report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from iotex_ops.errors import OpsError
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.load import BackgroundLoad
+from iotex_ops.network import http_json
+from iotex_ops.runbook import Engine, RunResult, loader
+from iotex_ops.runbook.engine import default_state_dir
+
+DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
+# drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
+# the others stop every node, and a node's mempool does not outlive its process
+NO_LOSS = ("first-aid", "hotfix-compatible")
+
+
+class RehearsalError(OpsError):
+    """The rehearsal could not start (no lab, a lab of another shape, an old lab without drill releases)."""
+
+
+@dataclass
+class DrillRow:
+    name: str
+    result: str
+    duration_s: float
+    downtime_s: float | None = None
+    blocks_finalized: int | None = None
+    run_id: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    report_html: str | None = None
+    error: str | None = None
+    lost_actions: int | None = None
+    measures: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "result": self.result,
+            "duration_s": round(self.duration_s, 3),
+            "downtime_s": self.downtime_s,
+            "blocks_finalized": self.blocks_finalized,
+            "lost_actions": self.lost_actions,
+            "run_id": self.run_id,
+            "started": self.started,
+            "ended": self.ended,
+            "report_html": self.report_html,
+            "error": self.error,
+            "measures": self.measures,
+        }
+
+
+def _height(state: lab_mod.LabState) -> int | None:
+    hs = []
+    for n in state.nodes:
+        try:
+            hs.append(int(http_json(n.api_url + "/v1/chain", timeout=2)["finalized_height"]))
+        except (OpsError, KeyError, ValueError):
+            continue
+    return max(hs) if hs else None
+
+
+def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
+    rel = state.releases
+    return {
+        "bootstrap": {"new_chain": True, "version": rel["base"], "block_interval_ms": state.block_interval_ms},
+        "first-aid": {},
+        "hotfix-compatible": {"version": rel["compatible"]},
+        "hotfix-incompatible": {"version": rel["incompatible"]},
+        "rollback-recovery": {"blocks": 10},
+    }
+
+
+def ensure_lab(delegates: int, hosts: str, root: Path | None, say: Callable[[str], None]) -> tuple[lab_mod.LabState, bool]:
+    """The lab that is up (if its shape fits), else a new one; and whether this call started it."""
+    state = lab_mod.load_state(root)
+    if state is not None and lab_mod.is_up(state):
+        if state.mode != hosts or state.delegates != delegates:
+            raise RehearsalError(
+                f"a lab of {state.delegates} delegates on {state.mode} hosts is up; the rehearsal asks for {delegates} on "
+                f"{hosts}: `iotex-ops lab down` first, or run with --delegates {state.delegates} --hosts {state.mode}"
+            )
+        if not state.releases:
+            raise RehearsalError("the lab that is up predates the drills (no drill releases): `iotex-ops lab down`, then again")
+        say(f"using the lab that is up ({state.delegates} delegates, {state.mode} hosts)")
+        return state, False
+    say(f"bringing up a lab of {delegates} delegates on {hosts} hosts")
+    return lab_mod.up(delegates=delegates, hosts=hosts, root=root, say=say), True
+
+
+def rehearse(
+    delegates: int = 4,
+    hosts: str = "local",
+    root: Path | None = None,
+    *,
+    state_dir: Path | None = None,
+    load_tps: float = 20.0,
+    drills: tuple[str, ...] = DRILLS,
+    say: Callable[[str], None] = lambda s: None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the drills; returns {"drills": [...], "report": path, ...}. Never raises for a failing drill."""
+    unknown = [d for d in drills if d not in DRILLS]
+    if unknown:
+        raise RehearsalError(f"unknown drill(s) {', '.join(unknown)}; the drills are {', '.join(DRILLS)}")
+    t0 = time.time()
+    state, started_lab = ensure_lab(delegates, hosts, root, say)
+    lab_s = time.time() - t0
+    state_dir = state_dir or default_state_dir()
+    books = loader.discover()
+    params = drill_params(state)
+    rows: list[DrillRow] = []
+    load: BackgroundLoad | None = None
+    try:
+        for name in drills:
+            if name != "bootstrap" and load is None and load_tps > 0:
+                load = BackgroundLoad([n.api_url for n in state.nodes], Path(state.accounts_file), tps=load_tps, max_seconds=3600)
+                load.start()
+                time.sleep(2.0)  # the load is flowing before the drill's steady state is checked
+            say(f"drill {name}")
+            rows.append(_drill(name, books, state, params[name], state_dir, load, on_event))
+    finally:
+        if load is not None:
+            load.stop()
+    ended = time.time()
+    out = state_dir / "rehearsals" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    from iotex_ops.runbook import report
+
+    extra = {
+        "lab": {"mode": state.mode, "delegates": state.delegates, "root": state.root, "started_by_rehearsal": started_lab},
+        "lab_up_s": round(lab_s, 3),
+        "load": load.stats.to_json() if load else None,
+        "load_tps": load_tps,
+    }
+    html, js = report.write_rehearsal(out, [r.to_json() for r in rows], t0, ended, state.prometheus_url, extra)
+    return {
+        "drills": [r.to_json() for r in rows],
+        "report": str(html),
+        "report_json": str(js),
+        "duration_s": round(ended - t0, 3),
+        "passed": all(r.result == "passed" for r in rows),
+        **extra,
+    }
+
+
+def _drill(
+    name: str,
+    books: dict[str, Any],
+    state: lab_mod.LabState,
+    params: dict[str, Any],
+    state_dir: Path,
+    load: BackgroundLoad | None,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
+) -> DrillRow:
+    h0 = _height(state)
+    started = time.time()
+    engine = Engine(state_dir, yes=True, on_event=(lambda ev: on_event(name, ev)) if on_event else None)
+    res: RunResult | None = None
+    try:
+        res = engine.run(books[name], state.inventory, params)
+    except OpsError as exc:
+        row = DrillRow(name, "failed", time.time() - started, started=started, ended=time.time(), error=str(exc))
+        return row
+    ended = time.time()
+    h1 = _height(state)
+    m = res.measures
+    row = DrillRow(
+        name,
+        "passed" if res.result == "passed" else "failed",
+        res.duration_s,
+        downtime_s=m.get("downtime_s") if isinstance(m.get("downtime_s"), int | float) else None,
+        blocks_finalized=(h1 - h0) if (h0 is not None and h1 is not None and name != "bootstrap") else h1,
+        run_id=res.run_id,
+        started=started,
+        ended=ended,
+        report_html=str(res.report_html) if res.report_html else None,
+        error=res.error,
+        measures=m,
+    )
+    if load is not None:
+        lost = load.lost(since=started, until=ended, wait=30.0)
+        row.lost_actions = lost["lost"]
+        row.measures = {**m, "load": lost}
+        if name in NO_LOSS and lost["lost"] and row.result == "passed":
+            row.result = "failed"
+            row.error = (
+                f"{lost['lost']} of {lost['accepted']} accepted transactions never became final (e.g. {lost['examples'][:2]})"
+            )
+    return row
