@@ -75,6 +75,8 @@ class BackgroundLoad:
         self._nonces: dict[int, int] = {}
         self._chain_id: int | None = None
         self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
         self._thread = threading.Thread(target=self._loop, name="background-load", daemon=True)
         self._rng = random.Random(11)
 
@@ -89,6 +91,13 @@ class BackgroundLoad:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+
+    def hold(self) -> None:
+        """Stop sending until `release` (as an operator holds traffic at the gateway during a recovery)."""
+        self._running.clear()
+
+    def release(self) -> None:
+        self._running.set()
 
     def __enter__(self) -> BackgroundLoad:
         return self.start()
@@ -116,6 +125,10 @@ class BackgroundLoad:
         next_at = time.monotonic()
         n = 0
         while not self._stop.is_set() and time.monotonic() < end:
+            if not self._running.is_set():
+                self._stop.wait(0.1)
+                next_at = time.monotonic()
+                continue
             self._send_batch(n)
             n += 1
             next_at += interval

@@ -25,6 +25,9 @@ DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", 
 # drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
 # the others stop every node, and a node's mempool does not outlive its process
 NO_LOSS = ("first-aid", "hotfix-compatible")
+# rollback-recovery re-submits the displaced actions: new traffic is held from the moment the nodes stop
+# until those are re-submitted, or new actions would take their nonces (as an operator holds the gateway)
+HOLD_TRAFFIC = {"rollback-recovery": ("stop", "resubmit")}
 
 
 class RehearsalError(OpsError):
@@ -168,13 +171,28 @@ def _drill(
 ) -> DrillRow:
     h0 = _height(state)
     started = time.time()
-    engine = Engine(state_dir, yes=True, on_event=(lambda ev: on_event(name, ev)) if on_event else None)
+    hold = HOLD_TRAFFIC.get(name)
+
+    def seen(ev: dict[str, Any]) -> None:
+        if load is not None and hold is not None:
+            if ev["event"] == "phase" and ev.get("step") == hold[0]:
+                load.hold()
+            elif ev["event"] in ("step_end", "run_failing", "run_end") and (
+                ev.get("step") == hold[1] or ev["event"] != "step_end"
+            ):
+                load.release()
+        if on_event is not None:
+            on_event(name, ev)
+
+    engine = Engine(state_dir, yes=True, on_event=seen)
     res: RunResult | None = None
     try:
         res = engine.run(books[name], state.inventory, params)
     except OpsError as exc:
-        row = DrillRow(name, "failed", time.time() - started, started=started, ended=time.time(), error=str(exc))
-        return row
+        return DrillRow(name, "failed", time.time() - started, started=started, ended=time.time(), error=str(exc))
+    finally:
+        if load is not None:
+            load.release()
     ended = time.time()
     h1 = _height(state)
     m = res.measures
@@ -192,7 +210,7 @@ def _drill(
         measures=m,
     )
     if load is not None:
-        lost = load.lost(since=started, until=ended, wait=30.0)
+        lost = load.lost(since=started, until=ended, wait=30.0 if name in NO_LOSS else 5.0)
         row.lost_actions = lost["lost"]
         row.measures = {**m, "load": lost}
         if name in NO_LOSS and lost["lost"] and row.result == "passed":

@@ -105,8 +105,9 @@ def _redacted_argv(runbook: Runbook) -> list[str]:
     secret = {p.name for p in runbook.params if p.secret}
     out = []
     for a in sys.argv:
-        key, sep, _ = a.partition("=")
-        out.append(f"{key}=***" if sep and key.replace("-", "_") in secret else a)
+        prefix = next((p for p in ("--extra=", "-e") if a.startswith(p) and a != p), "")
+        key, sep, _ = a[len(prefix) :].partition("=")
+        out.append(f"{prefix}{key}=***" if sep and key.replace("-", "_") in secret else a)
     return out
 
 
@@ -180,6 +181,9 @@ class Engine:
                 problems = runbook.preflight(ctx)
             except OpsError as exc:
                 problems = [str(exc)]
+            except BaseException:
+                net.close()
+                raise
             if problems:
                 net.close()
                 raise ParamError(f"{runbook.name}: " + "; ".join(problems))
@@ -196,6 +200,9 @@ class Engine:
             )
         run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{runbook.name}-{secrets.token_hex(3)}"
         run_dir = self.runs_dir / run_id
+        if run_dir.exists():
+            net.close()
+            raise RunbookError(f"run {run_id} exists already ({run_dir}): `iotex-ops runbook resume {run_id}` continues it")
         lock = NetworkLock(self.state_dir / "locks", net.id)
         try:
             lock.acquire(run_id, runbook.name)
