@@ -391,9 +391,9 @@ async def get_block(request: web.Request) -> web.Response:
 
 async def get_chain(request: web.Request) -> web.Response:
     s = request.app[NODE_KEY].status()
-    keys = ("name", "address", "chain_id", "height", "finalized_height", "finalized_hash", "state_root", "epoch", "active_delegates",
-            "version", "protocol", "supported_protocols", "consensus", "peers", "synced", "participating", "paused",
-            "standby", "halt_height", "halted", "protocol_schedule")  # fmt: skip
+    keys = ("name", "address", "chain_id", "height", "finalized_height", "finalized_hash", "state_root", "epoch",
+            "active_delegates", "version", "protocol", "supported_protocols", "consensus", "peers", "synced",
+            "participating", "paused", "standby", "halt_height", "halted", "protocol_schedule")  # fmt: skip
     out = {k: s[k] for k in keys}
     node = request.app[NODE_KEY]
     out["node_version"] = out.pop("version")
