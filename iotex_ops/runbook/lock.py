@@ -51,8 +51,8 @@ class NetworkLock:
                 "wait for it to end, or stop it"
             ) from None
         old = self.holder()
-        if old and old.get("run_id") not in (None, run_id):
-            self.previous = old
+        if old and old.get("pid") != os.getpid():
+            self.previous = old  # a holder that died without releasing (its own run, when resuming it)
         me = {
             "run_id": run_id,
             "runbook": runbook,

@@ -1,0 +1,69 @@
+"""Helpers for the drill tests: run `iotex-ops` as a separate process against one lab, read journals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.runbook import journal as journal_mod
+
+IOTEX_OPS = [str(Path(sys.executable).parent / "iotex-ops")]
+
+
+def env_for(root: Path, state: Path) -> dict[str, str]:
+    return {**os.environ, "IOTEX_OPS_LAB_DIR": str(root), "IOTEX_OPS_STATE_DIR": str(state), "LC_ALL": "C.UTF-8"}
+
+
+def ops(args: list[str], root: Path, state: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IOTEX_OPS, *args], env=env_for(root, state), capture_output=True, text=True, timeout=timeout)
+
+
+def spawn(args: list[str], root: Path, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*IOTEX_OPS, *args], env=env_for(root, state), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
+    )
+
+
+def only_run(state: Path) -> tuple[str, Path]:
+    runs = list(journal_mod.iter_runs(state / "runs"))
+    assert runs, f"no run under {state}"
+    return runs[-1]
+
+
+def wait_event(state: Path, predicate: Any, timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = list(journal_mod.iter_runs(state / "runs"))
+        if runs:
+            events = journal_mod.read(runs[-1][1])
+            if any(predicate(e) for e in events):
+                return events
+        time.sleep(0.2)
+    raise AssertionError(f"no such journal event within {timeout}s")
+
+
+def chains(st: lab_mod.LabState) -> list[dict[str, Any]]:
+    from iotex_ops.network import http_json
+
+    return [http_json(n.api_url + "/v1/chain", timeout=3) for n in st.nodes]
+
+
+def count(events: list[dict[str, Any]], kind: str, step: str, host: str | None = None) -> int:
+    return sum(1 for e in events if e["event"] == kind and e.get("step") == step and (host is None or e.get("host") == host))
+
+
+def dump(res: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {res.returncode}\nstdout:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-4000:]}"
+
+
+def result_json(res: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    try:
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
+    except ValueError:
+        raise AssertionError(dump(res)) from None

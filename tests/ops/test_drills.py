@@ -1,0 +1,139 @@
+"""The drills on a real local lab (nodes under supervisord, Ansible, Prometheus), through the CLI.
+
+One lab for the module: the tests run in file order, and the full rehearsal comes last (its bootstrap
+starts a new chain, whatever the earlier tests left).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.runbook import journal as journal_mod
+from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.network,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="the lab needs the Debian prometheus package"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[lab_mod.LabState]:
+    d = Path(tempfile.mkdtemp(prefix="drl", dir="/tmp"))
+    root = d / "lab"
+    try:
+        yield lab_mod.up(delegates=4, hosts="local", root=root)
+    finally:
+        lab_mod.down(root)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def test_bad_parameters_are_refused_before_any_host_is_touched(lab: lab_mod.LabState, state: Path) -> None:
+    root = Path(lab.root)
+    before = chains(lab)
+    res = ops(["runbook", "run", "hotfix-compatible", "-e", "version=9.9.9", "--yes"], root, state)
+    assert res.returncode == 2, dump(res)
+    assert "unknown release '9.9.9'" in res.stdout and "0.1.1" in res.stdout  # names what exists
+    res = ops(["runbook", "run", "hotfix-incompatible", "-e", "version=0.2.0", "-e", "height=3", "--yes"], root, state)
+    assert res.returncode == 2, dump(res)
+    assert "height 3 is in the past" in res.stdout
+    res = ops(["runbook", "run", "rollback-recovery", "-e", "to=5", "-e", "blocks=2", "--yes"], root, state)
+    assert res.returncode == 2 and "exactly one of" in res.stdout, dump(res)
+    res = ops(["runbook", "run", "first-aid", "-e", "hold_s=soon"], root, state)
+    assert res.returncode == 2 and "hold_s='soon'" in res.stdout, dump(res)
+    res = ops(["runbook", "run", "first-aid", "-e", "colour=red"], root, state)
+    assert res.returncode == 2 and "unknown parameter 'colour'" in res.stdout, dump(res)
+    # nothing ran: no journal, no halt or pause, every node still on its release
+    assert not (state / "runs").exists() or not list(journal_mod.iter_runs(state / "runs"))
+    after = chains(lab)
+    for b, a in zip(before, after, strict=True):
+        assert (a["node_version"], a["paused"], a["halt_height"], a["halted"]) == (b["node_version"], False, None, None)
+        assert a["finalized_height"] >= b["finalized_height"]
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(lab: lab_mod.LabState, state: Path) -> None:
+    res = ops(["runbook", "run", "hotfix-compatible", "-e", "version=0.1.1", "--dry-run", "--json"], Path(lab.root), state)
+    assert res.returncode == 0, dump(res)
+    doc = result_json(res)
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert steps["upgrade"]["hosts"] == [n.name for n in lab.nodes] and steps["upgrade"]["mode"] == "one at a time"
+    assert steps["upgrade"]["destructive"] and "switch" in steps["upgrade"]["rollback"]
+    assert any("endorsing" in v for v in steps["upgrade"]["verify"])
+    assert not (state / "runs").exists()
+    assert {c["node_version"] for c in chains(lab)} == {"0.1.0"}
+
+
+def test_a_second_run_is_refused_by_the_lock_and_a_killed_run_resumes_without_repeating_steps(
+    lab: lab_mod.LabState, state: Path
+) -> None:
+    root = Path(lab.root)
+    first = spawn(["runbook", "run", "first-aid", "-e", "hold_s=25", "-e", "single_check=false", "--yes"], root, state)
+    try:
+        wait_event(state, lambda e: e["event"] == "step_start" and e.get("step") == "hold", timeout=90)
+        second = ops(["runbook", "run", "first-aid", "--yes"], root, state, timeout=120)
+        run_id, _ = only_run(state)
+        assert second.returncode == 2, dump(second)
+        assert "is locked by run" in second.stdout and run_id in second.stdout
+        # the engine dies in the middle of the drill, with the chain paused
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    assert all(c["paused"] for c in chains(lab))
+    res = ops(["runbook", "resume", run_id, "--yes", "--json"], root, state, timeout=300)
+    assert res.returncode == 0, dump(res)
+    assert result_json(res)["result"] == "passed"
+    events = journal_mod.read(state / "runs" / run_id / "journal.jsonl")
+    assert [e["event"] for e in events].count("run_start") == 1 and any(e["event"] == "stale_lock" for e in events)
+    for n in lab.nodes:
+        assert count(events, "step_start", "pause-all", n.name) == 1  # not repeated by the resume
+        assert count(events, "step_start", "resume-all", n.name) == 1
+    assert count(events, "step_start", "verify-stopped") == 1
+    assert any(e["event"] == "step_skip" and e.get("step") == "verify-stopped" for e in events)
+    assert events[-1]["event"] == "run_end" and events[-1]["result"] == "passed"
+    assert not any(c["paused"] for c in chains(lab))
+
+
+def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state: Path) -> None:
+    res = ops(["rehearsal", "--json"], Path(lab.root), state, timeout=900)
+    assert res.returncode == 0, dump(res)
+    doc = result_json(res)
+    names = [d["name"] for d in doc["drills"]]
+    assert names == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery"]
+    assert all(d["result"] == "passed" for d in doc["drills"]), json.dumps(doc["drills"], indent=1)[:3000]
+    for d in doc["drills"]:
+        assert d["duration_s"] > 0 and d["run_id"] and os.path.exists(d["report_html"])
+    by = {d["name"]: d for d in doc["drills"]}
+    assert by["first-aid"]["lost_actions"] == 0 and by["hotfix-compatible"]["lost_actions"] == 0
+    assert by["hotfix-incompatible"]["measures"]["protocol"] == 2
+    assert by["hotfix-incompatible"]["downtime_s"] > 0
+    assert by["rollback-recovery"]["measures"]["resubmitted"] > 0  # the background load's actions were displaced
+    assert doc["load"]["accepted"] > 100
+    report = json.loads(Path(doc["report"]).with_suffix(".json").read_text())
+    assert [d["name"] for d in report["drills"]] == names
+    assert "<svg" in Path(doc["report"]).read_text()
+    assert {c["node_version"] for c in chains(lab)} == {"0.2.0"}
+    # the journals hold no secret: no keystore password, admin token or account key
+    secrets = [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/keystore.pass")]
+    secrets += [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/admin.token")]
+    secrets += json.loads(Path(lab.accounts_file).read_text())
+    for _, journal in journal_mod.iter_runs(state / "runs"):
+        text = journal.read_text()
+        assert not any(s in text for s in secrets)
