@@ -1,0 +1,95 @@
+"""The drills on the netns lab: real SSH hosts that a test can cut off the network (link down)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.runbook import journal as journal_mod
+from tests.ops.drill_lab import chains, count, dump, ops, result_json, spawn, wait_event
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.network,
+    pytest.mark.skipif(os.geteuid() != 0, reason="netns hosts need root"),
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="the lab needs the Debian prometheus package"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[lab_mod.LabState]:
+    d = Path(tempfile.mkdtemp(prefix="drn", dir="/tmp"))
+    root = d / "lab"
+    try:
+        yield lab_mod.up(delegates=4, hosts="netns", root=root)
+    finally:
+        lab_mod.down(root)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _link(i: int, up: bool) -> None:
+    subprocess.run(["ip", "link", "set", f"{lab_mod.NETNS_PREFIX}{i}h", "up" if up else "down"], check=True, timeout=10)
+
+
+def test_a_host_cut_off_during_a_rolling_upgrade_stops_the_run_and_is_rolled_back_when_it_returns(
+    lab: lab_mod.LabState, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    root = Path(lab.root)
+    start_height = max(c["finalized_height"] for c in chains(lab))
+    run = spawn(["runbook", "run", "hotfix-compatible", "-e", "version=0.1.1", "--yes", "--json"], root, state)
+    cut = 2
+    try:
+        # node1 is being upgraded: cut node2's host off before its turn, bring it back 15 s later
+        wait_event(state, lambda e: e["event"] == "step_start" and e.get("step") == "upgrade" and e.get("host") == "node1")
+        _link(cut, up=False)
+        wait_event(state, lambda e: e["event"] == "step_start" and e.get("step") == "upgrade" and e.get("host") == "node2")
+        time.sleep(15)
+        _link(cut, up=True)
+        assert run.wait(timeout=300) == 1  # failed, rolled back; not 3 (a failed rollback)
+    finally:
+        _link(cut, up=True)
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    run_id, journal = next(iter(journal_mod.iter_runs(state / "runs")))
+    events = journal_mod.read(journal)
+    end = events[-1]
+    assert end["event"] == "run_end" and end["result"] == "failed", end
+    assert "node2" in end["error"]
+    # node2 was rolled back (once it was reachable), node0 and node1 kept the release, node3 never got it
+    assert [(e["step"], e["host"], e["ok"]) for e in events if e["event"] == "rollback_end"] == [("upgrade", "node2", True)]
+    assert count(events, "step_start", "upgrade", "node3") == 0
+    versions = {c["name"]: c["node_version"] for c in chains(lab)}
+    assert versions == {"node0": "0.1.1", "node1": "0.1.1", "node2": "0.1.0", "node3": "0.1.0"}
+    # the chain never stopped finalizing: 3 of 4 delegates carry it while node2 is cut off
+    from iotex_ops.network import http_json
+
+    api = lab.nodes[0].api_url
+    tip = http_json(api + "/v1/chain")["finalized_height"]
+    stamps = [http_json(f"{api}/v1/blocks/{h}")["header"]["timestamp_ms"] for h in range(start_height, tip + 1)]
+    gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
+    assert tip - start_height > 20 and max(gaps) < 5.0, gaps
+    # the report shows it
+    report = json.loads((state / "runs" / run_id / "report.json").read_text())
+    assert any(r["host"] == "node2" and r["ok"] for r in report["rollbacks"])
+
+
+def test_the_full_rehearsal_passes_on_the_netns_lab(lab: lab_mod.LabState, tmp_path: Path) -> None:
+    res = ops(["rehearsal", "--hosts", "netns", "--json"], Path(lab.root), tmp_path / "state", timeout=900)
+    assert res.returncode == 0, dump(res)
+    doc = result_json(res)
+    assert [d["name"] for d in doc["drills"]] == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible",
+                                                  "rollback-recovery"]  # fmt: skip
+    assert all(d["result"] == "passed" for d in doc["drills"]), json.dumps(doc["drills"], indent=1)[:3000]
+    assert {c["node_version"] for c in chains(lab)} == {"0.2.0"}
