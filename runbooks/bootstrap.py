@@ -64,6 +64,7 @@ def wipe(ctx: RunContext) -> None:
 
 
 def genesis(ctx: RunContext) -> None:
+    ctx.remember("t_genesis", time.time())
     n = len(ctx.delegates)
     genesis_dst = Path(str(ctx.network.var("node_genesis_src")))
     with tempfile.TemporaryDirectory(prefix="iotex-bootstrap-") as tmp:
@@ -96,10 +97,11 @@ def install(ctx: RunContext) -> None:
 
 def first_block(ctx: RunContext) -> CheckResult:
     act.all_at(ctx, 1, timeout=60)
-    t1 = act.block_time(ctx, 1)
+    final = time.time()  # when block 1 is final on every delegate, as polled (its header time is when it was proposed)
     value = {
-        "from_install_s": round(t1 - float(ctx.recall("t_install")), 3),
-        "from_nodes_started_s": round(t1 - float(ctx.recall("t_started")), 3),
+        "from_genesis_s": round(final - float(ctx.recall("t_genesis")), 3),
+        "from_install_s": round(final - float(ctx.recall("t_install")), 3),
+        "from_nodes_started_s": round(final - float(ctx.recall("t_started")), 3),
     }
     ctx.remember("first_block", value)
     return CheckResult(True, value)
@@ -107,7 +109,8 @@ def first_block(ctx: RunContext) -> CheckResult:
 
 def measure(ctx: RunContext) -> dict[str, Any]:
     fb = ctx.recall("first_block") or {}
-    return {"to_first_block_s": fb.get("from_install_s"), "first_block": fb}
+    # from the new keys and genesis to block 1 final on every delegate (wiping an old chain is not counted)
+    return {"to_first_block_s": fb.get("from_genesis_s"), "first_block": fb}
 
 
 RUNBOOK = Runbook(
