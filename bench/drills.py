@@ -52,9 +52,8 @@ def main() -> None:
             val = f"{value:.2f} s" if isinstance(value, int | float) else str(value)
             print(f"{row['name']:22} {row['result']:8} {row['duration_s']:8.1f}s {key:>22} {val:>8} {tgt:>8}")
         print(f"hotfix-compatible missed slots: {out['drills'][2]['measures'].get('missed_slots')}")
-        print(
-            f"rehearsal wall time: {out['duration_s']:.1f} s (lab up {lab_s:.1f} s before it; total {out['duration_s'] + lab_s:.1f} s)"
-        )
+        total = out["duration_s"] + lab_s
+        print(f"rehearsal wall time: {out['duration_s']:.1f} s (lab up {lab_s:.1f} s before it; total {total:.1f} s)")
         print(f"load: {json.dumps(out['load'])}")
         print(f"report: {out['report']}")
     finally:
