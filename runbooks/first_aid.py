@@ -92,7 +92,7 @@ RUNBOOK = Runbook(
         Param("single", str, default="", help="delegate for the single pause/resume (default: the last one)"),
         Param("single_check", bool, default=True, help="also pause/resume one delegate while the chain runs"),
     ),
-    steady_state=(checks.finalizing(blocks=2, within=15), checks.agree()),
+    steady_state=(checks.prometheus_sees_all(), checks.finalizing(blocks=2, within=15, via_prometheus=True), checks.agree()),
     steps=(
         Step(
             "pause-all",

@@ -83,7 +83,7 @@ RUNBOOK = Runbook(
         Param("align_timeout_s", float, default=15.0, help="how long to wait for a delegate's own proposal before restarting it"),
     ),
     preflight=preflight,
-    steady_state=(checks.finalizing(blocks=2, within=15), checks.agree()),
+    steady_state=(checks.prometheus_sees_all(), checks.finalizing(blocks=2, within=15, via_prometheus=True), checks.agree()),
     continuous=(checks.finalizing(blocks=1, within=8),),
     continuous_interval=2.0,
     steps=(
