@@ -42,6 +42,8 @@ from iotex_ops.runbook.lock import NetworkLock
 from iotex_ops.runbook.model import Check, CheckResult, ParamError, Runbook, RunbookError, Step
 
 PASSED, FAILED, ROLLBACK_FAILED = "passed", "failed", "rollback_failed"
+# how long an abandoned action (timed out, or the steady state lost) may take to end before the engine moves on
+ACTION_GRACE_S = 10.0
 EXIT_CODES = {PASSED: 0, FAILED: 1, ROLLBACK_FAILED: 3}
 
 
@@ -152,6 +154,7 @@ class Engine:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         known_hosts: Path | None = None,
         report: bool = True,
+        action_grace_s: float = ACTION_GRACE_S,
     ) -> None:
         self.state_dir = (state_dir or default_state_dir()).expanduser()
         self.yes = yes
@@ -159,6 +162,7 @@ class Engine:
         self.on_event = on_event
         self.known_hosts = known_hosts
         self.report = report
+        self.action_grace_s = action_grace_s
         self._abort = threading.Event()
         self._abort_reason = ""
 
@@ -487,12 +491,20 @@ class Engine:
         while t.is_alive():
             t.join(0.1)
             if self._abort.is_set():
+                self._settle(t, what)
                 raise _Aborted(f"steady state lost during {what}: {self._abort_reason}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not finish within {timeout:g}s")
+                left = self._settle(t, what)
+                raise TimeoutError(f"{what} did not finish within {timeout:g}s" + (" (and is still running)" if left else ""))
         if "error" in box:
             raise box["error"]
         return box.get("value")
+
+    def _settle(self, t: threading.Thread, what: str) -> bool:
+        """Give an action that is being abandoned a moment to end (its host commands have their own
+        timeouts), so that a retry or a rollback rarely runs beside it; True if it is still running."""
+        t.join(self.action_grace_s)
+        return t.is_alive()
 
     def _attempts(self, step: Step, c: RunContext, journal: Journal) -> None:
         host = c.delegate_.name if c.delegate_ else None

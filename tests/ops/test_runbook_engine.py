@@ -106,7 +106,7 @@ def state(tmp_path: Path) -> Path:
 
 def engine(state: Path, **kw: Any) -> Engine:
     kw.setdefault("yes", True)
-    return Engine(state_dir=state, report=False, **kw)
+    return Engine(state_dir=state, report=False, **{"action_grace_s": 0.5, **kw})
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
@@ -685,9 +685,27 @@ def test_an_action_over_its_timeout_fails_the_step(inv: Path, state: Path) -> No
         assert time.monotonic() - t0 < 5
         assert res.result == "failed"
         assert "did not finish within 0.3s" in (res.error or "")
+        assert "still running" in (res.error or "")  # the grace (0.5 s) was not enough: the journal says so
     finally:
         release.set()
         _join("slow")
+
+
+def test_an_abandoned_action_gets_a_grace_period_before_the_rollback_runs(inv: Path, state: Path) -> None:
+    order: list[str] = []
+
+    def slow(ctx: RunContext) -> None:
+        time.sleep(0.6)
+        order.append("slow ended")
+
+    rb = Runbook(
+        name="graceful",
+        summary="an action a little over its timeout",
+        steps=(Step("slow", slow, "a little slow", timeout=0.3, rollback=lambda ctx: order.append("rollback")),),
+    )
+    res = engine(state, action_grace_s=2.0).run(rb, inv, {})
+    assert res.result == "failed" and "still running" not in (res.error or "")
+    assert order == ["slow ended", "rollback"]  # never side by side
 
 
 def _join(name: str) -> None:
