@@ -80,9 +80,9 @@ def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
     rel = state.releases
     return {
         "bootstrap": {"new_chain": True, "version": rel["base"], "block_interval_ms": state.block_interval_ms},
-        "first-aid": {},
+        "first-aid": {"hold_s": 1.0},
         "hotfix-compatible": {"version": rel["compatible"]},
-        "hotfix-incompatible": {"version": rel["incompatible"]},
+        "hotfix-incompatible": {"version": rel["incompatible"], "halt_in": 5},
         "rollback-recovery": {"blocks": 10},
     }
 

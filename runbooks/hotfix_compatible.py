@@ -79,7 +79,8 @@ RUNBOOK = Runbook(
     summary="Rolling upgrade to a compatible release, one delegate at a time, consensus never pausing",
     params=(
         Param("version", str, help="the release to roll out (an artifact in node_release_dir)"),
-        Param("max_gap_intervals", float, default=2.0, help="longest allowed gap between finalized blocks, in block intervals"),
+        # a gap of 3 intervals means at most one missed slot (a round change): consensus did not pause
+        Param("max_gap_intervals", float, default=3.0, help="longest allowed gap between finalized blocks, in block intervals"),
         Param("align_timeout_s", float, default=15.0, help="how long to wait for a delegate's own proposal before restarting it"),
     ),
     preflight=preflight,

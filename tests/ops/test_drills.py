@@ -82,7 +82,7 @@ def test_a_second_run_is_refused_by_the_lock_and_a_killed_run_resumes_without_re
     lab: lab_mod.LabState, state: Path
 ) -> None:
     root = Path(lab.root)
-    first = spawn(["runbook", "run", "first-aid", "-e", "hold_s=25", "-e", "single_check=false", "--yes"], root, state)
+    first = spawn(["runbook", "run", "first-aid", "-e", "hold_s=10", "-e", "single_check=false", "--yes"], root, state)
     try:
         wait_event(state, lambda e: e["event"] == "step_start" and e.get("step") == "hold", timeout=90)
         second = ops(["runbook", "run", "first-aid", "--yes"], root, state, timeout=120)
