@@ -65,7 +65,7 @@ class EventPrinter:
         elif kind == "verify":
             mark = "[green]ok[/green]" if ev["ok"] else "[red]FAILED[/red]"
             c.print(f"{p}  {mark} {escape(ev['check'])}: {escape(_fmt(ev['value']))} {escape(ev.get('detail') or '')}")
-        elif kind == "step_end" and ev.get("duration_s") is not None and (host or not ev["ok"] or "output_tail" in ev):
+        elif kind == "step_end" and "output_tail" in ev:  # an attempt's end (not a per-host step's summary)
             mark = "[green]done[/green]" if ev["ok"] else f"[red]failed[/red]: {escape(str(ev.get('error')))}"
             c.print(f"{p}  {where} {mark} in {ev['duration_s']:.1f}s")
         elif kind == "step_skip":

@@ -18,6 +18,7 @@ step or host, or finishes its rollback phase.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import getpass
 import os
 import secrets
@@ -25,7 +26,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,14 +208,7 @@ class Engine:
         if run_dir.exists():
             net.close()
             raise RunbookError(f"run {run_id} exists already ({run_dir}): `iotex-ops runbook resume {run_id}` continues it")
-        lock = NetworkLock(self.state_dir / "locks", net.id)
-        try:
-            lock.acquire(run_id, runbook.name)
-        except BaseException:
-            net.close()
-            raise
-        journal = Journal(run_dir / "journal.jsonl")
-        try:
+        with self._session(net, run_id, runbook, run_dir) as (journal, previous):
             self._write(
                 journal,
                 "run_start",
@@ -231,10 +225,25 @@ class Engine:
                 delegates=[d.name for d in net.delegates],
                 prometheus=net.prometheus_url,
             )
-            if lock.previous:
-                self._write(journal, "stale_lock", previous=lock.previous)
+            if previous:
+                self._write(journal, "stale_lock", previous=previous)
             ctx = self._context(runbook, run_id, typed, net, journal, run_dir)
             return self._drive(runbook, ctx, journal, Progress(start={"run_id": run_id}), resumed=False)
+
+    @contextlib.contextmanager
+    def _session(
+        self, net: Network, run_id: str, runbook: Runbook, run_dir: Path
+    ) -> Iterator[tuple[Journal, dict[str, Any] | None]]:
+        """The network's lock and the run's journal, for one run or resume; the network is closed after."""
+        lock = NetworkLock(self.state_dir / "locks", net.id)
+        try:
+            lock.acquire(run_id, runbook.name)
+        except BaseException:
+            net.close()
+            raise
+        journal = Journal(run_dir / "journal.jsonl")
+        try:
+            yield journal, lock.previous
         finally:
             journal.close()
             lock.release()
@@ -254,14 +263,7 @@ class Engine:
             raise RunbookError(f"{runbook.name} takes secret parameters, which the journal does not keep: run it again")
         typed = params_mod.validate(runbook, start["params"])
         net = network_mod.load(start["inventory"], self.known_hosts)
-        lock = NetworkLock(self.state_dir / "locks", net.id)
-        try:
-            lock.acquire(run_id, runbook.name)
-        except BaseException:
-            net.close()
-            raise
-        journal = Journal(run_dir / "journal.jsonl")
-        try:
+        with self._session(net, run_id, runbook, run_dir) as (journal, previous):
             self._write(
                 journal,
                 "resumed",
@@ -271,14 +273,10 @@ class Engine:
                 done_hosts=prog.done_hosts,
                 rollback_phase=prog.failing is not None,
             )
-            if lock.previous:
-                self._write(journal, "stale_lock", previous=lock.previous)
+            if previous:
+                self._write(journal, "stale_lock", previous=previous)
             ctx = self._context(runbook, run_id, typed, net, journal, run_dir, memory=dict(prog.memory))
             return self._drive(runbook, ctx, journal, prog, resumed=True)
-        finally:
-            journal.close()
-            lock.release()
-            net.close()
 
     # -- the run --
 

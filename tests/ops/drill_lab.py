@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,17 @@ from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
 
 IOTEX_OPS = [str(Path(sys.executable).parent / "iotex-ops")]
+
+
+def lab_up(hosts: str, prefix: str) -> Iterator[lab_mod.LabState]:
+    """A 4-delegate lab in a short directory under /tmp (unix socket paths), removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root = d / "lab"
+    try:
+        yield lab_mod.up(delegates=4, hosts=hosts, root=root)
+    finally:
+        lab_mod.down(root)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def env_for(root: Path, state: Path) -> dict[str, str]:

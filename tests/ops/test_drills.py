@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
-from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
+from tests.ops.drill_lab import chains, count, dump, lab_up, only_run, ops, result_json, spawn, wait_event
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,13 +28,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[lab_mod.LabState]:
-    d = Path(tempfile.mkdtemp(prefix="drl", dir="/tmp"))
-    root = d / "lab"
-    try:
-        yield lab_mod.up(delegates=4, hosts="local", root=root)
-    finally:
-        lab_mod.down(root)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from lab_up("local", "drl")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
-from tests.ops.drill_lab import chains, count, dump, ops, result_json, spawn, wait_event
+from tests.ops.drill_lab import chains, count, dump, lab_up, ops, result_json, spawn, wait_event
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,13 +27,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[lab_mod.LabState]:
-    d = Path(tempfile.mkdtemp(prefix="drn", dir="/tmp"))
-    root = d / "lab"
-    try:
-        yield lab_mod.up(delegates=4, hosts="netns", root=root)
-    finally:
-        lab_mod.down(root)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from lab_up("netns", "drn")
 
 
 def _link(i: int, up: bool) -> None:
