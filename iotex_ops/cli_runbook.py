@@ -212,6 +212,10 @@ def _finish(res: RunResult, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Approve destructive steps without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--known-hosts", type=click.Path(path_type=Path), help="Default: the inventory's, else ~/.ssh/known_hosts.")
+@click.option(
+    "--wait-lock", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+    help="Seconds to wait for the network's lock (e.g. while a remediation runs) before refusing.",
+)  # fmt: skip
 @_DIRS
 def run_cmd(
     name: str,
@@ -222,6 +226,7 @@ def run_cmd(
     as_json: bool,
     known_hosts: Path | None,
     runbook_dirs: tuple[Path, ...],
+    wait_lock: float,
 ) -> None:
     """Run runbook NAME against the inventory's delegates."""
     b = loader.find(name, runbook_dirs)
@@ -247,6 +252,7 @@ def run_cmd(
         approve=None if yes else _approver(c),
         on_event=None if as_json else EventPrinter(c),
         known_hosts=known_hosts,
+        lock_wait_s=wait_lock,
     )
     res = engine.run(b, inventory_path, given)
     _finish(res, as_json)

@@ -44,6 +44,7 @@ _TOOLKIT_VARS = {
     "iotex_network",  # a name for the network (run locks); default: a digest of the delegates' addresses
     "iotex_prometheus_url",  # the Prometheus that scrapes the delegates, for runbook verifications
     "supervisorctl_bin",
+    "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
 }
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 

@@ -184,7 +184,9 @@ def _drill(
         if on_event is not None:
             on_event(name, ev)
 
-    engine = Engine(state_dir, yes=True, on_event=seen)
+    # between two drills the remediation service may take a host's lock for a moment (an alert the last
+    # drill raised): wait for it rather than fail the rehearsal
+    engine = Engine(state_dir, yes=True, on_event=seen, lock_wait_s=60)
     res: RunResult | None = None
     try:
         res = engine.run(books[name], state.inventory, params)

@@ -156,6 +156,7 @@ class Engine:
         known_hosts: Path | None = None,
         report: bool = True,
         action_grace_s: float = ACTION_GRACE_S,
+        lock_wait_s: float = 0.0,
     ) -> None:
         self.state_dir = (state_dir or default_state_dir()).expanduser()
         self.yes = yes
@@ -164,6 +165,7 @@ class Engine:
         self.known_hosts = known_hosts
         self.report = report
         self.action_grace_s = action_grace_s
+        self.lock_wait_s = lock_wait_s
         self._abort = threading.Event()
         self._abort_reason = ""
 
@@ -208,7 +210,7 @@ class Engine:
         if run_dir.exists():
             net.close()
             raise RunbookError(f"run {run_id} exists already ({run_dir}): `iotex-ops runbook resume {run_id}` continues it")
-        with self._session(net, run_id, runbook, run_dir) as (journal, previous):
+        with self._session(net, run_id, runbook, run_dir, typed) as (journal, previous):
             self._write(
                 journal,
                 "run_start",
@@ -232,12 +234,17 @@ class Engine:
 
     @contextlib.contextmanager
     def _session(
-        self, net: Network, run_id: str, runbook: Runbook, run_dir: Path
+        self, net: Network, run_id: str, runbook: Runbook, run_dir: Path, params: Mapping[str, Any]
     ) -> Iterator[tuple[Journal, dict[str, Any] | None]]:
-        """The network's lock and the run's journal, for one run or resume; the network is closed after."""
-        lock = NetworkLock(self.state_dir / "locks", net.id)
+        """The run's lock and journal, for one run or resume; the network is closed after.
+
+        Locks live where the inventory says (`iotex_ops_lock_dir`), so that every process running against
+        one network (an operator's drill, the remediation service) shares them whatever its state dir."""
+        locks = Path(str(net.var("iotex_ops_lock_dir") or self.state_dir / "locks")).expanduser()
+        host = str(params[runbook.lock_host_param]) if runbook.lock_host_param else None
+        lock = NetworkLock(locks, net.id, host)
         try:
-            lock.acquire(run_id, runbook.name)
+            lock.acquire(run_id, runbook.name, wait_s=self.lock_wait_s)
         except BaseException:
             net.close()
             raise
@@ -263,7 +270,7 @@ class Engine:
             raise RunbookError(f"{runbook.name} takes secret parameters, which the journal does not keep: run it again")
         typed = params_mod.validate(runbook, start["params"])
         net = network_mod.load(start["inventory"], self.known_hosts)
-        with self._session(net, run_id, runbook, run_dir) as (journal, previous):
+        with self._session(net, run_id, runbook, run_dir, typed) as (journal, previous):
             self._write(
                 journal,
                 "resumed",

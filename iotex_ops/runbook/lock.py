@@ -1,4 +1,8 @@
-"""One run per network at a time: an flock on `<state>/locks/<network>.lock` holding who has it.
+"""Who may run on a network at once: flocks under `<locks>/`, each file holding who has it.
+
+A drill takes its network's lock exclusively: nothing else runs on the network meanwhile. A remediation
+is scoped to one host: it takes the network's lock *shared* (so it waits for, and blocks, a drill) and its
+host's lock exclusively (one remediation per host at a time; other hosts may be remediated meanwhile).
 
 The kernel releases an flock when its process dies, so a lock left by a crashed or killed run is stale by
 construction: the next run takes it and says whose it was. A live holder is named in the refusal.
@@ -19,13 +23,19 @@ from iotex_ops.runbook.model import RunbookError
 
 
 class NetworkLocked(RunbookError):
-    """Another run holds this network's lock."""
+    """Another run holds this network's (or this host's) lock."""
 
 
-class NetworkLock:
-    def __init__(self, locks_dir: Path, network: str) -> None:
-        self.path = locks_dir / f"{network}.lock"
-        self.network = network
+def _describe(h: dict[str, Any]) -> str:
+    return (
+        f"run {h.get('run_id', '?')} ({h.get('runbook', '?')}, pid {h.get('pid', '?')} on {h.get('machine', '?')}, "
+        f"user {h.get('user', '?')}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h.get('since', 0)))})"
+    )
+
+
+class _Flock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
         self.previous: dict[str, Any] | None = None  # a stale holder this lock replaced
 
@@ -36,20 +46,25 @@ class NetworkLock:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def acquire(self, run_id: str, runbook: str) -> None:
+    def take(self, shared: bool, wait_s: float) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            h = self.holder() or {}
-            raise NetworkLocked(
-                f"network {self.network} is locked by run {h.get('run_id', '?')} ({h.get('runbook', '?')}, "
-                f"pid {h.get('pid', '?')} on {h.get('machine', '?')}, user {h.get('user', '?')}, "
-                f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h.get('since', 0)))}); "
-                "wait for it to end, or stop it"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.2)
+        self._fd = fd
+        return True
+
+    def record(self, run_id: str, runbook: str) -> None:
+        """Write the holder (exclusive locks only: shared holders would overwrite each other)."""
+        assert self._fd is not None
         old = self.holder()
         if old and old.get("pid") != os.getpid():
             self.previous = old  # a holder that died without releasing (its own run, when resuming it)
@@ -61,16 +76,70 @@ class NetworkLock:
             "user": os.environ.get("USER", str(os.getuid())),
             "since": time.time(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(me).encode(), 0)
+        os.fsync(self._fd)
 
-    def release(self) -> None:
+    def release(self, clear: bool) -> None:
         if self._fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
+        if clear:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+
+
+class NetworkLock:
+    """The lock a run holds: the whole network (host=None), or one host within a shared network."""
+
+    def __init__(self, locks_dir: Path, network: str, host: str | None = None) -> None:
+        self.locks_dir = locks_dir
+        self.network = network
+        self.host = host
+        self.path = locks_dir / f"{network}.lock"
+        self._net = _Flock(self.path)
+        self._host = _Flock(self._host_path(host)) if host else None
+        self.previous: dict[str, Any] | None = None
+
+    def _host_path(self, host: str) -> Path:
+        return self.locks_dir / f"{self.network}.host.{host}.lock"
+
+    def holder(self) -> dict[str, Any] | None:
+        return self._net.holder()
+
+    def host_holders(self) -> list[dict[str, Any]]:
+        """Holders of host locks on this network (remediations running now)."""
+        out = []
+        for p in sorted(self.locks_dir.glob(f"{self.network}.host.*.lock")):
+            h = _Flock(p).holder()
+            if h:
+                out.append(h)
+        return out
+
+    def acquire(self, run_id: str, runbook: str, wait_s: float = 0.0) -> None:
+        if self._host is None:
+            if not self._net.take(shared=False, wait_s=wait_s):
+                h = self._net.holder()
+                who = _describe(h) if h else "; ".join(_describe(x) for x in self.host_holders()) or "another run"
+                raise NetworkLocked(f"network {self.network} is locked by {who}; wait for it to end, or stop it")
+            self._net.record(run_id, runbook)
+            self.previous = self._net.previous
+            return
+        if not self._net.take(shared=True, wait_s=wait_s):
+            h = self._net.holder() or {}
+            raise NetworkLocked(f"network {self.network} is locked by {_describe(h)}; wait for it to end, or stop it")
+        if not self._host.take(shared=False, wait_s=wait_s):
+            self._net.release(clear=False)
+            h = self._host.holder() or {}
+            raise NetworkLocked(f"host {self.host} of network {self.network} is locked by {_describe(h)}")
+        self._host.record(run_id, runbook)
+        self.previous = self._host.previous
+
+    def release(self) -> None:
+        if self._host is not None:
+            self._host.release(clear=True)
+            self._net.release(clear=False)
+        else:
+            self._net.release(clear=True)

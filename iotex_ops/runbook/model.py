@@ -126,6 +126,9 @@ class Runbook:
     # what the run measured for its report (downtime, blocks finalized...), computed after the steps
     measure: Callable[[RunContext], Mapping[str, Any]] | None = None
     doc: str = ""
+    # the parameter naming the one host this runbook acts on (a remediation): its run then locks that host
+    # and shares the network with other such runs, instead of locking the whole network as a drill does
+    lock_host_param: str | None = None
     source: str = field(default="", compare=False)
 
     def step(self, name: str) -> Step:

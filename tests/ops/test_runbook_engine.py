@@ -1020,6 +1020,57 @@ def test_a_stale_lock_file_of_a_dead_pid_is_taken_over_and_journaled(inv: Path, 
     assert stale["seq"] < of(evs, "step_start")[0]["seq"]
 
 
+def _host_scoped(rec: Recorder, name: str = "fix-host") -> Runbook:
+    return Runbook(name, "one host", steps=(Step("s", rec("s"), "s"),), params=(Param("host", str),), lock_host_param="host")
+
+
+def test_host_scoped_runs_share_the_network_but_not_a_host_and_a_drill_excludes_them(inv: Path, state: Path) -> None:
+    rec = Recorder()
+    on_d1 = NetworkLock(state / "locks", NETWORK, host="d1")
+    on_d1.acquire("remediating-d1", "fix-host")
+    try:
+        assert engine(state).run(_host_scoped(rec), inv, {"host": "d2"}).result == "passed"  # another host: goes
+        with pytest.raises(NetworkLocked, match=r"host d1 of network rbtest is locked by run remediating-d1"):
+            engine(state).run(_host_scoped(rec), inv, {"host": "d1"})
+        with pytest.raises(NetworkLocked, match=r"network rbtest is locked by run remediating-d1"):
+            engine(state).run(_trivial(rec), inv, {})  # a drill waits for the remediation
+    finally:
+        on_d1.release()
+    drill = NetworkLock(state / "locks", NETWORK)
+    drill.acquire("drill-1", "first-aid")
+    try:
+        with pytest.raises(NetworkLocked, match=r"network rbtest is locked by run drill-1 \(first-aid"):
+            engine(state).run(_host_scoped(rec), inv, {"host": "d2"})
+    finally:
+        drill.release()
+    assert rec.calls == ["s"]
+
+
+def test_a_run_waits_for_the_lock_when_told_to(inv: Path, state: Path) -> None:
+    rec = Recorder()
+    holder = NetworkLock(state / "locks", NETWORK, host="d1")
+    holder.acquire("short-remediation", "fix-host")
+    threading.Timer(0.5, holder.release).start()
+    t0 = time.monotonic()
+    assert engine(state, lock_wait_s=10).run(_trivial(rec), inv, {}).result == "passed"
+    assert 0.4 < time.monotonic() - t0 < 8
+
+
+def test_the_inventory_can_put_the_locks_of_its_network_anywhere(inv: Path, state: Path, tmp_path: Path) -> None:
+    locks = tmp_path / "shared-locks"
+    with (inv / "group_vars" / "delegates.yml").open("a") as f:
+        f.write(f"iotex_ops_lock_dir: {locks}\n")
+    rec = Recorder()
+    holder = NetworkLock(locks, NETWORK)
+    holder.acquire("elsewhere", "first-aid")
+    try:
+        with pytest.raises(NetworkLocked, match="run elsewhere"):
+            engine(state).run(_trivial(rec), inv, {})  # another state dir, the same network: one lock
+    finally:
+        holder.release()
+    assert not (state / "locks").exists()
+
+
 # -- resume --------------------------------------------------------------------------------------------------
 
 
