@@ -89,3 +89,11 @@ main.add_command(status)
 main.add_command(playbook)
 main.add_command(runbook)
 main.add_command(rehearsal_cmd)
+
+from iotex_ops.cli_alertd import alertd  # noqa: E402
+from iotex_ops.cli_alerting import monitoring_group  # noqa: E402
+from iotex_ops.cli_pager import pager  # noqa: E402
+
+main.add_command(alertd)
+main.add_command(pager)
+main.add_command(monitoring_group)

@@ -1,4 +1,5 @@
-"""The monitoring stack: the real Prometheus and Alertmanager (Debian packages) as plain processes.
+"""The monitoring stack: the real Prometheus and Alertmanager (Debian packages) as plain processes, with the
+configs iotex_ops.alerting generates.
 
 Both bind to 127.0.0.1 only (they listen on all interfaces unless told otherwise), Alertmanager runs
 without clustering (`--cluster.listen-address=`), and every file they use lives in one work directory,
@@ -19,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from iotex_ops.errors import OpsError
 
 PROMETHEUS_BIN = "prometheus"
@@ -40,70 +39,6 @@ class Target:
     host: str = ""
 
 
-def prometheus_config(
-    targets: list[Target], alertmanager: str | None, rule_files: list[str], interval_s: float = 1.0
-) -> dict[str, Any]:
-    interval = f"{interval_s:g}s"
-    cfg: dict[str, Any] = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
-        "rule_files": rule_files,
-        "scrape_configs": [
-            {
-                "job_name": "iotex-node",
-                "metrics_path": "/metrics",
-                "static_configs": [
-                    {"targets": [t.address], "labels": {"delegate": t.name, "host": t.host or t.name}} for t in targets
-                ],
-            }
-        ],
-    }
-    if alertmanager:
-        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
-    return cfg
-
-
-def alertmanager_config(webhook_url: str | None) -> dict[str, Any]:
-    receiver: dict[str, Any] = {"name": "default"}
-    if webhook_url:
-        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    return {
-        "route": {
-            "receiver": "default",
-            "group_by": ["alertname", "delegate"],
-            "group_wait": "1s",
-            "group_interval": "5s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [receiver],
-    }
-
-
-# A first rule set for the lab; the paging issue extends it.
-NODE_RULES: dict[str, Any] = {
-    "groups": [
-        {
-            "name": "iotex-node",
-            "rules": [
-                {
-                    "alert": "NodeDown",
-                    "expr": 'up{job="iotex-node"} == 0',
-                    "for": "2s",
-                    "labels": {"severity": "page"},
-                    "annotations": {"summary": "delegate {{ $labels.delegate }} is not answering /metrics"},
-                },
-                {
-                    "alert": "FinalityStalled",
-                    "expr": 'increase(iotex_finalized_height{job="iotex-node"}[30s]) == 0',
-                    "for": "10s",
-                    "labels": {"severity": "page"},
-                    "annotations": {"summary": "delegate {{ $labels.delegate }} finalized nothing for 30s"},
-                },
-            ],
-        }
-    ]
-}
-
-
 def _get(url: str, timeout: float = 2.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we started
         return bytes(resp.read())
@@ -115,8 +50,8 @@ class MonitoringStack:
     targets: list[Target]
     prometheus_port: int
     alertmanager_port: int
-    webhook_url: str | None = None
-    interval_s: float = 1.0
+    # inventory-style settings (iotex_ops.alerting.settings.VARS) over the lab's defaults
+    settings: dict[str, Any] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _daemon_pids: dict[str, int] = field(default_factory=dict)
 
@@ -129,13 +64,18 @@ class MonitoringStack:
         return f"http://127.0.0.1:{self.alertmanager_port}"
 
     def write_configs(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "rules.yml").write_text(yaml.safe_dump(NODE_RULES, sort_keys=False))
-        prom = prometheus_config(
-            self.targets, f"127.0.0.1:{self.alertmanager_port}", [str(self.workdir / "rules.yml")], self.interval_s
-        )
-        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
-        (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(self.webhook_url), sort_keys=False))
+        """The configs the alerting generator makes for these targets (as `monitoring render` would)."""
+        from iotex_ops.alerting import settings as settings_mod
+        from iotex_ops.alerting.render import render_settings, write_rendered
+
+        values = {
+            **settings_mod.LAB_VARS,
+            "monitoring_alertmanager": f"127.0.0.1:{self.alertmanager_port}",
+            **self.settings,
+        }
+        s = settings_mod.Settings.from_vars(values, delegates=len(self.targets))
+        targets = tuple(settings_mod.Target(t.host or t.name, t.address) for t in self.targets)
+        write_rendered(render_settings(s, targets, str(self.workdir)), self.workdir)
 
     def start(self, timeout: float = 30.0, rendered: bool = False, daemon: bool = False) -> None:
         """Start both; `rendered`: use the configs already in workdir (rendered by playbooks/monitoring.yml);

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,25 @@ from iotex_ops.hosts import CommandResult, Host, LocalHost, SSHPool
 from iotex_ops.inventory import HostSpec, Inventory
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+SERVICE_ACTIONS = ("start", "stop", "restart", "kill")
+# the service managers' states, in one vocabulary: running | starting | stopping | stopped | failed | unknown
+_SUPERVISORD_STATES = {
+    "RUNNING": "running",
+    "STARTING": "starting",
+    "BACKOFF": "starting",  # exited too soon; supervisord tries again (startretries)
+    "STOPPING": "stopping",
+    "STOPPED": "stopped",
+    "EXITED": "stopped",
+    "FATAL": "failed",  # gave up restarting it
+}
+_SYSTEMD_STATES = {
+    "active": "running",
+    "reloading": "running",
+    "activating": "starting",  # also the wait before an automatic restart (Restart=on-failure)
+    "deactivating": "stopping",
+    "inactive": "stopped",
+    "failed": "failed",
+}
 
 
 class NodeApiError(OpsError):
@@ -73,6 +94,105 @@ def http_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
         raise NodeApiError(f"{url}: HTTP {exc.code} {detail}".rstrip()) from None
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise NodeApiError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """The node's service as its manager sees it, and its process as the host's kernel sees it."""
+
+    state: str  # running | starting | stopping | stopped | failed | unknown
+    detail: str  # the manager's own words (supervisord's line; systemd's ActiveState/SubState)
+    pid: int | None = None
+    process: str | None = None  # ps STAT of pid ("S", "R", "T"...); None when there is no such process
+    uptime_s: int | None = None  # seconds since the process started
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and not self.process.startswith(("Z", "X"))
+
+    @property
+    def frozen(self) -> bool:
+        """Stopped by a signal (SIGSTOP, SIGTSTP) or a debugger: alive, but runs nothing until continued."""
+        return self.process is not None and self.process.startswith(("T", "t"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "detail": self.detail, "pid": self.pid, "process": self.process, "uptime_s": self.uptime_s}
+
+
+@dataclass(frozen=True)
+class Standing:
+    """How one delegate stands among its peers, as their node APIs say at one moment (read only)."""
+
+    name: str
+    chain: dict[str, Any] | None  # its /v1/chain; None when it does not answer
+    peers: dict[str, int | None]  # each peer's finalized height (None: not answering)
+    endorsed: int | None = None  # the newest recent block whose certificate holds its signature (above `since`)
+
+    @property
+    def answering(self) -> bool:
+        return self.chain is not None
+
+    @property
+    def height(self) -> int | None:
+        return int(self.chain["finalized_height"]) if self.chain else None
+
+    @property
+    def top(self) -> int | None:
+        """The highest finalized height among the answering peers."""
+        hs = [h for h in self.peers.values() if h is not None]
+        return max(hs) if hs else None
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.height is None or self.top is None else max(0, self.top - self.height)
+
+    @property
+    def stopped_by_operator(self) -> str | None:
+        """Why the node does not sign by an operator's (or the protocol's) decision: paused, standby, halted."""
+        c = self.chain or {}
+        if c.get("halted"):
+            return f"halted ({c['halted']})"
+        if c.get("standby"):
+            return "a standby (not signing until activated)"
+        if c.get("paused"):
+            return "paused"
+        return None
+
+    def problems(self, max_lag: int, since: int | None = None) -> list[str]:
+        """What keeps the delegate from being back: [] when it answers, is within `max_lag` blocks of its
+        peers' top, has finalized a block above `since` and its signature is in a recent certificate."""
+        if self.chain is None:
+            return ["does not answer on its API"]
+        out = []
+        if self.top is None:
+            out.append("no peer answers, so whether it caught up is unknown")
+        elif self.lag is not None and self.lag > max_lag:
+            out.append(f"at height {self.height}, {self.lag} blocks behind its peers ({self.top}; at most {max_lag} allowed)")
+        if since is not None and (self.height or 0) <= since:
+            out.append(f"finalized nothing above height {since} yet (at {self.height})")
+        why = self.stopped_by_operator
+        if why:
+            out.append(f"it is {why}")
+        elif not self.chain.get("participating"):
+            syncing = "" if self.chain.get("synced") else ", still syncing"
+            out.append(f"not taking part in consensus (participating=false{syncing})")
+        elif self.endorsed is None:
+            above = f" above {since}" if since is not None else ""
+            out.append(f"its signature is in no recent certificate{above} (tip {self.height})")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.chain or {}
+        return {
+            "answering": self.answering,
+            "height": self.height,
+            "top": self.top,
+            "lag": self.lag,
+            "participating": c.get("participating"),
+            "paused": c.get("paused"),
+            "halted": c.get("halted"),
+            "endorsed": self.endorsed,
+        }
 
 
 @dataclass
@@ -139,21 +259,74 @@ class Delegate:
             raise OpsError(f"{self.name}: `iotex-node admin {' '.join(args)}` printed no JSON: {res.tail(3)!r}") from None
         return doc if isinstance(doc, dict) else {"result": doc}
 
+    def _supervisorctl(self, *args: str) -> str:
+        conf = shlex.quote(f"{self.supervisor_dir}/supervisord.conf")
+        return f"{shlex.quote(self.supervisorctl)} -c {conf} " + " ".join(shlex.quote(a) for a in args)
+
     def service(self, action: str, timeout: float = 60.0) -> CommandResult:
-        """start | stop | restart the node with the host's service manager."""
-        if action not in ("start", "stop", "restart"):
-            raise OpsError(f"unknown service action {action!r}")
+        """start | stop | restart | kill the node with the host's service manager.
+
+        kill sends SIGKILL at once: the way to stop a frozen (SIGSTOPped) node, which would ignore SIGTERM
+        until continued, so that `stop` would wait out the whole stop timeout. The service manager may then
+        start it again by itself (supervisord's autorestart=unexpected, systemd's Restart=on-failure)."""
+        if action not in SERVICE_ACTIONS:
+            raise OpsError(f"unknown service action {action!r}; one of {', '.join(SERVICE_ACTIONS)}")
         if self.service_manager == "supervisord":
-            conf = shlex.quote(f"{self.supervisor_dir}/supervisord.conf")
-            cmd = f"{shlex.quote(self.supervisorctl)} -c {conf} {action} {shlex.quote(self.service_name)}"
-            res = self.run(cmd, timeout=timeout, check=False)
+            args = ("signal", "KILL", self.service_name) if action == "kill" else (action, self.service_name)
+            res = self.run(self._supervisorctl(*args), timeout=timeout, check=False)
             # supervisorctl exits 0 on some failures: its output says ERROR
             if not res.ok or "ERROR" in res.stdout:
-                if action == "stop" and "not running" in res.stdout:
+                # as systemctl does: stopping a stopped service or starting a running one is no failure
+                if action in ("stop", "kill") and "not running" in res.stdout:
                     return res
-                raise OpsError(f"{self.name}: supervisorctl {action} {self.service_name} failed: {res.tail(3)}")
+                if action == "start" and "already started" in res.stdout:
+                    return res
+                raise OpsError(f"{self.name}: supervisorctl {' '.join(args)} failed: {res.tail(3)}")
+            return res
+        if action == "kill":
+            res = self.run(f"systemctl kill -s KILL {shlex.quote(self.service_name)}", timeout=timeout, check=False)
+            if not res.ok and self.service_status().alive:
+                raise OpsError(f"{self.name}: systemctl kill -s KILL {self.service_name} failed: {res.tail(3)}")
             return res
         return self.run(f"systemctl {action} {shlex.quote(self.service_name)}", timeout=timeout)
+
+    def service_status(self, timeout: float = 10.0) -> ServiceStatus:
+        """The service's state and its main process (pid, ps STAT, uptime); changes nothing."""
+        pid: int | None = None
+        if self.service_manager == "supervisord":
+            res = self.run(self._supervisorctl("status", self.service_name), timeout=timeout, check=False)
+            line = next((ln for ln in res.stdout.splitlines() if ln.split()[:1] == [self.service_name]), "")
+            words = line.split()
+            detail = " ".join(words[1:]) if line else (res.tail(2) or f"supervisorctl exited {res.exit_code}")
+            state = _SUPERVISORD_STATES.get(words[1], "unknown") if len(words) > 1 else "unknown"
+            m = re.search(r"\bpid (\d+)", line)
+            pid = int(m.group(1)) if m else None
+        else:
+            cmd = f"systemctl show {shlex.quote(self.service_name)} -p ActiveState -p SubState -p MainPID"
+            res = self.run(cmd, timeout=timeout, check=False)
+            props = dict(ln.split("=", 1) for ln in res.stdout.splitlines() if "=" in ln)
+            active = props.get("ActiveState", "")
+            state = _SYSTEMD_STATES.get(active, "unknown")
+            detail = f"{active}/{props.get('SubState', '')}" if active else (res.tail(2) or f"systemctl exited {res.exit_code}")
+            main = props.get("MainPID", "0")
+            pid = int(main) if main.isdigit() and int(main) > 0 else None
+        if pid is None:
+            return ServiceStatus(state, detail)
+        ps = self.run(f"ps -o stat=,etimes= -p {pid}", timeout=timeout, check=False)
+        fields = ps.stdout.split()
+        if not ps.ok or len(fields) < 2:
+            return ServiceStatus(state, detail, pid)
+        return ServiceStatus(state, detail, pid, fields[0], int(fields[1]) if fields[1].isdigit() else None)
+
+    def log_tail(self, lines: int = 15, timeout: float = 10.0) -> str:
+        """The last lines the node's service logged (for an on-call person reading why it does not start)."""
+        if self.service_manager == "supervisord":
+            # supervisorctl tail counts bytes, not lines
+            res = self.run(self._supervisorctl("tail", f"-{lines * 300}", self.service_name), timeout=timeout, check=False)
+        else:
+            cmd = f"journalctl -u {shlex.quote(self.service_name)} -n {lines} --no-pager -o cat"
+            res = self.run(cmd, timeout=timeout, check=False)
+        return "\n".join(res.stdout.rstrip("\n").splitlines()[-lines:])
 
 
 @dataclass
@@ -193,6 +366,39 @@ class Network:
             if d.name == name:
                 return d
         raise OpsError(f"no delegate {name!r}; delegates: {', '.join(d.name for d in self.delegates)}")
+
+    def chains(self, delegates: Iterable[Delegate] | None = None, timeout: float = 2.0) -> dict[str, dict[str, Any] | None]:
+        """Every (given) delegate's /v1/chain at once; None where the node does not answer within `timeout`."""
+        ds = list(self.delegates if delegates is None else delegates)
+        if not ds:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(16, len(ds))) as pool:
+            return dict(zip([d.name for d in ds], pool.map(lambda d: d.try_chain(timeout), ds), strict=True))
+
+    def peers_of(self, name: str) -> list[Delegate]:
+        return [d for d in self.delegates if d.name != name]
+
+    def standing(self, name: str, since: int | None = None, timeout: float = 1.0, window: int = 5) -> Standing:
+        """Delegate `name` among its peers: its chain, theirs, and whether it endorsed one of its last
+        `window` blocks (above `since`). A short `timeout`: a frozen node accepts connections but never answers."""
+        d = self.delegate(name)
+        cs = self.chains([d, *self.peers_of(name)], timeout)
+        c = cs.pop(name)
+        peers = {n: (int(pc["finalized_height"]) if pc else None) for n, pc in cs.items()}
+        endorsed = None
+        if c is not None and c.get("participating"):
+            tip = int(c["finalized_height"])
+            low = max(1, tip - window + 1, (since + 1) if since is not None else 1)
+            for h in range(tip, low - 1, -1):
+                try:
+                    b = d.get(f"/v1/blocks/{h}", timeout=timeout)
+                except NodeApiError:
+                    break
+                voters = {s.get("voter") for s in ((b or {}).get("certificate") or {}).get("signatures", [])}
+                if c.get("address") in voters:
+                    endorsed = h
+                    break
+        return Standing(name, c, peers, endorsed)
 
     def select(self, pattern: str | None) -> list[Delegate]:
         names = {h.name for h in self.inventory.limit(pattern)} if pattern else {d.name for d in self.delegates}

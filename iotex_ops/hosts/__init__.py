@@ -1,4 +1,5 @@
-"""Host access: one interface (`Host.run/put/close`), local and SSH implementations, parallel fan-out."""
+"""Host access: one interface (`Host.run/put/get/close`), local and SSH implementations, parallel fan-out,
+files from host to host."""
 
 from iotex_ops.hosts.base import (
     AuthenticationFailed,
@@ -13,6 +14,7 @@ from iotex_ops.hosts.base import (
 from iotex_ops.hosts.group import GroupError, GroupResult, run_on
 from iotex_ops.hosts.local import LocalHost
 from iotex_ops.hosts.ssh import SSHHost, SSHPool, fingerprint
+from iotex_ops.hosts.transfer import copy_between
 
 __all__ = [
     "AuthenticationFailed",
@@ -28,6 +30,7 @@ __all__ = [
     "LocalHost",
     "SSHHost",
     "SSHPool",
+    "copy_between",
     "fingerprint",
     "run_on",
 ]

@@ -1,4 +1,4 @@
-"""What every host gives: `run` a command, `put` a file, `close`; one result type, errors that carry data.
+"""What every host gives: `run` a command, `put` and `get` a file, `close`; one result type, errors that carry data.
 
 The algorithm (timing, building the result, raising on a non-zero exit) lives in `Host.run`; a transport
 only implements `_execute`, in the manner of invoke's `Runner` with its `Local` and `Remote`.
@@ -136,6 +136,10 @@ class Host(ABC):
     @abstractmethod
     def put(self, local: str | Path, remote: str | Path) -> None:
         """Copy a local file to `remote` on the host."""
+
+    @abstractmethod
+    def get(self, remote: str | Path, local: str | Path) -> None:
+        """Copy the file `remote` on the host to `local` on this machine."""
 
     def close(self) -> None:  # noqa: B027 - hosts without a connection have nothing to close
         """Release connections; the host can still be used (it reconnects)."""

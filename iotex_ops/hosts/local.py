@@ -55,3 +55,9 @@ class LocalHost(Host):
             shutil.copyfile(local, remote)
         except OSError as exc:
             raise HostError(self.name, f"cannot copy {local} to {remote}: {exc}") from exc
+
+    def get(self, remote: str | Path, local: str | Path) -> None:
+        try:
+            shutil.copyfile(remote, local)
+        except OSError as exc:
+            raise HostError(self.name, f"cannot copy {remote} to {local}: {exc}") from exc

@@ -193,6 +193,14 @@ class SSHHost(Host):
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(self.name, f"cannot copy {local} to {remote}: {exc}") from None
 
+    def get(self, remote: str | Path, local: str | Path) -> None:
+        client = self._connect()
+        try:
+            with client.open_sftp() as sftp:
+                sftp.get(str(remote), str(local))
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(self.name, f"cannot copy {remote} to {local}: {exc}") from None
+
     def _drop(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 import urllib.error
@@ -31,8 +30,11 @@ from typing import Any
 
 import yaml
 
+from iotex_ops.alerting.settings import LAB_VARS
 from iotex_ops.errors import LabError, OpsError
-from iotex_ops.monitoring import NODE_RULES, MonitoringStack, Target, stop_from_pidfiles
+from iotex_ops.lab import ops_services
+from iotex_ops.lab.daemons import alive, kill_pidfile
+from iotex_ops.monitoring import MonitoringStack, Target, stop_from_pidfiles
 
 STATE_FILE = "lab.json"
 NETNS_SUBNET = "10.247.0.0/16"
@@ -43,6 +45,9 @@ MAX_ROOT_CHARS = 60
 # protocols), and a non-compatible one that also runs protocol 2.
 DRILL_RELEASES = {"base": ("0.1.0", (1,)), "compatible": ("0.1.1", (1,)), "incompatible": ("0.2.0", (1, 2))}
 LOAD_ACCOUNTS = 20
+# Alert thresholds on a lab's clock (1 s blocks, 1 s scrape): the drills pause the chain for a few seconds and
+# restart nodes one by one, which must not look like an incident.
+LAB_ALERT_THRESHOLDS: dict[str, Any] = dict(LAB_VARS)
 
 
 def default_root() -> Path:
@@ -75,6 +80,9 @@ class LabState:
     releases: dict[str, str] = field(default_factory=dict)  # role (base, compatible, incompatible) -> version
     release_dir: str = ""
     accounts_file: str = ""
+    alertd_url: str = ""  # the remediation service (`iotex-ops alertd`) Alertmanager posts to
+    alertd_state_dir: str = ""
+    pager_dir: str = ""  # the PagerDuty-compatible receiver's directory (receiver.json, incidents)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +105,7 @@ class LabState:
             pid = int((Path(node.home) / "node.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
 
 def load_state(root: Path | None = None) -> LabState | None:
@@ -108,16 +116,6 @@ def load_state(root: Path | None = None) -> LabState | None:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise LabError(f"lab state {path} is unreadable ({exc}); remove {path.parent} by hand") from None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answering(url: str) -> bool:
@@ -149,9 +147,9 @@ def _inventory(
     manifest: dict[str, Any],
     netns_hosts: Any,
     monitoring_dir: Path,
-    rules: Path,
     alertmanager: str,
     prometheus_url: str = "",
+    ops: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     delegates: dict[str, dict[str, Any]] = {}
     for i, node in enumerate(manifest["nodes"]):
@@ -178,6 +176,7 @@ def _inventory(
             "node_key_file": str(src / "keystore.json"),
             "node_data_dir": str(host_dir / "node"),
             "service_manager": "supervisord",
+            "node_autorestart": "false",  # alertd, not supervisord, brings a crashed lab node back
             "iotex_host_dir": str(host_dir),
             "iotex_releases_root": str(host_dir / "opt" / "iotex"),
             "iotex_node_home": str(host_dir / "node"),
@@ -196,6 +195,9 @@ def _inventory(
         "node_release_dir": str(dist),
         "node_release_version": version,
         "iotex_prometheus_url": prometheus_url,
+        # every process running on this lab (drills, alertd) shares these locks, whatever its state dir
+        "iotex_ops_lock_dir": str(root / "locks"),
+        "iotex_network": "lab",  # readable page keys and lock names: iotex-ops/lab/DelegateDown/node2
     }
     if mode == "netns":
         common = f"-o UserKnownHostsFile={netns_hosts.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
@@ -211,8 +213,8 @@ def _inventory(
                             "ansible_connection": "local",
                             "iotex_host_dir": str(root / "hosts" / "controller"),
                             "monitoring_dir": str(monitoring_dir),
-                            "monitoring_rule_files": [str(rules)],
                             "monitoring_alertmanager": alertmanager,
+                            **(ops or {}),
                         }
                     }
                 },
@@ -280,14 +282,23 @@ def up(
         for version, protocols in DRILL_RELEASES.values():
             artifact.build(version, protocols, dist)
         base = DRILL_RELEASES["base"][0]
-        prom_port, am_port = free_ports(2)
+        prom_port, am_port, alertd_port, pager_port = free_ports(4)
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
-        rules = monitoring_dir / "rules.yml"
-        rules.write_text(yaml.safe_dump(NODE_RULES, sort_keys=False))
+        say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA)")
+        token, _ = ops_services.prepare_alertd(root)
+        receiver = ops_services.start_receiver(root, pager_port)
+        ops = {
+            "alertd_url": f"http://127.0.0.1:{alertd_port}",
+            "alertd_token_file": str(token),
+            "pagerduty_url": receiver["url"],
+            "pagerduty_routing_key_file": receiver["routing_key_file"],
+            "pagerduty_ca_file": receiver["ca_file"],
+            **LAB_ALERT_THRESHOLDS,
+        }
         inv_doc = _inventory(
-            hosts, root, testnet, dist, base, manifest, netns_hosts, monitoring_dir, rules, f"127.0.0.1:{am_port}",
-            prometheus_url=f"http://127.0.0.1:{prom_port}",
+            hosts, root, testnet, dist, base, manifest, netns_hosts, monitoring_dir, f"127.0.0.1:{am_port}",
+            prometheus_url=f"http://127.0.0.1:{prom_port}", ops=ops,
         )  # fmt: skip
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
@@ -318,6 +329,8 @@ def up(
             releases={role: v for role, (v, _) in DRILL_RELEASES.items()},
             release_dir=str(dist),
             accounts_file=str(testnet / "accounts.secret.json"),
+            alertd_state_dir=str(root / "alertd" / "state"),
+            pager_dir=str(root / "pager"),
         )
         _save(state)  # from here on `down` can find and remove everything
         say("installing and starting the nodes with playbooks/site.yml")
@@ -332,6 +345,8 @@ def up(
         _wait_first_block(state, timeout=120)
         _wait_prometheus_sees(stack, len(nodes), timeout=30)
         timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
+        say("starting alertd (Alertmanager's webhook -> pages and remediation runbooks)")
+        state.alertd_url = ops_services.start_alertd(root, inventory, alertd_port, receiver, state.alertmanager_url)
         state.timings = timings
         _save(state)
         return state
@@ -342,6 +357,8 @@ def up(
                 down(root, keep_files=True)
         elif netns_hosts is not None:
             netns_hosts.destroy()
+        with contextlib.suppress(Exception):
+            ops_services.stop(root)
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
 
@@ -407,30 +424,11 @@ def _wait_prometheus_sees(stack: MonitoringStack, n: int, timeout: float) -> Non
 # --- down ------------------------------------------------------------------------------------------
 
 
-def _kill_pidfile(path: Path, names: tuple[str, ...], timeout: float = 15.0) -> int | None:
-    """Stop the process whose pid `path` records, if it is still one of ours (its command names match)."""
-    try:
-        pid = int(path.read_text().strip())
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, ValueError):
-        return None
-    if not any(n in cmd for n in names):
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    return pid
-
-
 def _stop_host(n: LabNode) -> tuple[int | None, int | None]:
     sup = None
     for pidfile in Path(n.host_dir).rglob("supervisord.pid"):
-        sup = _kill_pidfile(pidfile, ("supervisord",)) or sup
-    node = _kill_pidfile(Path(n.home) / "node.pid", ("iotex_node", "iotex-node"))
+        sup = kill_pidfile(pidfile, ("supervisord",)) or sup
+    node = kill_pidfile(Path(n.home) / "node.pid", ("iotex_node", "iotex-node"))
     return sup, node
 
 
@@ -439,6 +437,7 @@ def down(root: Path | None = None, keep_files: bool = False) -> list[str]:
     root = (root or default_root()).resolve()
     state = load_state(root)
     removed: list[str] = []
+    removed += ops_services.stop(root)  # first: alertd would restart the nodes being stopped
     if state is not None:
         # Every host's supervisord stops its node; all at once, as each takes a few seconds.
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(state.nodes)))) as pool:

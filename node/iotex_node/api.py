@@ -500,6 +500,7 @@ async def metrics(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     node.metrics.mempool_size.set(len(node.chain.mempool))
     node.metrics.peers.set(len(node.net.peers))
+    node.metrics.refresh_disk(node.cfg.path(node.cfg.database).parent)
     return web.Response(body=generate_latest(node.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

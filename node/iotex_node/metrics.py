@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 # The *_created series double every counter's cardinality and no dashboard here reads them.
 disable_created_metrics()
+# Disk usage is read on scrape; a statvfs is cheap, but a filesystem that hangs (NFS) must not stall every
+# scrape, and free space does not change meaningfully within a few seconds.
+DISK_REFRESH_S = 5.0
 
 
 class Metrics:
@@ -54,4 +61,22 @@ class Metrics:
             "Consensus messages signed with this node's delegate key that this node did not sign",
             registry=r,
         )
-        self.info = Info("iotex_node", "Node version and protocol", registry=r)
+        self.info = Info("iotex_node", "Node version, protocol and delegate (operator) address", registry=r)
+        self.disk_free = Gauge(
+            "iotex_disk_free_bytes", "Bytes the node's user may still write on its data directory's filesystem", registry=r
+        )
+        self.disk_size = Gauge("iotex_disk_size_bytes", "Size of the filesystem holding the node's data directory", registry=r)
+        self._disk_read_at: float | None = None
+
+    def refresh_disk(self, data_dir: Path, now: float | None = None) -> None:
+        """Set the disk gauges from `data_dir`'s filesystem, unless they were set less than DISK_REFRESH_S ago."""
+        now = time.monotonic() if now is None else now
+        if self._disk_read_at is not None and now - self._disk_read_at < DISK_REFRESH_S:
+            return
+        self._disk_read_at = now
+        try:
+            usage = shutil.disk_usage(data_dir)
+        except OSError:
+            return  # the last values stay; the store's own errors say what is wrong with the directory
+        self.disk_free.set(usage.free)
+        self.disk_size.set(usage.total)

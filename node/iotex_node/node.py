@@ -516,6 +516,8 @@ class Node:
                 "protocol": str(self.chain.protocol_at(self.chain.height + 1)),
                 "supported_protocols": ",".join(map(str, self.chain.supported_protocols)),
                 "chain_id": str(self.genesis.chain_id),
+                # the key of iotex_missed_slots_total{delegate}: alert rules map missed slots to this node by it
+                "address": self.key.address,
             }
         )
 

@@ -4,12 +4,8 @@ built with `iotex_node.artifact.build`. Stops every supervisord (and node) it st
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import yaml
 
 from iotex_node import artifact
 from iotex_node.testnet import TestnetSpec, generate
+from iotex_ops.lab.daemons import kill_pidfile
 
 BUILD_TIME = 1_700_000_000
 
@@ -46,23 +43,9 @@ class PlaybookLab:
 
     def stop_all(self) -> None:
         for d in self.hosts.values():
-            _kill_pidfile(d / "supervisor" / "supervisord.pid")
+            kill_pidfile(d / "supervisor" / "supervisord.pid", ("supervisord",))
         for d in self.hosts.values():
-            _kill_pidfile(d / "node" / "node.pid")
-
-
-def _kill_pidfile(path: Path, timeout: float = 15.0) -> None:
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+            kill_pidfile(d / "node" / "node.pid", ("iotex_node", "iotex-node"))
 
 
 def make_lab(root: Path, delegates: int = 2, versions: tuple[str, ...] = ("1.0.0",)) -> PlaybookLab:

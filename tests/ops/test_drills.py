@@ -17,7 +17,8 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
-from tests.ops.drill_lab import chains, count, dump, lab_up, only_run, ops, result_json, spawn, wait_event
+from tests.ops.conftest import SharedLab
+from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,8 +28,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[lab_mod.LabState]:
-    yield from lab_up("local", "drl")
+def lab(shared_lab: SharedLab) -> Iterator[lab_mod.LabState]:
+    yield shared_lab.get()
+    shared_lab.down()  # the last module on the shared lab: down before the netns lab comes up
 
 
 @pytest.fixture

@@ -46,9 +46,9 @@ def test_prometheus_scrapes_every_node_and_a_killed_node_raises_an_alert(localne
         def alert_firing() -> bool:
             with urllib.request.urlopen(stack.alertmanager_url + "/api/v2/alerts", timeout=2) as resp:  # noqa: S310
                 alerts = json.loads(resp.read())
-            return any(a["labels"].get("alertname") == "NodeDown" and a["labels"].get("delegate") == "node2" for a in alerts)
+            return any(a["labels"].get("alertname") == "DelegateDown" and a["labels"].get("host") == "node2" for a in alerts)
 
-        net.wait_for("NodeDown for node2 in Alertmanager", alert_firing, 30)
+        net.wait_for("DelegateDown for node2 in Alertmanager", alert_firing, 30)
         # both bind to loopback only
         assert all(
             f"127.0.0.1:{p}" in line

@@ -1,0 +1,117 @@
+"""Kill to page, and kill to finalizing again (MTTR), on a fresh local lab of 4 delegates at 1 s blocks,
+with 1 s scrape and evaluation: the real Prometheus, Alertmanager, `iotex-ops alertd` and the lab's HTTPS
+PagerDuty receiver, as `lab up` starts them.
+
+    python bench/alerts.py [--trials 3]
+
+Per trial (kill -9 or SIGSTOP one delegate, a different one each time) it prints, from the moment of the
+signal: the page (the incident's creation at the receiver), its acknowledgement (the remediation started),
+the node finalizing again with its peers (MTTR, target < 15 s), and the page resolved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.network import http_json
+from iotex_ops.paging.receiver import LabClient
+
+TARGET_MTTR_S = 15.0
+
+
+def _ts(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
+
+
+def _finalizing(st: lab_mod.LabState, name: str) -> bool:
+    try:
+        hs = {n.name: http_json(n.api_url + "/v1/chain", timeout=1)["finalized_height"] for n in st.nodes}
+    except Exception:  # the node is still starting
+        return False
+    return hs[name] >= max(hs.values()) - 2
+
+
+def _wait(probe: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.05)
+    return None
+
+
+def trial(st: lab_mod.LabState, pager: LabClient, name: str, sig: int) -> dict[str, Any]:
+    _wait(
+        lambda: all(i["status"] == "resolved" for i in pager.incidents()) and all(_finalizing(st, n.name) for n in st.nodes), 90
+    )
+    pid = st.node_pid(name)
+    assert pid is not None
+    known = {i["id"] for i in pager.incidents()}
+    t0 = time.time()
+    os.kill(pid, sig)
+    back = _wait(lambda: time.time() if _finalizing(st, name) and st.node_pid(name) not in (None, pid) else None, 60)
+    if sig == signal.SIGSTOP:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+    def mine() -> dict[str, Any] | None:
+        new = [i for i in pager.incidents() if i["id"] not in known and i["dedup_key"].endswith(f"/DelegateDown/{name}")]
+        return new[0] if new and new[0]["status"] == "resolved" else None
+
+    inc = _wait(mine, 60) or {}
+    return {
+        "delegate": name,
+        "signal": signal.Signals(sig).name,
+        "page_s": round((_ts(inc.get("created_at")) or float("nan")) - t0, 2),
+        "ack_s": round((_ts(inc.get("acknowledged_at")) or float("nan")) - t0, 2),
+        "mttr_s": round((back or float("nan")) - t0, 2),
+        "resolved_s": round((_ts(inc.get("resolved_at")) or float("nan")) - t0, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=3, help="kill -9 trials (and as many SIGSTOP trials)")
+    args = ap.parse_args()
+    d = Path(tempfile.mkdtemp(prefix="bal", dir="/tmp"))
+    root = d / "lab"
+    try:
+        st = lab_mod.up(delegates=4, hosts="local", root=root)
+        pager = LabClient.for_dir(st.pager_dir)
+        rows = []
+        for i in range(args.trials):
+            for sig in (signal.SIGKILL, signal.SIGSTOP):
+                name = st.nodes[(2 * i + (sig == signal.SIGSTOP)) % len(st.nodes)].name
+                rows.append(trial(st, pager, name, sig))
+        print(f"{'delegate':10} {'signal':8} {'page':>7} {'ack':>7} {'MTTR':>7} {'resolved':>9}")
+        for r in rows:
+            figures = f"{r['page_s']:6.2f}s {r['ack_s']:6.2f}s {r['mttr_s']:6.2f}s {r['resolved_s']:8.2f}s"
+            print(f"{r['delegate']:10} {r['signal']:8} {figures}")
+        for sig in ("SIGKILL", "SIGSTOP"):
+            m = [r["mttr_s"] for r in rows if r["signal"] == sig]
+            p = [r["page_s"] for r in rows if r["signal"] == sig]
+            print(
+                f"{sig}: kill->page median {statistics.median(p):.2f} s; MTTR median {statistics.median(m):.2f} s, "
+                f"max {max(m):.2f} s (target < {TARGET_MTTR_S:g} s)"
+            )
+        print(json.dumps(rows))
+    finally:
+        lab_mod.down(root)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""One local lab shared by the lab test modules (alerting end to end, the remediation runbooks, the drills):
+a lab costs ~30 s to bring up, and the suite has a 15-minute budget. The modules run in file order; the
+drills module, whose rehearsal starts a new chain, is the last user and takes the lab down."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotex_ops.lab import lab as lab_mod
+
+
+class SharedLab:
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._state: lab_mod.LabState | None = None
+
+    def get(self) -> lab_mod.LabState:
+        if self._state is None:
+            # a short directory under /tmp: unix socket paths are at most 107 bytes
+            self._dir = Path(tempfile.mkdtemp(prefix="lab", dir="/tmp"))
+            try:
+                self._state = lab_mod.up(delegates=4, hosts="local", root=self._dir / "lab")
+            except BaseException:
+                self.down()
+                raise
+        return self._state
+
+    def down(self) -> None:
+        if self._dir is not None:
+            lab_mod.down(self._dir / "lab")
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir, self._state = None, None
+
+
+@pytest.fixture(scope="session")
+def shared_lab() -> Iterator[SharedLab]:
+    shared = SharedLab()
+    yield shared
+    shared.down()

@@ -1,0 +1,476 @@
+"""The remediation service's decisions, with a fake clock, fake pages and a fake runner (fast, deterministic):
+incidents and pages, the policy's limits, the breaker, escalation, restart survival, reconciliation, the
+watchdog, and the webhook's HTTP face (401/400/413 change nothing)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iotex_ops.remediation import policy as policy_mod
+from iotex_ops.remediation import webhook
+from iotex_ops.remediation.errors import PolicyError, WebhookRejected
+from iotex_ops.remediation.server import Server
+from iotex_ops.remediation.service import Outcome, Service
+from iotex_ops.remediation.store import Store
+from iotex_ops.runbook import journal as journal_mod
+
+TOKEN = "s3cret-webhook-token"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, s: float) -> None:
+        self.t += s
+
+
+class FakePages:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def trigger(self, dedup_key: str, summary: str, source: str, severity: str, details: dict[str, Any], links: Any) -> None:
+        self.events.append({"action": "trigger", "key": dedup_key, "summary": summary, "severity": severity, "details": details})
+
+    def acknowledge(self, dedup_key: str) -> None:
+        self.events.append({"action": "acknowledge", "key": dedup_key})
+
+    def resolve(self, dedup_key: str) -> None:
+        self.events.append({"action": "resolve", "key": dedup_key})
+
+    def actions(self, key: str | None = None) -> list[str]:
+        return [e["action"] for e in self.events if key is None or e["key"] == key]
+
+
+class FakeRunner:
+    """Outcomes per runbook, in order (the last repeats); `hold` blocks runs until set."""
+
+    def __init__(self, outcomes: dict[str, list[Outcome]] | None = None, known: tuple[str, ...] = ("restart-node",)) -> None:
+        self.outcomes = outcomes or {}
+        self._known = set(known) | set(self.outcomes)
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.ended_runs: dict[str, Outcome] = {}
+        self.started_runs: set[str] = set()
+        self.lock = threading.Lock()
+
+    def known(self, runbook: str) -> bool:
+        return runbook in self._known
+
+    def _next(self, runbook: str) -> Outcome:
+        seq = self.outcomes.get(runbook) or [Outcome("passed")]
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+    def run(self, run_id: str, runbook: str, params: dict[str, Any], on_step: Callable[[str], None]) -> Outcome:
+        with self.lock:
+            self.calls.append(("run", run_id, params))
+            self.started_runs.add(run_id)
+        on_step("restart")
+        assert self.hold.wait(10)
+        return self._next(runbook)
+
+    def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome:
+        with self.lock:
+            self.calls.append(("resume", run_id, {}))
+        return Outcome("passed")
+
+    def ended(self, run_id: str) -> Outcome | None:
+        return self.ended_runs.get(run_id)
+
+    def started(self, run_id: str) -> bool:
+        return run_id in self.started_runs
+
+    def runs(self) -> int:
+        return sum(1 for c in self.calls if c[0] == "run")
+
+
+POLICY = {
+    "defaults": {"max_attempts": 3, "once_within": "20s", "resolve_after": "5s", "defer": "3s"},
+    "limits": {"max_concurrent": 2, "rate": {"starts": 4, "per": "60s"}},
+    "breaker": {"failures": 3, "open_for": "10m"},
+    "watchdog": {"alert": "Watchdog", "timeout": "30s"},
+    "remediations": {
+        "DelegateDown": {"runbook": "restart-node", "params": {"host": "{host}"}},
+        "DelegateLagging": {"runbook": "rebuild-node", "params": {"host": "{host}"}, "max_attempts": 1},
+    },
+}
+
+
+def alert(name: str = "DelegateDown", host: str = "node2", status: str = "firing", **labels: str) -> webhook.Alert:
+    lab = {"alertname": name, "severity": "critical", **({"host": host} if host else {}), **labels}
+    fp = format(abs(hash((name, host, tuple(sorted(labels.items()))))) % (1 << 60), "x")
+    return webhook.Alert(
+        fp, status, lab, {"summary": f"{name} on {host}", "runbook": "restart-node"}, "2026-11-21T00:00:00Z", "", ""
+    )
+
+
+class Rig:
+    def __init__(self, tmp: Path, runner: FakeRunner | None = None, policy: dict[str, Any] | None = None) -> None:
+        self.tmp = tmp
+        self.clock = Clock()
+        self.pages = FakePages()
+        self.runner = runner or FakeRunner()
+        self.policy = policy_mod.parse(policy or POLICY)
+        self.active: list[webhook.Alert] = []
+        self.service = self.new_service()
+
+    def new_service(self) -> Service:
+        return Service(
+            Store(self.tmp / "alertd.db"), self.policy, self.pages, self.runner, self.tmp / "alertd.jsonl",
+            network="lab", clock=self.clock, active_alerts=lambda: list(self.active),
+        )  # fmt: skip
+
+    def settle(self) -> None:
+        """Tick, then wait for the remediation threads it started, then tick again (their outcomes)."""
+        self.service.tick()
+        for t in list(self.service._workers.values()):
+            t.join(timeout=10)
+        self.service.tick()
+
+    def journal(self) -> list[dict[str, Any]]:
+        return journal_mod.read(self.tmp / "alertd.jsonl")
+
+    def close(self) -> None:
+        self.runner.hold.set()
+        self.service.stop(wait_s=5)
+        self.service.store.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+KEY = "iotex-ops/lab/DelegateDown/node2"
+
+
+def test_a_down_delegate_is_paged_remediated_acknowledged_and_resolved_after_the_hold(rig: Rig) -> None:
+    rig.service.observe([alert()])
+    assert rig.pages.actions(KEY) == ["trigger"]
+    rig.settle()
+    assert rig.runner.calls[0][2] == {"host": "node2"}
+    assert rig.pages.actions(KEY) == ["trigger", "trigger", "acknowledge", "trigger"]  # open, progress, ack, outcome
+    assert rig.pages.events[-1]["details"]["remediation"]["state"] == "passed"
+    rig.clock.advance(3)
+    rig.service.observe([alert(status="resolved")])
+    rig.clock.advance(4)
+    rig.settle()
+    assert rig.pages.actions(KEY)[-1] != "resolve"  # resolved 4 s ago: the page waits for resolve_after (5 s)
+    rig.clock.advance(1.5)
+    rig.settle()
+    assert rig.pages.actions(KEY)[-1] == "resolve"
+    kinds = [e["event"] for e in rig.journal()]
+    for k in (
+        "alert_firing",
+        "page_trigger",
+        "remediation_start",
+        "page_ack",
+        "remediation_end",
+        "alert_resolved",
+        "page_resolve",
+    ):
+        assert k in kinds
+    assert rig.runner.runs() == 1
+
+
+def test_a_flapping_alert_keeps_one_page_and_one_remediation(rig: Rig) -> None:
+    for i in range(50):  # 50 notifications in 10 s, firing and resolved in turn
+        rig.service.observe([alert(status="firing" if i % 2 == 0 else "resolved")])
+        rig.clock.advance(0.2)
+        rig.settle()
+    assert rig.service.counters["incidents"] == 1
+    assert rig.runner.runs() == 1
+    assert rig.service.counters["flaps"] >= 20
+    assert rig.pages.actions(KEY).count("resolve") == 0
+    rig.clock.advance(6)
+    rig.settle()
+    assert rig.pages.actions(KEY).count("resolve") == 1
+
+
+def test_a_storm_across_hosts_is_bounded_by_one_per_host_the_concurrency_and_the_rate(rig: Rig) -> None:
+    rig.runner.hold.clear()  # runs stay running
+    storm = [alert(host=f"node{i % 10}", instance=f"i{i}") for i in range(50)]
+    for i in range(0, 50, 5):
+        rig.service.observe(storm[i : i + 5])
+        rig.service.tick()
+        rig.clock.advance(1)
+    running = rig.service.running()
+    assert len(running) == 2  # max_concurrent
+    assert len({r.host for r in running}) == 2  # never two on one host
+    rig.runner.hold.set()
+    for _ in range(30):
+        rig.clock.advance(1)
+        rig.settle()
+    assert rig.runner.runs() == 4  # the rate limit: 4 starts per 60 s
+    assert rig.service.counters["incidents"] == 50  # one page per incident, none twice
+    notes = [e for e in rig.journal() if e["event"] == "remediation_waits"]
+    assert any("rate limit" in e["reason"] for e in notes)
+
+
+def test_three_failures_trip_the_breaker_and_escalate_with_what_was_tried(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FakeRunner({"restart-node": [Outcome("failed", "node2 did not come back: no block for 30s")]}))
+    try:
+        rig.service.observe([alert()])
+        for _ in range(5):
+            rig.settle()
+            rig.clock.advance(21)  # past once_within
+        assert rig.runner.runs() == 3
+        esc = [e for e in rig.pages.events if e["key"] == KEY + "/escalated"]
+        assert [e["action"] for e in esc] == ["trigger"]
+        assert esc[0]["severity"] == "critical"
+        assert "circuit breaker" in esc[0]["summary"] or "failed" in esc[0]["summary"]
+        assert [t["result"] for t in esc[0]["details"]["tried"]] == ["failed"] * 3
+        assert "no block for 30s" in esc[0]["details"]["tried"][0]["error"]
+        assert "breaker_open" in [e["event"] for e in rig.journal()]
+        # another host's alert for the same runbook is not run while the breaker is open: it escalates
+        rig.service.observe([alert(host="node3")])
+        rig.settle()
+        assert rig.runner.runs() == 3
+        assert rig.pages.actions("iotex-ops/lab/DelegateDown/node3/escalated") == ["trigger"]
+        # both pages (and the escalations) are resolved once the alerts resolve
+        rig.service.observe([alert(status="resolved"), alert(host="node3", status="resolved")])
+        rig.clock.advance(6)
+        rig.settle()
+        assert rig.pages.actions(KEY)[-1] == "resolve"
+        assert rig.pages.actions(KEY + "/escalated") == ["trigger", "resolve"]
+    finally:
+        rig.close()
+
+
+def test_a_fix_that_passes_while_the_alert_keeps_firing_escalates_only_after_the_window(tmp_path: Path) -> None:
+    pol = {**POLICY, "defaults": {**POLICY["defaults"], "max_attempts": 1}}
+    rig = Rig(tmp_path, policy=pol)
+    try:
+        rig.service.observe([alert()])
+        rig.settle()
+        rig.clock.advance(10)
+        rig.settle()
+        assert rig.pages.actions(KEY + "/escalated") == []  # the alert may still be resolving
+        rig.clock.advance(11)
+        rig.settle()
+        [esc] = [e for e in rig.pages.events if e["key"] == KEY + "/escalated"]
+        assert "still firing after 1 attempt" in esc["summary"]
+    finally:
+        rig.close()
+
+
+def test_a_locked_network_defers_without_counting_an_attempt(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path, FakeRunner({"restart-node": [Outcome("deferred", "network lab is locked by run drill-1"), Outcome("passed")]})
+    )
+    try:
+        rig.service.observe([alert()])
+        rig.settle()
+        assert rig.runner.runs() == 1
+        row = rig.service.store.alert(rig.service.store.alerts()[0].fingerprint)
+        assert row is not None and row.attempts == 0
+        rig.clock.advance(1)
+        rig.settle()
+        assert rig.runner.runs() == 1  # waits `defer`
+        rig.clock.advance(3)
+        rig.settle()
+        assert rig.runner.runs() == 2
+        assert rig.service.store.breaker("restart-node") == (0, None)
+    finally:
+        rig.close()
+
+
+def test_refused_parameters_and_missing_labels_escalate_at_once_without_tripping_the_breaker(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FakeRunner({"restart-node": [Outcome("refused", "restart-node: no delegate 'node9'")]}))
+    try:
+        rig.service.observe([alert(host="node9")])
+        rig.settle()
+        [esc] = [e for e in rig.pages.events if e["key"].endswith("node9/escalated")]
+        assert "no delegate 'node9'" in esc["summary"]
+        assert rig.service.store.breaker("restart-node")[0] == 0
+        rig.service.observe([alert(host="")])  # no host label: the policy's template cannot be filled
+        rig.settle()
+        esc2 = [e for e in rig.pages.events if e["key"].endswith("/escalated") and "node9" not in e["key"]]
+        assert "has no label 'host'" in esc2[0]["summary"]
+        assert rig.runner.runs() == 1
+    finally:
+        rig.close()
+
+
+def test_restarted_mid_remediation_it_resumes_the_run_instead_of_starting_another(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.runner.hold.clear()
+    rig.service.observe([alert()])
+    rig.service.tick()
+    [running] = rig.service.running()
+    deadline = time.monotonic() + 10
+    while not rig.runner.calls and time.monotonic() < deadline:  # its run has begun (journaled)
+        time.sleep(0.01)
+    # the process dies here: nothing more is written; a new service opens the same state
+    svc2 = rig.new_service()
+    runner = rig.runner
+    svc2.runner = runner
+    svc2.recover()
+    for t in list(svc2._workers.values()):
+        t.join(timeout=10)
+    assert [c[0] for c in runner.calls] == ["run", "resume"]
+    assert runner.calls[1][1] == running.run_id
+    assert svc2.store.remediation(running.id).state == "passed"
+    svc2.tick()
+    assert runner.runs() == 1  # no second run
+    assert rig.pages.actions(KEY).count("trigger") >= 2
+    runner.hold.set()
+    svc2.stop(wait_s=5)
+    svc2.store.close()
+    rig.close()
+
+
+def test_a_run_that_ended_while_the_service_was_down_is_recorded_not_rerun(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.runner.hold.clear()
+    rig.service.observe([alert()])
+    rig.service.tick()
+    [running] = rig.service.running()
+    rig.runner.ended_runs[running.run_id] = Outcome("failed", "step verify: node2 still down")
+    svc2 = rig.new_service()
+    svc2.recover()
+    assert svc2.store.remediation(running.id).state == "failed"
+    assert [c[0] for c in rig.runner.calls] == ["run"]
+    svc2.stop(wait_s=1)
+    svc2.store.close()
+    rig.close()
+
+
+def test_reconcile_resolves_what_alertmanager_no_longer_has_and_opens_what_we_missed(rig: Rig) -> None:
+    rig.service.observe([alert()])
+    rig.settle()
+    rig.clock.advance(10)
+    missed = alert(name="PeersLow", host="node1")
+    rig.active = [missed]  # node2's "resolved" was lost while we were down; PeersLow fired meanwhile
+    rig.service.reconcile()
+    rig.clock.advance(6)
+    rig.settle()
+    assert rig.pages.actions(KEY)[-1] == "resolve"
+    assert rig.pages.actions("iotex-ops/lab/PeersLow/node1") == ["trigger"]
+
+
+def test_the_watchdog_pages_when_alertmanager_goes_silent_and_resolves_when_it_returns(rig: Rig) -> None:
+    wd = alert(name="Watchdog", host="", severity="info")
+    rig.service.observe([wd])
+    rig.clock.advance(20)
+    rig.service.tick()
+    assert rig.pages.events == []  # the watchdog itself is never paged
+    rig.clock.advance(15)
+    rig.service.tick()
+    assert [e["action"] for e in rig.pages.events] == ["trigger"]
+    assert "alerting pipeline silent" in rig.pages.events[0]["summary"]
+    rig.service.observe([wd])
+    rig.service.tick()
+    assert [e["action"] for e in rig.pages.events] == ["trigger", "resolve"]
+
+
+# -- policy ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"remediations": {"DelegateDown": {"params": {}}}}, r"remediations.DelegateDown: `runbook`"),
+        ({"defaults": {"once_within": "soon"}}, r"defaults.once_within: 'soon' is not a duration"),
+        ({"defaults": {"max_attempts": 0}}, r"defaults.max_attempts: expected a whole number >= 1"),
+        ({"limits": {"rate": {"starts": 3, "every": "1m"}}}, r"limits.rate: unknown key\(s\) every"),
+        ({"remedations": {}}, r"unknown key\(s\) remedations"),
+        ({"remediations": {"X": {"runbook": "r", "params": {"host": "{host"}}}}, r"remediations.X.params: bad template"),
+    ],
+)
+def test_a_bad_policy_is_refused_naming_the_key(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_mod.parse(doc, "policy.yml")
+
+
+def test_the_shipped_policy_parses_and_names_the_remediation_runbooks() -> None:
+    pol = policy_mod.load(policy_mod.DEFAULT_POLICY)
+    assert {"restart-node", "resume-delegate", "rebuild-node"} <= pol.runbooks()
+    assert pol.for_alert("DelegateDown") is not None
+    assert pol.for_alert("DelegateDown").render({"host": "node1"}) == {"host": "node1"}  # type: ignore[union-attr]
+
+
+# -- webhook payloads and the HTTP face --------------------------------------------------------------------------
+
+
+def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
+    return {"version": "4", "status": "firing", "receiver": "alertd", "alerts": list(alerts)}
+
+
+def am_alert(status: str = "firing", fp: str = "a1b2c3", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "DelegateDown", "host": "node2", "severity": "critical", **labels},
+        "annotations": {"summary": "node2 down"},
+        "startsAt": "2026-11-21T04:00:00.123456789Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph",
+        "fingerprint": fp,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (json.dumps({"version": "3", "alerts": [am_alert()]}).encode(), "version '3'"),
+        (json.dumps(payload()).encode(), "non-empty list"),
+        (json.dumps(payload({**am_alert(), "status": "pending"})).encode(), r"alerts\[0\].status: 'pending'"),
+        (json.dumps(payload({**am_alert(), "labels": {"host": "x"}})).encode(), "no alertname"),
+        (json.dumps(payload({**am_alert(), "fingerprint": "../../etc"})).encode(), "not a hex fingerprint"),
+        (json.dumps(payload({**am_alert(), "startsAt": "yesterday"})).encode(), "not an RFC 3339 time"),
+        (json.dumps(payload({**am_alert(), "labels": {"alertname": 5}})).encode(), "expected an object of strings"),
+    ],
+)
+def test_a_malformed_webhook_is_rejected_naming_what_is_wrong(body: bytes, message: str) -> None:
+    with pytest.raises(WebhookRejected, match=message):
+        webhook.parse(body)
+
+
+def _post(url: str, body: bytes, token: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - the test's own server
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_webhook_refuses_unauthenticated_and_malformed_requests_and_changes_nothing(rig: Rig) -> None:
+    srv = Server(rig.service, TOKEN)
+    srv.start("127.0.0.1", 0)
+    try:
+        url = srv.url + "/v1/alerts"
+        good = json.dumps(payload(am_alert())).encode()
+        assert _post(url, good, None)[0] == 401
+        assert _post(url, good, "wrong")[0] == 401
+        code, doc = _post(url, b'{"version": "4", "alerts": [{"status": "firing"}]}', TOKEN)
+        assert code == 400 and "labels" in doc["error"]
+        assert _post(url, b"x" * (2 << 20), TOKEN)[0] == 413
+        assert rig.service.store.alerts() == [] and rig.pages.events == []
+        assert _post(url, good, TOKEN) == (200, {"accepted": 1})
+        assert [a.alertname for a in rig.service.store.alerts()] == ["DelegateDown"]
+        with urllib.request.urlopen(srv.url + "/metrics", timeout=5) as resp:  # noqa: S310
+            text = resp.read().decode()
+        assert 'alertd_webhooks_total{code="401"} 2' in text
+        assert "alertd_alerts_firing 1" in text
+        assert TOKEN not in repr(srv) and TOKEN not in text
+    finally:
+        srv.stop()
