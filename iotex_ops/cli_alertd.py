@@ -95,6 +95,12 @@ def status_cmd(state_dir: Path | None, as_json: bool) -> None:
     """Alerts, pages, remediations and breakers as the service recorded them (works while it is down)."""
     from iotex_ops.remediation.store import Store
 
+    if state_dir is None and not (_state_dir(None) / "alertd.db").is_file():
+        from iotex_ops.lab.lab import load_state
+
+        lab = load_state()
+        if lab is not None and lab.alertd_state_dir:
+            state_dir = Path(lab.alertd_state_dir)  # the lab's alertd
     db = _state_dir(state_dir) / "alertd.db"
     if not db.is_file():
         raise OpsError(f"no alertd state at {db}: is alertd running with --state-dir {db.parent}?")

@@ -60,7 +60,8 @@ def _print_status(state: Any, as_json: bool) -> None:
 @_root
 @click.option("--json", "as_json", is_flag=True)
 def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_json: bool) -> None:
-    """Build the lab: hosts, keys, genesis, release, playbooks, nodes, Prometheus and Alertmanager."""
+    """Build the lab: hosts, keys, genesis, release, playbooks, nodes, Prometheus and Alertmanager, alertd and
+    a PagerDuty-compatible receiver."""
     from iotex_ops.ansible import ProgressView
     from iotex_ops.lab import lab as lab_mod
 
@@ -84,6 +85,8 @@ def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_
             console.print(f"  {n.name:8} node API  {n.api_url}")
         console.print(f"  Prometheus    {state.prometheus_url}")
         console.print(f"  Alertmanager  {state.alertmanager_url}")
+        console.print(f"  alertd        {state.alertd_url}  (`iotex-ops alertd status --state-dir {state.alertd_state_dir}`)")
+        console.print(f"  pager         {state.pager_dir}  (`iotex-ops pager incidents`)")
         console.print(f"  inventory     {state.inventory}")
     _print_status(state, as_json)
 

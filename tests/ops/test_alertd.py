@@ -474,3 +474,48 @@ def test_the_webhook_refuses_unauthenticated_and_malformed_requests_and_changes_
         assert TOKEN not in repr(srv) and TOKEN not in text
     finally:
         srv.stop()
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+
+def test_check_policy_lists_the_remediations_and_refuses_a_runbook_that_does_not_exist(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    ok = CliRunner().invoke(main, ["alertd", "check-policy", str(policy_mod.DEFAULT_POLICY)])
+    assert ok.exit_code == 0, ok.output
+    assert "restart-node" in ok.output and "DelegateDown" in ok.output
+    bad = tmp_path / "policy.yml"
+    bad.write_text("remediations:\n  DelegateDown: {runbook: reboot-the-world}\n")
+    res = CliRunner().invoke(main, ["alertd", "check-policy", str(bad)])
+    assert res.exit_code == 2
+    assert "runbook(s) not found: reboot-the-world" in res.output and "Traceback" not in res.output
+
+
+def test_status_reads_the_state_while_alertd_is_down(rig: Rig) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    rig.service.observe([alert()])
+    rig.settle()
+    res = CliRunner().invoke(main, ["alertd", "status", "--state-dir", str(rig.tmp), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert [a["alertname"] for a in doc["alerts"]] == ["DelegateDown"]
+    assert [(r["runbook"], r["state"]) for r in doc["remediations"]] == [("restart-node", "passed")]
+    missing = CliRunner().invoke(main, ["alertd", "status", "--state-dir", str(rig.tmp / "nowhere")])
+    assert missing.exit_code == 2 and "no alertd state" in missing.output
+
+
+def test_alertd_refuses_to_start_with_a_short_webhook_token(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    short = tmp_path / "token"
+    short.write_text("abc")
+    res = CliRunner().invoke(main, ["alertd", "run", "-i", str(tmp_path), "--token-file", str(short)])
+    assert res.exit_code == 2 and "shorter than 16 characters" in " ".join(res.output.split())
