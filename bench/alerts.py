@@ -35,12 +35,30 @@ def _ts(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
 
 
-def _finalizing(st: lab_mod.LabState, name: str) -> bool:
+def _top(st: lab_mod.LabState) -> int:
+    tops = []
+    for n in st.nodes:
+        with contextlib.suppress(Exception):  # a node down
+            tops.append(int(http_json(n.api_url + "/v1/chain", timeout=1)["finalized_height"]))
+    return max(tops)
+
+
+def _endorsing(st: lab_mod.LabState, name: str, above: int) -> bool:
+    """The node answers, is in step, and its signature is in the certificate of a block above `above`
+    (finalized after the fault): it finalizes again, not only catches up."""
+    node = next(n for n in st.nodes if n.name == name)
     try:
-        hs = {n.name: http_json(n.api_url + "/v1/chain", timeout=1)["finalized_height"] for n in st.nodes}
-    except Exception:  # the node is still starting
+        c = http_json(node.api_url + "/v1/chain", timeout=1)
+        tip = int(c["finalized_height"])
+        if tip <= above or not c.get("participating"):
+            return False
+        for h in range(tip, max(above, tip - 3), -1):
+            cert = http_json(f"{node.api_url}/v1/blocks/{h}", timeout=1).get("certificate") or {}
+            if c["address"] in {s["voter"] for s in cert.get("signatures", [])}:
+                return True
+    except Exception:  # still starting
         return False
-    return hs[name] >= max(hs.values()) - 2
+    return False
 
 
 def _wait(probe: Any, timeout: float) -> Any:
@@ -54,15 +72,16 @@ def _wait(probe: Any, timeout: float) -> Any:
 
 
 def trial(st: lab_mod.LabState, pager: LabClient, name: str, sig: int) -> dict[str, Any]:
-    _wait(
-        lambda: all(i["status"] == "resolved" for i in pager.incidents()) and all(_finalizing(st, n.name) for n in st.nodes), 90
-    )
+    _wait(lambda: all(i["status"] == "resolved" for i in pager.incidents()), 90)
+    top = _top(st)
+    _wait(lambda: all(_endorsing(st, n.name, top) for n in st.nodes), 60)
     pid = st.node_pid(name)
     assert pid is not None
     known = {i["id"] for i in pager.incidents()}
+    above = _top(st)
     t0 = time.time()
     os.kill(pid, sig)
-    back = _wait(lambda: time.time() if _finalizing(st, name) and st.node_pid(name) not in (None, pid) else None, 60)
+    back = _wait(lambda: time.time() if st.node_pid(name) not in (None, pid) and _endorsing(st, name, above) else None, 60)
     if sig == signal.SIGSTOP:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)

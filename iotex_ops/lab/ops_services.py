@@ -23,7 +23,7 @@ IOTEX_OPS = str(Path(sys.executable).parent / "iotex-ops")
 # The shipped policy's limits with a lab's clock: a restart is judged after 15 s, pages resolve 3 s after
 # their alert, the watchdog (repeated every 10 s by Alertmanager) is missed after 60 s.
 LAB_POLICY: dict[str, Any] = {
-    "defaults": {"max_attempts": 3, "once_within": "15s", "resolve_after": "3s", "defer": "3s"},
+    "defaults": {"max_attempts": 3, "once_within": "15s", "resolve_after": "3s", "defer": "3s", "defer_for": "10m"},
     "limits": {"max_concurrent": 2, "rate": {"starts": 10, "per": "60s"}},
     "breaker": {"failures": 3, "open_for": "5m"},
     "watchdog": {"alert": "Watchdog", "timeout": "60s"},

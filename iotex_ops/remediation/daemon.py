@@ -51,7 +51,8 @@ class PagerPages:
 
 def alertmanager_active(url: str) -> list[webhook.Alert]:
     """Alertmanager's active (not silenced, not inhibited) alerts, in the webhook's shape."""
-    q = f"{url.rstrip('/')}/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=false"
+    # only what Alertmanager routes to alertd (not the alerts it pages directly when alertd is down)
+    q = f"{url.rstrip('/')}/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=false&receiver=alertd"
     try:
         with urllib.request.urlopen(q, timeout=5) as resp:  # noqa: S310 - the operator's Alertmanager
             docs = json.loads(resp.read())

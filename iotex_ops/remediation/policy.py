@@ -23,20 +23,20 @@ import yaml
 
 from iotex_ops.remediation.errors import PolicyError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def duration(value: Any, where: str) -> float:
     """`90`, `90s`, `1.5m`, `500ms` -> seconds."""
     if isinstance(value, bool):
-        raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h)")
+        raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h, 7d)")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         m = _DURATION.match(str(value))
         if not m:
-            raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h)")
+            raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h, 7d)")
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     if seconds < 0:
         raise PolicyError(f"{where}: a duration cannot be negative ({value!r})")
@@ -54,10 +54,15 @@ class Remediation:
     once_within_s: float
 
     def fields(self) -> list[str]:
-        """The labels the parameter templates need."""
+        """The labels the parameter templates need ({host}, {labels.x} is not allowed: plain names only)."""
         out = []
         for template in self.params.values():
-            out += [f for _, f, _, _ in string.Formatter().parse(template) if f]
+            for _, f, spec, conv in string.Formatter().parse(template):
+                if f is None:
+                    continue
+                if not f.isidentifier() or spec or conv:
+                    raise ValueError(f"{{{f}}}: only plain label names like {{host}} are allowed")
+                out.append(f)
         return out
 
     def render(self, labels: Mapping[str, str]) -> dict[str, str]:
@@ -82,8 +87,12 @@ class Policy:
     rate_per_s: float = 60.0
     breaker_failures: int = 3
     breaker_open_s: float = 600.0
-    # a remediation that could not start (a drill holds the network) is tried again after this
+    # a remediation that could not start (a drill holds the network) is tried again after this (doubling up
+    # to a minute), and the page escalates once it has waited `defer_for`
     defer_s: float = 5.0
+    defer_for_s: float = 1800.0
+    # closed incidents are forgotten after this (their run journals stay)
+    retention_s: float = 7 * 86400.0
     watchdog_alert: str = "Watchdog"
     watchdog_timeout_s: float = 120.0
     source: str = field(default="", compare=False)
@@ -96,7 +105,7 @@ class Policy:
 
 
 _TOP = {"defaults", "limits", "breaker", "watchdog", "remediations"}
-_DEFAULTS = {"max_attempts", "once_within", "resolve_after", "defer"}
+_DEFAULTS = {"max_attempts", "once_within", "resolve_after", "defer", "defer_for", "retention"}
 _LIMITS = {"max_concurrent", "rate"}
 _RATE = {"starts", "per"}
 _BREAKER = {"failures", "open_for"}
@@ -152,9 +161,9 @@ def parse(doc: Any, source: str = "<policy>") -> Policy:
             once_within_s=duration(r.get("once_within", once), f"{where}.once_within"),
         )
         try:
-            rem.fields()
-        except ValueError as exc:
-            raise PolicyError(f"{where}.params: bad template: {exc}") from None
+            rem.render({f: "x" for f in rem.fields()})  # a template that cannot be filled is refused now
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise PolicyError(f"{where}.params: bad template: {type(exc).__name__}: {exc}") from None
         rems[str(alert)] = rem
     return Policy(
         remediations=rems,
@@ -162,6 +171,8 @@ def parse(doc: Any, source: str = "<policy>") -> Policy:
         once_within_s=once,
         resolve_after_s=duration(d.get("resolve_after", base.resolve_after_s), f"{source}: defaults.resolve_after"),
         defer_s=duration(d.get("defer", base.defer_s), f"{source}: defaults.defer"),
+        defer_for_s=duration(d.get("defer_for", base.defer_for_s), f"{source}: defaults.defer_for"),
+        retention_s=duration(d.get("retention", base.retention_s), f"{source}: defaults.retention"),
         max_concurrent=_int(lim.get("max_concurrent", base.max_concurrent), f"{source}: limits.max_concurrent", 1),
         rate_starts=_int(rate.get("starts", base.rate_starts), f"{source}: limits.rate.starts", 1),
         rate_per_s=duration(rate.get("per", base.rate_per_s), f"{source}: limits.rate.per"),

@@ -80,7 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._count(400)
             self._send(400, {"error": str(exc)})
             return
-        self.server.service.observe(alerts)
+        try:
+            self.server.service.observe(alerts)
+        except Exception as exc:  # e.g. the disk is full: Alertmanager retries a 503
+            self._count(503)
+            self._send(503, {"error": f"alertd could not record the alerts: {type(exc).__name__}: {exc}"})
+            return
         self._count(200)
         self._send(200, {"accepted": len(alerts)})
 
@@ -101,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def metrics_text(service: Service, extra: Any = None) -> str:
     """Prometheus text format: what the service did, and whether it is healthy (its own alerts read these)."""
-    snap = service.snapshot()
+    m = service.metrics()
     lines = []
 
     def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
@@ -109,21 +114,18 @@ def metrics_text(service: Service, extra: Any = None) -> str:
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
-    c = snap["counters"]
+    c = m["counters"]
     metric("alertd_webhooks_total", "counter", "Webhook requests by HTTP status",
            [(f'{{code="{k.split("_")[1]}"}}', v) for k, v in sorted(c.items()) if k.startswith("webhook_")])  # fmt: skip
-    by_state: dict[tuple[str, str], int] = {}
-    for r in snap["remediations"]:
-        by_state[(r["runbook"], r["state"])] = by_state.get((r["runbook"], r["state"]), 0) + 1
     metric("alertd_remediations", "gauge", "Remediations recorded, by runbook and state",
-           [(f'{{runbook="{rb}",state="{st}"}}', n) for (rb, st), n in sorted(by_state.items())])  # fmt: skip
-    firing = sum(1 for a in snap["alerts"] if a["status"] == "firing")
-    metric("alertd_alerts_firing", "gauge", "Alerts firing now", [("", firing)])
+           [(f'{{runbook="{rb}",state="{st}"}}', n) for (rb, st), n in sorted(m["remediations"].items())])  # fmt: skip
+    metric("alertd_alerts_firing", "gauge", "Alerts firing now", [("", m["alerts_firing"])])
     metric("alertd_escalations_total", "counter", "Pages escalated to a person", [("", c.get("escalations", 0))])
+    metric("alertd_errors_total", "counter", "Alerts or pages alertd could not handle (journaled)", [("", c.get("errors", 0))])
     metric("alertd_breaker_open", "gauge", "1 while a runbook's circuit breaker is open",
-           [(f'{{runbook="{rb}"}}', 1.0 if b["open_until"] else 0.0) for rb, b in sorted(snap["breakers"].items())])  # fmt: skip
+           [(f'{{runbook="{rb}"}}', 1.0 if b["open_until"] else 0.0) for rb, b in sorted(m["breakers"].items())])  # fmt: skip
     metric("alertd_watchdog_last_seen_timestamp_seconds", "gauge", "When Alertmanager's Watchdog was last received",
-           [("", snap["watchdog_last_seen"] or 0)])  # fmt: skip
+           [("", m["watchdog_last_seen"] or 0)])  # fmt: skip
     if extra is not None:
         for name, value in extra().items():
             metric(f"alertd_pager_{name}", "gauge", f"Page queue: {name}", [("", float(value))])

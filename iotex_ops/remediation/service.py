@@ -17,9 +17,10 @@ its page open forever.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +89,11 @@ class Service:
     _workers: dict[int, threading.Thread] = field(default_factory=dict)
     _journal: Journal | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    # page events decided in the current transaction; sent when their alert's changes are kept (a change
+    # rolled back sends nothing); a crash between sending and committing repeats an event, which dedups
+    _outbox: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    _missing: dict[str, int] = field(default_factory=dict)  # fingerprint -> reconciles it was missing from
+    _pruned_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._journal = Journal(self.journal_path)
@@ -98,24 +104,86 @@ class Service:
         """One Alertmanager notification (already validated whole)."""
         with self._lock, self.store.transaction():
             for a in alerts:
-                self._observe(a)
+                with self._isolated("observe", a.fingerprint):
+                    self._observe(a)
+            self._send_pages()
         self._wake.set()
 
     def tick(self) -> None:
-        """Time-driven decisions: due page resolutions, the watchdog, remediation starts and escalations."""
+        """Time-driven decisions: due page resolutions, the watchdog, remediation starts and escalations.
+        Each alert is decided on its own: one that cannot be handled is journaled and escalated, the others
+        go on."""
         starts: list[tuple[int, bool]] = []
         with self._lock:
             with self.store.transaction():
                 now = self.clock()
-                self._watchdog(now)
+                with self._isolated("watchdog", None):
+                    self._watchdog(now)
+                self._orphans(now)
+                if now - self._pruned_at > 3600:
+                    self._pruned_at = now
+                    if n := self.store.prune(now - self.policy.retention_s):
+                        self._write("pruned", incidents=n)
                 for a in self.store.alerts("status='resolved' AND page IN ('triggered','acknowledged')"):
-                    self._maybe_resolve(a, now)
+                    with self._isolated("resolve", a.fingerprint):
+                        self._maybe_resolve(a, now)
                 for a in self.store.alerts("status='firing' AND page IN ('triggered','acknowledged')"):
-                    rid = self._maybe_remediate(a, now)
-                    if rid is not None:
-                        starts.append((rid, False))
+                    with self._isolated("remediate", a.fingerprint):
+                        rid = self._maybe_remediate(a, now)
+                        if rid is not None:
+                            starts.append((rid, False))
+                self._send_pages()
             for rid, resume in starts:
                 self._spawn(rid, resume)
+
+    @contextlib.contextmanager
+    def _isolated(self, what: str, fingerprint: str | None) -> Iterator[None]:
+        """One alert's changes and pages, kept or dropped together (a savepoint and the outbox's tail)."""
+        mark = len(self._outbox)
+        self.store.db.execute("SAVEPOINT one_alert")
+        try:
+            yield
+        except Exception as exc:
+            self.store.db.execute("ROLLBACK TO one_alert")
+            self.store.db.execute("RELEASE one_alert")
+            del self._outbox[mark:]
+            error = f"{type(exc).__name__}: {exc}"
+            self._write("error", where=what, fingerprint=fingerprint, error=error)
+            self._count("errors")
+            row = self.store.alert(fingerprint) if fingerprint else None
+            if row is not None and not row.escalated and row.page in ("triggered", "acknowledged"):
+                with contextlib.suppress(Exception):  # escalating is the last resort; it is journaled above
+                    self.store.db.execute("SAVEPOINT escalate")
+                    try:
+                        self._escalate(row, f"alertd cannot handle this alert ({error})"[:500])
+                        self.store.db.execute("RELEASE escalate")
+                    except Exception:
+                        self.store.db.execute("ROLLBACK TO escalate")
+                        self.store.db.execute("RELEASE escalate")
+                        del self._outbox[mark:]
+                        raise
+        else:
+            self.store.db.execute("RELEASE one_alert")
+
+    def _send_pages(self) -> None:
+        out, self._outbox = self._outbox, []
+        for kind, args in out:
+            try:
+                getattr(self.pages, kind)(*args)
+            except Exception as exc:  # an event the queue refuses (it names why); the others still go
+                self._write("error", where="page", action=kind, dedup_key=args[0], error=f"{type(exc).__name__}: {exc}")
+                self._count("errors")
+
+    def _orphans(self, now: float) -> None:
+        """A run recorded as running with no worker here (its worker died, or failed to record its end):
+        its journal says how it ended; a run with neither is failed, so that its page and host are freed."""
+        for r in self.store.remediations("state='running'"):
+            if r.id in self._workers:
+                continue
+            ended = self.runner.ended(r.run_id) or Outcome("failed", "its worker stopped without an outcome")
+            with self._isolated("orphan", r.fingerprint):
+                self._write("recovered", remediation=r.id, run_id=r.run_id, how="orphaned", result=ended.result)
+                self._record_end(r.id, ended)
 
     def recover(self) -> None:
         """At start: finish the bookkeeping of runs that ended while the service was down, resume the ones that
@@ -136,25 +204,44 @@ class Service:
                 self._spawn(rid, resume)
 
     def reconcile(self) -> None:
-        """Alertmanager's active alerts are the truth: ours that it no longer has are resolved, its that we
-        never heard of (a notification lost while we were down) are observed now."""
+        """Alertmanager's active alerts are the truth: ours that it no longer has (twice in a row, as an
+        Alertmanager that just restarted lists nothing until Prometheus resends) are resolved, its that we never
+        heard of (a notification lost while we were down) are observed now. Alerts that changed while the list
+        was being fetched are left to the next round."""
         if self.active_alerts is None:
             return
-        active = self.active_alerts()
+        fetched_at = self.clock()
+        active = [a for a in self.active_alerts() if a.name != self.policy.watchdog_alert]
         with self._lock, self.store.transaction():
             now = self.clock()
             fps = {a.fingerprint for a in active}
             for row in self.store.alerts("status='firing'"):
-                # a fresh alert may not be in Alertmanager's list yet: only judge ones not heard of for a while
-                if row.fingerprint not in fps and now - row.last_seen > max(5.0, self.tick_s * 4):
-                    self.store.update_alert(row.fingerprint, status="resolved", resolved_seen=now)
-                    self._write("alert_resolved", fingerprint=row.fingerprint, alert=row.alertname, host=row.host,
-                                via="reconcile")  # fmt: skip
+                if row.fingerprint in fps or row.last_seen >= fetched_at - max(5.0, self.tick_s * 4):
+                    self._missing.pop(row.fingerprint, None)
+                    continue
+                self._missing[row.fingerprint] = self._missing.get(row.fingerprint, 0) + 1
+                if self._missing[row.fingerprint] >= 2:
+                    del self._missing[row.fingerprint]
+                    with self._isolated("reconcile", row.fingerprint):
+                        self.store.update_alert(row.fingerprint, status="resolved", resolved_seen=now)
+                        self._write("alert_resolved", fingerprint=row.fingerprint, alert=row.alertname, host=row.host,
+                                    via="reconcile")  # fmt: skip
             for a in active:
                 known = self.store.alert(a.fingerprint)
-                if known is None or known.status == "resolved":
-                    self._observe(a)
+                if known is None or (known.status == "resolved" and (known.resolved_seen or 0) < fetched_at):
+                    with self._isolated("reconcile", a.fingerprint):
+                        self._observe(a)
+            self._send_pages()
         self._wake.set()
+
+    def metrics(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **self.store.counts(),
+                "breakers": {k: {"failures": f, "open_until": u} for k, (f, u) in self.store.breakers().items()},
+                "watchdog_last_seen": float(self.store.meta("watchdog_last_seen") or 0) or None,
+                "counters": dict(self.counters),
+            }
 
     def start(self) -> None:
         self.recover()
@@ -203,11 +290,16 @@ class Service:
             self._wake.clear()
 
     def _reconcile_loop(self) -> None:
+        last = ""
         while not self._stop.wait(self.reconcile_s):
             try:
                 self.reconcile()
+                error = ""
             except Exception as exc:
-                self._write("error", where="reconcile", error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+            if error != last:  # journaled when it starts failing and when it recovers, not every period
+                self._write("reconcile_error" if error else "reconcile_ok", error=error)
+                last = error
 
     # -- alerts --
 
@@ -219,7 +311,8 @@ class Service:
             self._journal.write(event, **fields)
 
     def _page_key(self, a: Alert) -> str:
-        return f"iotex-ops/{self.network}/{a.name}/{a.host or a.fingerprint}"[:255]
+        # room for "/escalated" within PagerDuty's 255 characters
+        return f"iotex-ops/{self.network}/{a.name}/{a.host or a.fingerprint}"[:240]
 
     def _observe(self, a: Alert) -> None:
         now = self.clock()
@@ -294,9 +387,14 @@ class Service:
         s = row.annotations.get("summary") or f"{row.alertname} on {row.host or self.network}"
         return s[:1024]
 
+    def _page(self, kind: str, *args: Any) -> None:
+        self._outbox.append((kind, args))
+
     def _page_trigger(self, row: AlertRow, details: dict[str, Any]) -> None:
         sev = SEVERITIES.get(row.severity, "error")
-        self.pages.trigger(row.page_key, self._summary(row), row.host or self.network, sev, details, self._links(row))
+        self._outbox.append(
+            ("trigger", (row.page_key, self._summary(row), row.host or self.network, sev, details, self._links(row)))
+        )
         self._write("page_trigger", fingerprint=row.fingerprint, dedup_key=row.page_key, severity=sev)
         self._count("page_events")
 
@@ -305,22 +403,24 @@ class Service:
             return
         if self.store.remediations("fingerprint=? AND state='running'", (row.fingerprint,)):
             return  # its remediation is still verifying: the page says how it ends
-        self.pages.resolve(row.page_key)
+        self._outbox.append(("resolve", (row.page_key,)))
         if row.escalated:
-            self.pages.resolve(row.page_key + "/escalated")
+            self._outbox.append(("resolve", (row.page_key + "/escalated",)))
         self.store.update_alert(row.fingerprint, page="resolved", note="")
         self._write("page_resolve", fingerprint=row.fingerprint, dedup_key=row.page_key, escalated=row.escalated)
         self._count("page_events")
 
     def _escalate(self, row: AlertRow, reason: str) -> None:
         tried = [
-            {"run_id": r.run_id, "runbook": r.runbook, "attempt": r.attempt, "result": r.state, "error": r.error or ""}
-            for r in self.store.remediations("fingerprint=? AND incident=?", (row.fingerprint, row.incidents))
-        ]
+            {"run_id": r.run_id, "runbook": r.runbook, "attempt": r.attempt, "result": r.state, "error": (r.error or "")[:500]}
+            for r in self.store.remediations(
+                "fingerprint=? AND incident=? AND state!='deferred'", (row.fingerprint, row.incidents)
+            )
+        ][-10:]  # the last ten: a page is not a log
         details = self._details(row, escalated_because=reason, tried=tried, journal=str(self.journal_path))
         summary = f"ESCALATED: {self._summary(row)}: automated remediation gave up ({reason})"[:1024]
         key = row.page_key + "/escalated"
-        self.pages.trigger(key, summary, row.host or self.network, "critical", details, self._links(row))
+        self._outbox.append(("trigger", (key, summary, row.host or self.network, "critical", details, self._links(row))))
         self.store.update_alert(row.fingerprint, escalated=True, note=reason)
         self._write("page_escalate", fingerprint=row.fingerprint, dedup_key=key, reason=reason, tried=tried)
         self._count("escalations")
@@ -334,7 +434,8 @@ class Service:
         silent = now - float(seen) > self.policy.watchdog_timeout_s
         if silent and not paged:
             details = {"last_seen": float(seen), "timeout_s": self.policy.watchdog_timeout_s, "network": self.network}
-            self.pages.trigger(
+            self._page(
+                "trigger",
                 key,
                 f"alerting pipeline silent: no {self.policy.watchdog_alert} from Alertmanager for "
                 f"{now - float(seen):.0f}s (Prometheus or Alertmanager down?)",
@@ -343,7 +444,7 @@ class Service:
             self.store.set_meta("watchdog_paged", "1")
             self._write("page_trigger", dedup_key=key, reason="watchdog silent")
         elif paged and not silent:
-            self.pages.resolve(key)
+            self._page("resolve", key)
             self.store.set_meta("watchdog_paged", "0")
             self._write("page_resolve", dedup_key=key, reason="watchdog back")
 
@@ -398,7 +499,7 @@ class Service:
             return None
         attempt = row.attempts + 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        run_id = f"{stamp}-{rem.runbook}-{row.fingerprint[:8]}-{row.incidents}-{attempt}"
+        run_id = f"{stamp}-{rem.runbook}-{row.fingerprint[:8]}-{row.incidents}-{attempt}-{secrets.token_hex(2)}"
         rid = self.store.add_remediation(
             fingerprint=row.fingerprint, alertname=row.alertname, host=host, incident=row.incidents, runbook=rem.runbook,
             params=params, run_id=run_id, attempt=attempt, state="running", created=now,
@@ -409,9 +510,10 @@ class Service:
         progress = {"runbook": rem.runbook, "run_id": run_id, "attempt": attempt, "state": "running"}
         details = self._details(row, remediation=progress)
         self._page_trigger(row, details)  # the page's details follow the remediation
-        self.pages.acknowledge(row.page_key)
-        self.store.update_alert(row.fingerprint, page="acknowledged")
-        self._write("page_ack", fingerprint=row.fingerprint, dedup_key=row.page_key)
+        if row.page != "acknowledged":
+            self._page("acknowledge", row.page_key)
+            self.store.update_alert(row.fingerprint, page="acknowledged")
+            self._write("page_ack", fingerprint=row.fingerprint, dedup_key=row.page_key)
         self._count("remediations_started")
         return rid
 
@@ -433,9 +535,15 @@ class Service:
         except Exception as exc:  # the runner reports outcomes; anything else is a failure with its reason
             out = Outcome("failed", f"{type(exc).__name__}: {exc}")
         with self._lock:
-            with self.store.transaction():
-                self._record_end(rid, out)
-            self._workers.pop(rid, None)
+            try:
+                with self.store.transaction():
+                    with self._isolated("record", r.fingerprint):
+                        self._record_end(rid, out)
+                    self._send_pages()
+            except Exception as exc:  # the store itself failed: the tick finds the run orphaned and retries
+                self._write("error", where="record", remediation=rid, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self._workers.pop(rid, None)
         self._wake.set()
 
     def _record_end(self, rid: int, out: Outcome) -> None:
@@ -443,14 +551,23 @@ class Service:
         r = self.store.remediation(rid)
         row = self.store.alert(r.fingerprint)
         if out.result == "deferred":
-            # a drill (or an operator) holds the network: not an attempt, not a failure; try again later
+            # a drill (or an operator) holds the network: not an attempt, not a failure; try again later, less
+            # and less often, and tell a person once it has waited `defer_for`
             self.store.update_remediation(rid, state="deferred", ended=now, error=out.error, counts_for_breaker=False)
-            if row is not None:
-                self.store.update_alert(
-                    r.fingerprint, attempts=max(0, row.attempts - 1), last_start=None, not_before=now + self.policy.defer_s
-                )
             self._write("remediation_deferred", remediation=rid, run_id=r.run_id, reason=out.error)
+            if row is None:
+                return
+            since = row.deferred_since if row.deferred_since is not None else now
+            wait = min(self.policy.defer_s * 2 ** min(row.deferrals, 10), max(self.policy.defer_s, 60.0))
+            self.store.update_alert(
+                r.fingerprint, attempts=max(0, row.attempts - 1), last_start=None, not_before=now + wait,
+                deferrals=row.deferrals + 1, deferred_since=since,
+            )  # fmt: skip
+            if now - since >= self.policy.defer_for_s and not row.escalated:
+                self._escalate(row, f"{r.runbook} could not start for {now - since:.0f}s: {out.error}")
             return
+        if row is not None and row.deferrals:
+            self.store.update_alert(r.fingerprint, deferrals=0, deferred_since=None)
         counts = out.result != "refused"
         self.store.update_remediation(rid, state=out.result, ended=now, error=out.error or None, counts_for_breaker=counts)
         self._write("remediation_end", remediation=rid, run_id=r.run_id, runbook=r.runbook, host=r.host, result=out.result,

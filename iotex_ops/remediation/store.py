@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_start REAL,
     not_before REAL,                       -- no remediation start before this (deferred)
     flaps INTEGER NOT NULL DEFAULT 0,
-    note TEXT NOT NULL DEFAULT ''          -- why automation is not acting now (said once per change)
+    note TEXT NOT NULL DEFAULT '',         -- why automation is not acting now (said once per change)
+    deferrals INTEGER NOT NULL DEFAULT 0,  -- starts refused in a row because the network was locked
+    deferred_since REAL
 );
 CREATE TABLE IF NOT EXISTS remediations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS remediations (
     counts_for_breaker INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS remediations_state ON remediations(state);
+CREATE INDEX IF NOT EXISTS remediations_incident ON remediations(fingerprint, incident);
+CREATE INDEX IF NOT EXISTS remediations_created ON remediations(created);
+CREATE INDEX IF NOT EXISTS remediations_host ON remediations(host, state);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, page);
 CREATE TABLE IF NOT EXISTS breakers (
     runbook TEXT PRIMARY KEY,
     failures INTEGER NOT NULL DEFAULT 0,   -- consecutive
@@ -80,6 +86,8 @@ class AlertRow:
     not_before: float | None
     flaps: int
     note: str
+    deferrals: int = 0
+    deferred_since: float | None = None
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> AlertRow:
@@ -195,6 +203,22 @@ class Store:
         rows = self.db.execute("SELECT created FROM remediations WHERE created>=? AND state!='deferred'", (t,))
         return [float(r[0]) for r in rows]
 
+    def prune(self, before: float) -> int:
+        """Forget incidents closed before `before` (their alerts and remediations); the run journals stay."""
+        old = [r[0] for r in self.db.execute(
+            "SELECT fingerprint FROM alerts WHERE status='resolved' AND page IN ('resolved','none') AND last_seen<?", (before,)
+        )]  # fmt: skip
+        for fp in old:
+            self.db.execute("DELETE FROM remediations WHERE fingerprint=? AND state!='running'", (fp,))
+            self.db.execute("DELETE FROM alerts WHERE fingerprint=?", (fp,))
+        return len(old)
+
+    def counts(self) -> dict[str, Any]:
+        """What /metrics shows, with counting queries (a scrape must not load every row)."""
+        by_state = self.db.execute("SELECT runbook, state, count(*) FROM remediations GROUP BY runbook, state").fetchall()
+        firing = self.db.execute("SELECT count(*) FROM alerts WHERE status='firing'").fetchone()[0]
+        return {"remediations": {(r[0], r[1]): int(r[2]) for r in by_state}, "alerts_firing": int(firing)}
+
     # -- breakers and meta --
 
     def breaker(self, runbook: str) -> tuple[int, float | None]:
@@ -234,4 +258,14 @@ class _Tx:
         return self.db
 
     def __exit__(self, t: object, e: object, tb: object) -> None:
-        self.db.execute("COMMIT" if t is None else "ROLLBACK")
+        if t is not None:
+            self.db.execute("ROLLBACK")
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            # a COMMIT that failed (disk full, I/O error) would leave the connection inside the transaction
+            # and refuse every later BEGIN: undo it, and let the caller see the error
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise

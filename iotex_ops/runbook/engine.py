@@ -248,7 +248,12 @@ class Engine:
         except BaseException:
             net.close()
             raise
-        journal = Journal(run_dir / "journal.jsonl")
+        try:
+            journal = Journal(run_dir / "journal.jsonl")
+        except BaseException:  # e.g. a full disk: the lock must not outlive the run that never began
+            lock.release()
+            net.close()
+            raise
         try:
             yield journal, lock.previous
         finally:

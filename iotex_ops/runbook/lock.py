@@ -37,6 +37,7 @@ class _Flock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self.recorded = False  # this process wrote itself in as the holder (so it clears that on release)
         self.previous: dict[str, Any] | None = None  # a stale holder this lock replaced
 
     def holder(self) -> dict[str, Any] | None:
@@ -50,15 +51,20 @@ class _Flock:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.2)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        return False
+                    time.sleep(0.2)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
         self._fd = fd
         return True
 
@@ -79,6 +85,7 @@ class _Flock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(me).encode(), 0)
         os.fsync(self._fd)
+        self.recorded = True
 
     def release(self, clear: bool) -> None:
         if self._fd is None:
@@ -89,6 +96,7 @@ class _Flock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+        self.recorded = False
 
 
 class NetworkLock:
@@ -119,6 +127,13 @@ class NetworkLock:
         return out
 
     def acquire(self, run_id: str, runbook: str, wait_s: float = 0.0) -> None:
+        try:
+            self._acquire(run_id, runbook, wait_s)
+        except BaseException:
+            self.release()  # whatever was taken before the failure (a no-op for what was not)
+            raise
+
+    def _acquire(self, run_id: str, runbook: str, wait_s: float) -> None:
         if self._host is None:
             if not self._net.take(shared=False, wait_s=wait_s):
                 h = self._net.holder()
@@ -131,7 +146,6 @@ class NetworkLock:
             h = self._net.holder() or {}
             raise NetworkLocked(f"network {self.network} is locked by {_describe(h)}; wait for it to end, or stop it")
         if not self._host.take(shared=False, wait_s=wait_s):
-            self._net.release(clear=False)
             h = self._host.holder() or {}
             raise NetworkLocked(f"host {self.host} of network {self.network} is locked by {_describe(h)}")
         self._host.record(run_id, runbook)
@@ -139,7 +153,7 @@ class NetworkLock:
 
     def release(self) -> None:
         if self._host is not None:
-            self._host.release(clear=True)
+            self._host.release(clear=self._host.recorded)
             self._net.release(clear=False)
         else:
-            self._net.release(clear=True)
+            self._net.release(clear=self._net.recorded)

@@ -290,6 +290,77 @@ def test_a_locked_network_defers_without_counting_an_attempt(tmp_path: Path) -> 
         rig.close()
 
 
+def test_an_alertmanager_that_restarted_empty_resolves_nothing(rig: Rig) -> None:
+    rig.service.observe([alert()])
+    rig.settle()
+    rig.clock.advance(10)
+    rig.active = []
+    rig.service.reconcile()  # a restarted Alertmanager lists nothing until Prometheus resends
+    rig.active = [alert()]
+    rig.service.reconcile()
+    rig.clock.advance(10)
+    rig.settle()
+    assert rig.pages.actions(KEY).count("resolve") == 0
+    assert rig.service.counters["incidents"] == 1
+
+
+def test_a_network_locked_for_long_backs_off_and_escalates_after_defer_for(tmp_path: Path) -> None:
+    locked = Outcome("deferred", "network lab is locked by run drill-9 (rehearsal)")
+    pol = {**POLICY, "defaults": {**POLICY["defaults"], "defer": "2s", "defer_for": "60s"}}
+    rig = Rig(tmp_path, FakeRunner({"restart-node": [locked]}), policy=pol)
+    try:
+        rig.service.observe([alert()])
+        for _ in range(40):
+            rig.settle()
+            rig.clock.advance(3)
+        runs = rig.runner.runs()
+        assert 4 <= runs <= 12  # 2 s doubling to a minute, not every 2 s for two minutes
+        assert rig.pages.actions(KEY).count("acknowledge") == 1
+        [esc] = [e for e in rig.pages.events if e["key"] == KEY + "/escalated"]
+        assert "could not start" in esc["summary"] and "drill-9" in esc["summary"]
+    finally:
+        rig.close()
+
+
+def test_an_alert_that_cannot_be_handled_is_escalated_and_the_others_go_on(tmp_path: Path) -> None:
+    class Broken(FakeRunner):
+        def known(self, runbook: str) -> bool:
+            if runbook == "rebuild-node":
+                raise OSError("runbooks directory unreadable")
+            return super().known(runbook)
+
+    rig = Rig(tmp_path, Broken())
+    try:
+        rig.service.observe([alert(name="DelegateLagging", host="node6"), alert(host="node7")])
+        rig.settle()
+        assert [c[2] for c in rig.runner.calls] == [{"host": "node7"}]  # the other alert is remediated
+        [esc] = [e for e in rig.pages.events if e["key"].endswith("DelegateLagging/node6/escalated")]
+        assert "alertd cannot handle this alert" in esc["summary"] and "unreadable" in esc["summary"]
+        rig.settle()
+        assert len([e for e in rig.pages.events if e["key"].endswith("/escalated")]) == 1  # once, not every tick
+    finally:
+        rig.close()
+
+
+def test_a_page_event_the_queue_refuses_is_journaled_and_the_others_still_go(tmp_path: Path) -> None:
+    class Picky(FakePages):
+        def trigger(self, dedup_key: str, *a: Any) -> None:
+            if "node6" in dedup_key:
+                raise ValueError("the queue refuses this event")
+            super().trigger(dedup_key, *a)
+
+    rig = Rig(tmp_path)
+    rig.pages = rig.service.pages = Picky()
+    try:
+        rig.service.observe([alert(host="node6"), alert(host="node7")])
+        rig.settle()
+        assert rig.pages.actions("iotex-ops/lab/DelegateDown/node7")[:2] == ["trigger", "trigger"]
+        errors = [e for e in rig.journal() if e["event"] == "error"]
+        assert errors and "refuses this event" in errors[0]["error"]
+    finally:
+        rig.close()
+
+
 def test_refused_parameters_and_missing_labels_escalate_at_once_without_tripping_the_breaker(tmp_path: Path) -> None:
     rig = Rig(tmp_path, FakeRunner({"restart-node": [Outcome("refused", "restart-node: no delegate 'node9'")]}))
     try:
@@ -358,6 +429,9 @@ def test_reconcile_resolves_what_alertmanager_no_longer_has_and_opens_what_we_mi
     missed = alert(name="PeersLow", host="node1")
     rig.active = [missed]  # node2's "resolved" was lost while we were down; PeersLow fired meanwhile
     rig.service.reconcile()
+    assert rig.pages.actions("iotex-ops/lab/PeersLow/node1") == ["trigger"]
+    assert rig.service.store.alerts("status='firing' AND alertname='DelegateDown'")  # missing once is not enough
+    rig.service.reconcile()
     rig.clock.advance(6)
     rig.settle()
     assert rig.pages.actions(KEY)[-1] == "resolve"
@@ -391,6 +465,8 @@ def test_the_watchdog_pages_when_alertmanager_goes_silent_and_resolves_when_it_r
         ({"limits": {"rate": {"starts": 3, "every": "1m"}}}, r"limits.rate: unknown key\(s\) every"),
         ({"remedations": {}}, r"unknown key\(s\) remedations"),
         ({"remediations": {"X": {"runbook": "r", "params": {"host": "{host"}}}}, r"remediations.X.params: bad template"),
+        ({"remediations": {"X": {"runbook": "r", "params": {"host": "{host:d}"}}}}, r"only plain label names"),
+        ({"remediations": {"X": {"runbook": "r", "params": {"host": "{labels[0]}"}}}}, r"only plain label names"),
     ],
 )
 def test_a_bad_policy_is_refused_naming_the_key(doc: dict[str, Any], message: str) -> None:
