@@ -189,7 +189,8 @@ def stop_from_pidfiles(workdir: Path) -> list[int]:
             continue
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
+            # a zombie has exited (its parent, when that is us, reaps it later): waiting would cost the timeout
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
                 break
             time.sleep(0.1)
         stopped.append(pid)

@@ -12,19 +12,21 @@ from pathlib import Path
 import pytest
 
 from iotex_ops.lab import lab as lab_mod
+from tests.ops.lab_checks import Footprint, cli_up
 
 
 class SharedLab:
     def __init__(self) -> None:
         self._dir: Path | None = None
         self._state: lab_mod.LabState | None = None
+        self.footprint: Footprint | None = None  # what lab_checks.check_up saw, for check_gone
 
     def get(self) -> lab_mod.LabState:
         if self._state is None:
             # a short directory under /tmp: unix socket paths are at most 107 bytes
             self._dir = Path(tempfile.mkdtemp(prefix="lab", dir="/tmp"))
             try:
-                self._state = lab_mod.up(delegates=4, hosts="local", root=self._dir / "lab")
+                self._state = cli_up(self._dir / "lab", "local")  # through `iotex-ops lab up`, as a user would
             except BaseException:
                 self.down()
                 raise
@@ -34,7 +36,7 @@ class SharedLab:
         if self._dir is not None:
             lab_mod.down(self._dir / "lab")
             shutil.rmtree(self._dir, ignore_errors=True)
-        self._dir, self._state = None, None
+        self._dir, self._state, self.footprint = None, None, None
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from typing import Any
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
+from tests.ops.lab_checks import cli_up
 
 IOTEX_OPS = [str(Path(sys.executable).parent / "iotex-ops")]
 
@@ -24,7 +25,7 @@ def lab_up(hosts: str, prefix: str) -> Iterator[lab_mod.LabState]:
     d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     root = d / "lab"
     try:
-        yield lab_mod.up(delegates=4, hosts=hosts, root=root)
+        yield cli_up(root, hosts)  # through `iotex-ops lab up`, as a user would
     finally:
         lab_mod.down(root)
         shutil.rmtree(d, ignore_errors=True)

@@ -17,6 +17,7 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
+from tests.ops import lab_checks
 from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
 
@@ -30,7 +31,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def lab(shared_lab: SharedLab) -> Iterator[lab_mod.LabState]:
     yield shared_lab.get()
-    shared_lab.down()  # the last module on the shared lab: down before the netns lab comes up
+    shared_lab.down()  # the last module on the shared lab: down before the netns lab comes up (a no-op after
+    # test_lab_down_removes_everything_it_started)
 
 
 @pytest.fixture
@@ -132,3 +134,10 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     for _, journal in journal_mod.iter_runs(state / "runs"):
         text = journal.read_text()
         assert not any(s in text for s in secrets)
+
+
+def test_lab_down_removes_everything_it_started(shared_lab: SharedLab, lab: lab_mod.LabState) -> None:
+    """Last on the shared lab: `iotex-ops lab down` leaves no process, port or file behind."""
+    footprint = shared_lab.footprint or lab_checks.check_up(lab)
+    lab_checks.check_gone(footprint)
+    shared_lab.down()
