@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iotex_ops.cli_common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.remediation import policy as policy_mod
-
-
-def _console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -116,7 +111,7 @@ def status_cmd(state_dir: Path | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, indent=2, default=str))
         return
-    c = _console()
+    c = make_console()
     t = Table(title="alerts")
     for col in ("alert", "host", "status", "page", "attempts", "flaps", "last seen", "note"):
         t.add_column(col)
@@ -149,7 +144,7 @@ def check_policy_cmd(policy_file: Path, runbook_dirs: tuple[Path, ...]) -> None:
     missing = sorted(rb for rb in pol.runbooks() if rb not in books)
     if missing:
         raise OpsError(f"{policy_file}: runbook(s) not found: {', '.join(missing)}; known: {', '.join(sorted(books))}")
-    c = _console()
+    c = make_console()
     t = Table(title=f"{policy_file}")
     for col in ("alert", "runbook", "params", "max attempts", "once within"):
         t.add_column(col)

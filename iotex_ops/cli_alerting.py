@@ -6,15 +6,11 @@ Registered in cli.py with `main.add_command(monitoring_group)`. The monitoring r
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -22,27 +18,7 @@ from iotex_ops import inventory as inv_mod
 from iotex_ops.alerting import check as check_mod
 from iotex_ops.alerting import render as render_mod
 from iotex_ops.alerting.settings import fmt_duration
-from iotex_ops.errors import OpsError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
-
-
-def _ops_errors(fn: F) -> F:
-    """An OpsError is a message and exit status 2, as under the main `iotex-ops` group."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except OpsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
+from iotex_ops.cli_common import make_console, ops_errors
 
 
 @click.group("monitoring")
@@ -56,7 +32,7 @@ def monitoring_group() -> None:
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-@_ops_errors
+@ops_errors
 def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
     """Write prometheus.yml, rules.yml, rules.test.yml and alertmanager.yml for the inventory's delegates."""
     rendered = render_mod.render(inv_mod.load(inventory_path))
@@ -76,7 +52,7 @@ def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    console = _console()
+    console = make_console()
     table = Table(title=f"monitoring configuration for {escape(str(inventory_path))}")
     for col in ("file", "bytes"):
         table.add_column(col)
@@ -107,7 +83,7 @@ def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
     help="Also check that the token and key files it names exist (on the monitoring host they must).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print every check with its output as JSON.")
-@_ops_errors
+@ops_errors
 def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
     """Check a rendered directory with promtool (config, rules, rule tests) and amtool (exit 1 on a problem)."""
     runs = check_mod.run_checks(directory, files=files)
@@ -115,7 +91,7 @@ def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"directory": str(directory), "ok": not problems, "checks": [r.as_dict() for r in runs]}, indent=2))
     else:
-        console = _console()
+        console = make_console()
         table = Table(title=f"checks of {escape(str(directory))}")
         for col in ("check", "file", "result"):
             table.add_column(col)

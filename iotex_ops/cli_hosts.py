@@ -5,47 +5,22 @@ Registered in cli.py with `main.add_command(inventory)` and `main.add_command(ex
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
-from iotex_ops.errors import OpsError
+from iotex_ops.cli_common import make_console, ops_errors
 from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
 from iotex_ops.network import host_for
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _console() -> Console:
-    # made per command so that it writes to the stdout click (or CliRunner) gives the command
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
-
-
-def _ops_errors(fn: F) -> F:
-    """An OpsError is a message and exit status 2, as under the main `iotex-ops` group."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except OpsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
 
 _INV = click.option(
     "-i", "--inventory", "inventory_path", required=True, type=click.Path(path_type=Path), help="Inventory file or directory."
@@ -60,7 +35,7 @@ def inventory() -> None:
 @inventory.command("check")
 @_INV
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
-@_ops_errors
+@ops_errors
 def check_cmd(inventory_path: Path, as_json: bool) -> None:
     """Name every problem of an inventory (exit 1 if there is any), before any host is touched."""
     inv = inv_mod.load(inventory_path)
@@ -69,7 +44,7 @@ def check_cmd(inventory_path: Path, as_json: bool) -> None:
         click.echo(json.dumps({"inventory": str(inventory_path), "hosts": [h.name for h in inv.hosts],
                                "problems": [p.as_dict() for p in problems]}, indent=2))  # fmt: skip
     else:
-        console = _console()
+        console = make_console()
         for p in problems:
             console.print(f"[red]problem:[/red] {escape(str(p))}")
         verdict = "[green]ok[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
@@ -122,7 +97,7 @@ def _json_row(name: str, outcome: CommandResult | Exception) -> dict[str, Any]:
 @click.option("--identity", type=click.Path(path_type=Path), help="Private key; default: ansible_ssh_private_key_file.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hosts": [...]} for scripts.')
 @click.argument("command")
-@_ops_errors
+@ops_errors
 def exec_cmd(
     inventory_path: Path,
     limit: str | None,
@@ -151,7 +126,7 @@ def exec_cmd(
         if as_json:
             result = run_on(hosts, command, concurrency=concurrency, timeout=timeout)
         else:
-            console = _console()
+            console = make_console()
             with Live(_status_table(names, state, False), console=console, refresh_per_second=8, transient=True) as live:
 
                 def on_start(h: Host) -> None:

@@ -13,22 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iotex_ops.cli_common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.paging import events as ev
 from iotex_ops.paging.client import deliver, make_client
 from iotex_ops.paging.errors import DeliveryError, PagingError
 from iotex_ops.paging.receiver import STATUSES, LabClient, Receiver, default_dir, find, read_state
 from iotex_ops.paging.secret import ENV_VAR, RoutingKey
-
-
-def _console() -> Console:
-    # made per command so that it writes to the stdout click (or CliRunner) gives the command; when piped,
-    # wide enough for a whole incident row rather than rich's default of 80 columns
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class _Group(click.Group):
@@ -81,7 +75,7 @@ def receiver_cmd(dir_: Path | None, port: int) -> None:
     d = _dir(dir_)
 
     def ready(r: Receiver) -> None:
-        console = _console()
+        console = make_console(width=None if sys.stdout.isatty() else 200)
         console.print(f"lab PagerDuty receiver on [bold]{r.url}[/bold]")
         console.print(f"  CA file:          {r.ca_file}")
         console.print(f"  routing key file: {r.routing_key_file}")
@@ -135,7 +129,7 @@ def incidents_cmd(
             _when(i["acknowledged_at"]),
             _when(i["resolved_at"]),
         )
-    _console().print(table)
+    make_console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @pager.command("events")
@@ -157,7 +151,7 @@ def events_cmd(dir_: Path | None, as_json: bool) -> None:
     for e in events:
         incident = e["incident_id"] or "-"
         table.add_row(str(e["seq"]), _when(e["received_at"]), e["event_action"], escape(e["dedup_key"]), incident, e["effect"])
-    _console().print(table)
+    make_console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @pager.command("faults")

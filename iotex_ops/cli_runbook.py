@@ -16,14 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iotex_ops.cli_common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook import params as params_mod
-
-
-def _console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def default_inventory() -> Path:
@@ -128,7 +125,7 @@ def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
         table.add_column(col)
     for b in sorted(books.values(), key=lambda b: b.name):
         table.add_row(b.name, str(len(b.steps)), b.summary)
-    _console().print(table)
+    make_console().print(table)
 
 
 @runbook.command("show")
@@ -159,7 +156,7 @@ def show_cmd(name: str, runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))
         return
-    c = _console()
+    c = make_console()
     c.print(f"[bold]{b.name}[/bold]: {escape(b.summary)}  ({b.source})")
     for p in doc["params"]:
         req = "required" if p["required"] else f"default {p['default']!r}"
@@ -200,7 +197,7 @@ def _finish(res: RunResult, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=2, default=str))
     else:
-        print_result(_console(), res)
+        print_result(make_console(), res)
     sys.exit(res.exit_code)
 
 
@@ -232,7 +229,7 @@ def run_cmd(
     b = loader.find(name, runbook_dirs)
     given = params_mod.parse_extra(list(extra))
     inventory_path = inventory_path or default_inventory()
-    c = _console()
+    c = make_console()
     if dry_run:
         from iotex_ops import network as network_mod
 
@@ -265,7 +262,7 @@ def run_cmd(
 @_DIRS
 def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, ...]) -> None:
     """Continue a run that crashed or was interrupted, after its last completed step."""
-    c = _console()
+    c = make_console()
     engine = Engine(yes=yes, approve=None if yes else _approver(c), on_event=None if as_json else EventPrinter(c))
     res = engine.resume(run_id, lambda n: loader.find(n, runbook_dirs))
     _finish(res, as_json)
@@ -294,7 +291,7 @@ def runs_cmd(as_json: bool, last: int) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["run_id"], str(r["runbook"]), str(r["user"]), r["result"], f"{r['duration_s'] or 0:.1f}s")
-    _console().print(table)
+    make_console().print(table)
 
 
 @click.command("rehearsal")

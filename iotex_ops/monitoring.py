@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_ops.errors import OpsError
+from iotex_ops.processes import zombie
 
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
@@ -132,7 +133,7 @@ class MonitoringStack:
 
     def pids(self) -> dict[str, int]:
         out = {n: p.pid for n, p in self._procs.items() if p.poll() is None}
-        out |= {n: pid for n, pid in self._daemon_pids.items() if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        out |= {n: pid for n, pid in self._daemon_pids.items() if Path(f"/proc/{pid}").exists() and not zombie(pid)}
         return out
 
     def stop(self) -> None:
@@ -163,13 +164,6 @@ class MonitoringStack:
         return {r["metric"].get("delegate", "?"): r["value"][1] == "1" for r in self.query('up{job="iotex-node"}')}
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
-
-
 def stop_from_pidfiles(workdir: Path) -> list[int]:
     """Stop a stack started by another process (e.g. `lab down`), by the pids it recorded."""
     stopped = []
@@ -190,7 +184,7 @@ def stop_from_pidfiles(workdir: Path) -> list[int]:
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             # a zombie has exited (its parent, when that is us, reaps it later): waiting would cost the timeout
-            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            if not Path(f"/proc/{pid}").exists() or zombie(pid):
                 break
             time.sleep(0.1)
         stopped.append(pid)

@@ -10,15 +10,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from iotex_ops.processes import alive
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["alive", "kill_pidfile", "spawn"]
 
 
 def spawn(argv: list[str], pidfile: Path, logfile: Path, env: Mapping[str, str] | None = None) -> int:

@@ -46,6 +46,7 @@ from iotex_ops.paging.errors import ReceiverError
 from iotex_ops.paging.events import now_iso, validate
 from iotex_ops.paging.secret import RoutingKey, write_key_file
 from iotex_ops.paging.tls import LabCA, client_ssl_context
+from iotex_ops.processes import alive
 
 log = logging.getLogger(__name__)
 
@@ -624,16 +625,6 @@ class Receiver:
 # --- finding and querying a running receiver -----------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def default_dir() -> Path:
     """$IOTEX_OPS_PAGER_DIR, else the lab's `<lab root>/pager` (the lab root: $IOTEX_OPS_LAB_DIR or its default)."""
     env = os.environ.get("IOTEX_OPS_PAGER_DIR")
@@ -653,7 +644,7 @@ def find(dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReceiverError(f"no receiver is running in {Path(dir).expanduser()} ({INFO_FILE} not found)") from None
     except (OSError, ValueError) as exc:
         raise ReceiverError(f"{path} is unreadable: {exc}") from None
-    if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not _alive(info["pid"]):
+    if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not alive(info["pid"]):
         raise ReceiverError(f"the receiver recorded in {path} is not running")
     return info
 
