@@ -300,8 +300,11 @@ def test_render_the_example_production_inventory() -> None:
         ("delegate-iad1", "198.51.100.30:14014"),
         ("delegate-sfo1", "198.51.100.40:14015"),
     ]
-    assert rendered.settings.interval_s == 15 and "RemediationServiceDown" not in rendered.alerts
-    assert any("no alert reaches anyone" in w for w in rendered.warnings)
+    # the example's ops host runs alertd and pages PagerDuty: the fallbacks exist, every alert reaches someone
+    assert rendered.settings.interval_s == 15 and {"RemediationServiceDown", "AlertUnhandled"} <= set(rendered.alerts)
+    assert not any("no alert reaches anyone" in w for w in rendered.warnings)
+    am = rendered.files["alertmanager.yml"]
+    assert "http://127.0.0.1:9095/v1/alerts" in am and "routing_key_file: /etc/iotex-ops/alertd/routing.key" in am
     assert set(rendered.files) == {"prometheus.yml", "rules.yml", "rules.test.yml", "alertmanager.yml"}
 
 
@@ -398,7 +401,7 @@ def test_cli_render_json_then_check_json(tmp_path: Path) -> None:
 def test_cli_render_for_people_prints_tables_and_warnings(tmp_path: Path) -> None:
     r = CliRunner().invoke(monitoring_group, ["render", "-i", str(EXAMPLE_PROD), "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert "delegate-sfo1" in r.output and "198.51.100.40:14015" in r.output and "warning:" in r.output
+    assert "delegate-sfo1" in r.output and "198.51.100.40:14015" in r.output and "alertd: http://127.0.0.1:9095" in r.output
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def test_example_prod_is_read_by_ansible_and_only_lacks_its_keystores() -> None:
     assert sorted(data["delegates"]["hosts"]) == ["delegate-fra1", "delegate-iad1", "delegate-sfo1", "delegate-sgp1"]
     assert data["_meta"]["hostvars"]["delegate-sfo1"]["service_manager"] == "supervisord"
     inv = I.load(EXAMPLE)
-    assert len(inv.delegates) == 4
+    assert len(inv.delegates) == 4 and "ops-fra1" in data["ops"]["hosts"]
     assert inv.host("delegate-fra1").service_manager == "systemd"  # from group_vars
     problems = I.check(inv)
     assert len(problems) == 4 and all("node_key_file" in p.message for p in problems)
