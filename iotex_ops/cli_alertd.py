@@ -6,7 +6,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -101,11 +100,7 @@ def status_cmd(state_dir: Path | None, as_json: bool) -> None:
         raise OpsError(f"no alertd state at {db}: is alertd running with --state-dir {db.parent}?")
     store = Store(db, readonly=True)
     try:
-        doc: dict[str, Any] = {
-            "alerts": [a.to_json() for a in store.alerts()],
-            "remediations": [r.to_json() for r in store.remediations()],
-            "breakers": {k: {"failures": f, "open_until": u} for k, (f, u) in store.breakers().items()},
-        }
+        doc = store.snapshot()
     finally:
         store.close()
     if as_json:

@@ -9,14 +9,13 @@ evaluated here and is refused.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from iotex_ops.alerting.errors import AlertingError
+from iotex_ops.durations import fmt_duration, parse_duration
 from iotex_ops.inventory import Inventory
 
 MONITORING_GROUP = "monitoring"
@@ -80,42 +79,6 @@ VARS: tuple[Var, ...] = (
 VAR_NAMES = frozenset(v.name for v in VARS)
 # What the lab's inventory sets (`all.vars`) so that a killed node alerts in seconds, not minutes.
 LAB_VARS: Mapping[str, Any] = {v.name: v.lab for v in VARS if v.lab is not None}
-
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a Prometheus duration ("90s", "1h30m", "500ms") or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            m = _DURATION.match(text)
-            if not text or m is None:
-                raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 1h30m, 500ms)") from None
-            seconds = sum(int(n) * unit for n, unit in zip(m.groups(), _UNITS, strict=True) if n)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{value!r} is not a duration")
-    return seconds
-
-
-def fmt_duration(seconds: float) -> str:
-    """A Prometheus duration: "1m30s", "500ms", "0s" (Prometheus takes no fractions like "0.5s")."""
-    ms = round(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, name in ((3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")):
-        n, ms = divmod(ms, unit)
-        if n:
-            out.append(f"{n}{name}")
-    return "".join(out)
 
 
 @dataclass(frozen=True)

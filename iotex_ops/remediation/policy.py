@@ -12,7 +12,6 @@ a circuit breaker). Data validated before the service starts; the decisions are 
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,26 +20,16 @@ from typing import Any
 
 import yaml
 
+from iotex_ops.durations import parse_duration
 from iotex_ops.remediation.errors import PolicyError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def duration(value: Any, where: str) -> float:
-    """`90`, `90s`, `1.5m`, `500ms` -> seconds."""
-    if isinstance(value, bool):
-        raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h, 7d)")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise PolicyError(f"{where}: {value!r} is not a duration (like 30s, 5m, 1h, 7d)")
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    if seconds < 0:
-        raise PolicyError(f"{where}: a duration cannot be negative ({value!r})")
-    return seconds
+    """Seconds from `90`, `90s`, `1h30m`, `500ms`, `7d`; an error naming the key otherwise."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -271,9 +271,7 @@ class Service:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "alerts": [a.to_json() for a in self.store.alerts()],
-                "remediations": [r.to_json() for r in self.store.remediations()],
-                "breakers": {k: {"failures": f, "open_until": u} for k, (f, u) in self.store.breakers().items()},
+                **self.store.snapshot(),
                 "watchdog_last_seen": float(self.store.meta("watchdog_last_seen") or 0) or None,
                 "counters": dict(self.counters),
             }

@@ -4,8 +4,10 @@ remediation or leaving a page open. Not thread-safe by itself: the service seria
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,14 @@ class Store:
             self.db.execute("DELETE FROM alerts WHERE fingerprint=?", (fp,))
         return len(old)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every alert, remediation and breaker as JSON-ready dicts (`alertd status`, /v1/state)."""
+        return {
+            "alerts": [a.to_json() for a in self.alerts()],
+            "remediations": [r.to_json() for r in self.remediations()],
+            "breakers": {k: {"failures": f, "open_until": u} for k, (f, u) in self.breakers().items()},
+        }
+
     def counts(self) -> dict[str, Any]:
         """What /metrics shows, with counting queries (a scrape must not load every row)."""
         by_state = self.db.execute("SELECT runbook, state, count(*) FROM remediations GROUP BY runbook, state").fetchall()
@@ -244,23 +254,15 @@ class Store:
             "INSERT INTO meta (key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)
         )
 
-    def transaction(self) -> sqlite3.Connection:
-        """`with store.transaction():` — one atomic, durable change (BEGIN IMMEDIATE ... COMMIT)."""
-        return _Tx(self.db)  # type: ignore[return-value]
-
-
-class _Tx:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable change (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception)."""
         self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, t: object, e: object, tb: object) -> None:
-        if t is not None:
+        try:
+            yield self.db
+        except BaseException:
             self.db.execute("ROLLBACK")
-            return
+            raise
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from iotex_ops.lab import lab as lab_mod
 from iotex_ops.lab import ops_services
 from iotex_ops.paging.receiver import LabClient
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.checks import wait_for as until  # polls; a timeout fails the test naming what
 from tests.ops import lab_checks
 from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import chains
@@ -58,17 +58,6 @@ def test_lab_up_brings_up_the_nodes_monitoring_alertd_and_the_pager(shared_lab: 
     prom = json.loads(urllib.request.urlopen(lab.prometheus_url + "/api/v1/rules", timeout=5).read())  # noqa: S310
     names = {r["name"] for g in prom["data"]["groups"] for r in g["rules"]}
     assert {"DelegateDown", "ChainStalled", "DelegatePausedUnexpectedly", "Watchdog"} <= names
-
-
-def until(what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 def journal(lab: lab_mod.LabState) -> list[dict[str, Any]]:
