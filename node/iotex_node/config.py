@@ -44,6 +44,9 @@ class NodeConfig:
     p2p_listen: str = "127.0.0.1:0"
     peers: list[str] = field(default_factory=list)
     max_frame_bytes: int = 8 * 1024 * 1024
+    # Inbound peers at most (outbound ones, to `peers`, are not counted); a delegate's node evicts a
+    # non-delegate inbound peer when full.
+    max_inbound_peers: int = 50
     api_listen: str = "127.0.0.1:0"
     max_body_bytes: int = 2 * 1024 * 1024
     rate_limit_per_second: float = 200.0
@@ -83,7 +86,12 @@ class NodeConfig:
                 "undo_depth": self.undo_depth,
                 "log_level": self.log_level,
             },
-            "p2p": {"listen": self.p2p_listen, "peers": self.peers, "max_frame_bytes": self.max_frame_bytes},
+            "p2p": {
+                "listen": self.p2p_listen,
+                "peers": self.peers,
+                "max_frame_bytes": self.max_frame_bytes,
+                "max_inbound_peers": self.max_inbound_peers,
+            },
             "api": {
                 "listen": self.api_listen,
                 "max_body_bytes": self.max_body_bytes,
@@ -116,7 +124,12 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "undo_depth": ("undo_depth", int),
         "log_level": ("log_level", str),
     },
-    "p2p": {"listen": ("p2p_listen", str), "peers": ("peers", list), "max_frame_bytes": ("max_frame_bytes", int)},
+    "p2p": {
+        "listen": ("p2p_listen", str),
+        "peers": ("peers", list),
+        "max_frame_bytes": ("max_frame_bytes", int),
+        "max_inbound_peers": ("max_inbound_peers", int),
+    },
     "api": {
         "listen": ("api_listen", str),
         "max_body_bytes": ("max_body_bytes", int),
@@ -166,7 +179,8 @@ def load(home: Path) -> NodeConfig:
         _hostport(peer, f"p2p.peers[{i}]")
     if cfg.halt_height < 0:
         raise ConfigError(f"{path}: consensus.halt_height must be 0 (none) or a block height")
-    for name in ("undo_depth", "max_frame_bytes", "max_body_bytes", "mempool_max_total", "mempool_max_per_sender",
+    for name in ("undo_depth", "max_frame_bytes", "max_inbound_peers", "max_body_bytes",
+                 "mempool_max_total", "mempool_max_per_sender",
                  "propose_timeout_ms", "vote_timeout_ms", "max_block_actions", "rate_limit_burst"):  # fmt: skip
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{path}: {name} must be positive")

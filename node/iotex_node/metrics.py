@@ -40,7 +40,17 @@ class Metrics:
             "iotex_api_rejections_total", "Actions refused by the API or mempool", ["reason"], registry=r
         )
         self.p2p_violations = Counter(
-            "iotex_p2p_violations_total", "Peers dropped for breaking the wire protocol", ["kind"], registry=r
+            "iotex_p2p_violations_total",
+            "Peers dropped for misbehaving, by kind (frame, handshake, idle, slow_frame, bad_signature, not_proposer, "
+            "bad_message, bad_block, false_status, unsolicited, sync_timeout)",
+            ["kind"],
+            registry=r,
+        )
+        self.p2p_refused = Counter(
+            "iotex_p2p_refused_total",
+            "Inbound connections refused or evicted, by reason (banned, inbound_full, ip_full, handshakes_busy, evicted)",
+            ["reason"],
+            registry=r,
         )
         self.equivocations = Counter(
             "iotex_consensus_equivocations_total", "Conflicting signed messages seen", ["delegate"], registry=r
