@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from iotex_node import __version__, release
+from iotex_node import __version__, msgcheck, release
 from iotex_node import block as blk
 from iotex_node import consensus as cs
 from iotex_node import execution as ex
@@ -30,7 +30,7 @@ from iotex_node.config import PID_FILE, NodeConfig, read_secret_file, write_secr
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height
 from iotex_node.crypto import keystore
-from iotex_node.crypto.keys import PrivateKey, recover_address
+from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
 from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
@@ -562,10 +562,18 @@ class Node:
             return self._on_blocks(peer, msg)
         if t in ("proposal", "vote") and not self._mark_seen(raw):
             return None
-        self._dispatch(peer, msg, raw)
+        self._route(peer, msg, raw)  # a ProtocolViolation drops the peer (p2p.Network.punish)
         return None
 
     def _dispatch(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
+        """Handle a message kept for this height (_defer_if_future); what it proves now drops its sender
+        here, not the caller's peer."""
+        try:
+            self._route(peer, msg, raw)
+        except ProtocolViolation as exc:
+            self.net.punish(peer, exc)
+
+    def _route(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
         t = msg["t"]
         try:
             if t == "txs":
@@ -576,7 +584,7 @@ class Node:
                 self._on_vote(peer, msg, raw)
             elif t == "status":
                 h = msg.get("height")
-                if not isinstance(h, int):
+                if type(h) is not int:
                     raise ProtocolViolation("status height is not an integer")
                 peer.height = h
             elif t == "get_blocks":
@@ -589,8 +597,8 @@ class Node:
                 raise ProtocolViolation(f"unknown message type {str(t)[:32]!r}")
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ProtocolViolation(f"malformed {t} message: {type(exc).__name__}") from None
-        except InvalidBlock as exc:
-            log.info("peer %s sent an invalid %s: %s", peer.node_id, t, exc)
+        except InvalidBlock as exc:  # a block that does not decode: honest nodes serve only blocks that do
+            raise ProtocolViolation(f"invalid {t}: {exc}", kind="bad_message") from None
 
     def _on_txs(self, peer: Peer, msg: dict[str, Any]) -> None:
         acts = msg["a"]
@@ -626,28 +634,32 @@ class Node:
                 box = self._future.setdefault(h, [])
                 if len(box) < 2000:
                     box.append((peer, msg, raw))
-            peer.height = max(peer.height, h - 1)
+                peer.height = max(peer.height, h - 1)  # it relays h: it has h - 1 (sync checks that)
             return True
         return h < hc.height
 
     def _on_proposal(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
         h, r, pol = msg["height"], msg["round"], msg["pol_round"]
-        if not all(isinstance(x, int) for x in (h, r, pol)):
+        if not all(type(x) is int for x in (h, r, pol)):
             raise ProtocolViolation("proposal height/round is not an integer")
+        if h <= self.chain.height:
+            return  # decided already; an honest relay may still be sending it
+        # The signature is checked before the message is kept for a later height, so that forgeries
+        # cannot crowd out the real messages of the next heights, and are held against their sender.
+        _header, sig = msgcheck.proposal_signature(msg, self.genesis.chain_id)
         if self._defer_if_future(peer, msg, raw, h):
             return
         hc = self.hc
         assert hc is not None
         proposer = msg["proposer"]
         if r < 0 or proposer != hc.proposer(r):
-            log.info("ignoring proposal for %d/%d from %s: not the slot's proposer", h, r, proposer)
-            return
-        sig = bytes.fromhex(msg["signature"])
-        block = self.chain.decode_block(msg["block"])
-        if block.height != h or (block.header.round != r and pol < 0):
-            raise InvalidBlock(f"proposal {h}/{r} carries block {block.height}/{block.header.round}")
-        if recover_address(sig, blk.proposal_digest(self.genesis.chain_id, h, r, pol, block.hash)) != proposer:
-            raise InvalidBlock(f"proposal {h}/{r} is not signed by {proposer}")
+            # Well signed, but not by the slot's proposer: no honest node relays that.
+            slot = hc.proposer(max(r, 0))
+            raise ProtocolViolation(f"proposal {h}/{r} by {proposer}: the slot is {slot}'s", kind="not_proposer")
+        try:
+            block = self.chain.decode_block(msg["block"])
+        except InvalidBlock as exc:  # e.g. an action with a bad signature: a relay decodes before relaying
+            raise ProtocolViolation(f"proposal {h}/{r}: {exc}", kind="bad_message") from None
         if proposer == self.key.address:
             self._note_own_key("proposal", h, r, block.hash)
         self.net.broadcast(raw, exclude=peer)
@@ -661,15 +673,17 @@ class Node:
 
     def _on_vote(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> None:
         h = msg["height"]
-        if not isinstance(h, int):
+        if type(h) is not int:
             raise ProtocolViolation("vote height is not an integer")
+        if h <= self.chain.height:
+            return  # decided already; an honest relay may still be sending it
+        vote = msgcheck.vote(msg, self.genesis.chain_id)  # before deferring: see _on_proposal
         if self._defer_if_future(peer, msg, raw, h):
             return
         hc = self.hc
         assert hc is not None
-        if msg.get("voter") not in hc.delegates:
-            return  # consensus messages count only when signed by an active delegate
-        vote = blk.Vote.from_wire({k: v for k, v in msg.items() if k != "t"}, self.genesis.chain_id)
+        if vote.voter not in hc.delegates:
+            return  # counts only when signed by an active delegate; may be one of another epoch: not held against the peer
         if vote.voter == self.key.address:
             self._note_own_key(vote.type, vote.height, vote.round, vote.block_hash)
         self.net.broadcast(raw, exclude=peer)
