@@ -486,7 +486,9 @@ async def readyz(request: web.Request) -> web.Response:
     s = node.status()
     problems = []
     if not s["synced"]:
-        problems.append(f"behind peers: at {s['height']}, best peer at {node.best_peer_height()}")
+        # Judged by what most peers (the epoch's delegates among them, when connected) show, so that one
+        # peer claiming a huge height cannot make a healthy node unready.
+        problems.append(f"behind the network: at {s['height']}, most peers at {node.network_height()} or above")
     if s["is_delegate"] and s["peers"] + 1 < len(s["active_delegates"]) * 2 // 3 + 1:
         problems.append(f"connected to {s['peers']} peers: too few to reach a quorum")
     if node.fatal:

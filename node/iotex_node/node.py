@@ -36,15 +36,13 @@ from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
 from iotex_node.store import Store
+from iotex_node.sync import REQUEST_TIMEOUT, SYNC_BATCH, SYNC_GRACE, SyncState, network_height
 
 log = logging.getLogger("iotex_node")
 
 _SIGN_ORDER = {"proposal": 0, blk.PREVOTE: 1, blk.PRECOMMIT: 2}
-SYNC_BATCH = 64
 STATUS_EVERY = 1.0
 TX_FLUSH_EVERY = 0.02
-# A peer one block ahead is usually just a few ms ahead of our own commit; wait this long before syncing.
-SYNC_GRACE = 1.0
 # Consensus messages more than this many rounds ahead of ours are ignored (bounds what a peer can make us
 # store); rounds advance together, so honest peers are never this far ahead at one height.
 MAX_ROUNDS_AHEAD = 20
@@ -89,7 +87,12 @@ class Node:
             on_violation=lambda kind: self.metrics.p2p_violations.labels(kind).inc(),
             max_frame=cfg.max_frame_bytes,
             version=__version__,
+            operator_key=key,  # proves to peers that this node runs delegate `key` (precedence when full)
+            is_priority=self._is_delegate_peer,
+            on_refused=lambda reason: self.metrics.p2p_refused.labels(reason).inc(),
+            max_inbound=cfg.max_inbound_peers,
         )
+        self._delegates_at: tuple[int, frozenset[str]] = (-1, frozenset())
         self.hc: cs.HeightConsensus | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._future: dict[int, list[tuple[Peer, dict[str, Any], bytes]]] = {}
@@ -100,7 +103,7 @@ class Node:
         # that a peer that (re)connected late still hears them (gossip alone sends each message once).
         self._own_msgs: list[bytes] = []
         self._height_started = time.monotonic()
-        self._sync_inflight: float = 0.0
+        self._sync = SyncState()
         self._behind_since: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -705,22 +708,25 @@ class Node:
         peer.send(b'{"t":"blocks","blocks":[' + b",".join(out) + b"]}")
 
     async def _on_blocks(self, peer: Peer, msg: dict[str, Any]) -> None:
-        self._sync_inflight = 0.0
+        if self._sync.answered(peer) is None:
+            raise ProtocolViolation("sent blocks it was not asked for", kind="unsolicited")
         blocks = msg.get("blocks")
         if not isinstance(blocks, list):
             raise ProtocolViolation("blocks is not a list")
         applied = 0
+        fault: ProtocolViolation | None = None
         for w in blocks:
             try:
                 b = self.chain.decode_block(w)
                 if b.height <= self.chain.height:
-                    continue
+                    continue  # another peer's answer (or consensus) got there first
                 if self.halt_reason() is not None:
                     break
                 self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
             except InvalidBlock as exc:
-                log.info("peer %s sent an invalid block during sync: %s", peer.node_id, exc)
+                # Honest nodes serve only final blocks, which check: this one is the peer's doing.
+                fault = ProtocolViolation(f"served an invalid block: {exc}", kind="bad_block")
                 break
             except ExecutionError as exc:  # upgrade required: stop here rather than fork or crash
                 self.upgrade_required = str(exc)
@@ -738,16 +744,17 @@ class Node:
             await asyncio.sleep(0)
         if not blocks and peer.height > self.chain.height:
             # It claimed blocks it cannot serve: a peer's word on its height is only as good as its blocks.
-            self.metrics.p2p_violations.labels("false_status").inc()
             peer.height = self.chain.height
-            raise ProtocolViolation(f"claimed height beyond {self.chain.height} but served no blocks")
+            fault = ProtocolViolation(f"claimed height beyond {self.chain.height} but served no blocks", kind="false_status")
         if applied:
             log.info("synced %d block(s) from %s, now at %d", applied, peer.node_id, self.chain.height)
             self._broadcast_status()
             self._start_height()
-            self._maybe_sync()
         elif self.hc is None:
             self._start_height()
+        if fault is not None:
+            self.net.punish(peer, fault)
+        self._maybe_sync()  # the next batch, or the same one from another peer
 
     def _after_commit_sync(self, info: CommitInfo) -> None:
         self._last_commit_ts = info.timestamp_ms
@@ -794,30 +801,52 @@ class Node:
             self.metrics.mempool_size.set(len(self.chain.mempool))
 
     def best_peer_height(self) -> int:
+        """The highest height any peer claims (a claim only: see network_height)."""
         return max((p.height for p in self.net.peers.values()), default=0)
 
+    def network_height(self) -> int | None:
+        """The height the network shows: the lower median of the claims of the epoch's delegates among
+        our peers, else of the peers we dialed, else of all (sync.py); None without peers."""
+        return network_height(self.net.peers.values(), self._delegate_set())
+
+    def _delegate_set(self) -> frozenset[str]:
+        h = self.chain.height + 1
+        if self._delegates_at[0] != h:
+            hc = self.hc
+            ds = hc.delegates if hc is not None and hc.height == h else self.chain.delegates_for(h)
+            self._delegates_at = (h, frozenset(ds))
+        return self._delegates_at[1]
+
+    def _is_delegate_peer(self, peer: Peer) -> bool:
+        return peer.operator is not None and peer.operator in self._delegate_set()
+
     def _maybe_sync(self) -> None:
+        now = time.monotonic()
+        for req in self._sync.expired(now):
+            why = f"no answer to get_blocks from {req.start} within {REQUEST_TIMEOUT:.0f} s"
+            self.net.punish(req.peer, ProtocolViolation(why, kind="sync_timeout"))
         if self.halt_reason() is not None:
             return  # halted nodes stay at their height; so do nodes that cannot run the next protocol
-        now = time.monotonic()
-        if self._sync_inflight and now - self._sync_inflight < 5.0:
-            return
-        peers = [p for p in self.net.peers.values() if p.height > self.chain.height]
-        if not peers:
+        height = self.chain.height
+        peers = list(self.net.peers.values())
+        ahead = [p.height for p in peers if p.height > height and not p.closed]
+        if not ahead:
             self._behind_since = None
             return
-        best = max(peers, key=lambda p: p.height)
-        if best.height == self.chain.height + 1:
+        if max(ahead) == height + 1:
             if self._behind_since is None:
                 self._behind_since = now
                 return
             if now - self._behind_since < SYNC_GRACE:
                 return
-        self._sync_inflight = now
-        count = SYNC_BATCH
+        peer = self._sync.choose(peers, height, self._delegate_set(), now)
+        if peer is None:
+            return
+        count = min(SYNC_BATCH, peer.height - height)
         if self.controls.halt_height is not None:
-            count = max(1, min(count, self.controls.halt_height - self.chain.height))
-        best.send(orjson.dumps({"t": "get_blocks", "from": self.chain.height + 1, "count": count}))
+            count = max(1, min(count, self.controls.halt_height - height))
+        if peer.send(orjson.dumps({"t": "get_blocks", "from": height + 1, "count": count})):
+            self._sync.sent(peer, height + 1, count, now)
 
     async def _sync_loop(self) -> None:
         while True:
@@ -860,7 +889,9 @@ class Node:
         return None
 
     def is_synced(self) -> bool:
-        return self.best_peer_height() <= self.chain.height + 1
+        """At most one block behind what the network shows (not what its highest claim says)."""
+        nh = self.network_height()
+        return nh is None or nh <= self.chain.height + 1
 
     def status(self) -> dict[str, Any]:
         hc = self.hc
