@@ -91,15 +91,25 @@ class RawPeer:
         msg.update(override)
         return msg
 
-    async def handshake(self, target: Node, *, signer: PrivateKey | None = None, **hello: Any) -> dict[str, Any]:
-        """Read the node's hello, send ours and our auth; return the node's hello."""
+    async def handshake(
+        self, target: Node, *, signer: PrivateKey | None = None, operator: PrivateKey | None = None, **hello: Any
+    ) -> dict[str, Any]:
+        """Read the node's hello, send ours and our auth; return the node's hello. With `operator`, also
+        prove that this peer runs that delegate (operator) key."""
         theirs = await read_frame(self.reader)
         assert theirs["t"] == "hello" and theirs["node"] == target.node_key.address
+        if operator is not None:
+            hello.setdefault("operator", operator.address)
         self.send_json(self.hello(target, **hello))
         auth = await read_frame(self.reader)
         assert auth["t"] == "auth"
-        digest = p2p._auth_digest(bytes.fromhex(theirs["nonce"]), self.key.address, target.node_key.address)
-        self.send_json({"t": "auth", "sig": (signer or self.key).sign(digest).hex()})
+        nonce = bytes.fromhex(theirs["nonce"])
+        digest = p2p._auth_digest(nonce, self.key.address, target.node_key.address)
+        msg = {"t": "auth", "sig": (signer or self.key).sign(digest).hex()}
+        if operator is not None:
+            op_digest = p2p._operator_digest(nonce, operator.address, self.key.address, target.node_key.address)
+            msg["op_sig"] = operator.sign(op_digest).hex()
+        self.send_json(msg)
         await self.writer.drain()
         return theirs
 
