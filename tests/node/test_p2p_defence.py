@@ -557,7 +557,8 @@ async def test_a_liar_does_not_make_a_healthy_node_unready(tmp_path: Path) -> No
                 await asyncio.sleep(0.2)
         assert full.is_synced()
         # The full node follows its dialed peer (the delegate): the lone liar is not the majority.
-        assert full.network_height() is not None and full.network_height() <= full.chain.height + 1  # type: ignore[operator]
+        nh = full.network_height()
+        assert nh is not None and nh <= full.chain.height + 1
     finally:
         if liar is not None:
             await liar.close()
