@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
 from iotex_node import actions, config
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
 from iotex_node.block import PRECOMMIT, Certificate, sign_vote
 from iotex_node.chain import Chain
+from iotex_node.cli import main
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, InvalidBlock, Rejected
 from iotex_node.mempool import FEE_TOO_LOW, INSUFFICIENT_BALANCE, Mempool, MempoolLimits
@@ -301,3 +304,16 @@ async def test_gossip_admits_and_relays_only_what_pays(node: Node, net: NetHomes
     assert len(node.chain.mempool) == 1 and node.chain.mempool.get(actions.parse(good).hash) is not None
     assert [m for m in relayed if m["t"] == "txs"] == [{"t": "txs", "a": [good]}]
     assert node.chain.state.get("a/" + fresh.address) is None
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], str(10**16)), (["--min-fee", "5"], "5"), (["--min-fee", "0"], None)])
+def test_testnet_cli_writes_the_minimum_fee(tmp_path: Path, args: list[str], expected: str | None) -> None:
+    res = CliRunner().invoke(main, ["testnet", "--delegates", "1", "--out", str(tmp_path / "tn"), *args])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "tn" / "genesis.json").read_text())
+    assert doc.get("min_fee") == expected
+
+
+def test_testnet_cli_refuses_a_negative_minimum_fee(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["testnet", "--out", str(tmp_path / "tn"), "--min-fee", "-1"])
+    assert res.exit_code == 2 and "--min-fee" in res.output
