@@ -73,15 +73,26 @@ class Node:
         supported = tuple(p for p in manifest.protocols if p in SUPPORTED_PROTOCOLS)
         if supported != tuple(manifest.protocols):
             log.warning("release %s declares protocols %s; this code runs %s", manifest.version, manifest.protocols, supported)
+        if cfg.mempool_min_fee is not None and cfg.mempool_min_fee < genesis.min_fee:
+            raise ConfigError(
+                f"mempool.min_fee {cfg.mempool_min_fee} is below the chain's minimum fee {genesis.min_fee} "
+                "(genesis min_fee): a node can only raise it; remove it or set at least the genesis minimum"
+            )
         self.store = Store(cfg.path(cfg.database))
         self.chain = Chain(
             genesis,
             self.store,
-            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender),
+            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender, cfg.mempool_min_fee or 1),
             undo_depth=cfg.undo_depth,
             max_block_actions=cfg.max_block_actions,
             supported_protocols=supported,
         )
+        if genesis.min_fee == 0:
+            log.warning(
+                "the genesis sets no min_fee: blocks of other nodes may include actions of any fee; this node "
+                "admits fees of at least %d (mempool.min_fee)",
+                self.chain.mempool.limits.min_fee,
+            )
         self.net = Network(
             self.node_key,
             genesis.chain_id,
