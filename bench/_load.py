@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iotex_node import actions
+from iotex_node import genesis as genesis_mod
 from iotex_node.crypto.keys import PrivateKey
 from iotex_ops.lab import LocalNet
 
@@ -45,7 +46,7 @@ class TransferLoad:
         senders: int | None = None,
         window: int = 16,
         interval: float = 0.25,
-        fee: int = 1,
+        fee: int | None = None,  # None: the genesis minimum fee (never below 1)
         seed: int = 0,
     ) -> None:
         secrets = json.loads((net.root / "accounts.secret.json").read_text())
@@ -56,7 +57,8 @@ class TransferLoad:
         self.net = net
         self.window = window
         self.interval = interval
-        self.fee = fee
+        min_fee = max(genesis_mod.load(net.root / "genesis.json").min_fee, 1)
+        self.fee = min_fee if fee is None else fee
         self.stats = LoadStats()
         self._rng = random.Random(seed)
         self._committed = {k.address: 0 for k in self.keys}

@@ -21,11 +21,14 @@ from pathlib import Path
 import aiohttp
 
 from iotex_node import actions
+from iotex_node import genesis as genesis_mod
 from iotex_node.crypto.keys import PrivateKey
 
 
-async def run(net: Path, tps: float, seconds: float, out: Path, batch: int, fee: int) -> dict[str, object]:
+async def run(net: Path, tps: float, seconds: float, out: Path, batch: int, fee: int | None) -> dict[str, object]:
     manifest = json.loads((net / "testnet.json").read_text())
+    if fee is None:  # the genesis minimum: every node admits it (unless its mempool.min_fee is higher)
+        fee = max(genesis_mod.load(net / "genesis.json").min_fee, 1)
     apis = [n["api"] for n in manifest["nodes"]]
     chain_id = manifest["chain_id"]
     keys = [PrivateKey(bytes.fromhex(s)) for s in json.loads((net / "accounts.secret.json").read_text())]
@@ -120,7 +123,7 @@ def main() -> None:
     p.add_argument("--tps", type=float, default=1000.0)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--fee", type=int, default=1)
+    p.add_argument("--fee", type=int, default=None, help="rau per transfer (default: the genesis min_fee)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     if a.tps <= 0 or a.seconds <= 0 or not 1 <= a.batch <= 2000:

@@ -52,10 +52,11 @@ class Committer:
         chain = self.chain
         cid = chain.genesis.chain_id
         nonce = chain.committed_nonce(self.sender.address)
+        fee = chain.genesis.min_fee
         for n in range(nonce + 1, nonce + 1 + self.per_block):
             to = self.recipients[n % len(self.recipients)] if n % 5 else PrivateKey().address
             chain.submit(
-                actions.sign(self.sender, chain_id=cid, nonce=n, fee=1, type="transfer", payload={"to": to, "amount": n})
+                actions.sign(self.sender, chain_id=cid, nonce=n, fee=fee, type="transfer", payload={"to": to, "amount": n})
             )
         built = chain.build_block(0, self.delegate.address, int(time.time() * 1000))
         vote = sign_vote(self.delegate, cid, PRECOMMIT, built.block.height, 0, built.block.hash)
@@ -76,6 +77,7 @@ def build(home: Path, blocks: int, per_block: int) -> tuple[genesis_mod.Genesis,
             "epoch_reward": str(1000 * 10**18),
             "balances": {sender.address: str(10**30), owner.address: str(10**24)},
             "candidates": [{"name": "solo", "owner": owner.address, "operator": delegate.address, "self_stake": str(10**24)}],
+            "min_fee": str(genesis_mod.DEFAULT_MIN_FEE),
         }
     )
     cfg = make_home(home, genesis)

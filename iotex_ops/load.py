@@ -23,6 +23,9 @@ from iotex_ops.errors import OpsError
 from iotex_ops.network import NodeApiError, http_json
 
 MAX_SECONDS = 6 * 3600
+# The fee paid when the node does not say its minimum (a node before `min_fee` in /v1/chain): the default
+# genesis minimum, 0.01 IOTX.
+FALLBACK_FEE = 10**16
 
 
 @dataclass
@@ -55,12 +58,16 @@ class BackgroundLoad:
         tps: float = 20.0,
         batch: int = 10,
         max_seconds: float = 3600,
-        fee: int = 10**12,
+        fee: int | None = None,
     ) -> None:
+        """`fee`: what each transfer pays; None pays the node's minimum (`min_fee` of /v1/chain), and a
+        lower fee is raised to it, since the node would refuse it (`fee_too_low`)."""
         if not api_urls:
             raise OpsError("background load: no node API to send to")
         if not 0 < tps <= 2000 or not 0 < max_seconds <= MAX_SECONDS:
             raise OpsError(f"background load: tps must be in (0, 2000] and max_seconds in (0, {MAX_SECONDS}]")
+        if fee is not None and fee < 1:
+            raise OpsError(f"background load: fee must be at least 1 rau (got {fee}): no node admits a free action")
         try:
             secrets_ = json.loads(accounts_file.read_text())
         except (OSError, ValueError) as exc:
@@ -74,6 +81,7 @@ class BackgroundLoad:
         self.accepted: list[tuple[float, str]] = []  # (unix time, hash)
         self._nonces: dict[int, int] = {}
         self._chain_id: int | None = None
+        self._fee: int | None = None  # what is paid: max(fee, the node's min_fee), once the chain is read
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -136,10 +144,12 @@ class BackgroundLoad:
 
     def _send_batch(self, n: int) -> None:
         api = self._api(n)
-        if self._chain_id is None:
+        if self._chain_id is None or self._fee is None:
             try:
-                self._chain_id = int(http_json(api + "/v1/chain", timeout=2)["chain_id"])
-            except (NodeApiError, KeyError, ValueError):
+                chain = http_json(api + "/v1/chain", timeout=2)
+                self._chain_id = int(chain["chain_id"])
+                self._fee = max(self.fee or 0, int(chain.get("min_fee", FALLBACK_FEE)))
+            except (NodeApiError, KeyError, ValueError, TypeError):
                 self.stats.unavailable += self.batch
                 return
         wires, senders, hashes = [], [], []
@@ -151,7 +161,7 @@ class BackgroundLoad:
                     continue
             to = self.keys[(k + 1 + self._rng.randrange(len(self.keys) - 1)) % len(self.keys)]
             a = actions.sign(
-                self.keys[k], chain_id=self._chain_id, nonce=self._nonces[k], fee=self.fee, type="transfer",
+                self.keys[k], chain_id=self._chain_id, nonce=self._nonces[k], fee=self._fee, type="transfer",
                 payload={"to": to.address, "amount": 1},
             )  # fmt: skip
             self._nonces[k] += 1

@@ -9,6 +9,7 @@ from typing import Any
 from iotex_node import actions
 from iotex_node import admin as admin_mod
 from iotex_node import config as config_mod
+from iotex_node import genesis as genesis_mod
 from iotex_node.crypto.keys import PrivateKey
 from iotex_ops.lab import LocalNet
 
@@ -21,10 +22,15 @@ def chain_id(net: LocalNet) -> int:
     return int(json.loads((net.root / "testnet.json").read_text())["chain_id"])
 
 
+def min_fee(net: LocalNet) -> int:
+    """The genesis minimum fee: what every action the tests expect to be admitted pays."""
+    return max(genesis_mod.load(net.root / "genesis.json").min_fee, 1)
+
+
 def transfers(net: LocalNet, key: PrivateKey, to: str, first_nonce: int, count: int) -> list[dict[str, Any]]:
-    cid = chain_id(net)
+    cid, fee = chain_id(net), min_fee(net)
     return [
-        actions.sign(key, chain_id=cid, nonce=n, fee=1, type="transfer", payload={"to": to, "amount": 1}).to_wire()
+        actions.sign(key, chain_id=cid, nonce=n, fee=fee, type="transfer", payload={"to": to, "amount": 1}).to_wire()
         for n in range(first_nonce, first_nonce + count)
     ]
 

@@ -401,6 +401,7 @@ async def get_chain(request: web.Request) -> web.Response:
     out["block_interval_ms"] = node.genesis.block_interval_ms
     out["epoch_length"] = node.genesis.epoch_length
     out["genesis_hash"] = node.genesis.hash.hex()
+    out["min_fee"] = str(node.chain.mempool.limits.min_fee)
     out["finalized_timestamp_ms"] = node.chain.tip_timestamp_ms
     return _json(out)
 

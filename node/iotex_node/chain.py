@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,13 @@ class Chain:
         for v, h, reward in store.get_meta("protocol_schedule") or []:
             extra = Activation(v, h, None if reward is None else int(reward))
             self.schedule = Schedule((*self.schedule.activations, extra), self.schedule.base_block_reward)
-        self.mempool = Mempool(genesis.chain_id, mempool_limits)
+        # The mempool admits nothing a block could not include: never below the genesis minimum fee,
+        # and never a free action (on a genesis without a minimum too). A node may only raise the bar.
+        limits = mempool_limits or MempoolLimits()
+        floor = max(genesis.min_fee, 1)
+        if limits.min_fee < floor:
+            limits = replace(limits, min_fee=floor)
+        self.mempool = Mempool(genesis.chain_id, limits)
         self._executed: dict[bytes, Executed] = {}
         # Actions whose signatures were checked, by (hash, signature): blocks reuse mempool checks.
         self._verified: dict[bytes, bytes] = {}

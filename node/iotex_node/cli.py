@@ -123,9 +123,12 @@ def run(home: Path) -> None:
 @click.option("--base-port", type=click.IntRange(0, 65000), default=0, help="0 picks free ports.")
 @click.option("--rate-limit", type=float, default=200.0, show_default=True, help="API requests/s per client.")
 @click.option("--propose-timeout-ms", type=click.IntRange(100, 600_000), default=1500, show_default=True)
+@click.option("--min-fee", type=click.IntRange(0, 2**128 - 1), default=None, show_default="10^16 (0.01 IOTX)",
+              help="The genesis minimum fee of every action, in rau (10^18 rau = 1 IOTX).")  # fmt: skip
 def testnet(delegates: int, full_nodes: int, out: Path, chain_id: int, block_interval_ms: int, epoch_length: int,
-            accounts: int, base_port: int, rate_limit: float, propose_timeout_ms: int) -> None:  # fmt: skip
+            accounts: int, base_port: int, rate_limit: float, propose_timeout_ms: int, min_fee: int | None) -> None:  # fmt: skip
     """Generate a genesis and one home per node, ready to run on loopback."""
+    from iotex_node.genesis import DEFAULT_MIN_FEE
     from iotex_node.testnet import TestnetSpec, generate
 
     homes = generate(
@@ -140,6 +143,7 @@ def testnet(delegates: int, full_nodes: int, out: Path, chain_id: int, block_int
             base_port=base_port,
             rate_limit_per_second=rate_limit,
             propose_timeout_ms=propose_timeout_ms,
+            min_fee=DEFAULT_MIN_FEE if min_fee is None else min_fee,
         )
     )
     for h in homes:

@@ -10,7 +10,8 @@ from typing import Any
 
 import tomli_w
 
-from iotex_node.errors import ConfigError
+from iotex_node.actions import parse_amount
+from iotex_node.errors import ConfigError, InvalidInput
 
 CONFIG_FILE = "config.toml"
 ADMIN_SOCKET = "admin.sock"
@@ -53,6 +54,9 @@ class NodeConfig:
     rate_limit_burst: int = 400
     mempool_max_total: int = 100_000
     mempool_max_per_sender: int = 2_000
+    # The lowest fee this node's mempool admits. None: the genesis minimum (and at least 1). It can only
+    # raise the genesis minimum, never lower it: the node refuses to start with a lower one.
+    mempool_min_fee: int | None = None
     propose_timeout_ms: int = 1500
     vote_timeout_ms: int = 500
     max_block_actions: int = 5000
@@ -75,6 +79,9 @@ class NodeConfig:
         return self.home / ADMIN_TOKEN
 
     def to_toml(self) -> dict[str, Any]:
+        mempool: dict[str, Any] = {"max_total": self.mempool_max_total, "max_per_sender": self.mempool_max_per_sender}
+        if self.mempool_min_fee is not None:
+            mempool["min_fee"] = str(self.mempool_min_fee)  # an amount: may exceed TOML's 64-bit integers
         return {
             "node": {
                 "name": self.name,
@@ -98,7 +105,7 @@ class NodeConfig:
                 "rate_limit_per_second": self.rate_limit_per_second,
                 "rate_limit_burst": self.rate_limit_burst,
             },
-            "mempool": {"max_total": self.mempool_max_total, "max_per_sender": self.mempool_max_per_sender},
+            "mempool": mempool,
             "consensus": {
                 "propose_timeout_ms": self.propose_timeout_ms,
                 "vote_timeout_ms": self.vote_timeout_ms,
@@ -165,6 +172,9 @@ def load(home: Path) -> NodeConfig:
         if spec is None or not isinstance(values, dict):
             raise ConfigError(f"{path}: unknown section [{section}]")
         for key, value in values.items():
+            if (section, key) == ("mempool", "min_fee"):
+                cfg.mempool_min_fee = _min_fee(value, path)
+                continue
             if key not in spec:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
             attr, typ = spec[key]
@@ -185,6 +195,17 @@ def load(home: Path) -> NodeConfig:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{path}: {name} must be positive")
     return cfg
+
+
+def _min_fee(value: object, path: Path) -> int:
+    """mempool.min_fee: an amount in rau, as an integer or a decimal string (for amounts past 2**63)."""
+    try:
+        fee = parse_amount(value, "mempool.min_fee", positive=False)
+    except InvalidInput as exc:
+        raise ConfigError(f'{path}: {exc} (an amount in rau, e.g. "10000000000000000" for 0.01 IOTX)') from None
+    if fee < 1:
+        raise ConfigError(f"{path}: mempool.min_fee must be at least 1: a free action costs its sender nothing")
+    return fee
 
 
 def read_secret_file(path: Path, what: str) -> str:

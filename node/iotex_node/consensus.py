@@ -65,6 +65,10 @@ class ScheduleTimeout:
     kind: str  # "propose" | "prevote" | "precommit"
     height: int
     round: int
+    # A backstop: scheduled on entering a step, it ends the step even if two-thirds of the delegates were
+    # never heard from in it (the normal prevote and precommit timeouts start only once they were), so a
+    # round always ends. The driver gives it a longer delay than the normal timeout of its kind.
+    backstop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +156,22 @@ class HeightConsensus:
 
     # --- events ------------------------------------------------------------------------------------
 
+    def resume(self, round_: int, kind: str) -> None:
+        """Take up the round and step this delegate had reached before a restart, by the last thing it
+        signed at this height (`kind` is "proposal", "prevote" or "precommit"); `start` then continues
+        from there instead of opening the round again. The signed votes themselves must be fed back
+        through `on_vote` (and proposals through `on_proposal`) so that they count."""
+        if round_ < self.round:
+            return
+        self.round = round_
+        self.step = {"proposal": PROPOSE, PREVOTE: PREVOTE_STEP, PRECOMMIT: PRECOMMIT_STEP}[kind]
+
     def start(self) -> list[Effect]:
-        return self._start_round(self.round)
+        if self.step == PROPOSE:
+            return self._start_round(self.round)
+        # Resumed after this delegate voted in this round: the round's proposal step is over for it.
+        kind = "prevote" if self.step == PREVOTE_STEP else "precommit"
+        return [ScheduleTimeout(kind, self.height, self.round, backstop=True), *self._evaluate()]
 
     def on_proposal(self, p: Proposal, valid: bool) -> list[Effect]:
         """A proposal whose signature the caller checked; `valid` says whether its block executes."""
@@ -230,9 +248,10 @@ class HeightConsensus:
 
     def _vote(self, vtype: str, block_hash: bytes | None) -> list[Effect]:
         self.step = PREVOTE_STEP if vtype == PREVOTE else PRECOMMIT_STEP
+        backstop = ScheduleTimeout(vtype, self.height, self.round, backstop=True)
         if not self.is_delegate():
-            return []
-        return [SendVote(vtype, self.height, self.round, block_hash)]
+            return [backstop]
+        return [SendVote(vtype, self.height, self.round, block_hash), backstop]
 
     def _votes_for(self, vtype: str, round_: int, block_hash: bytes | None) -> list[Vote]:
         """Every voter's vote for `block_hash` (a voter counts once per value, even after equivocating)."""

@@ -182,10 +182,14 @@ def genesis_state(genesis: Genesis) -> State:
 # --- actions ---------------------------------------------------------------------------------------
 
 
-def check_admissible(st: Overlay | State, action: Action, chain_id: int) -> None:
-    """What makes an action includable in a block at all: chain, nonce, and the fee being payable."""
+def check_admissible(st: Overlay | State, action: Action, chain_id: int, min_fee: int = 0) -> None:
+    """What makes an action includable in a block at all: chain, nonce, a fee of at least the chain's
+    minimum, and the sender's balance paying it (so an account that holds nothing cannot put anything in
+    a block, nor create its own account entry, once the minimum is above 0)."""
     if action.chain_id != chain_id:
         raise ExecutionError(f"chain id {action.chain_id} is not this chain's {chain_id}")
+    if action.fee < min_fee:
+        raise ExecutionError(f"fee {action.fee} is below the chain's minimum fee {min_fee}")
     bal, nonce = account(st, action.sender)
     if action.nonce != nonce + 1:
         raise ExecutionError(f"nonce {action.nonce} is not the sender's next nonce {nonce + 1}")
@@ -195,7 +199,7 @@ def check_admissible(st: Overlay | State, action: Action, chain_id: int) -> None
 
 def execute_action(ov: Overlay, genesis: Genesis, ctx: BlockContext, action: Action) -> Receipt:
     """Charge the fee and bump the nonce, then run the payload; a failed payload leaves no trace."""
-    check_admissible(ov, action, genesis.chain_id)
+    check_admissible(ov, action, genesis.chain_id, genesis.min_fee)
     bal, nonce = account(ov, action.sender)
     _set_account(ov, action.sender, bal - action.fee, nonce + 1)
     _add_reward(ov, _reward_address(ov, ctx.proposer), action.fee)

@@ -17,6 +17,12 @@ from iotex_node.protocol import Activation, Schedule
 # IoTeX-like default curve: a bucket locked for 28 days or more earns a bonus that grows with the lock.
 # (min_days, weight in basis points); the last entry whose min_days <= duration applies.
 DEFAULT_VOTE_WEIGHT = ((0, 10000), (7, 10500), (28, 12000), (91, 12500), (365, 13000))
+# The minimum fee new genesis documents get (`testnet`, the lab): 0.01 IOTX, what IoTeX's cheapest
+# action costs (a transfer's 10,000 gas at the 1 Qev minimum gas price). Every action, failed or not,
+# costs block space and a state write (its sender's nonce), so every action must pay something; this
+# prices a full block (5,000 actions) at 50 IOTX. A document without `min_fee` is an existing network's
+# and keeps its rule (no minimum) and its hash: see docs/node.md, "Fees".
+DEFAULT_MIN_FEE = 10**16
 
 _FIELDS = {
     "chain_id",
@@ -31,6 +37,7 @@ _FIELDS = {
     "candidates",
     "buckets",
     "protocols",
+    "min_fee",
 }
 
 
@@ -68,6 +75,8 @@ class Genesis:
     protocols: tuple[tuple[int, int], ...] = ((1, 1),)
     # Block reward set by an activation (version -> reward), from protocols[i].block_reward.
     protocol_rewards: tuple[tuple[int, int], ...] = ()
+    # Consensus: a block including an action with a lower fee is invalid. 0 (the field absent): no minimum.
+    min_fee: int = 0
     hash: bytes = field(default=b"", compare=False)
 
     def schedule(self) -> Schedule:
@@ -95,7 +104,7 @@ class Genesis:
         return weight
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "chain_id": self.chain_id,
             "genesis_time_ms": self.genesis_time_ms,
             "active_delegates": self.active_delegates,
@@ -121,6 +130,10 @@ class Genesis:
             ],
             "protocols": [a.to_json() for a in self.schedule().activations],
         }
+        # Only when set: a genesis written before the field existed keeps its hash (its network's identity).
+        if self.min_fee:
+            doc["min_fee"] = str(self.min_fee)
+        return doc
 
 
 _CANDIDATE_FIELDS = frozenset({"name", "owner", "operator", "self_stake", "duration_days"})
@@ -269,6 +282,7 @@ def from_json(doc: object) -> Genesis:
         buckets=tuple(buckets),
         protocols=tuple(protocols),
         protocol_rewards=tuple(protocol_rewards),
+        min_fee=parse_amount(doc.get("min_fee", "0"), "min_fee", positive=False),
     )
     return _with_hash(g)
 

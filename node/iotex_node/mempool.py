@@ -4,6 +4,11 @@ An action enters only if it is the sender's next nonce (counting what is already
 gaps and replays are refused at the door rather than queued forever. A pending action with the same
 nonce may be replaced only by one paying a strictly higher fee. Blocks take, across senders, the
 highest-fee next action first; within a sender, nonces in order.
+
+Fees: an action must pay at least `min_fee` (never below 1: a free action costs its sender nothing
+and everyone else block space and state), and the sender's committed balance must cover its fee plus
+the fees of its other pending actions. So a key that holds nothing gets nothing in, whatever it pays.
+The chain sets `min_fee` to at least the genesis minimum (a block below it is invalid anyway).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ REPLACEMENT_UNDERPRICED = "replacement_underpriced"
 class MempoolLimits:
     max_total: int = 100_000
     max_per_sender: int = 2_000
-    min_fee: int = 0
+    min_fee: int = 1  # the lowest fee admitted; the chain raises it to the genesis minimum
 
 
 class Mempool:
@@ -66,7 +71,7 @@ class Mempool:
         if action.nonce <= committed_nonce:
             raise Rejected(NONCE_TOO_LOW, f"nonce {action.nonce} was already used (next is {committed_nonce + 1})")
         if action.fee < self.limits.min_fee:
-            raise Rejected(FEE_TOO_LOW, f"fee {action.fee} is below the minimum {self.limits.min_fee}")
+            raise Rejected(FEE_TOO_LOW, f"fee {action.fee} is below this node's minimum fee {self.limits.min_fee}")
         pending = self._by_sender.get(action.sender, {})
         existing = pending.get(action.nonce)
         if existing is not None:
@@ -85,9 +90,11 @@ class Mempool:
                 )
             if len(self._by_hash) >= self.limits.max_total:
                 raise Rejected(MEMPOOL_FULL, f"mempool holds {len(self._by_hash)} actions (limit {self.limits.max_total})")
-        spend = sum(a.fee for n, a in pending.items() if n != action.nonce) + action.fee
+        others = [a.fee for n, a in pending.items() if n != action.nonce]
+        spend = sum(others) + action.fee
         if balance < spend:
-            raise Rejected(INSUFFICIENT_BALANCE, f"balance {balance} cannot pay the fees of pending actions ({spend})")
+            what = f"{spend}: fee {action.fee} plus {spend - action.fee} for {len(others)} pending" if others else f"fee {spend}"
+            raise Rejected(INSUFFICIENT_BALANCE, f"balance {balance} cannot pay {what}")
         if existing is not None:
             del self._by_hash[existing.hash]
         self._by_sender.setdefault(action.sender, {})[action.nonce] = action

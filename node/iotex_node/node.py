@@ -35,17 +35,21 @@ from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, Invalid
 from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
+from iotex_node.privval import Signed, SignLog, Verdict
 from iotex_node.store import Store
 from iotex_node.sync import REQUEST_TIMEOUT, SYNC_BATCH, SYNC_GRACE, SyncState, network_height
 
 log = logging.getLogger("iotex_node")
 
-_SIGN_ORDER = {"proposal": 0, blk.PREVOTE: 1, blk.PRECOMMIT: 2}
 STATUS_EVERY = 1.0
 TX_FLUSH_EVERY = 0.02
 # Consensus messages more than this many rounds ahead of ours are ignored (bounds what a peer can make us
 # store); rounds advance together, so honest peers are never this far ahead at one height.
 MAX_ROUNDS_AHEAD = 20
+# A step's backstop timeout (see consensus.ScheduleTimeout) is this many times its normal timeout: long
+# enough never to cut short a round that is gathering its votes, short enough that a round in which too
+# few delegates were heard from ends by itself.
+BACKSTOP_FACTOR = 4.0
 
 
 class Node:
@@ -67,15 +71,26 @@ class Node:
         supported = tuple(p for p in manifest.protocols if p in SUPPORTED_PROTOCOLS)
         if supported != tuple(manifest.protocols):
             log.warning("release %s declares protocols %s; this code runs %s", manifest.version, manifest.protocols, supported)
+        if cfg.mempool_min_fee is not None and cfg.mempool_min_fee < genesis.min_fee:
+            raise ConfigError(
+                f"mempool.min_fee {cfg.mempool_min_fee} is below the chain's minimum fee {genesis.min_fee} "
+                "(genesis min_fee): a node can only raise it; remove it or set at least the genesis minimum"
+            )
         self.store = Store(cfg.path(cfg.database))
         self.chain = Chain(
             genesis,
             self.store,
-            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender),
+            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender, cfg.mempool_min_fee or 1),
             undo_depth=cfg.undo_depth,
             max_block_actions=cfg.max_block_actions,
             supported_protocols=supported,
         )
+        if genesis.min_fee == 0:
+            log.warning(
+                "the genesis sets no min_fee: blocks of other nodes may include actions of any fee; this node "
+                "admits fees of at least %d (mempool.min_fee)",
+                self.chain.mempool.limits.min_fee,
+            )
         self.net = Network(
             self.node_key,
             genesis.chain_id,
@@ -101,6 +116,7 @@ class Node:
         self._tx_outbox: list[dict[str, Any]] = []
         # Our own signed consensus messages for the height being decided, re-sent while it is stuck so
         # that a peer that (re)connected late still hears them (gossip alone sends each message once).
+        # They come from the sign log, so they survive a restart.
         self._own_msgs: list[bytes] = []
         self._height_started = time.monotonic()
         self._sync = SyncState()
@@ -110,7 +126,11 @@ class Node:
         self.started_at = time.time()
         self.api_url = ""
         self.fatal: str | None = None
-        self._privval = self.store.get_meta("privval")
+        try:
+            self.signlog = SignLog(lambda: self.store.get_meta("privval"), lambda doc: self.store.set_meta("privval", doc))
+        except ValueError as exc:
+            raise StorageError(f"{cfg.path(cfg.database)}: {exc}") from None
+        self._refused: set[tuple[str, int, int]] = set()
         self.upgrade_required: str | None = None
         self.controls = Controls.from_json(self.store.get_meta("controls"))
         if cfg.halt_height:
@@ -284,12 +304,9 @@ class Node:
         """A consensus message signed with our delegate key arrived from the network. True if it is foreign."""
         if self.hc is not None and h < self.hc.height:
             return False  # an old message of ours still travelling; a second signer shows at live heights
-        last = self._privval
         hx = block_hash.hex() if block_hash else ""
-        if last is not None and (last["h"], last["r"], last["s"], last["hash"]) == (h, r, _SIGN_ORDER[kind], hx):
-            return False  # the last thing we signed, relayed back to us
-        if any(_own_matches(raw, kind, h, r, hx) for raw in self._own_msgs):
-            return False
+        if self.signlog.signed_value(kind, h, r) == hx:
+            return False  # something we signed (perhaps before a restart), relayed back to us
         self._other_signer = (time.monotonic(), h, r)
         self.metrics.other_signer.inc()
         if self.participating:
@@ -306,7 +323,9 @@ class Node:
             t.cancel()
         self._timers.clear()
         h = self.chain.height + 1
-        self._own_msgs = []
+        own = self.signlog.at(h)
+        self._own_msgs = [orjson.dumps(m.msg) for m in own]
+        self._refused.clear()
         self._height_started = time.monotonic()
         self._update_control_metrics()
         if self._halted_reason() is not None:
@@ -336,18 +355,53 @@ class Node:
                 hc.restore(lock)
             except InvalidBlock as exc:
                 log.warning("ignoring unreadable saved lock for height %d: %s", h, exc)
-        if self._privval and self._privval["h"] == h:
-            hc.round = max(hc.round, self._privval["r"])
+        point = self.signlog.resume_point(h)
+        if point is not None:
+            # We signed at this height before a restart: continue from that round and step, with our
+            # own messages counted and re-sent, instead of going silent (see privval.py).
+            hc.resume(*point)
+            if own:
+                log.info("resuming height %d at round %d after %s; re-sending %d signed message(s)", h, *point, len(own))
         self.hc = hc
         self.metrics.consensus_height.set(h)
         self.metrics.consensus_round.set(hc.round)
         is_del = self.key.address in delegates
         self.metrics.is_delegate.set(1 if is_del else 0)
-        self._handle(hc.start())
+        effects = hc.start()
+        effects += self._replay_own(hc, own)
+        self._handle(effects)
+        for raw in self._own_msgs:
+            self.net.broadcast(raw)
         for peer, msg, raw in self._future.pop(h, []):
             self._dispatch(peer, msg, raw)
         for old in [k for k in self._future if k < h]:
             del self._future[old]
+
+    def _replay_own(self, hc: cs.HeightConsensus, own: list[Signed]) -> list[cs.Effect]:
+        """Feed the messages we signed at this height (before a restart) back to the consensus machine."""
+        effects: list[cs.Effect] = []
+        for m in own:
+            msg = m.msg
+            if msg is None:
+                continue
+            try:
+                if m.kind == "proposal":
+                    block = self.chain.decode_block(msg["block"])
+                    try:
+                        self.chain.execute(block, check_clock=False)
+                        valid = True
+                    except InvalidBlock as exc:
+                        log.warning("our own proposal %d/%d no longer executes: %s", m.height, m.round, exc)
+                        valid = False
+                    sig = bytes.fromhex(msg["signature"])
+                    p = cs.Proposal(m.height, m.round, msg["pol_round"], block, self.key.address, sig)
+                    effects += hc.on_proposal(p, valid)
+                else:
+                    vote = blk.Vote.from_wire({k: v for k, v in msg.items() if k != "t"}, self.genesis.chain_id)
+                    effects += hc.on_vote(vote)
+            except (InvalidBlock, KeyError, TypeError, ValueError) as exc:
+                log.warning("cannot replay our own %s at %d/%d: %s", m.kind, m.height, m.round, exc)
+        return effects
 
     def _handle(self, effects: list[cs.Effect]) -> None:
         queue = list(effects)
@@ -361,7 +415,6 @@ class Node:
                     continue
                 vote = self._sign_vote(e)
                 if vote is not None:
-                    self._own_msgs.append(self._broadcast({"t": "vote", **vote.to_wire()}))
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
                 if self.participating:
@@ -382,45 +435,63 @@ class Node:
         if self.hc is not None:
             self.metrics.consensus_round.set(self.hc.round)
 
-    def _may_sign(self, kind: str, h: int, r: int, block_hash: bytes | None) -> bool:
+    def _check_sign(self, kind: str, h: int, r: int, block_hash: bytes | None) -> tuple[Verdict, Signed | None]:
         """Never sign two different things for one height, round and step, even across restarts."""
-        new = (h, r, _SIGN_ORDER[kind])
-        hx = block_hash.hex() if block_hash else ""
-        last = self._privval
-        if last is not None:
-            old = (last["h"], last["r"], last["s"])
-            if new < old:
-                return False
-            if new == old:
-                return bool(last["hash"] == hx)
-        record = {"h": h, "r": r, "s": new[2], "hash": hx}
+        verdict, found = self.signlog.check(kind, h, r, block_hash)
+        if verdict is Verdict.CONFLICT and found is not None and (kind, h, r) not in self._refused:
+            self._refused.add((kind, h, r))  # once per message: the machine may ask again on re-evaluation
+            log.warning(
+                "refusing to sign %s at %d/%d for %s: already signed %s at %d/%d for %s",
+                kind, h, r, (block_hash or b"").hex()[:16] or "nil",
+                found.kind, found.height, found.round, found.value[:16] or "nil",
+            )  # fmt: skip
+        return verdict, found
+
+    def _record_and_send(self, kind: str, h: int, r: int, block_hash: bytes | None, msg: dict[str, Any]) -> bytes | None:
+        """Write the signed message to the sign log, then send it: never send what could not be recorded."""
         try:
-            self.store.set_meta("privval", record)
+            self.signlog.record(kind, h, r, block_hash, msg)
         except StorageError as exc:
-            # Never sign what we could not first record: a restart could then sign a contradiction.
             self._die(str(exc))
-            return False
-        self._privval = record
-        return True
+            return None
+        raw = self._broadcast(msg)
+        self._own_msgs.append(raw)
+        return raw
 
     def _sign_vote(self, e: cs.SendVote) -> blk.Vote | None:
-        if not self._may_sign(e.type, e.height, e.round, e.block_hash):
-            log.warning("refusing to sign %s at %d/%d: would contradict an earlier signature", e.type, e.height, e.round)
+        verdict, found = self._check_sign(e.type, e.height, e.round, e.block_hash)
+        if verdict is Verdict.CONFLICT:
             return None
+        if verdict is Verdict.SIGNED and found is not None and found.msg is not None:
+            # Signed before (a restart): the very same message goes out again; the machine has counted it.
+            raw = orjson.dumps(found.msg)
+            self._mark_seen(raw)
+            self.net.broadcast(raw)
+            try:
+                return blk.Vote.from_wire({k: v for k, v in found.msg.items() if k != "t"}, self.genesis.chain_id)
+            except InvalidBlock:
+                return None
         if e.type == blk.PRECOMMIT and e.block_hash is not None and self.hc is not None:
             ls = self.hc.lock_state()
-            self.store.set_meta(
-                "lock",
-                {
-                    "height": ls.height,
-                    "round": ls.round,
-                    "locked_round": ls.locked_round,
-                    "locked_block": ls.locked_block.to_wire(False) if ls.locked_block else None,
-                    "valid_round": ls.valid_round,
-                    "valid_block": ls.valid_block.to_wire(False) if ls.valid_block else None,
-                },
-            )
-        return blk.sign_vote(self.key, self.genesis.chain_id, e.type, e.height, e.round, e.block_hash)
+            try:
+                self.store.set_meta(
+                    "lock",
+                    {
+                        "height": ls.height,
+                        "round": ls.round,
+                        "locked_round": ls.locked_round,
+                        "locked_block": ls.locked_block.to_wire(False) if ls.locked_block else None,
+                        "valid_round": ls.valid_round,
+                        "valid_block": ls.valid_block.to_wire(False) if ls.valid_block else None,
+                    },
+                )
+            except StorageError as exc:
+                self._die(str(exc))
+                return None
+        vote = blk.sign_vote(self.key, self.genesis.chain_id, e.type, e.height, e.round, e.block_hash)
+        if self._record_and_send(e.type, e.height, e.round, e.block_hash, {"t": "vote", **vote.to_wire()}) is None:
+            return None
+        return vote
 
     def _schedule_proposal(self, e: cs.Propose) -> None:
         delay = 0.0
@@ -435,6 +506,13 @@ class Node:
             return
         if not self.participating:
             return
+        stored = self.signlog.find("proposal", e.height, e.round)
+        if stored is not None and stored.msg is not None:
+            # We proposed in this round before a restart: send that proposal again, never a new one.
+            raw = orjson.dumps(stored.msg)
+            self._mark_seen(raw)
+            self.net.broadcast(raw)
+            return
         if e.block is not None:
             block = e.block
         else:
@@ -443,26 +521,27 @@ class Node:
             except NodeError as exc:
                 log.error("cannot build block %d: %s", e.height, exc)
                 return
-        if not self._may_sign("proposal", e.height, e.round, block.hash):
+        if self._check_sign("proposal", e.height, e.round, block.hash)[0] is not Verdict.NEW:
             return
         sig = self.key.sign(blk.proposal_digest(self.genesis.chain_id, e.height, e.round, e.pol_round, block.hash))
         p = cs.Proposal(e.height, e.round, e.pol_round, block, self.key.address, sig)
-        raw = self._broadcast(
-            {
-                "t": "proposal",
-                "height": e.height,
-                "round": e.round,
-                "pol_round": e.pol_round,
-                "proposer": self.key.address,
-                "signature": sig.hex(),
-                "block": block.to_wire(with_certificate=False),
-            }
-        )
-        self._own_msgs.append(raw)
+        msg = {
+            "t": "proposal",
+            "height": e.height,
+            "round": e.round,
+            "pol_round": e.pol_round,
+            "proposer": self.key.address,
+            "signature": sig.hex(),
+            "block": block.to_wire(with_certificate=False),
+        }
+        if self._record_and_send("proposal", e.height, e.round, block.hash, msg) is None:
+            return
         self._handle(hc.on_proposal(p, True))
 
-    def _timeout_delay(self, kind: str, h: int, r: int) -> float:
+    def _timeout_delay(self, kind: str, h: int, r: int, backstop: bool = False) -> float:
         backoff = 1.0 + 0.5 * min(r, 20)
+        if backstop:
+            return BACKSTOP_FACTOR * max(self.cfg.propose_timeout_ms, self.cfg.vote_timeout_ms) / 1000.0 * backoff
         if kind == "propose":
             base = self.cfg.propose_timeout_ms / 1000.0 * backoff
             if r == 0:
@@ -472,7 +551,7 @@ class Node:
         return self.cfg.vote_timeout_ms / 1000.0 * backoff
 
     def _schedule_timeout(self, e: cs.ScheduleTimeout) -> None:
-        delay = self._timeout_delay(e.kind, e.height, e.round)
+        delay = self._timeout_delay(e.kind, e.height, e.round, e.backstop)
         self._timers.append(asyncio.get_running_loop().call_later(delay, self._on_timeout, e))
 
     def _on_timeout(self, e: cs.ScheduleTimeout) -> None:
@@ -481,7 +560,8 @@ class Node:
             return
         if e.kind == "precommit" and hc.round == e.round and not hc.decided:
             self.metrics.round_changes.inc()
-            log.info("round change at height %d: round %d timed out", e.height, e.round)
+            how = " (backstop: too few delegates heard from)" if e.backstop else ""
+            log.info("round change at height %d: round %d timed out%s", e.height, e.round, how)
         self._handle(hc.on_timeout(e.kind, e.height, e.round))
 
     def _commit(self, block: blk.Block, cert: blk.Certificate) -> None:
@@ -931,13 +1011,6 @@ class Node:
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "pid": os.getpid(),
         }
-
-
-def _own_matches(raw: bytes, kind: str, h: int, r: int, hx: str) -> bool:
-    msg = orjson.loads(raw)
-    if kind == "proposal":
-        return bool(msg.get("t") == "proposal" and msg["height"] == h and msg["round"] == r)
-    return bool(msg.get("type") == kind and msg["height"] == h and msg["round"] == r and msg["block"] == hx)
 
 
 def load_node_key(cfg: NodeConfig) -> PrivateKey:

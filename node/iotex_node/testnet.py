@@ -36,7 +36,9 @@ class TestnetSpec:
     epoch_length: int = 20
     active_delegates: int | None = None
     accounts: int = 0
+    # 1M IOTX: 10^8 actions at the default minimum fee, so load never runs an account dry.
     account_balance: int = 1_000_000 * IOTX
+    min_fee: int = genesis_mod.DEFAULT_MIN_FEE
     host: str = "127.0.0.1"
     base_port: int = 0  # 0: pick free ports
     propose_timeout_ms: int = 1500
@@ -97,6 +99,7 @@ def generate(spec: TestnetSpec) -> list[Path]:
         ],
         "buckets": [],
         "protocols": [{"version": 1, "height": 1}],
+        "min_fee": str(spec.min_fee),
     }
     genesis = genesis_mod.from_json(doc)
     genesis_mod.write(out / "genesis.json", genesis)

@@ -30,6 +30,7 @@ from iotex_node.node import Node, load_key
 
 CHAIN_ID = 4690
 BLOCK_MS = 200
+FEE = genesis_mod.DEFAULT_MIN_FEE  # the testnet's genesis minimum fee
 JSON = {"Content-Type": "application/json"}
 
 
@@ -82,7 +83,7 @@ async def wait_height(node: Node, height: int, timeout: float = 10.0) -> None:
     await wait_for(lambda: node.chain.height >= height, timeout, f"height {height} (at {node.chain.height})")
 
 
-def transfer(key: PrivateKey, to: str, nonce: int, amount: int = 1, fee: int = 0, chain_id: int = CHAIN_ID) -> dict[str, Any]:
+def transfer(key: PrivateKey, to: str, nonce: int, amount: int = 1, fee: int = FEE, chain_id: int = CHAIN_ID) -> dict[str, Any]:
     a = actions.sign(key, chain_id=chain_id, nonce=nonce, fee=fee, type="transfer", payload={"to": to, "amount": str(amount)})
     return a.to_wire()
 
@@ -263,7 +264,7 @@ def assert_error(status: int, body: Any, want_status: int, code: str, field: str
 async def test_submit_action_is_pending_then_finalized_with_receipt(client: Client, net: NetHomes) -> None:
     a, b = net.accounts[0], net.accounts[1]
     _, before = await client.get(f"/v1/accounts/{b.address}", "/v1/accounts/{address}")
-    status, body = await client.post("/v1/actions", transfer(a, b.address, 1, amount=12345, fee=7))
+    status, body = await client.post("/v1/actions", transfer(a, b.address, 1, amount=12345, fee=FEE + 7))
     assert status == 202, body
     assert body["status"] == "pending"
     assert re.fullmatch(r"[0-9a-f]{64}", body["hash"])
@@ -377,7 +378,7 @@ async def test_buckets_and_bucket_by_id(client: Client, net: NetHomes, node: Nod
 
     a = net.accounts[0]
     stake = actions.sign(
-        a, chain_id=CHAIN_ID, nonce=1, fee=0, type="stake_create",
+        a, chain_id=CHAIN_ID, nonce=1, fee=FEE, type="stake_create",
         payload={"candidate": "delegate0", "amount": str(10**18), "duration_days": 7},
     )  # fmt: skip
     status, sub = await client.post("/v1/actions", stake.to_wire())
@@ -577,8 +578,8 @@ async def test_nonce_replay_and_gap(client: Client, net: NetHomes, node: Node) -
 
 async def test_insufficient_balance(client: Client, net: NetHomes) -> None:
     poor = PrivateKey()
-    status, body = await client.post("/v1/actions", transfer(poor, net.accounts[0].address, 1, fee=1))
-    assert_error(status, body, 422, "insufficient_balance")
+    status, body = await client.post("/v1/actions", transfer(poor, net.accounts[0].address, 1))
+    assert_error(status, body, 422, "insufficient_balance", field="fee")
 
 
 async def test_amounts_negative_overflowing_or_malformed(client: Client, net: NetHomes) -> None:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from iotex_node import actions
 from iotex_node.node import Node
-from tests.node.test_api import CHAIN_ID, NetHomes, check_response, make_testnet, openapi_doc, schema_errors, start_node
+from tests.node.test_api import CHAIN_ID, FEE, NetHomes, check_response, make_testnet, openapi_doc, schema_errors, start_node
 
 T = TypeVar("T")
 DOC = openapi_doc()
@@ -214,12 +214,12 @@ def _signed_pool(net: NetHomes) -> list[dict[str, Any]]:
     for n in range(1, 40):
         out.append(
             actions.sign(
-                a, chain_id=CHAIN_ID, nonce=n, fee=n % 3, type="transfer", payload={"to": b.address, "amount": str(n)}
+                a, chain_id=CHAIN_ID, nonce=n, fee=FEE + n % 3, type="transfer", payload={"to": b.address, "amount": str(n)}
             ).to_wire()
         )
     out.append(
         actions.sign(
-            b, chain_id=CHAIN_ID, nonce=1, fee=0, type="stake_create",
+            b, chain_id=CHAIN_ID, nonce=1, fee=FEE, type="stake_create",
             payload={"candidate": "delegate0", "amount": "1000", "duration_days": 7},
         ).to_wire()
     )  # fmt: skip

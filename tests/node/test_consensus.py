@@ -47,7 +47,13 @@ VOTE_TIMEOUT_MS = 500
 RESEND_EVERY_MS = 1500
 
 
-def timeout_ms(kind: str, round_: int) -> int:
+BACKSTOP_FACTOR = 4
+
+
+def timeout_ms(kind: str, round_: int, backstop: bool = False) -> int:
+    """The node's timeouts (node.py `_timeout_delay`) in simulated time."""
+    if backstop:
+        return int(BACKSTOP_FACTOR * max(PROPOSE_TIMEOUT_MS, VOTE_TIMEOUT_MS) * (1 + 0.5 * min(round_, 20)))
     base = PROPOSE_TIMEOUT_MS if kind == "propose" else VOTE_TIMEOUT_MS
     return int(base * (1 + 0.5 * min(round_, 20)))
 
@@ -222,30 +228,24 @@ class HonestNode:
         while queue:
             e = queue.pop(0)
             if isinstance(e, cs.SendVote):
-                self._sign_once(e.type, e.height, e.round, e.block_hash)
-                vote = sign_vote(self.key, CHAIN_ID, e.type, e.height, e.round, e.block_hash)
-                msg: Msg = VoteMsg(vote.to_wire())
-                self.gossip.append(msg)
-                self.sim.broadcast(self.idx, msg)
-                queue.extend(hc.on_vote(vote))
+                vote = self.send_vote(e)
+                if vote is not None:
+                    queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
                 assert hc.proposer(e.round) == self.address
                 if hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
                     continue
-                block = e.block or make_block(e.height, e.round, self.address, self.prev_hash(e.height))
-                self._sign_once("proposal", e.height, e.round, block.hash)
-                p = sign_proposal(self.key, e.height, e.round, e.pol_round, block)
-                msg = ProposalMsg(p)
-                self.gossip.append(msg)
-                self.sim.broadcast(self.idx, msg)
-                queue.extend(hc.on_proposal(p, True))
+                p = self.send_proposal(e)
+                if p is not None:
+                    queue.extend(hc.on_proposal(p, True))
             elif isinstance(e, cs.ScheduleTimeout):
-                self.sim.at(timeout_ms(e.kind, e.round), self.on_timeout, e)
+                self.schedule_timeout(e)
             elif isinstance(e, cs.Decide):
                 verify_certificate(CHAIN_ID, e.block.header, e.certificate, list(DELEGATES))
                 assert e.block.certificate == e.certificate
                 assert e.block.height == hc.height
                 self.decisions[hc.height] = e
+                self.on_decided(hc.height)
                 self.start_height(hc.height + 1)
                 return  # effects of the decided height are void, as in the node
             elif isinstance(e, cs.FetchBlock):
@@ -253,6 +253,32 @@ class HonestNode:
             elif isinstance(e, cs.Equivocation):
                 self.evidence.append(e)
         self.sim.observe(hc.height, hc.round)
+
+    def send_vote(self, e: cs.SendVote) -> Vote | None:
+        self._sign_once(e.type, e.height, e.round, e.block_hash)
+        vote = sign_vote(self.key, CHAIN_ID, e.type, e.height, e.round, e.block_hash)
+        msg: Msg = VoteMsg(vote.to_wire())
+        self.gossip.append(msg)
+        self.sim.broadcast(self.idx, msg)
+        return vote
+
+    def new_block(self, e: cs.Propose) -> Block:
+        return e.block or make_block(e.height, e.round, self.address, self.prev_hash(e.height))
+
+    def send_proposal(self, e: cs.Propose) -> cs.Proposal | None:
+        block = self.new_block(e)
+        self._sign_once("proposal", e.height, e.round, block.hash)
+        p = sign_proposal(self.key, e.height, e.round, e.pol_round, block)
+        msg = ProposalMsg(p)
+        self.gossip.append(msg)
+        self.sim.broadcast(self.idx, msg)
+        return p
+
+    def schedule_timeout(self, e: cs.ScheduleTimeout) -> None:
+        self.sim.at(timeout_ms(e.kind, e.round, e.backstop), self.on_timeout, e)
+
+    def on_decided(self, height: int) -> None:
+        """Hook: a height was decided (committed) here."""
 
     def on_timeout(self, e: cs.ScheduleTimeout) -> None:
         if self.hc.height == e.height:
@@ -579,6 +605,11 @@ def _votes(vtype: str, height: int, round_: int, block_hash: bytes | None, keys:
     return [sign_vote(k, CHAIN_ID, vtype, height, round_, block_hash) for k in keys]
 
 
+def _sent(effects: list[cs.Effect]) -> list[cs.Effect]:
+    """The votes among effects (each also comes with its step's backstop timeout)."""
+    return [e for e in effects if isinstance(e, cs.SendVote)]
+
+
 def _feed(hc: cs.HeightConsensus, votes: list[Vote]) -> list[cs.Effect]:
     out: list[cs.Effect] = []
     for v in votes:
@@ -606,10 +637,10 @@ def test_a_valid_proposal_gets_a_prevote_and_an_invalid_one_a_nil_prevote() -> N
     hc = cs.HeightConsensus(H, DELEGATES, DELEGATES[2])
     hc.start()
     p = _proposal(0)
-    assert hc.on_proposal(p, True) == [cs.SendVote(PREVOTE, H, 0, p.block.hash)]
+    assert _sent(hc.on_proposal(p, True)) == [cs.SendVote(PREVOTE, H, 0, p.block.hash)]
     hc2 = cs.HeightConsensus(H, DELEGATES, DELEGATES[2])
     hc2.start()
-    assert hc2.on_proposal(p, False) == [cs.SendVote(PREVOTE, H, 0, None)]
+    assert _sent(hc2.on_proposal(p, False)) == [cs.SendVote(PREVOTE, H, 0, None)]
 
 
 def test_proposal_from_the_wrong_proposer_or_height_is_ignored() -> None:
@@ -667,7 +698,7 @@ def test_a_polka_completed_by_an_equivocators_other_vote_is_honoured() -> None:
     assert hc.round == 1
     relayed = hc.on_vote(sign_vote(KEYS[3], CHAIN_ID, PREVOTE, H, 0, a.hash))  # its vote for A, relayed
     assert relayed[0] == cs.Equivocation(DELEGATES[3], H, 0, PREVOTE, None, a.hash)
-    assert hc.on_proposal(_proposal(1, pol_round=0, block=a), True) == [cs.SendVote(PREVOTE, H, 1, a.hash)]
+    assert _sent(hc.on_proposal(_proposal(1, pol_round=0, block=a), True)) == [cs.SendVote(PREVOTE, H, 1, a.hash)]
 
 
 def test_a_commit_completed_by_an_equivocators_other_precommit_decides() -> None:
@@ -772,7 +803,7 @@ def test_polka_locks_and_precommits_then_the_lock_refuses_another_block() -> Non
     hc.on_timeout("precommit", H, 0)
     assert hc.round == 1
     p1 = _proposal(1, b"B")
-    assert hc.on_proposal(p1, True) == [cs.SendVote(PREVOTE, H, 1, None)]  # locked on A: no prevote for B
+    assert _sent(hc.on_proposal(p1, True)) == [cs.SendVote(PREVOTE, H, 1, None)]  # locked on A: no prevote for B
 
 
 def test_the_locked_block_re_proposed_gets_a_prevote() -> None:
@@ -784,7 +815,7 @@ def test_the_locked_block_re_proposed_gets_a_prevote() -> None:
     _feed(hc, _votes(PRECOMMIT, H, 0, None, (KEYS[0], KEYS[1], KEYS[3])))
     hc.on_timeout("precommit", H, 0)
     p1 = _proposal(1, pol_round=0, block=p0.block)
-    assert hc.on_proposal(p1, True) == [cs.SendVote(PREVOTE, H, 1, p0.block.hash)]
+    assert _sent(hc.on_proposal(p1, True)) == [cs.SendVote(PREVOTE, H, 1, p0.block.hash)]
 
 
 def test_a_later_polka_unlocks_for_its_block() -> None:
@@ -804,7 +835,7 @@ def test_a_later_polka_unlocks_for_its_block() -> None:
     assert hc.round == 2
     # round 2: B re-proposed with pol_round 1: the newer polka beats our lock from round 0
     p2 = _proposal(2, pol_round=1, block=b)
-    assert hc.on_proposal(p2, True) == [cs.SendVote(PREVOTE, H, 2, b.hash)]
+    assert _sent(hc.on_proposal(p2, True)) == [cs.SendVote(PREVOTE, H, 2, b.hash)]
 
 
 def test_a_re_proposal_without_its_polka_is_not_prevoted() -> None:
@@ -866,7 +897,7 @@ def test_restored_lock_survives_a_restart() -> None:
     restarted.restore(saved)
     restarted.round = 1
     restarted.start()
-    assert restarted.on_proposal(_proposal(1, b"B"), True) == [cs.SendVote(PREVOTE, H, 1, None)]
+    assert _sent(restarted.on_proposal(_proposal(1, b"B"), True)) == [cs.SendVote(PREVOTE, H, 1, None)]
     ignored = cs.HeightConsensus(H + 1, DELEGATES, DELEGATES[2])
     ignored.restore(saved)
     assert ignored.locked_block is None

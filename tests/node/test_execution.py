@@ -217,13 +217,48 @@ def test_inadmissible_actions_raise(chain_id: int, nonce: int, fee: int, message
         ex.execute_action(Overlay(c.state), G, c.ctx(), a)
 
 
-def test_empty_account_zero_fee_action_fails_but_uses_its_nonce() -> None:
+def test_empty_account_zero_fee_action_fails_but_uses_its_nonce_without_a_min_fee() -> None:
+    """The rule of a genesis without `min_fee` (an existing network's): kept, or its old blocks would not replay."""
     c = Chain()
     assert c.run(BOB, "transfer", {"to": ALICE.address, "amount": 1}, fee=0).status == ex.FAILED
     assert ex.account(c.state, BOB.address) == (0, 1)
     replay = actions.sign(BOB, chain_id=5, nonce=1, fee=0, type="transfer", payload={"to": ALICE.address, "amount": 1})
     with pytest.raises(ExecutionError, match="nonce"):
         ex.check_admissible(c.state, replay, G.chain_id)
+
+
+MIN_FEE = 10**16
+G_FEE = make_genesis(min_fee=str(MIN_FEE))
+
+
+@pytest.mark.parametrize("fee", [0, 1, MIN_FEE - 1])
+def test_an_action_below_the_genesis_min_fee_is_not_admissible(fee: int) -> None:
+    c = Chain(G_FEE)
+    a = actions.sign(ALICE, chain_id=5, nonce=1, fee=fee, type="transfer", payload={"to": BOB.address, "amount": 1})
+    with pytest.raises(ExecutionError, match=f"fee {fee} is below the chain's minimum fee {MIN_FEE}"):
+        ex.check_admissible(c.state, a, G_FEE.chain_id, G_FEE.min_fee)
+    ov = Overlay(c.state)
+    with pytest.raises(ExecutionError, match="minimum fee"):
+        ex.execute_action(ov, G_FEE, c.ctx(), a)
+    assert ov.changes() == {}
+
+
+def test_an_action_paying_the_min_fee_runs_and_pays_it() -> None:
+    c = Chain(make_genesis(min_fee=str(MIN_FEE), balances={ALICE.address: str(MIN_FEE + 1)}))
+    assert c.run(ALICE, "transfer", {"to": BOB.address, "amount": 1}, fee=MIN_FEE).status == ex.SUCCESS
+    assert ex.account(c.state, ALICE.address) == (0, 1)
+    assert c.balance(BOB) == 1
+
+
+@pytest.mark.parametrize("fee", [MIN_FEE, MIN_FEE * 10])
+def test_an_empty_account_cannot_pay_the_min_fee_and_leaves_no_account_entry(fee: int) -> None:
+    c = Chain(G_FEE)
+    a = actions.sign(BOB, chain_id=5, nonce=1, fee=fee, type="transfer", payload={"to": ALICE.address, "amount": 1})
+    ov = Overlay(c.state)
+    with pytest.raises(ExecutionError, match=f"balance 0 cannot pay fee {fee}"):
+        ex.execute_action(ov, G_FEE, c.ctx(), a)
+    assert ov.changes() == {}
+    assert c.state.get("a/" + BOB.address) is None
 
 
 # --- staking ---------------------------------------------------------------------------------------

@@ -107,9 +107,35 @@ def test_explicit_default_curve_hashes_like_an_omitted_one() -> None:
     assert genesis.from_json(doc).hash == genesis.from_json(omitted).hash
 
 
+# base_doc()'s hash as computed before genesis documents had `min_fee`: an existing network's genesis file
+# (without the field) must keep its hash, which its databases and P2P handshakes are bound to.
+LEGACY_HASH = "8e5fa7f8127ecccc95f93ea36efe30c4fd62f139afc9733ffef428dbf4f816b0"
+
+
+def test_a_genesis_without_min_fee_keeps_its_hash_and_has_no_minimum() -> None:
+    g = genesis.from_json(base_doc())
+    assert g.hash.hex() == LEGACY_HASH
+    assert g.min_fee == 0
+    assert "min_fee" not in g.to_json()
+    explicit_zero = base_doc() | {"min_fee": "0"}
+    assert genesis.from_json(explicit_zero).hash.hex() == LEGACY_HASH
+
+
+def test_min_fee_is_read_written_and_part_of_the_hash(tmp_path: Path) -> None:
+    g = genesis.from_json(base_doc() | {"min_fee": str(genesis.DEFAULT_MIN_FEE)})
+    assert g.min_fee == genesis.DEFAULT_MIN_FEE == 10**16
+    assert g.to_json()["min_fee"] == str(10**16)
+    assert g.hash.hex() != LEGACY_HASH
+    genesis.write(tmp_path / "genesis.json", g)
+    again = genesis.load(tmp_path / "genesis.json")
+    assert again == g and again.hash == g.hash
+    assert genesis.from_json(base_doc() | {"min_fee": 10**16}).hash == g.hash  # a JSON integer reads the same
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
+        ("min_fee", "1"),
         ("chain_id", 8),
         ("block_reward", "17"),
         ("epoch_length", 11),
@@ -182,6 +208,11 @@ ERRORS: list[tuple[str, Mutation, str | None]] = [
     ),
     ("protocol-no-version", _m(lambda d: d.update(protocols=[{"height": 1}])), "protocols[0].version"),
     ("protocol-not-object", _m(lambda d: d.update(protocols=[1])), "protocols[0]"),
+    ("min-fee-negative", _m(lambda d: d.update(min_fee="-1")), "min_fee"),
+    ("min-fee-not-decimal", _m(lambda d: d.update(min_fee="0.01")), "min_fee"),
+    ("min-fee-float", _m(lambda d: d.update(min_fee=1e16)), "min_fee"),
+    ("min-fee-too-large", _m(lambda d: d.update(min_fee=str(2**128))), "min_fee"),
+    ("min-fee-typo", _m(lambda d: d.update(minfee="1")), "minfee"),
 ]
 
 

@@ -97,6 +97,33 @@ def test_wrong_chain_and_low_fee_are_refused() -> None:
     pool.add(act(A, 1, fee=5), 0, RICH)
 
 
+def test_a_free_action_is_never_admitted_by_default() -> None:
+    pool = Mempool(CHAIN)
+    assert pool.limits.min_fee == 1
+    exc = refused(pool, act(A, 1, fee=0))
+    assert exc.code == mp.FEE_TOO_LOW and exc.reason == "fee 0 is below this node's minimum fee 1"
+    assert len(pool) == 0
+
+
+@pytest.mark.parametrize("fee", [1, 10**16, 10**30])
+def test_a_key_that_holds_nothing_gets_nothing_in_whatever_it_pays(fee: int) -> None:
+    pool = Mempool(CHAIN)
+    exc = refused(pool, act(A, 1, fee=fee), balance=0)
+    assert exc.code == mp.INSUFFICIENT_BALANCE and exc.reason == f"balance 0 cannot pay fee {fee}"
+    assert len(pool) == 0 and pool.pending_nonce(A.address, 0) == 1
+
+
+def test_the_fee_minimum_is_checked_before_the_balance() -> None:
+    pool = Mempool(CHAIN, MempoolLimits(min_fee=10**16))
+    exc = refused(pool, act(A, 1, fee=10**16 - 1), balance=0)
+    assert exc.code == mp.FEE_TOO_LOW and str(10**16) in exc.reason
+    assert refused(pool, act(A, 1, fee=10**16), balance=10**16 - 1).code == mp.INSUFFICIENT_BALANCE
+    pool.add(act(A, 1, fee=10**16), 0, 10**16)
+    assert refused(pool, act(A, 2, fee=10**16), balance=10**16).reason == (
+        f"balance {10**16} cannot pay {2 * 10**16}: fee {10**16} plus {10**16} for 1 pending"
+    )
+
+
 def test_replacement_needs_a_strictly_higher_fee() -> None:
     pool = Mempool(CHAIN)
     first = act(A, 1, fee=10, amount=1)
