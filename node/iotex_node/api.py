@@ -19,7 +19,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iotex_node import execution as ex
@@ -70,6 +70,9 @@ _HASH_RE = re.compile(r"[0-9a-fA-F]{64}")
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body")
+MALFORMED_LOG_KEY: web.AppKey[LogThrottle] = web.AppKey("malformed_log")
+# A flood of malformed requests gets at most one log line per this many seconds (the metric counts them all).
+MALFORMED_LOG_INTERVAL_S = 10.0
 
 
 class ApiError(Exception):
@@ -120,6 +123,128 @@ class RateLimiter:
             cutoff = now - 60
             self._buckets = {k: v for k, v in self._buckets.items() if v[1] > cutoff}
         return True
+
+
+class LogThrottle:
+    """Lets one log line through per `interval` seconds and counts the ones it held back."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next_at = 0.0
+        self._held = 0
+
+    def take(self) -> int | None:
+        """None: stay quiet; else log now, mentioning this many lines held back since the last one."""
+        now = time.monotonic()
+        if now < self._next_at:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next_at = now + self.interval
+        return held
+
+
+def _parser_error_field(exc: BaseException | None) -> str:
+    """The part of a request that aiohttp's HTTP parser could not read."""
+    if isinstance(exc, http_exceptions.BadStatusLine):  # BadHttpMethod included
+        return "request_line"
+    if isinstance(exc, http_exceptions.InvalidURLError):
+        return "path"
+    text = str(getattr(exc, "message", "")).lower()
+    if isinstance(exc, http_exceptions.PayloadEncodingError) or "chunk" in text:
+        return "body"
+    if isinstance(exc, http_exceptions.LineTooLong):
+        # The line is the request target (a path) when the request line was too long, else a header's.
+        line = exc.args[0] if exc.args else ""
+        start = line[:1] if isinstance(line, (bytes, bytearray)) else str(line).encode()[:1]
+        return "request_line" if start == b"/" else "headers"
+    headerish = ("header", "content-length", "transfer-encoding")
+    if isinstance(exc, http_exceptions.InvalidHeader) or any(w in text for w in headerish):
+        return "headers"
+    if any(w in text for w in ("status line", "method", "version", "pri/upgrade")):
+        return "request_line"
+    return "request"
+
+
+def _parser_error_reason(exc: BaseException | None, message: str | None) -> str:
+    text = str(getattr(exc, "message", "") or message or "unreadable")
+    if "PRI/Upgrade" in text:
+        return "HTTP/2 is not served here: use HTTP/1.1"
+    return _one_line(text)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    # aiohttp's parser messages span lines, with a caret line pointing at the bad byte: keep the words only.
+    lines = (ln.strip() for ln in text.splitlines())
+    flat = " ".join(ln for ln in lines if ln and set(ln) != {"^"})
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class _ApiRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's HTTP/1 protocol handler, answering what its parser refuses in this API's error shape.
+
+    A request whose request line or headers cannot be parsed (a NUL byte in a header, a bad method token,
+    an over-long line) never reaches the middlewares: aiohttp answers it from `handle_error`, in plain
+    text, after logging a traceback at ERROR. Here it gets a JSON 400 naming the broken part, costs the
+    client a rate-limit token like any request (429 once they are spent), is counted in the API metrics,
+    and is logged as one line at most every MALFORMED_LOG_INTERVAL_S.
+    """
+
+    api_app: web.Application | None = None
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        app = self.api_app
+        if app is None or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        node = app[NODE_KEY]
+        remote = request.remote or "?"
+        if status >= 500:
+            # Not a client mistake: the middleware answers every handler failure, so this is an aiohttp-level bug.
+            log.error("API bug: a request from %s failed outside the handlers", remote, exc_info=exc)
+            resp = error(500, "internal", "the node failed to handle this request; this is a bug, see the node log")
+        elif not app[LIMITER_KEY].allow(remote):
+            node.metrics.api_rejections.labels("rate_limited").inc()
+            resp = error(429, "rate_limited", "too many requests from this client; slow down", headers={"Retry-After": "1"})
+        else:
+            node.metrics.api_rejections.labels("malformed_http").inc()
+            field = _parser_error_field(exc)
+            why = _parser_error_reason(exc, message)
+            resp = error(status, "malformed_http", f"the HTTP request cannot be parsed ({field}): {why}", field)
+            held = app[MALFORMED_LOG_KEY].take()
+            if held is not None:
+                more = f" (and {held} more since the last such line)" if held else ""
+                log.warning("malformed HTTP request from %s: %s%s", remote, why, more)
+        node.metrics.api_requests.labels("other", "malformed", str(resp.status)).inc()
+        resp.force_close()
+        return resp
+
+
+class _ApiServer(web.Server):
+    """aiohttp's low-level server, making connections with _ApiRequestHandler."""
+
+    api_app: web.Application
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        handler = _ApiRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.api_app = self.api_app
+        return handler
+
+
+class _ApiRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        # aiohttp has no public hook for the protocol handler (aio-libs/aiohttp#3287): keep everything
+        # AppRunner sets up and swap in the subclass that makes connections (Server has no __slots__).
+        server = await super()._make_server()
+        server.__class__ = _ApiServer
+        assert isinstance(server, _ApiServer)
+        server.api_app = self.app
+        return server
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -525,6 +650,7 @@ def make_app(node: Node) -> web.Application:
     app[NODE_KEY] = node
     app[LIMITER_KEY] = RateLimiter(node.cfg.rate_limit_per_second, node.cfg.rate_limit_burst)
     app[MAX_BODY_KEY] = node.cfg.max_body_bytes
+    app[MALFORMED_LOG_KEY] = LogThrottle(MALFORMED_LOG_INTERVAL_S)
     r = app.router
     r.add_post("/v1/actions", post_action)
     r.add_post("/v1/actions/batch", post_actions_batch)
@@ -545,7 +671,7 @@ def make_app(node: Node) -> web.Application:
 
 async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
-    runner = web.AppRunner(
+    runner = _ApiRunner(
         make_app(node), access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=SHUTDOWN_GRACE_S
     )
     await runner.setup()

@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import io
 import json
+import logging
 import re
 import time
 import zlib
@@ -819,3 +820,82 @@ async def test_node_stays_responsive_under_a_burst_of_bad_requests(client: Clien
     assert (await client.get("/healthz"))[0] == 200
     assert time.monotonic() - t0 < 1.0
     await wait_height(node, h0 + 2)
+
+
+# --- malformed HTTP: what aiohttp's parser refuses gets the API's answer ---------------------------
+
+
+async def raw_request(node: Node, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as is on a fresh connection; the status, headers and body of the answer."""
+    host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)  # the node closes the connection after such an answer
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+MALFORMED = [
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nX-Probe: a\x00b\r\n\r\n", "headers"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", "headers"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", "headers"),
+    (b"GARBAGE\r\n\r\n", "request_line"),
+    (b"G\x00T /v1/chain HTTP/1.1\r\n\r\n", "request_line"),
+    (b"GET /v1/chain HTTP/9.9\r\nHost: x\r\n\r\n", "request_line"),
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "request_line"),  # TLS on the HTTP port
+    (b"GET /v1/ch\x00ain HTTP/1.1\r\nHost: x\r\n\r\n", "path"),
+    (b"POST /v1/actions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "headers"),
+    (b"POST /v1/actions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "body"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "request_line"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", "headers"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "request_line"),
+]
+
+
+async def test_malformed_http_is_a_json_400_naming_the_part_without_a_traceback(
+    node: Node, doc: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for data, field in MALFORMED:
+        status, headers, body = await raw_request(node, data)
+        assert status == 400, (data, status, body)
+        assert headers["content-type"].startswith("application/json"), (data, headers)
+        err = json.loads(body)
+        assert not schema_errors(doc, {"$ref": "#/components/schemas/Error"}, err), err
+        assert err["error"]["code"] == "malformed_http" and err["error"]["field"] == field, (data, err)
+        assert "\n" not in err["error"]["message"] and len(err["error"]["message"]) < 300, err
+    # the issue's flood: 300 requests with a NUL byte in a header, at once
+    flood = await asyncio.gather(*(raw_request(node, MALFORMED[0][0]) for _ in range(300)))
+    assert {s for s, _, _ in flood} == {400}
+    total = len(MALFORMED) + 300
+    assert metric(node, "iotex_api_rejections_total", reason="malformed_http") == total
+    assert metric(node, "iotex_api_requests_total", method="other", route="malformed", code="400") == total
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not noisy, [r.getMessage()[:200] for r in noisy[:3]]
+    lines = [r for r in caplog.records if r.name == "iotex_node.api"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING, [r.getMessage() for r in lines[:5]]
+    assert "\n" not in lines[0].getMessage()
+    async with aiohttp.ClientSession() as s, s.get(node.api_url + "/v1/chain") as resp:
+        assert resp.status == 200  # the node still serves
+
+
+async def test_malformed_http_spends_the_clients_rate_limit(tmp_path: Path) -> None:
+    net = make_testnet(tmp_path / "rl", accounts=0)
+    n = await start_node(net.homes[0], rate_limit_per_second=0.5, rate_limit_burst=5)
+    try:
+        statuses = [(await raw_request(n, MALFORMED[0][0]))[0] for _ in range(12)]
+        assert statuses[:5] == [400] * 5 and statuses[5:] == [429] * 7, statuses
+        status, headers, body = await raw_request(n, MALFORMED[0][0])
+        assert status == 429 and headers["retry-after"] == "1" and json.loads(body)["error"]["code"] == "rate_limited"
+        status, _, _ = await raw_request(n, b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 429  # the same bucket as well-formed requests
+        assert metric(n, "iotex_api_rejections_total", reason="malformed_http") == 5
+        assert metric(n, "iotex_api_rejections_total", reason="rate_limited") == 9
+    finally:
+        await n.stop()
