@@ -594,7 +594,8 @@ async def test_amounts_negative_overflowing_or_malformed(client: Client, net: Ne
         ("0x10", "decimal integer"),
         ("007", "decimal integer"),
         ("12\n", "decimal integer"),
-        (str(2**128 - 1) + "0", "decimal integer"),  # more digits than any amount can have
+        (str(2**128 - 1) + "0", "maximum amount 2^128-1"),  # more digits than any amount can have
+        (str(2**256), "maximum amount 2^128-1"),
         (1.5, "decimal string"),
         (True, "decimal string"),
         (None, "decimal string"),
@@ -820,6 +821,20 @@ async def test_node_stays_responsive_under_a_burst_of_bad_requests(client: Clien
     assert (await client.get("/healthz"))[0] == 200
     assert time.monotonic() - t0 < 1.0
     await wait_height(node, h0 + 2)
+
+
+async def test_amount_too_large_says_so_whole(client: Client, net: NetHomes) -> None:
+    wire = transfer(net.accounts[0], net.accounts[1].address, 1)
+    for amount in (str(2**256), "9" * 5000):
+        status, body = await client.post("/v1/actions", dict(wire, payload={"to": net.accounts[1].address, "amount": amount}))
+        assert_error(status, body, 400, "invalid_action", field="payload.amount")
+        message = body["error"]["message"]
+        assert f"exceeds the maximum amount 2^128-1 ({actions.MAX_AMOUNT})" in message, message
+        assert f"{len(amount)} digits" in message and "decimal integer" not in message and amount[:40] not in message
+    big = json.dumps(dict(wire, payload={"to": net.accounts[1].address, "amount": 0}))
+    big = big.replace('"amount": 0', f'"amount": {2**256}')  # a JSON number, which orjson reads as an inexact float
+    status, body = await client.post("/v1/actions", data=big.encode(), headers=JSON)
+    assert_error(status, body, 400, "invalid_action", field="payload.amount", mention="too large")
 
 
 # --- malformed HTTP: what aiohttp's parser refuses gets the API's answer ---------------------------
