@@ -193,8 +193,8 @@ def _parse_payload(type_: str, raw_payload: dict[Any, Any]) -> dict[str, Any]:
     return payload
 
 
-def parse(wire: object, *, verify: bool = True) -> Action:
-    """Validate a wire action strictly; raise InvalidAction naming the first bad field."""
+def _checked(wire: object) -> tuple[int, int, int, str, str, dict[str, Any], bytes]:
+    """Every field of a wire action, validated; raise InvalidAction naming the first bad field."""
     if not isinstance(wire, dict):
         raise InvalidAction("an action must be a JSON object")
     unknown = sorted(map(str, set(wire) - _TOP_FIELDS))
@@ -222,7 +222,18 @@ def parse(wire: object, *, verify: bool = True) -> Action:
     # bytes.fromhex skips whitespace, so a 130-character string could hold fewer than 65 bytes.
     if not _HEX_RE.fullmatch(sig_hex):
         raise InvalidAction("is not hex", "signature")
-    signature = bytes.fromhex(sig_hex)
+    return chain_id, nonce, fee, sender, type_, payload, bytes.fromhex(sig_hex)
+
+
+def check(wire: object) -> None:
+    """Validate a wire action's form (every field, type and range) as parse() does, without hashing it or
+    verifying its signature; raise InvalidAction naming the first bad field."""
+    _checked(wire)
+
+
+def parse(wire: object, *, verify: bool = True) -> Action:
+    """Validate a wire action strictly; raise InvalidAction naming the first bad field."""
+    chain_id, nonce, fee, sender, type_, payload, signature = _checked(wire)
     h = codec.digest(_core(chain_id, nonce, fee, sender, type_, payload))
     if verify:
         signer = recover_address(signature, h)

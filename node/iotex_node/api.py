@@ -1,7 +1,8 @@
 """HTTP JSON API under /v1, plus /healthz, /readyz, /metrics and the OpenAPI document.
 
-Every client mistake is a 4xx with {"error": {"code", "message", "field"?}}; nothing a client sends may
-produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
+Every client mistake, down to a request line or header that aiohttp's HTTP parser refuses, is a 4xx with
+{"error": {"code", "message", "field"?}}, `field` naming the part of the request at fault; nothing a client
+sends may produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
 address has a token bucket (rate) and every request a body size cap and a body read deadline.
 The OpenAPI document served at /v1/openapi.json (node/iotex_node/openapi.json) describes every route.
 """
@@ -22,6 +23,7 @@ import orjson
 from aiohttp import http_exceptions, web, web_protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from iotex_node import actions
 from iotex_node import execution as ex
 from iotex_node.crypto.keys import valid_address
 from iotex_node.errors import InvalidInput, Rejected
@@ -54,6 +56,7 @@ _REJECT_FIELD = {
     "nonce_gap": "nonce",
     "insufficient_balance": "fee",
     "fee_too_low": "fee",
+    "replacement_underpriced": "fee",
     "wrong_chain_id": "chain_id",
     "sender_quota_exceeded": "sender",
 }
@@ -295,17 +298,18 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 resp.force_close()
         except web.HTTPRequestEntityTooLarge:
             node.metrics.api_rejections.labels("body_too_large").inc()
-            resp = error(413, "body_too_large", f"request body exceeds {request.app[MAX_BODY_KEY]} bytes")
+            resp = error(413, "body_too_large", f"request body exceeds {request.app[MAX_BODY_KEY]} bytes", "body")
             resp.force_close()  # rather than read (and discard) the rest of a body we refused
         except web.HTTPException as exc:
             if exc.status == 404:
-                resp = error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}")
+                resp = error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}", "path")
             elif exc.status == 405:
                 allow = exc.headers.get("Allow", "")
                 resp = error(
                     405,
                     "method_not_allowed",
-                    f"{request.method} is not allowed on {request.path[:200]} (allowed: {allow or 'none'})",
+                    f"{request.method[:20]} is not allowed on {request.path[:200]} (allowed: {allow or 'none'})",
+                    "method",
                     headers={"Allow": allow} if allow else None,
                 )
             else:
@@ -335,7 +339,11 @@ def _decode_body(request: web.Request, body: bytes) -> bytes:
     encoding = _ENCODINGS.get(raw)
     if encoding is None:
         raise ApiError(
-            415, "bad_content_encoding", f"content encoding {raw[:60]!r} is not supported: use gzip, deflate or none", close=True
+            415,
+            "bad_content_encoding",
+            f"content encoding {raw[:60]!r} is not supported: use gzip, deflate or none",
+            "Content-Encoding",
+            close=True,
         )
     if encoding == "identity":
         return body
@@ -344,11 +352,11 @@ def _decode_body(request: web.Request, body: bytes) -> bytes:
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise ApiError(400, "malformed_body", f"the body is not valid {encoding} data: {exc}") from None
+        raise ApiError(400, "malformed_body", f"the body is not valid {encoding} data: {exc}", "body") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes once decompressed")
+        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes once decompressed", "body")
     if not d.eof or d.unused_data:
-        raise ApiError(400, "malformed_body", f"the body is not one complete {encoding} stream")
+        raise ApiError(400, "malformed_body", f"the body is not one complete {encoding} stream", "body")
     return out
 
 
@@ -359,28 +367,31 @@ async def _read_json(request: web.Request) -> Any:
             "bad_content_type",
             f"content type {request.headers.get('Content-Type', '(none)')[:100]!r} is not supported: "
             "send the body as application/json (UTF-8)",
+            "Content-Type",
         )
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
             body = await request.read()
     except TimeoutError:
         raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", close=True
+            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", "body", close=True
         ) from None
     except web.RequestPayloadError as exc:
         cause = exc.__cause__ or exc
         why = str(getattr(cause, "message", cause)).strip()[:200]
-        raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", close=True) from None
+        raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", "body", close=True) from None
     except ConnectionError:
         # The client hung up mid-body: nobody will read this answer, but it keeps the log free of tracebacks.
-        raise ApiError(400, "incomplete_body", "the connection closed before the request body was complete", close=True) from None
+        raise ApiError(
+            400, "incomplete_body", "the connection closed before the request body was complete", "body", close=True
+        ) from None
     body = _decode_body(request, body)
     if not body:
-        raise ApiError(400, "malformed_json", "request body is empty")
+        raise ApiError(400, "malformed_json", "request body is empty", "body")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}", "body") from None
 
 
 def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
@@ -392,7 +403,7 @@ def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
     except InvalidInput as exc:
         code = exc.code if exc.code != "invalid" else "invalid_action"
         node.metrics.api_rejections.labels(code).inc()
-        return 400, _error_body(code, str(exc), exc.field)
+        return 400, _error_body(code, str(exc), exc.field or "body")
     return 202, {"hash": action.hash_hex, "status": "pending"}
 
 
@@ -425,6 +436,17 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         problem = ApiError(400, "invalid_batch", "must be a list of actions", "actions")
     elif not doc["actions"] or len(doc["actions"]) > MAX_BATCH:
         problem = ApiError(400, "invalid_batch", f"must hold 1 to {MAX_BATCH} actions, not {len(doc['actions'])}", "actions")
+    else:
+        # A malformed action (a wrong type, range or pattern: what the OpenAPI schema of an action says) is a
+        # client bug, refused like POST /v1/actions refuses it, and before any action of the batch is admitted.
+        # What only the node can tell (a signature, the mempool's rules) is answered per action.
+        for i, wire in enumerate(doc["actions"]):
+            try:
+                actions.check(wire)
+            except InvalidInput as exc:
+                where = f"actions[{i}].{exc.field}" if exc.field else f"actions[{i}]"
+                problem = ApiError(400, "invalid_action", f"{where}: {exc.reason}", where)
+                break
     if problem is not None:
         node.metrics.api_rejections.labels(problem.code).inc()
         raise problem
@@ -454,7 +476,7 @@ async def get_action(request: web.Request) -> web.Response:
     h = _hash_param(request)
     found = request.app[NODE_KEY].action_status(h)
     if found is None:
-        raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node")
+        raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node", "hash")
     return _json(found)
 
 
@@ -483,7 +505,7 @@ def _block_json(node: Node, height: int) -> web.Response:
         return _genesis_json(node)
     data = node.store.block_data(height)
     if data is None:
-        raise ApiError(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})")
+        raise ApiError(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})", "ref")
     b = orjson.loads(data)
     b["hash"] = _block_hash(b)
     b["height"] = b["header"]["height"]
@@ -509,7 +531,7 @@ async def get_block(request: web.Request) -> web.Response:
             return _genesis_json(node)
         found = node.store.block_height_by_hash(h)
         if found is None:
-            raise ApiError(404, "not_found", f"no block with hash {h.hex()}")
+            raise ApiError(404, "not_found", f"no block with hash {h.hex()}", "ref")
         return _block_json(node, found)
     raise ApiError(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
 
@@ -592,7 +614,7 @@ async def get_bucket(request: web.Request) -> web.Response:
     bid = int(raw)
     b = node.chain.state.get(f"b/{bid}")
     if b is None:
-        raise ApiError(404, "not_found", f"bucket {bid} does not exist")
+        raise ApiError(404, "not_found", f"bucket {bid} does not exist", "id")
     return _json(_bucket_json(node, bid, b))
 
 
@@ -654,7 +676,8 @@ def make_app(node: Node) -> web.Application:
     r = app.router
     r.add_post("/v1/actions", post_action)
     r.add_post("/v1/actions/batch", post_actions_batch)
-    r.add_get("/v1/actions/{hash}", get_action)
+    # Not "batch": GET or OPTIONS /v1/actions/batch must be a 405 that allows POST only, not an invalid hash.
+    r.add_get("/v1/actions/{hash:(?!batch$)[^/]+}", get_action)
     r.add_get("/v1/accounts/{address}", get_account)
     r.add_get("/v1/blocks/{ref}", get_block)
     r.add_get("/v1/chain", get_chain)

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import logging
+import random
 import re
 import time
 import zlib
@@ -751,8 +752,7 @@ async def test_batch_envelope_mistakes(client: Client, net: NetHomes) -> None:
     status, body = await client.post("/v1/actions/batch", {"actions": [1] * (api.MAX_BATCH + 1)})
     assert_error(status, body, 400, "invalid_batch", field="actions", mention="2001")
     status, body = await client.post("/v1/actions/batch", {"actions": [7, None, "x", {}]})
-    assert status == 200 and body["accepted"] == 0
-    assert all(r["error"]["code"] == "invalid_action" for r in body["results"])
+    assert_error(status, body, 400, "invalid_action", field="actions[0]", mention="JSON object")
 
 
 async def test_request_body_that_never_arrives_is_408(client: Client, node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -914,3 +914,132 @@ async def test_malformed_http_spends_the_clients_rate_limit(tmp_path: Path) -> N
         assert metric(n, "iotex_api_rejections_total", reason="rate_limited") == 9
     finally:
         await n.stop()
+
+
+# --- the OpenAPI document and the code agree -------------------------------------------------------
+
+
+def _ecma(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA 262, whose `$` (unlike Python's) never matches before a trailing newline.
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
+
+
+def test_openapi_amount_patterns_are_exactly_the_amounts_the_node_accepts(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    fee, positive = schemas["Fee"]["oneOf"], schemas["PositiveAmount"]["oneOf"]
+    fee_re, positive_re = _ecma(fee[0]["pattern"]), _ecma(positive[0]["pattern"])
+
+    def accepted(value: object, *, is_positive: bool) -> bool:
+        try:
+            actions.parse_amount(value, "f", positive=is_positive)
+        except actions.InvalidAction:
+            return False
+        return True
+
+    top = actions.MAX_AMOUNT
+    numbers = [0, 1, 9, 10, top, top - 1, top + 1, 10**38 - 1, 10**38, 10**39 - 1, 10**39, 2**256]
+    numbers += [top - 10**k for k in range(38)] + [top + 10**k for k in range(38)]
+    rnd = random.Random(7)
+    numbers += [rnd.randrange(2**129) for _ in range(3000)] + [rnd.randrange(10**k) for k in range(1, 40) for _ in range(20)]
+    for n in numbers:
+        text = str(n)
+        assert bool(fee_re.search(text)) == accepted(text, is_positive=False), text
+        assert bool(positive_re.search(text)) == accepted(text, is_positive=True), text
+    for text in ("", "00", "01", "-1", "+1", "1.0", "1e3", " 1", "1\n", "\u0661"):
+        assert not fee_re.search(text) and not accepted(text, is_positive=False), repr(text)
+    # JSON integers: 0 (1 for a positive amount) to 2^64-1; larger ones reach the node as inexact floats
+    assert (fee[1]["minimum"], fee[1]["maximum"], positive[1]["minimum"]) == (0, 2**64 - 1, 1)
+    assert accepted(2**64 - 1, is_positive=True) and not accepted(0, is_positive=True)
+    assert not accepted(float(2**64), is_positive=False)
+
+
+def test_openapi_names_and_actions_follow_the_node_rules(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    name_re = _ecma(schemas["CandidateName"]["pattern"])
+    rnd = random.Random(3)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_A"
+    names = ["i", "io", "io1", "io1a", "io2", "ioa", "a" * 12, "a" * 13, ""]
+    names += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 14))) for _ in range(5000)]
+    names += ["io" + "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 11))) for _ in range(2000)]
+    for name in names:
+        assert bool(name_re.search(name)) == actions.valid_candidate_name(name), name
+    # one schema per action type, with exactly the payload fields the node requires
+    action = schemas["Action"]
+    assert action["discriminator"]["propertyName"] == "type"
+    assert set(action["discriminator"]["mapping"]) == set(actions.PAYLOADS)
+    for type_, ref in action["discriminator"]["mapping"].items():
+        alt = _resolve(doc, {"$ref": ref})
+        assert {"$ref": ref} in action["oneOf"]
+        assert alt["properties"]["type"]["enum"] == [type_]
+        assert set(alt["required"]) == set(alt["properties"]) == actions._TOP_FIELDS
+        payload = _resolve(doc, alt["properties"]["payload"])
+        assert set(payload["required"]) == set(payload["properties"]) == set(actions.PAYLOADS[type_]), type_
+    assert schemas["Address"]["format"] == "iotex-address"  # the checksum, which a pattern cannot say
+
+
+async def test_a_bad_checksum_address_is_a_documented_400(client: Client, net: NetHomes) -> None:
+    good = net.accounts[0].address
+    bad = good[:-1] + ("q" if good[-1] != "q" else "p")
+    assert re.fullmatch(client.doc["components"]["schemas"]["Address"]["pattern"], bad)
+    for path, template, field in ((f"/v1/accounts/{bad}", "/v1/accounts/{address}", "address"),
+                                  (f"/v1/rewards/{bad}", "/v1/rewards/{address}", "address"),
+                                  (f"/v1/buckets?owner={bad}", "/v1/buckets", "owner")):  # fmt: skip
+        status, body = await client.get(path, template)  # check_response: 400 is listed for the operation
+        assert_error(status, body, 400, "invalid_address", field=field, mention="io1")
+
+
+async def test_batch_refuses_a_malformed_action_before_admitting_any(client: Client, net: NetHomes, node: Node) -> None:
+    a, b = net.accounts[0], net.accounts[1]
+    good = transfer(a, b.address, 1)
+    cases: list[tuple[Any, str]] = [
+        (dict(transfer(a, b.address, 2), chain_id=-1), "actions[1].chain_id"),
+        (dict(transfer(a, b.address, 2), payload={"amount": "1"}), "actions[1].payload.to"),
+        (dict(transfer(a, b.address, 2), sender=b.address[:-1] + ("q" if b.address[-1] != "q" else "p")), "actions[1].sender"),
+        (dict(transfer(a, b.address, 2), fee=str(2**256)), "actions[1].fee"),
+    ]
+    for bad, field in cases:
+        status, body = await client.post("/v1/actions/batch", {"actions": [good, bad]})
+        assert_error(status, body, 400, "invalid_action", field=field, mention=field)
+    status, _ = await client.get(f"/v1/actions/{actions.parse(good).hash_hex}", "/v1/actions/{hash}")
+    assert status == 404  # the well-formed action before it was not admitted either
+    # the single endpoint refuses the same things the same way
+    status, body = await client.post("/v1/actions", dict(good, chain_id=-1))
+    assert_error(status, body, 400, "invalid_action", field="chain_id")
+    status, body = await client.post("/v1/actions", dict(good, payload={"amount": "1"}))
+    assert_error(status, body, 400, "invalid_action", field="payload.to", mention="missing")
+
+
+async def test_batch_route_answers_405_allowing_only_post(client: Client) -> None:
+    for method in ("GET", "OPTIONS", "PUT", "DELETE"):
+        async with client.http.request(method, client.node.api_url + "/v1/actions/batch") as resp:
+            assert resp.status == 405 and resp.headers["Allow"] == "POST", (method, resp.status, resp.headers.get("Allow"))
+            assert (await resp.json())["error"] == {
+                "code": "method_not_allowed",
+                "message": f"{method} is not allowed on /v1/actions/batch (allowed: POST)",
+                "field": "method",
+            }
+
+
+async def test_every_client_error_names_the_field(client: Client, net: NetHomes) -> None:
+    wire = transfer(net.accounts[0], net.accounts[1].address, 1)
+    post = client.node.api_url + "/v1/actions"
+    requests: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", post, {"data": b"{", "headers": JSON}, "body"),
+        ("POST", post, {"data": b"", "headers": JSON}, "body"),
+        ("POST", post, {"data": json.dumps(wire).encode(), "headers": {"Content-Type": "text/plain"}}, "Content-Type"),
+        ("POST", post, {"data": b"{}", "headers": {**JSON, "Content-Encoding": "br"}}, "Content-Encoding"),
+        ("POST", post, {"data": b"\x1f\x8b\x00", "headers": {**JSON, "Content-Encoding": "gzip"}}, "body"),
+        ("POST", post, {"data": b"[1]", "headers": JSON}, "body"),
+        ("GET", client.node.api_url + "/v2/nothing", {}, "path"),
+        ("DELETE", client.node.api_url + "/v1/chain", {}, "method"),
+        ("GET", client.node.api_url + "/v1/actions/" + "ab" * 32, {}, "hash"),
+        ("GET", client.node.api_url + "/v1/blocks/999999", {}, "ref"),
+        ("GET", client.node.api_url + "/v1/blocks/" + "ab" * 32, {}, "ref"),
+        ("GET", client.node.api_url + "/v1/buckets/99999", {}, "id"),
+        ("GET", client.node.api_url + "/v1/delegates?epoch=0", {}, "epoch"),
+        ("GET", client.node.api_url + "/v1/chain?x=1", {}, "x"),
+    ]
+    for method, url, kw, field in requests:
+        async with client.http.request(method, url, **kw) as resp:
+            body = await resp.json()
+        assert 400 <= resp.status < 500 and body["error"].get("field") == field, (method, url, resp.status, body)
