@@ -9,6 +9,7 @@ recoverable secp256k1 signature over that hash, and must recover to `sender`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,25 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 _TOP_FIELDS = frozenset({"chain_id", "nonce", "fee", "sender", "type", "payload", "signature"})
 
 
+_MAX_AMOUNT_TEXT = f"2^{MAX_AMOUNT.bit_length()}-1 ({MAX_AMOUNT})"
+# orjson reads a JSON integer past 64 bits as a float: such a number can no longer be an exact amount.
+_JSON_INT_LIMIT = 2**64
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """`text` for a message: whole when short, else its start and its length (never a shortened number alone)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def parse_amount(value: object, field: str, *, positive: bool = True) -> int:
     """An amount is a decimal string (JSON numbers lose precision past 2**53 in many clients)."""
+    if isinstance(value, float) and math.isfinite(value):
+        if value < 0:
+            raise InvalidAction("must not be negative", field)
+        if value.is_integer() and value >= _JSON_INT_LIMIT:
+            raise InvalidAction("is a JSON number too large to be exact: send amounts as decimal strings", field)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidAction("must be a decimal string of the smallest unit", field)
     if isinstance(value, int):
@@ -35,21 +53,27 @@ def parse_amount(value: object, field: str, *, positive: bool = True) -> int:
         if value < 0:
             raise InvalidAction("must not be negative", field)
         if value > MAX_AMOUNT:
-            raise InvalidAction(f"exceeds the maximum amount {MAX_AMOUNT}", field)
+            raise InvalidAction(f"exceeds the maximum amount {_MAX_AMOUNT_TEXT}", field)
     text = str(value)
     if text.startswith("-"):
         raise InvalidAction("must not be negative", field)
     if not _AMOUNT_RE.fullmatch(text):
-        raise InvalidAction(f"{text[:40]!r} is not a decimal integer", field)
+        if text.isascii() and text.isdigit() and not text.startswith("0"):
+            # Digits only, but more of them than any amount has: say so, without quoting a cut-off number.
+            raise InvalidAction(f"exceeds the maximum amount {_MAX_AMOUNT_TEXT}: it has {len(text)} digits", field)
+        raise InvalidAction(f"{_quoted(text)} is not a decimal integer (digits only, no sign or leading zero)", field)
     amount = int(text)
     if amount > MAX_AMOUNT:
-        raise InvalidAction(f"exceeds the maximum amount {MAX_AMOUNT}", field)
+        raise InvalidAction(f"exceeds the maximum amount {_MAX_AMOUNT_TEXT}", field)
     if positive and amount == 0:
         raise InvalidAction("must be greater than zero", field)
     return amount
 
 
 def parse_uint(value: object, field: str, maximum: int) -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= _JSON_INT_LIMIT:
+        # orjson reads a JSON integer past 64 bits as a float
+        raise InvalidAction(f"must be at most {maximum}" if value > 0 else "must not be negative", field)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidAction("must be a non-negative integer", field)
     if value < 0:
@@ -169,8 +193,8 @@ def _parse_payload(type_: str, raw_payload: dict[Any, Any]) -> dict[str, Any]:
     return payload
 
 
-def parse(wire: object, *, verify: bool = True) -> Action:
-    """Validate a wire action strictly; raise InvalidAction naming the first bad field."""
+def _checked(wire: object) -> tuple[int, int, int, str, str, dict[str, Any], bytes]:
+    """Every field of a wire action, validated; raise InvalidAction naming the first bad field."""
     if not isinstance(wire, dict):
         raise InvalidAction("an action must be a JSON object")
     unknown = sorted(map(str, set(wire) - _TOP_FIELDS))
@@ -198,7 +222,18 @@ def parse(wire: object, *, verify: bool = True) -> Action:
     # bytes.fromhex skips whitespace, so a 130-character string could hold fewer than 65 bytes.
     if not _HEX_RE.fullmatch(sig_hex):
         raise InvalidAction("is not hex", "signature")
-    signature = bytes.fromhex(sig_hex)
+    return chain_id, nonce, fee, sender, type_, payload, bytes.fromhex(sig_hex)
+
+
+def check(wire: object) -> None:
+    """Validate a wire action's form (every field, type and range) as parse() does, without hashing it or
+    verifying its signature; raise InvalidAction naming the first bad field."""
+    _checked(wire)
+
+
+def parse(wire: object, *, verify: bool = True) -> Action:
+    """Validate a wire action strictly; raise InvalidAction naming the first bad field."""
+    chain_id, nonce, fee, sender, type_, payload, signature = _checked(wire)
     h = codec.digest(_core(chain_id, nonce, fee, sender, type_, payload))
     if verify:
         signer = recover_address(signature, h)

@@ -1,7 +1,8 @@
 """HTTP JSON API under /v1, plus /healthz, /readyz, /metrics and the OpenAPI document.
 
-Every client mistake is a 4xx with {"error": {"code", "message", "field"?}}; nothing a client sends may
-produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
+Every client mistake, down to a request line or header that aiohttp's HTTP parser refuses, is a 4xx with
+{"error": {"code", "message", "field"?}}, `field` naming the part of the request at fault; nothing a client
+sends may produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
 address has a token bucket (rate) and every request a body size cap and a body read deadline.
 The OpenAPI document served at /v1/openapi.json (node/iotex_node/openapi.json) describes every route.
 """
@@ -19,9 +20,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from iotex_node import actions
 from iotex_node import execution as ex
 from iotex_node.crypto.keys import valid_address
 from iotex_node.errors import InvalidInput, Rejected
@@ -54,6 +56,7 @@ _REJECT_FIELD = {
     "nonce_gap": "nonce",
     "insufficient_balance": "fee",
     "fee_too_low": "fee",
+    "replacement_underpriced": "fee",
     "wrong_chain_id": "chain_id",
     "sender_quota_exceeded": "sender",
 }
@@ -70,6 +73,9 @@ _HASH_RE = re.compile(r"[0-9a-fA-F]{64}")
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body")
+MALFORMED_LOG_KEY: web.AppKey[LogThrottle] = web.AppKey("malformed_log")
+# A flood of malformed requests gets at most one log line per this many seconds (the metric counts them all).
+MALFORMED_LOG_INTERVAL_S = 10.0
 
 
 class ApiError(Exception):
@@ -122,6 +128,128 @@ class RateLimiter:
         return True
 
 
+class LogThrottle:
+    """Lets one log line through per `interval` seconds and counts the ones it held back."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next_at = 0.0
+        self._held = 0
+
+    def take(self) -> int | None:
+        """None: stay quiet; else log now, mentioning this many lines held back since the last one."""
+        now = time.monotonic()
+        if now < self._next_at:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next_at = now + self.interval
+        return held
+
+
+def _parser_error_field(exc: BaseException | None) -> str:
+    """The part of a request that aiohttp's HTTP parser could not read."""
+    if isinstance(exc, http_exceptions.BadStatusLine):  # BadHttpMethod included
+        return "request_line"
+    if isinstance(exc, http_exceptions.InvalidURLError):
+        return "path"
+    text = str(getattr(exc, "message", "")).lower()
+    if isinstance(exc, http_exceptions.PayloadEncodingError) or "chunk" in text:
+        return "body"
+    if isinstance(exc, http_exceptions.LineTooLong):
+        # The line is the request target (a path) when the request line was too long, else a header's.
+        line = exc.args[0] if exc.args else ""
+        start = line[:1] if isinstance(line, (bytes, bytearray)) else str(line).encode()[:1]
+        return "request_line" if start == b"/" else "headers"
+    headerish = ("header", "content-length", "transfer-encoding")
+    if isinstance(exc, http_exceptions.InvalidHeader) or any(w in text for w in headerish):
+        return "headers"
+    if any(w in text for w in ("status line", "method", "version", "pri/upgrade")):
+        return "request_line"
+    return "request"
+
+
+def _parser_error_reason(exc: BaseException | None, message: str | None) -> str:
+    text = str(getattr(exc, "message", "") or message or "unreadable")
+    if "PRI/Upgrade" in text:
+        return "HTTP/2 is not served here: use HTTP/1.1"
+    return _one_line(text)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    # aiohttp's parser messages span lines, with a caret line pointing at the bad byte: keep the words only.
+    lines = (ln.strip() for ln in text.splitlines())
+    flat = " ".join(ln for ln in lines if ln and set(ln) != {"^"})
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class _ApiRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's HTTP/1 protocol handler, answering what its parser refuses in this API's error shape.
+
+    A request whose request line or headers cannot be parsed (a NUL byte in a header, a bad method token,
+    an over-long line) never reaches the middlewares: aiohttp answers it from `handle_error`, in plain
+    text, after logging a traceback at ERROR. Here it gets a JSON 400 naming the broken part, costs the
+    client a rate-limit token like any request (429 once they are spent), is counted in the API metrics,
+    and is logged as one line at most every MALFORMED_LOG_INTERVAL_S.
+    """
+
+    api_app: web.Application | None = None
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        app = self.api_app
+        if app is None or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        node = app[NODE_KEY]
+        remote = request.remote or "?"
+        if status >= 500:
+            # Not a client mistake: the middleware answers every handler failure, so this is an aiohttp-level bug.
+            log.error("API bug: a request from %s failed outside the handlers", remote, exc_info=exc)
+            resp = error(500, "internal", "the node failed to handle this request; this is a bug, see the node log")
+        elif not app[LIMITER_KEY].allow(remote):
+            node.metrics.api_rejections.labels("rate_limited").inc()
+            resp = error(429, "rate_limited", "too many requests from this client; slow down", headers={"Retry-After": "1"})
+        else:
+            node.metrics.api_rejections.labels("malformed_http").inc()
+            field = _parser_error_field(exc)
+            why = _parser_error_reason(exc, message)
+            resp = error(status, "malformed_http", f"the HTTP request cannot be parsed ({field}): {why}", field)
+            held = app[MALFORMED_LOG_KEY].take()
+            if held is not None:
+                more = f" (and {held} more since the last such line)" if held else ""
+                log.warning("malformed HTTP request from %s: %s%s", remote, why, more)
+        node.metrics.api_requests.labels("other", "malformed", str(resp.status)).inc()
+        resp.force_close()
+        return resp
+
+
+class _ApiServer(web.Server):
+    """aiohttp's low-level server, making connections with _ApiRequestHandler."""
+
+    api_app: web.Application
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        handler = _ApiRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.api_app = self.api_app
+        return handler
+
+
+class _ApiRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        # aiohttp has no public hook for the protocol handler (aio-libs/aiohttp#3287): keep everything
+        # AppRunner sets up and swap in the subclass that makes connections (Server has no __slots__).
+        server = await super()._make_server()
+        server.__class__ = _ApiServer
+        assert isinstance(server, _ApiServer)
+        server.api_app = self.app
+        return server
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -170,17 +298,18 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 resp.force_close()
         except web.HTTPRequestEntityTooLarge:
             node.metrics.api_rejections.labels("body_too_large").inc()
-            resp = error(413, "body_too_large", f"request body exceeds {request.app[MAX_BODY_KEY]} bytes")
+            resp = error(413, "body_too_large", f"request body exceeds {request.app[MAX_BODY_KEY]} bytes", "body")
             resp.force_close()  # rather than read (and discard) the rest of a body we refused
         except web.HTTPException as exc:
             if exc.status == 404:
-                resp = error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}")
+                resp = error(404, "not_found", f"no such resource: {request.method} {request.path[:200]}", "path")
             elif exc.status == 405:
                 allow = exc.headers.get("Allow", "")
                 resp = error(
                     405,
                     "method_not_allowed",
-                    f"{request.method} is not allowed on {request.path[:200]} (allowed: {allow or 'none'})",
+                    f"{request.method[:20]} is not allowed on {request.path[:200]} (allowed: {allow or 'none'})",
+                    "method",
                     headers={"Allow": allow} if allow else None,
                 )
             else:
@@ -210,7 +339,11 @@ def _decode_body(request: web.Request, body: bytes) -> bytes:
     encoding = _ENCODINGS.get(raw)
     if encoding is None:
         raise ApiError(
-            415, "bad_content_encoding", f"content encoding {raw[:60]!r} is not supported: use gzip, deflate or none", close=True
+            415,
+            "bad_content_encoding",
+            f"content encoding {raw[:60]!r} is not supported: use gzip, deflate or none",
+            "Content-Encoding",
+            close=True,
         )
     if encoding == "identity":
         return body
@@ -219,11 +352,11 @@ def _decode_body(request: web.Request, body: bytes) -> bytes:
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise ApiError(400, "malformed_body", f"the body is not valid {encoding} data: {exc}") from None
+        raise ApiError(400, "malformed_body", f"the body is not valid {encoding} data: {exc}", "body") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes once decompressed")
+        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes once decompressed", "body")
     if not d.eof or d.unused_data:
-        raise ApiError(400, "malformed_body", f"the body is not one complete {encoding} stream")
+        raise ApiError(400, "malformed_body", f"the body is not one complete {encoding} stream", "body")
     return out
 
 
@@ -234,28 +367,31 @@ async def _read_json(request: web.Request) -> Any:
             "bad_content_type",
             f"content type {request.headers.get('Content-Type', '(none)')[:100]!r} is not supported: "
             "send the body as application/json (UTF-8)",
+            "Content-Type",
         )
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
             body = await request.read()
     except TimeoutError:
         raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", close=True
+            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", "body", close=True
         ) from None
     except web.RequestPayloadError as exc:
         cause = exc.__cause__ or exc
         why = str(getattr(cause, "message", cause)).strip()[:200]
-        raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", close=True) from None
+        raise ApiError(400, "malformed_body", f"the request body cannot be read: {why}", "body", close=True) from None
     except ConnectionError:
         # The client hung up mid-body: nobody will read this answer, but it keeps the log free of tracebacks.
-        raise ApiError(400, "incomplete_body", "the connection closed before the request body was complete", close=True) from None
+        raise ApiError(
+            400, "incomplete_body", "the connection closed before the request body was complete", "body", close=True
+        ) from None
     body = _decode_body(request, body)
     if not body:
-        raise ApiError(400, "malformed_json", "request body is empty")
+        raise ApiError(400, "malformed_json", "request body is empty", "body")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}", "body") from None
 
 
 def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
@@ -267,7 +403,7 @@ def _submit_one(node: Node, wire: object) -> tuple[int, dict[str, Any]]:
     except InvalidInput as exc:
         code = exc.code if exc.code != "invalid" else "invalid_action"
         node.metrics.api_rejections.labels(code).inc()
-        return 400, _error_body(code, str(exc), exc.field)
+        return 400, _error_body(code, str(exc), exc.field or "body")
     return 202, {"hash": action.hash_hex, "status": "pending"}
 
 
@@ -300,6 +436,17 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         problem = ApiError(400, "invalid_batch", "must be a list of actions", "actions")
     elif not doc["actions"] or len(doc["actions"]) > MAX_BATCH:
         problem = ApiError(400, "invalid_batch", f"must hold 1 to {MAX_BATCH} actions, not {len(doc['actions'])}", "actions")
+    else:
+        # A malformed action (a wrong type, range or pattern: what the OpenAPI schema of an action says) is a
+        # client bug, refused like POST /v1/actions refuses it, and before any action of the batch is admitted.
+        # What only the node can tell (a signature, the mempool's rules) is answered per action.
+        for i, wire in enumerate(doc["actions"]):
+            try:
+                actions.check(wire)
+            except InvalidInput as exc:
+                where = f"actions[{i}].{exc.field}" if exc.field else f"actions[{i}]"
+                problem = ApiError(400, "invalid_action", f"{where}: {exc.reason}", where)
+                break
     if problem is not None:
         node.metrics.api_rejections.labels(problem.code).inc()
         raise problem
@@ -329,7 +476,7 @@ async def get_action(request: web.Request) -> web.Response:
     h = _hash_param(request)
     found = request.app[NODE_KEY].action_status(h)
     if found is None:
-        raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node")
+        raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node", "hash")
     return _json(found)
 
 
@@ -358,7 +505,7 @@ def _block_json(node: Node, height: int) -> web.Response:
         return _genesis_json(node)
     data = node.store.block_data(height)
     if data is None:
-        raise ApiError(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})")
+        raise ApiError(404, "not_found", f"block {height} does not exist (tip is {node.chain.height})", "ref")
     b = orjson.loads(data)
     b["hash"] = _block_hash(b)
     b["height"] = b["header"]["height"]
@@ -384,7 +531,7 @@ async def get_block(request: web.Request) -> web.Response:
             return _genesis_json(node)
         found = node.store.block_height_by_hash(h)
         if found is None:
-            raise ApiError(404, "not_found", f"no block with hash {h.hex()}")
+            raise ApiError(404, "not_found", f"no block with hash {h.hex()}", "ref")
         return _block_json(node, found)
     raise ApiError(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
 
@@ -468,7 +615,7 @@ async def get_bucket(request: web.Request) -> web.Response:
     bid = int(raw)
     b = node.chain.state.get(f"b/{bid}")
     if b is None:
-        raise ApiError(404, "not_found", f"bucket {bid} does not exist")
+        raise ApiError(404, "not_found", f"bucket {bid} does not exist", "id")
     return _json(_bucket_json(node, bid, b))
 
 
@@ -528,10 +675,12 @@ def make_app(node: Node) -> web.Application:
     app[NODE_KEY] = node
     app[LIMITER_KEY] = RateLimiter(node.cfg.rate_limit_per_second, node.cfg.rate_limit_burst)
     app[MAX_BODY_KEY] = node.cfg.max_body_bytes
+    app[MALFORMED_LOG_KEY] = LogThrottle(MALFORMED_LOG_INTERVAL_S)
     r = app.router
     r.add_post("/v1/actions", post_action)
     r.add_post("/v1/actions/batch", post_actions_batch)
-    r.add_get("/v1/actions/{hash}", get_action)
+    # Not "batch": GET or OPTIONS /v1/actions/batch must be a 405 that allows POST only, not an invalid hash.
+    r.add_get("/v1/actions/{hash:(?!batch$)[^/]+}", get_action)
     r.add_get("/v1/accounts/{address}", get_account)
     r.add_get("/v1/blocks/{ref}", get_block)
     r.add_get("/v1/chain", get_chain)
@@ -548,7 +697,7 @@ def make_app(node: Node) -> web.Application:
 
 async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
-    runner = web.AppRunner(
+    runner = _ApiRunner(
         make_app(node), access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=SHUTDOWN_GRACE_S
     )
     await runner.setup()

@@ -11,6 +11,8 @@ import asyncio
 import gzip
 import io
 import json
+import logging
+import random
 import re
 import time
 import zlib
@@ -594,7 +596,8 @@ async def test_amounts_negative_overflowing_or_malformed(client: Client, net: Ne
         ("0x10", "decimal integer"),
         ("007", "decimal integer"),
         ("12\n", "decimal integer"),
-        (str(2**128 - 1) + "0", "decimal integer"),  # more digits than any amount can have
+        (str(2**128 - 1) + "0", "maximum amount 2^128-1"),  # more digits than any amount can have
+        (str(2**256), "maximum amount 2^128-1"),
         (1.5, "decimal string"),
         (True, "decimal string"),
         (None, "decimal string"),
@@ -750,8 +753,7 @@ async def test_batch_envelope_mistakes(client: Client, net: NetHomes) -> None:
     status, body = await client.post("/v1/actions/batch", {"actions": [1] * (api.MAX_BATCH + 1)})
     assert_error(status, body, 400, "invalid_batch", field="actions", mention="2001")
     status, body = await client.post("/v1/actions/batch", {"actions": [7, None, "x", {}]})
-    assert status == 200 and body["accepted"] == 0
-    assert all(r["error"]["code"] == "invalid_action" for r in body["results"])
+    assert_error(status, body, 400, "invalid_action", field="actions[0]", mention="JSON object")
 
 
 async def test_request_body_that_never_arrives_is_408(client: Client, node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -820,3 +822,225 @@ async def test_node_stays_responsive_under_a_burst_of_bad_requests(client: Clien
     assert (await client.get("/healthz"))[0] == 200
     assert time.monotonic() - t0 < 1.0
     await wait_height(node, h0 + 2)
+
+
+async def test_amount_too_large_says_so_whole(client: Client, net: NetHomes) -> None:
+    wire = transfer(net.accounts[0], net.accounts[1].address, 1)
+    for amount in (str(2**256), "9" * 5000):
+        status, body = await client.post("/v1/actions", dict(wire, payload={"to": net.accounts[1].address, "amount": amount}))
+        assert_error(status, body, 400, "invalid_action", field="payload.amount")
+        message = body["error"]["message"]
+        assert f"exceeds the maximum amount 2^128-1 ({actions.MAX_AMOUNT})" in message, message
+        assert f"{len(amount)} digits" in message and "decimal integer" not in message and amount[:40] not in message
+    big = json.dumps(dict(wire, payload={"to": net.accounts[1].address, "amount": 0}))
+    big = big.replace('"amount": 0', f'"amount": {2**256}')  # a JSON number, which orjson reads as an inexact float
+    status, body = await client.post("/v1/actions", data=big.encode(), headers=JSON)
+    assert_error(status, body, 400, "invalid_action", field="payload.amount", mention="too large")
+
+
+# --- malformed HTTP: what aiohttp's parser refuses gets the API's answer ---------------------------
+
+
+async def raw_request(node: Node, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as is on a fresh connection; the status, headers and body of the answer."""
+    host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)  # the node closes the connection after such an answer
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+MALFORMED = [
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nX-Probe: a\x00b\r\n\r\n", "headers"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", "headers"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", "headers"),
+    (b"GARBAGE\r\n\r\n", "request_line"),
+    (b"G\x00T /v1/chain HTTP/1.1\r\n\r\n", "request_line"),
+    (b"GET /v1/chain HTTP/9.9\r\nHost: x\r\n\r\n", "request_line"),
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "request_line"),  # TLS on the HTTP port
+    (b"GET /v1/ch\x00ain HTTP/1.1\r\nHost: x\r\n\r\n", "path"),
+    (b"POST /v1/actions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "headers"),
+    (b"POST /v1/actions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "body"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "request_line"),
+    (b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", "headers"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "request_line"),
+]
+
+
+async def test_malformed_http_is_a_json_400_naming_the_part_without_a_traceback(
+    node: Node, doc: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for data, field in MALFORMED:
+        status, headers, body = await raw_request(node, data)
+        assert status == 400, (data, status, body)
+        assert headers["content-type"].startswith("application/json"), (data, headers)
+        err = json.loads(body)
+        assert not schema_errors(doc, {"$ref": "#/components/schemas/Error"}, err), err
+        assert err["error"]["code"] == "malformed_http" and err["error"]["field"] == field, (data, err)
+        assert "\n" not in err["error"]["message"] and len(err["error"]["message"]) < 300, err
+    # the issue's flood: 300 requests with a NUL byte in a header, at once
+    flood = await asyncio.gather(*(raw_request(node, MALFORMED[0][0]) for _ in range(300)))
+    assert {s for s, _, _ in flood} == {400}
+    total = len(MALFORMED) + 300
+    assert metric(node, "iotex_api_rejections_total", reason="malformed_http") == total
+    assert metric(node, "iotex_api_requests_total", method="other", route="malformed", code="400") == total
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not noisy, [r.getMessage()[:200] for r in noisy[:3]]
+    lines = [r for r in caplog.records if r.name == "iotex_node.api"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING, [r.getMessage() for r in lines[:5]]
+    assert "\n" not in lines[0].getMessage()
+    async with aiohttp.ClientSession() as s, s.get(node.api_url + "/v1/chain") as resp:
+        assert resp.status == 200  # the node still serves
+
+
+async def test_malformed_http_spends_the_clients_rate_limit(tmp_path: Path) -> None:
+    net = make_testnet(tmp_path / "rl", accounts=0)
+    n = await start_node(net.homes[0], rate_limit_per_second=0.5, rate_limit_burst=5)
+    try:
+        statuses = [(await raw_request(n, MALFORMED[0][0]))[0] for _ in range(12)]
+        assert statuses[:5] == [400] * 5 and statuses[5:] == [429] * 7, statuses
+        status, headers, body = await raw_request(n, MALFORMED[0][0])
+        assert status == 429 and headers["retry-after"] == "1" and json.loads(body)["error"]["code"] == "rate_limited"
+        status, _, _ = await raw_request(n, b"GET /v1/chain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 429  # the same bucket as well-formed requests
+        assert metric(n, "iotex_api_rejections_total", reason="malformed_http") == 5
+        assert metric(n, "iotex_api_rejections_total", reason="rate_limited") == 9
+    finally:
+        await n.stop()
+
+
+# --- the OpenAPI document and the code agree -------------------------------------------------------
+
+
+def _ecma(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA 262, whose `$` (unlike Python's) never matches before a trailing newline.
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
+
+
+def test_openapi_amount_patterns_are_exactly_the_amounts_the_node_accepts(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    fee, positive = schemas["Fee"]["oneOf"], schemas["PositiveAmount"]["oneOf"]
+    fee_re, positive_re = _ecma(fee[0]["pattern"]), _ecma(positive[0]["pattern"])
+
+    def accepted(value: object, *, is_positive: bool) -> bool:
+        try:
+            actions.parse_amount(value, "f", positive=is_positive)
+        except actions.InvalidAction:
+            return False
+        return True
+
+    top = actions.MAX_AMOUNT
+    numbers = [0, 1, 9, 10, top, top - 1, top + 1, 10**38 - 1, 10**38, 10**39 - 1, 10**39, 2**256]
+    numbers += [top - 10**k for k in range(38)] + [top + 10**k for k in range(38)]
+    rnd = random.Random(7)
+    numbers += [rnd.randrange(2**129) for _ in range(3000)] + [rnd.randrange(10**k) for k in range(1, 40) for _ in range(20)]
+    for n in numbers:
+        text = str(n)
+        assert bool(fee_re.search(text)) == accepted(text, is_positive=False), text
+        assert bool(positive_re.search(text)) == accepted(text, is_positive=True), text
+    for text in ("", "00", "01", "-1", "+1", "1.0", "1e3", " 1", "1\n", "\u0661"):
+        assert not fee_re.search(text) and not accepted(text, is_positive=False), repr(text)
+    # JSON integers: 0 (1 for a positive amount) to 2^64-1; larger ones reach the node as inexact floats
+    assert (fee[1]["minimum"], fee[1]["maximum"], positive[1]["minimum"]) == (0, 2**64 - 1, 1)
+    assert accepted(2**64 - 1, is_positive=True) and not accepted(0, is_positive=True)
+    assert not accepted(float(2**64), is_positive=False)
+
+
+def test_openapi_names_and_actions_follow_the_node_rules(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    name_re = _ecma(schemas["CandidateName"]["pattern"])
+    rnd = random.Random(3)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_A"
+    names = ["i", "io", "io1", "io1a", "io2", "ioa", "a" * 12, "a" * 13, ""]
+    names += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 14))) for _ in range(5000)]
+    names += ["io" + "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 11))) for _ in range(2000)]
+    for name in names:
+        assert bool(name_re.search(name)) == actions.valid_candidate_name(name), name
+    # one schema per action type, with exactly the payload fields the node requires
+    action = schemas["Action"]
+    assert action["discriminator"]["propertyName"] == "type"
+    assert set(action["discriminator"]["mapping"]) == set(actions.PAYLOADS)
+    for type_, ref in action["discriminator"]["mapping"].items():
+        alt = _resolve(doc, {"$ref": ref})
+        assert {"$ref": ref} in action["oneOf"]
+        assert alt["properties"]["type"]["enum"] == [type_]
+        assert set(alt["required"]) == set(alt["properties"]) == actions._TOP_FIELDS
+        payload = _resolve(doc, alt["properties"]["payload"])
+        assert set(payload["required"]) == set(payload["properties"]) == set(actions.PAYLOADS[type_]), type_
+    assert schemas["Address"]["format"] == "iotex-address"  # the checksum, which a pattern cannot say
+
+
+async def test_a_bad_checksum_address_is_a_documented_400(client: Client, net: NetHomes) -> None:
+    good = net.accounts[0].address
+    bad = good[:-1] + ("q" if good[-1] != "q" else "p")
+    assert re.fullmatch(client.doc["components"]["schemas"]["Address"]["pattern"], bad)
+    for path, template, field in ((f"/v1/accounts/{bad}", "/v1/accounts/{address}", "address"),
+                                  (f"/v1/rewards/{bad}", "/v1/rewards/{address}", "address"),
+                                  (f"/v1/buckets?owner={bad}", "/v1/buckets", "owner")):  # fmt: skip
+        status, body = await client.get(path, template)  # check_response: 400 is listed for the operation
+        assert_error(status, body, 400, "invalid_address", field=field, mention="io1")
+
+
+async def test_batch_refuses_a_malformed_action_before_admitting_any(client: Client, net: NetHomes, node: Node) -> None:
+    a, b = net.accounts[0], net.accounts[1]
+    good = transfer(a, b.address, 1)
+    cases: list[tuple[Any, str]] = [
+        (dict(transfer(a, b.address, 2), chain_id=-1), "actions[1].chain_id"),
+        (dict(transfer(a, b.address, 2), payload={"amount": "1"}), "actions[1].payload.to"),
+        (dict(transfer(a, b.address, 2), sender=b.address[:-1] + ("q" if b.address[-1] != "q" else "p")), "actions[1].sender"),
+        (dict(transfer(a, b.address, 2), fee=str(2**256)), "actions[1].fee"),
+    ]
+    for bad, field in cases:
+        status, body = await client.post("/v1/actions/batch", {"actions": [good, bad]})
+        assert_error(status, body, 400, "invalid_action", field=field, mention=field)
+    status, _ = await client.get(f"/v1/actions/{actions.parse(good).hash_hex}", "/v1/actions/{hash}")
+    assert status == 404  # the well-formed action before it was not admitted either
+    # the single endpoint refuses the same things the same way
+    status, body = await client.post("/v1/actions", dict(good, chain_id=-1))
+    assert_error(status, body, 400, "invalid_action", field="chain_id")
+    status, body = await client.post("/v1/actions", dict(good, payload={"amount": "1"}))
+    assert_error(status, body, 400, "invalid_action", field="payload.to", mention="missing")
+
+
+async def test_batch_route_answers_405_allowing_only_post(client: Client) -> None:
+    for method in ("GET", "OPTIONS", "PUT", "DELETE"):
+        async with client.http.request(method, client.node.api_url + "/v1/actions/batch") as resp:
+            assert resp.status == 405 and resp.headers["Allow"] == "POST", (method, resp.status, resp.headers.get("Allow"))
+            assert (await resp.json())["error"] == {
+                "code": "method_not_allowed",
+                "message": f"{method} is not allowed on /v1/actions/batch (allowed: POST)",
+                "field": "method",
+            }
+
+
+async def test_every_client_error_names_the_field(client: Client, net: NetHomes) -> None:
+    wire = transfer(net.accounts[0], net.accounts[1].address, 1)
+    post = client.node.api_url + "/v1/actions"
+    requests: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", post, {"data": b"{", "headers": JSON}, "body"),
+        ("POST", post, {"data": b"", "headers": JSON}, "body"),
+        ("POST", post, {"data": json.dumps(wire).encode(), "headers": {"Content-Type": "text/plain"}}, "Content-Type"),
+        ("POST", post, {"data": b"{}", "headers": {**JSON, "Content-Encoding": "br"}}, "Content-Encoding"),
+        ("POST", post, {"data": b"\x1f\x8b\x00", "headers": {**JSON, "Content-Encoding": "gzip"}}, "body"),
+        ("POST", post, {"data": b"[1]", "headers": JSON}, "body"),
+        ("GET", client.node.api_url + "/v2/nothing", {}, "path"),
+        ("DELETE", client.node.api_url + "/v1/chain", {}, "method"),
+        ("GET", client.node.api_url + "/v1/actions/" + "ab" * 32, {}, "hash"),
+        ("GET", client.node.api_url + "/v1/blocks/999999", {}, "ref"),
+        ("GET", client.node.api_url + "/v1/blocks/" + "ab" * 32, {}, "ref"),
+        ("GET", client.node.api_url + "/v1/buckets/99999", {}, "id"),
+        ("GET", client.node.api_url + "/v1/delegates?epoch=0", {}, "epoch"),
+        ("GET", client.node.api_url + "/v1/chain?x=1", {}, "x"),
+    ]
+    for method, url, kw, field in requests:
+        async with client.http.request(method, url, **kw) as resp:
+            body = await resp.json()
+        assert 400 <= resp.status < 500 and body["error"].get("field") == field, (method, url, resp.status, body)
