@@ -42,13 +42,16 @@ class Journal:
             self._file.write("\n")  # a torn last line stays torn; the next event starts clean
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event; returns it as it was written (as `read` will give it back)."""
         with self._lock:
             self._seq += 1
             doc = {"seq": self._seq, "ts": round(time.time(), 3), "event": event, **fields}
-            self._file.write(json.dumps(doc, default=_default, separators=(",", ":")) + "\n")
+            line = json.dumps(doc, default=_default, separators=(",", ":"))
+            self._file.write(line + "\n")
             self._file.flush()
             os.fsync(self._file.fileno())
-            return doc
+            written: dict[str, Any] = json.loads(line)
+            return written
 
     def close(self) -> None:
         with self._lock:
