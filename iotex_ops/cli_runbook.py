@@ -16,11 +16,30 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iotex_ops import network as network_mod
 from iotex_ops.cli_common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
-from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook import params as params_mod
+from iotex_ops.runbook.events import (
+    ContinuousFailed,
+    Event,
+    Result,
+    Resumed,
+    RollbackEnd,
+    RollbackStart,
+    RollbackStop,
+    RunFailing,
+    RunStart,
+    StaleLock,
+    SteadyState,
+    StepEnd,
+    StepSkip,
+    StepStart,
+    Verify,
+)
+from iotex_ops.runbook.state import RunState
+from iotex_ops.runbook.store import RunStore
 
 
 def default_inventory() -> Path:
@@ -38,61 +57,63 @@ def _fmt(v: Any) -> str:
 
 
 class EventPrinter:
-    """One line per journal event worth a person's attention."""
+    """One line per journal event worth a person's attention. The events are folded as they come: `state` is
+    the run as far as this printer has seen it."""
 
     def __init__(self, console: Console, prefix: str = "") -> None:
         self.console, self.prefix = console, prefix
+        self.state = RunState()
 
-    def __call__(self, ev: dict[str, Any]) -> None:
-        kind, step, host = ev["event"], ev.get("step"), ev.get("host")
-        where = escape(f"{step}" + (f"@{host}" if host else ""))
-        p = self.prefix
-        c = self.console
-        if kind == "run_start":
-            c.print(f"{p}[bold]run {escape(ev['run_id'])}[/bold] {escape(ev['runbook'])} on {len(ev['delegates'])} delegates")
-        elif kind == "steady_state":
-            mark = "[green]ok[/green]" if ev["ok"] else "[red]NOT OK[/red]"
-            c.print(f"{p}steady state {ev['phase']}: {mark}")
-            for row in ev["checks"]:
-                if not row["ok"]:
-                    c.print(f"{p}  [red]x[/red] {escape(row['check'])}: {escape(_fmt(row['detail'] or row['value']))}")
-        elif kind == "step_start":
-            again = f" (attempt {ev['attempt']})" if ev.get("attempt", 1) > 1 else ""
-            c.print(f"{p}[cyan]>[/cyan] {where}{again}")
-        elif kind == "verify":
-            mark = "[green]ok[/green]" if ev["ok"] else "[red]FAILED[/red]"
-            c.print(f"{p}  {mark} {escape(ev['check'])}: {escape(_fmt(ev['value']))} {escape(ev.get('detail') or '')}")
-        elif kind == "step_end" and "output_tail" in ev:  # an attempt's end (not a per-host step's summary)
-            mark = "[green]done[/green]" if ev["ok"] else f"[red]failed[/red]: {escape(str(ev.get('error')))}"
-            c.print(f"{p}  {where} {mark} in {ev['duration_s']:.1f}s")
-        elif kind == "step_skip":
-            c.print(f"{p}  [dim]skip {where}: {escape(ev['reason'])}[/dim]")
-        elif kind in ("run_failing", "continuous_failed"):
-            c.print(f"{p}[red bold]FAILED[/red bold] {escape(str(ev.get('error') or ev.get('check')))}: rolling back")
-        elif kind == "rollback_start":
-            c.print(f"{p}[yellow]< rollback {where}[/yellow] {escape(ev.get('what') or '')}")
-        elif kind == "rollback_end":
-            mark = "[green]ok[/green]" if ev["ok"] else f"[red bold]ROLLBACK FAILED[/red bold]: {escape(str(ev.get('error')))}"
-            c.print(f"{p}  {where} {mark}")
-        elif kind == "rollback_stop":
-            c.print(f"{p}[red bold]{escape(ev['reason'])}[/red bold]")
-        elif kind == "stale_lock":
-            prev = ev["previous"]
-            c.print(
-                f"{p}[yellow]took over a stale lock of run {escape(str(prev.get('run_id')))} (pid {prev.get('pid')})[/yellow]"
-            )
-        elif kind == "resumed":
-            c.print(f"{p}[bold]resumed[/bold]; completed before: {escape(', '.join(ev['done_steps']) or 'none')}")
+    def __call__(self, ev: Event) -> None:
+        self.state.apply(ev)
+        p, c, where = self.prefix, self.console, escape(ev.where)
+        match ev:
+            case RunStart():
+                c.print(f"{p}[bold]run {escape(ev.run_id)}[/bold] {escape(ev.runbook)} on {len(ev.delegates)} delegates")
+            case SteadyState():
+                mark = "[green]ok[/green]" if ev.ok else "[red]NOT OK[/red]"
+                c.print(f"{p}steady state {ev.phase}: {mark}")
+                for row in ev.checks:
+                    if not row.ok:
+                        c.print(f"{p}  [red]x[/red] {escape(row.check)}: {escape(_fmt(row.detail or row.value))}")
+            case StepStart():
+                again = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
+                c.print(f"{p}[cyan]>[/cyan] {where}{again}")
+            case Verify():
+                mark = "[green]ok[/green]" if ev.ok else "[red]FAILED[/red]"
+                c.print(f"{p}  {mark} {escape(ev.check)}: {escape(_fmt(ev.value))} {escape(ev.detail or '')}")
+            case StepEnd():  # an attempt's end (a per-host step's own end is a StepDone: not printed)
+                mark = "[green]done[/green]" if ev.ok else f"[red]failed[/red]: {escape(str(ev.error))}"
+                c.print(f"{p}  {where} {mark} in {ev.duration_s:.1f}s")
+            case StepSkip():
+                c.print(f"{p}  [dim]skip {where}: {escape(ev.reason)}[/dim]")
+            case RunFailing() | ContinuousFailed():
+                why = ev.error if isinstance(ev, RunFailing) and ev.error else getattr(ev, "check", None)
+                c.print(f"{p}[red bold]FAILED[/red bold] {escape(str(why))}: rolling back")
+            case RollbackStart():
+                c.print(f"{p}[yellow]< rollback {where}[/yellow] {escape(ev.what or '')}")
+            case RollbackEnd():
+                mark = "[green]ok[/green]" if ev.ok else f"[red bold]ROLLBACK FAILED[/red bold]: {escape(str(ev.error))}"
+                c.print(f"{p}  {where} {mark}")
+            case RollbackStop():
+                c.print(f"{p}[red bold]{escape(ev.reason)}[/red bold]")
+            case StaleLock():
+                prev = ev.previous
+                c.print(
+                    f"{p}[yellow]took over a stale lock of run {escape(str(prev.get('run_id')))} (pid {prev.get('pid')})[/yellow]"
+                )
+            case Resumed():
+                c.print(f"{p}[bold]resumed[/bold]; completed before: {escape(', '.join(ev.done_steps) or 'none')}")
 
 
 def print_result(console: Console, res: RunResult) -> None:
-    colour = {"passed": "green", "failed": "red", "rollback_failed": "red bold"}.get(res.result, "red")
+    colour = {Result.PASSED: "green", Result.FAILED: "red", Result.ROLLBACK_FAILED: "red bold"}.get(res.result, "red")
     console.print(f"[{colour}]{res.result.upper()}[/{colour}] {escape(res.runbook)} in {res.duration_s:.1f}s  run {res.run_id}")
     if res.error:
         console.print(f"  {escape(res.error)}")
     if res.measures:
         console.print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in res.measures.items()))
-    console.print(f"  journal {res.run_dir / 'journal.jsonl'}")
+    console.print(f"  journal {res.journal}")
     if res.report_html:
         console.print(f"  report  {res.report_html}")
 
@@ -231,8 +252,6 @@ def run_cmd(
     inventory_path = inventory_path or default_inventory()
     c = make_console()
     if dry_run:
-        from iotex_ops import network as network_mod
-
         typed = params_mod.validate(b, given)
         with network_mod.load(inventory_path, known_hosts) as net:
             doc: dict[str, Any] = {"runbook": b.name, "inventory": str(inventory_path), "params": typed,
@@ -251,7 +270,8 @@ def run_cmd(
         known_hosts=known_hosts,
         lock_wait_s=wait_lock,
     )
-    res = engine.run(b, inventory_path, given)
+    with network_mod.load(inventory_path, known_hosts) as net:
+        res = engine.run(b, net, given)
     _finish(res, as_json)
 
 
@@ -273,20 +293,14 @@ def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, 
 @click.option("--last", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def runs_cmd(as_json: bool, last: int) -> None:
     """Recent runs and how they ended (a run without an end can be resumed)."""
-    engine = Engine()
-    rows = []
-    for run_id, path in list(journal_mod.iter_runs(engine.runs_dir))[-last:]:
-        try:
-            prog = journal_mod.progress(journal_mod.read(path))
-        except OpsError:
-            continue
-        end = prog.end or {}
-        rows.append({"run_id": run_id, "runbook": prog.start.get("runbook"), "user": prog.start.get("user"),
-                     "result": end.get("result", "unfinished (resumable)"), "duration_s": end.get("duration_s")})  # fmt: skip
+    store = RunStore()
+    rows: list[dict[str, Any]] = [{"run_id": r.run_id, "runbook": r.runbook, "user": r.user,
+             "result": r.result if r.finished else "unfinished (resumable)", "duration_s": r.duration_s if r.finished else None}
+            for r in store.runs(last=last)]  # fmt: skip
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"runs in {engine.runs_dir}")
+    table = Table(title=f"runs in {store.runs_dir}")
     for col in ("run", "runbook", "user", "result", "duration"):
         table.add_column(col)
     for r in rows:
@@ -312,7 +326,7 @@ def rehearsal_cmd(delegates: int, hosts: str, load_tps: float, drills: tuple[str
         raise OpsError(f"unknown drill in {list(drills)}; the drills are {', '.join(rehearsal_mod.DRILLS)}")
     printers: dict[str, EventPrinter] = {}
 
-    def on_event(drill: str, ev: dict[str, Any]) -> None:
+    def on_event(drill: str, ev: Event) -> None:
         printers.setdefault(drill, EventPrinter(c, prefix=f"[dim]{drill}[/dim] "))(ev)
 
     out = rehearsal_mod.rehearse(

@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iotex_ops import network as network_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.load import BackgroundLoad
 from iotex_ops.network import http_json
 from iotex_ops.runbook import Engine, RunResult, loader
-from iotex_ops.runbook.engine import default_state_dir
+from iotex_ops.runbook.events import Event, Phase, RunEnd, RunFailing, StepDone, StepEnd
+from iotex_ops.runbook.store import RunStore, default_state_dir
 
 DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
 # drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
@@ -113,7 +115,7 @@ def rehearse(
     load_tps: float = 20.0,
     drills: tuple[str, ...] = DRILLS,
     say: Callable[[str], None] = lambda s: None,
-    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    on_event: Callable[[str, Event], None] | None = None,
 ) -> dict[str, Any]:
     """Run the drills; returns {"drills": [...], "report": path, ...}. Never raises for a failing drill."""
     unknown = [d for d in drills if d not in DRILLS]
@@ -167,29 +169,28 @@ def _drill(
     params: dict[str, Any],
     state_dir: Path,
     load: BackgroundLoad | None,
-    on_event: Callable[[str, dict[str, Any]], None] | None,
+    on_event: Callable[[str, Event], None] | None,
 ) -> DrillRow:
     h0 = _height(state)
     started = time.time()
     hold = HOLD_TRAFFIC.get(name)
 
-    def seen(ev: dict[str, Any]) -> None:
+    def seen(ev: Event) -> None:
         if load is not None and hold is not None:
-            if ev["event"] == "phase" and ev.get("step") == hold[0]:
+            if isinstance(ev, Phase) and ev.step == hold[0]:
                 load.hold()
-            elif ev["event"] in ("step_end", "run_failing", "run_end") and (
-                ev.get("step") == hold[1] or ev["event"] != "step_end"
-            ):
+            elif isinstance(ev, RunFailing | RunEnd) or (isinstance(ev, StepEnd | StepDone) and ev.step == hold[1]):
                 load.release()
         if on_event is not None:
             on_event(name, ev)
 
     # between two drills the remediation service may take a host's lock for a moment (an alert the last
     # drill raised): wait for it rather than fail the rehearsal
-    engine = Engine(state_dir, yes=True, on_event=seen, lock_wait_s=60)
+    engine = Engine(RunStore(state_dir), yes=True, on_event=seen, lock_wait_s=60)
     res: RunResult | None = None
     try:
-        res = engine.run(books[name], state.inventory, params)
+        with network_mod.load(state.inventory) as net:
+            res = engine.run(books[name], net, params)
     except OpsError as exc:
         return DrillRow(name, "failed", time.time() - started, started=started, ended=time.time(), error=str(exc))
     finally:

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iotex_ops.errors import OpsError
 from iotex_ops.network import Delegate, Network
-from iotex_ops.runbook.journal import Journal
+from iotex_ops.runbook.events import Event, Mark, Memo
+from iotex_ops.runbook.store import RunDir
 
 if TYPE_CHECKING:
     from prometheus_api_client import PrometheusConnect
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 
 class PrometheusUnavailable(OpsError):
     """The inventory names no Prometheus (iotex_prometheus_url), or it does not answer."""
+
+
+class EventSink(Protocol):
+    """Where a context's events go: the run's journal (through the engine, so that its live view sees them)."""
+
+    def append(self, ev: Event) -> Event: ...
 
 
 @dataclass
@@ -42,7 +49,7 @@ class RunContext:
     runbook: str
     params: Mapping[str, Any]
     network: Network
-    journal: Journal | None  # None in a dry run
+    journal: EventSink | None  # None in a dry run and a preflight
     run_dir: Path
     shared: _Shared
     delegate_: Delegate | None = None
@@ -75,7 +82,7 @@ class RunContext:
         with self.shared.lock:
             self.shared.memory[key] = value
         if self.journal is not None:
-            self.journal.write("memo", step=self.step, key=key, value=value)
+            self.journal.append(Memo(step=self.step, key=key, value=value))
 
     def recall(self, key: str, default: Any = None) -> Any:
         with self.shared.lock:
@@ -84,7 +91,7 @@ class RunContext:
     def event(self, name: str, **fields: Any) -> None:
         """A named moment for the report (e.g. `chain_halted`), with values."""
         if self.journal is not None:
-            self.journal.write("mark", step=self.step, name=name, **fields)
+            self.journal.append(Mark(step=self.step, name=name, values=fields))
 
     def playbook(
         self, playbook: str, *, limit: str | None = None, extravars: dict[str, Any] | None = None, timeout: float = 600
@@ -98,7 +105,7 @@ class RunContext:
             self.network.inventory.path,
             limit=limit,
             extravars=extravars,
-            runs_dir=self.run_dir / "ansible",
+            runs_dir=RunDir(self.run_dir).ansible,
             timeout=timeout,
         )
         self.log(f"{playbook}: {res.status}, changed {res.changed}")

@@ -13,6 +13,10 @@ The order of a run, every event of which goes to the journal first:
 
 `resume RUN_ID` continues a run without a `run_end` (crashed, killed, interrupted) after its last completed
 step or host, or finishes its rollback phase.
+
+The engine is given the network (the caller opens and closes it) and a run store (store.py) that owns the
+runs' directories; what it knows of a run it reads from the run's state (state.py), folded from the typed
+events (events.py) it journals.
 """
 
 from __future__ import annotations
@@ -38,18 +42,38 @@ from iotex_ops.network import Delegate, Network
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook import params as params_mod
 from iotex_ops.runbook.context import RunContext, _Shared
-from iotex_ops.runbook.journal import Journal, Progress
+from iotex_ops.runbook.events import (
+    Approval,
+    CheckRow,
+    ContinuousFailed,
+    Event,
+    Measures,
+    Phase,
+    Result,
+    Resumed,
+    RollbackEnd,
+    RollbackStart,
+    RollbackStop,
+    RunEnd,
+    RunFailing,
+    RunStart,
+    StaleLock,
+    SteadyState,
+    StepDone,
+    StepEnd,
+    StepSkip,
+    StepStart,
+    Verify,
+)
 from iotex_ops.runbook.lock import NetworkLock
 from iotex_ops.runbook.model import Check, CheckResult, ParamError, Runbook, RunbookError, Step
+from iotex_ops.runbook.state import RunState
+from iotex_ops.runbook.store import RunDir, RunJournal, RunStore, default_state_dir
 
-PASSED, FAILED, ROLLBACK_FAILED = "passed", "failed", "rollback_failed"
+__all__ = ["Engine", "RunResult", "StepFailed", "default_state_dir", "plan"]
+
 # how long an abandoned action (timed out, or the steady state lost) may take to end before the engine moves on
 ACTION_GRACE_S = 10.0
-EXIT_CODES = {PASSED: 0, FAILED: 1, ROLLBACK_FAILED: 3}
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("IOTEX_OPS_STATE_DIR", "~/.local/state/iotex-ops")).expanduser()
 
 
 class StepFailed(OpsError):
@@ -70,7 +94,7 @@ class _Aborted(Exception):
 class RunResult:
     run_id: str
     runbook: str
-    result: str
+    result: Result
     error: str | None
     duration_s: float
     run_dir: Path
@@ -81,7 +105,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.result, 1)
+        return self.result.exit_code
+
+    @property
+    def journal(self) -> Path:
+        return RunDir(self.run_dir).journal
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,7 +120,7 @@ class RunResult:
             "duration_s": round(self.duration_s, 3),
             "measures": self.measures,
             "rollback_errors": self.rollback_errors,
-            "journal": str(self.run_dir / "journal.jsonl"),
+            "journal": str(self.journal),
             "report_html": str(self.report_html) if self.report_html else None,
             "report_json": str(self.report_json) if self.report_json else None,
         }
@@ -144,21 +172,22 @@ def plan(runbook: Runbook, network: Network | None, params: Mapping[str, Any]) -
 
 
 class Engine:
-    """Runs runbooks; one instance per command. `on_event` sees every journal event as it is written."""
+    """Runs runbooks into a run store (default: the state dir's); one instance per command. `on_event` sees
+    every event as it is journaled. `known_hosts` is for the network a `resume` opens itself."""
 
     def __init__(
         self,
-        state_dir: Path | None = None,
+        store: RunStore | None = None,
         *,
         yes: bool = False,
         approve: Callable[[Step, list[str]], bool] | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
         known_hosts: Path | None = None,
         report: bool = True,
         action_grace_s: float = ACTION_GRACE_S,
         lock_wait_s: float = 0.0,
     ) -> None:
-        self.state_dir = (state_dir or default_state_dir()).expanduser()
+        self.store = store if store is not None else RunStore()
         self.yes = yes
         self.approve = approve
         self.on_event = on_event
@@ -169,126 +198,116 @@ class Engine:
         self._abort = threading.Event()
         self._abort_reason = ""
 
-    @property
-    def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
-
     # -- entry points --
 
-    def prepare(self, runbook: Runbook, inventory: str | Path, given: Mapping[str, Any]) -> tuple[Network, dict[str, Any]]:
-        """Parameters typed, inventory checked, preflight passed: or a RunbookError/OpsError naming why."""
+    def prepare(self, runbook: Runbook, network: Network, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters typed, the network checked, the preflight passed: or a RunbookError/OpsError naming why."""
         typed = params_mod.validate(runbook, given)
-        net = network_mod.load(inventory, self.known_hosts)
-        if not net.delegates:
-            net.close()
-            raise RunbookError(f"inventory {inventory} has no delegates")
+        if not network.delegates:
+            raise RunbookError(f"inventory {network.inventory.path} has no delegates")
         if runbook.preflight is not None:
-            ctx = self._context(runbook, "preflight", typed, net, None, self.runs_dir / "preflight")
+            ctx = self._context(runbook, "preflight", typed, network, None, self.store.dir("preflight").path)
             try:
                 problems = runbook.preflight(ctx)
             except OpsError as exc:
                 problems = [str(exc)]
-            except BaseException:
-                net.close()
-                raise
             if problems:
-                net.close()
                 raise ParamError(f"{runbook.name}: " + "; ".join(problems))
-        return net, typed
+        return typed
 
-    def run(self, runbook: Runbook, inventory: str | Path, given: Mapping[str, Any], run_id: str | None = None) -> RunResult:
-        net, typed = self.prepare(runbook, inventory, given)
+    def run(self, runbook: Runbook, network: Network, given: Mapping[str, Any], run_id: str | None = None) -> RunResult:
+        """Run `runbook` on `network` (the caller closes it) with the parameters `given`, into a new run."""
+        typed = self.prepare(runbook, network, given)
         destructive = runbook.destructive_steps
         if destructive and not self.yes and self.approve is None:
-            net.close()
             raise RunbookError(
                 f"{runbook.name} has destructive steps ({', '.join(destructive)}): "
                 "pass --yes, or run it from a terminal to confirm each"
             )
         run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{runbook.name}-{secrets.token_hex(3)}"
-        run_dir = self.runs_dir / run_id
-        if run_dir.exists():
-            net.close()
-            raise RunbookError(f"run {run_id} exists already ({run_dir}): `iotex-ops runbook resume {run_id}` continues it")
-        with self._session(net, run_id, runbook, run_dir, typed) as (journal, previous):
+        run = self.store.dir(run_id)
+        if run.path.exists():
+            raise RunbookError(f"run {run_id} exists already ({run.path}): `iotex-ops runbook resume {run_id}` continues it")
+        with self._session(network, run_id, runbook, typed, lambda: self.store.create(run_id)) as (journal, previous):
             self._write(
                 journal,
-                "run_start",
-                run_id=run_id,
-                runbook=runbook.name,
-                runbook_source=runbook.source,
-                user=getpass.getuser(),
-                machine=socket.gethostname(),
-                pid=os.getpid(),
-                argv=_redacted_argv(runbook),
-                inventory=str(Path(inventory).resolve()),
-                network=net.id,
-                params=params_mod.redacted(runbook, typed),
-                delegates=[d.name for d in net.delegates],
-                prometheus=net.prometheus_url,
+                RunStart(
+                    run_id=run_id,
+                    runbook=runbook.name,
+                    runbook_source=runbook.source,
+                    user=getpass.getuser(),
+                    machine=socket.gethostname(),
+                    pid=os.getpid(),
+                    argv=tuple(_redacted_argv(runbook)),
+                    inventory=str(network.inventory.path.resolve()),
+                    network=network.id,
+                    params=params_mod.redacted(runbook, typed),
+                    delegates=tuple(d.name for d in network.delegates),
+                    prometheus=network.prometheus_url,
+                ),
             )
             if previous:
-                self._write(journal, "stale_lock", previous=previous)
-            ctx = self._context(runbook, run_id, typed, net, journal, run_dir)
-            return self._drive(runbook, ctx, journal, Progress(start={"run_id": run_id}), resumed=False)
+                self._write(journal, StaleLock(previous=previous))
+            ctx = self._context(runbook, run_id, typed, network, journal, run.path)
+            return self._drive(runbook, ctx, journal, RunState(), resumed=False)
 
     @contextlib.contextmanager
     def _session(
-        self, net: Network, run_id: str, runbook: Runbook, run_dir: Path, params: Mapping[str, Any]
-    ) -> Iterator[tuple[Journal, dict[str, Any] | None]]:
-        """The run's lock and journal, for one run or resume; the network is closed after.
+        self, net: Network, run_id: str, runbook: Runbook, params: Mapping[str, Any], open_journal: Callable[[], RunJournal]
+    ) -> Iterator[tuple[RunJournal, dict[str, Any] | None]]:
+        """The run's lock and journal, for one run or resume.
 
         Locks live where the inventory says (`iotex_ops_lock_dir`), so that every process running against
         one network (an operator's drill, the remediation service) shares them whatever its state dir."""
-        locks = Path(str(net.var("iotex_ops_lock_dir") or self.state_dir / "locks")).expanduser()
+        locks = Path(str(net.var("iotex_ops_lock_dir") or self.store.locks_dir)).expanduser()
         host = str(params[runbook.lock_host_param]) if runbook.lock_host_param else None
         lock = NetworkLock(locks, net.id, host)
+        lock.acquire(run_id, runbook.name, wait_s=self.lock_wait_s)
         try:
-            lock.acquire(run_id, runbook.name, wait_s=self.lock_wait_s)
-        except BaseException:
-            net.close()
-            raise
-        try:
-            journal = Journal(run_dir / "journal.jsonl")
+            journal = open_journal()
         except BaseException:  # e.g. a full disk: the lock must not outlive the run that never began
             lock.release()
-            net.close()
             raise
         try:
             yield journal, lock.previous
         finally:
             journal.close()
             lock.release()
-            net.close()
 
-    def resume(self, run_id: str, find_runbook: Callable[[str], Runbook]) -> RunResult:
-        run_dir = self.runs_dir / run_id
-        if not (run_dir / "journal.jsonl").is_file():
-            known = [r for r, _ in journal_mod.iter_runs(self.runs_dir)][-5:]
-            raise RunbookError(f"no run {run_id!r} under {self.runs_dir}" + (f"; recent: {', '.join(known)}" if known else ""))
-        prog = journal_mod.progress(journal_mod.read(run_dir / "journal.jsonl"))
-        if prog.end is not None:
-            raise RunbookError(f"run {run_id} already ended: {prog.end.get('result')} ({prog.end.get('error') or 'no error'})")
-        start = prog.start
-        runbook = find_runbook(start["runbook"])
+    def resume(self, run_id: str, find_runbook: Callable[[str], Runbook], network: Network | None = None) -> RunResult:
+        """Continue a run that has no end. `network`: the run's own (checked), else the engine opens the
+        inventory the run was started with, and closes it after."""
+        before = self.store.state(run_id)
+        start = before.start
+        assert start is not None  # the store refuses a journal without run_start
+        if before.end is not None:
+            raise RunbookError(f"run {run_id} already ended: {before.result} ({before.error or 'no error'})")
+        runbook = find_runbook(start.runbook)
         if any(p.secret for p in runbook.params):
             raise RunbookError(f"{runbook.name} takes secret parameters, which the journal does not keep: run it again")
-        typed = params_mod.validate(runbook, start["params"])
-        net = network_mod.load(start["inventory"], self.known_hosts)
-        with self._session(net, run_id, runbook, run_dir, typed) as (journal, previous):
-            self._write(
-                journal,
-                "resumed",
-                user=getpass.getuser(),
-                pid=os.getpid(),
-                done_steps=sorted(prog.done_steps),
-                done_hosts=prog.done_hosts,
-                rollback_phase=prog.failing is not None,
-            )
-            if previous:
-                self._write(journal, "stale_lock", previous=previous)
-            ctx = self._context(runbook, run_id, typed, net, journal, run_dir, memory=dict(prog.memory))
-            return self._drive(runbook, ctx, journal, prog, resumed=True)
+        typed = params_mod.validate(runbook, start.params)
+        if network is not None and network.id != start.network:
+            raise RunbookError(f"run {run_id} ran on network {start.network}, not on {network.id}")
+        net = network if network is not None else network_mod.load(start.inventory, self.known_hosts)
+        try:
+            with self._session(net, run_id, runbook, typed, lambda: self.store.open(run_id)) as (journal, previous):
+                self._write(
+                    journal,
+                    Resumed(
+                        user=getpass.getuser(),
+                        pid=os.getpid(),
+                        done_steps=tuple(sorted(before.done_steps)),
+                        done_hosts={s: tuple(h) for s, h in before.done_hosts.items()},
+                        rollback_phase=before.rollback_phase,
+                    ),
+                )
+                if previous:
+                    self._write(journal, StaleLock(previous=previous))
+                ctx = self._context(runbook, run_id, typed, net, journal, journal.run.path, memory=dict(before.memory))
+                return self._drive(runbook, ctx, journal, before, resumed=True)
+        finally:
+            if network is None:
+                net.close()
 
     # -- the run --
 
@@ -298,22 +317,23 @@ class Engine:
         run_id: str,
         params: Mapping[str, Any],
         net: Network,
-        journal: Journal | None,
+        journal: RunJournal | None,
         run_dir: Path,
         memory: dict[str, Any] | None = None,
     ) -> RunContext:
         return RunContext(run_id, runbook.name, dict(params), net, journal, run_dir, _Shared(memory or {}))
 
-    def _write(self, journal: Journal, event: str, **fields: Any) -> dict[str, Any]:
-        doc = journal.write(event, **fields)
+    def _write(self, journal: RunJournal, ev: Event) -> Event:
+        stamped = journal.append(ev)
         if self.on_event is not None:
-            self.on_event(doc)
-        return doc
+            self.on_event(stamped)
+        return stamped
 
-    def _drive(self, rb: Runbook, ctx: RunContext, journal: Journal, prog: Progress, resumed: bool) -> RunResult:
+    def _drive(self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool) -> RunResult:
+        """`prog`: what the run had done before (a resume), empty for a new run."""
         t0 = time.monotonic()
         # the context's journal writes go through the engine too, so that the live view sees memos and marks
-        ctx.journal = _Tee(journal, self)  # type: ignore[assignment]
+        ctx.journal = _Tee(journal, self)
         error: str | None = None
         failing = prog.failing
         started_steps: list[str] = []
@@ -326,20 +346,19 @@ class Engine:
                 self._steady_state(rb, ctx, journal, "after", strict=True)
             except Exception as exc:  # also a `when` or an approver that raises: roll back
                 error = _short(exc)
-                failing = self._write(
-                    journal,
-                    "run_failing",
+                failing = RunFailing(
                     step=getattr(exc, "step", None),
                     host=getattr(exc, "host", None),
                     error=error,
-                    started_steps=started_steps,
+                    started_steps=tuple(started_steps),
                 )
+                self._write(journal, failing)
         else:
-            error = str(failing.get("error"))
-            started_steps = list(failing.get("started_steps") or [])
+            error = failing.error
+            started_steps = list(failing.started_steps)
         rollback_errors: list[str] = []
         if failing is not None:
-            rollback_errors = self._rollback(rb, ctx, journal, started_steps, prog)
+            rollback_errors = self._rollback(rb, ctx, journal, started_steps)
             self._steady_state(rb, ctx, journal, "after_rollback", strict=False)
         measures: dict[str, Any] = {}
         if rb.measure is not None:
@@ -347,29 +366,29 @@ class Engine:
                 measures = dict(rb.measure(ctx))
             except Exception as exc:  # a measure that cannot be taken is reported, not fatal
                 measures = {"error": _short(exc)}
-            self._write(journal, "measures", values=measures)
-        result = PASSED if failing is None else (ROLLBACK_FAILED if rollback_errors else FAILED)
+            self._write(journal, Measures(values=measures))
+        result = Result.PASSED if failing is None else (Result.ROLLBACK_FAILED if rollback_errors else Result.FAILED)
         if rollback_errors:
             error = f"{error}; ROLLBACK FAILED: " + "; ".join(rollback_errors)
         duration = time.monotonic() - t0
-        self._write(journal, "run_end", result=result, error=error, duration_s=round(duration, 3), measures=measures)
-        res = RunResult(ctx.run_id, rb.name, result, error, duration, ctx.run_dir, measures, rollback_errors)
+        self._write(journal, RunEnd(result=result, error=error, duration_s=round(duration, 3), measures=measures))
+        res = RunResult(ctx.run_id, rb.name, result, error, duration, journal.run.path, measures, rollback_errors)
         if self.report:
             from iotex_ops.runbook import report
 
             try:
-                res.report_html, res.report_json = report.write(ctx.run_dir, ctx.network.prometheus_url)
+                res.report_html, res.report_json = report.write(journal.run, ctx.network.prometheus_url)
             except OpsError as exc:
                 res.error = (res.error + "; " if res.error else "") + f"report not written: {exc}"
         return res
 
-    def _steady_state(self, rb: Runbook, ctx: RunContext, journal: Journal, phase: str, strict: bool) -> None:
+    def _steady_state(self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool) -> None:
         if not rb.steady_state:
             return
         results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
-        rows = [{"check": c.description, "ok": r.ok, "value": r.value, "detail": r.detail} for c, r in results]
+        rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
         ok = all(r.ok for _, r in results)
-        self._write(journal, "steady_state", phase=phase, ok=ok, checks=rows)
+        self._write(journal, SteadyState(phase=phase, ok=ok, checks=rows))
         if strict and not ok:
             bad = "; ".join(f"{c.description}: {r.detail or r.value}" for c, r in results if not r.ok)
             raise StepFailed(f"steady state {phase}", None, bad)
@@ -387,7 +406,7 @@ class Engine:
             time.sleep(check.interval)
 
     class _Continuous:
-        def __init__(self, engine: Engine, rb: Runbook, ctx: RunContext, journal: Journal) -> None:
+        def __init__(self, engine: Engine, rb: Runbook, ctx: RunContext, journal: RunJournal) -> None:
             self.engine, self.rb, self.ctx, self.journal = engine, rb, ctx, journal
             self.stop = threading.Event()
             self.thread = threading.Thread(target=self.loop, name="continuous-checks", daemon=True)
@@ -401,7 +420,7 @@ class Engine:
                         r = CheckResult(False, None, _short(exc))
                     if not r.ok:
                         self.engine._abort_reason = f"{c.description}: {r.detail or r.value}"
-                        self.engine._write(self.journal, "continuous_failed", check=c.description, value=r.value, detail=r.detail)
+                        self.engine._write(self.journal, ContinuousFailed(check=c.description, value=r.value, detail=r.detail))
                         self.engine._abort.set()
                         return
 
@@ -414,7 +433,7 @@ class Engine:
             if self.thread.is_alive():
                 self.thread.join(timeout=30)
 
-    def _continuous(self, rb: Runbook, ctx: RunContext, journal: Journal) -> Engine._Continuous:
+    def _continuous(self, rb: Runbook, ctx: RunContext, journal: RunJournal) -> Engine._Continuous:
         self._abort.clear()
         return Engine._Continuous(self, rb, ctx, journal)
 
@@ -424,21 +443,21 @@ class Engine:
             return None
         return ctx.network.select(str(pattern)) if pattern else []
 
-    def _steps(self, rb: Runbook, ctx: RunContext, journal: Journal, prog: Progress, started: list[str]) -> None:
+    def _steps(self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, started: list[str]) -> None:
         for step in rb.steps:
             if step.name in prog.done_steps:
-                self._write(journal, "step_skip", step=step.name, reason="completed before the resume")
+                self._write(journal, StepSkip(step=step.name, reason="completed before the resume"))
                 started.append(step.name)
                 continue
             sctx = ctx.on(None, step.name)
             if step.when is not None and not step.when(sctx):
-                self._write(journal, "step_skip", step=step.name, reason="its condition is false")
+                self._write(journal, StepSkip(step=step.name, reason="its condition is false"))
                 continue
             if step.destructive and step.name not in prog.approved:
                 self._approval(step, ctx, journal)
             started.append(step.name)
             hosts = self._hosts(step, ctx)
-            self._write(journal, "phase", step=step.name, label=step.phase or step.name, hosts=[d.name for d in hosts or []])
+            self._write(journal, Phase(step=step.name, label=step.phase or step.name, hosts=tuple(d.name for d in hosts or [])))
             t0 = time.monotonic()
             if hosts is None:
                 self._attempts(step, sctx, journal)
@@ -447,15 +466,15 @@ class Engine:
                 todo = [d for d in hosts if d.name not in done]
                 for d in hosts:
                     if d.name in done:
-                        self._write(journal, "step_skip", step=step.name, host=d.name, reason="completed before the resume")
+                        self._write(journal, StepSkip(step=step.name, host=d.name, reason="completed before the resume"))
                 if step.serial:
                     for d in todo:
                         self._attempts(step, ctx.on(d, step.name), journal)
                 else:
                     self._parallel(step, ctx, journal, todo)
-                self._write(journal, "step_end", step=step.name, host=None, ok=True, duration_s=round(time.monotonic() - t0, 3))
+                self._write(journal, StepDone(step=step.name, ok=True, duration_s=round(time.monotonic() - t0, 3)))
 
-    def _parallel(self, step: Step, ctx: RunContext, journal: Journal, hosts: list[Delegate]) -> None:
+    def _parallel(self, step: Step, ctx: RunContext, journal: RunJournal, hosts: list[Delegate]) -> None:
         if not hosts:
             return
         failures: list[StepFailed] = []
@@ -474,14 +493,14 @@ class Engine:
                 step.name, ",".join(f.host or "?" for f in failures), "; ".join(f"{f.host}: {f.reason}" for f in failures)
             )
 
-    def _approval(self, step: Step, ctx: RunContext, journal: Journal) -> None:
+    def _approval(self, step: Step, ctx: RunContext, journal: RunJournal) -> None:
         hosts = [d.name for d in self._hosts(step, ctx) or []]
         if self.yes:
-            self._write(journal, "approval", step=step.name, approved=True, by=getpass.getuser(), how="--yes")
+            self._write(journal, Approval(step=step.name, approved=True, by=getpass.getuser(), how="--yes"))
             return
         assert self.approve is not None  # run() refuses destructive runbooks without --yes or an approver
         ok = self.approve(step, hosts)
-        self._write(journal, "approval", step=step.name, approved=ok, by=getpass.getuser(), how="interactive")
+        self._write(journal, Approval(step=step.name, approved=ok, by=getpass.getuser(), how="interactive"))
         if not ok:
             raise StepFailed(step.name, None, "not approved by the operator")
 
@@ -516,23 +535,25 @@ class Engine:
         t.join(self.action_grace_s)
         return t.is_alive()
 
-    def _attempts(self, step: Step, c: RunContext, journal: Journal) -> None:
+    def _attempts(self, step: Step, c: RunContext, journal: RunJournal) -> None:
         host = c.delegate_.name if c.delegate_ else None
         last = ""
         for attempt in range(1, step.retries + 2):
             c.lines = []
-            self._write(journal, "step_start", step=step.name, host=host, attempt=attempt)
+            self._write(journal, StepStart(step=step.name, host=host, attempt=attempt))
             t0 = time.monotonic()
-            checks: list[dict[str, Any]] = []
+            checks: list[CheckRow] = []
             try:
                 value = self._call(step.action, c, step.timeout, f"{step.name}" + (f"@{host}" if host else ""))
                 if value is not None:
                     c.log(f"-> {value}")
                 for check in step.verify:
                     r = self._verify(check, c)
-                    row = {"check": check.description, "ok": r.ok, "value": r.value, "detail": r.detail}
+                    row = CheckRow(check.description, r.ok, r.value, r.detail)
                     checks.append(row)
-                    self._write(journal, "verify", step=step.name, host=host, **row)
+                    self._write(
+                        journal, Verify(step=step.name, host=host, check=row.check, ok=row.ok, value=row.value, detail=row.detail)
+                    )
                     if not r.ok:
                         raise StepFailed(step.name, host, f"check failed: {check.description}: {r.detail or r.value}")
             except _Aborted as exc:
@@ -553,49 +574,41 @@ class Engine:
 
     def _end(
         self,
-        journal: Journal,
+        journal: RunJournal,
         step: Step,
         host: str | None,
         ok: bool,
         t0: float,
         c: RunContext,
-        checks: list[dict[str, Any]],
+        checks: list[CheckRow],
         error: str | None,
         attempt: int,
     ) -> None:
         self._write(
             journal,
-            "step_end",
-            step=step.name,
-            host=host,
-            ok=ok,
-            attempt=attempt,
-            duration_s=round(time.monotonic() - t0, 3),
-            output_tail=journal_mod.tail(c.lines),
-            error=error,
+            StepEnd(
+                step=step.name,
+                host=host,
+                ok=ok,
+                attempt=attempt,
+                duration_s=round(time.monotonic() - t0, 3),
+                output_tail=tuple(journal_mod.tail(c.lines)),
+                error=error,
+            ),
         )
 
-    def _rollback(self, rb: Runbook, ctx: RunContext, journal: Journal, started: list[str], prog: Progress) -> list[str]:
+    def _rollback(self, rb: Runbook, ctx: RunContext, journal: RunJournal, started: list[str]) -> list[str]:
+        """Undo the started steps, newest first, where the run's state says they touched (also before a
+        resume), skipping rollbacks that already passed; the errors of those that failed."""
         errors: list[str] = []
-        events = journal_mod.read(journal.path)
-        touched: dict[str, list[str]] = {}
-        finished: dict[str, set[str]] = {}
-        for ev in events:
-            if ev["event"] == "step_start" and ev.get("host"):
-                lst = touched.setdefault(ev["step"], [])
-                if ev["host"] not in lst:
-                    lst.append(ev["host"])
-            elif ev["event"] == "step_end" and ev.get("host") and ev.get("ok"):
-                finished.setdefault(ev["step"], set()).add(ev["host"])
-        done = journal_mod.progress(events).rolled_back
+        state = journal.snapshot()
+        touched, finished, done = state.started_hosts, state.done_hosts, state.rolled_back
         for name in reversed(list(dict.fromkeys(started))):
             step = rb.step(name)
             if step.point_of_no_return:
                 self._write(
                     journal,
-                    "rollback_stop",
-                    step=name,
-                    reason=f"{name} is the point of no return: nothing before it is undone; fix forward",
+                    RollbackStop(step=name, reason=f"{name} is the point of no return: nothing before it is undone; fix forward"),
                 )
                 errors.append(f"past the point of no return ({name}): the network needs a person")
                 break
@@ -604,14 +617,14 @@ class Engine:
             per_host = bool(step.hosts or step.param_hosts)
             hosts = touched.get(name, [])
             if step.rollback_hosts == "unfinished":
-                hosts = [h for h in hosts if h not in finished.get(name, set())]
+                hosts = [h for h in hosts if h not in finished.get(name, [])]
             targets: list[Delegate | None] = [ctx.network.delegate(h) for h in reversed(hosts)] if per_host else [None]
             for d in targets:
                 key = name if d is None else f"{name}@{d.name}"
                 if key in done:
                     continue
                 c = ctx.on(d, name)
-                self._write(journal, "rollback_start", step=name, host=d.name if d else None, what=step.rollback_description)
+                self._write(journal, RollbackStart(step=name, host=d.name if d else None, what=step.rollback_description))
                 t0 = time.monotonic()
                 err = None
                 for attempt in (1, 2):
@@ -627,13 +640,14 @@ class Engine:
                             time.sleep(step.retry_delay)
                 self._write(
                     journal,
-                    "rollback_end",
-                    step=name,
-                    host=d.name if d else None,
-                    ok=err is None,
-                    duration_s=round(time.monotonic() - t0, 3),
-                    output_tail=journal_mod.tail(c.lines),
-                    error=err,
+                    RollbackEnd(
+                        step=name,
+                        host=d.name if d else None,
+                        ok=err is None,
+                        duration_s=round(time.monotonic() - t0, 3),
+                        output_tail=tuple(journal_mod.tail(c.lines)),
+                        error=err,
+                    ),
                 )
                 if err is not None:
                     errors.append(f"{key}: {err}")
@@ -641,11 +655,11 @@ class Engine:
 
 
 class _Tee:
-    """The journal as a context sees it: writes also reach the engine's live view."""
+    """The journal as a context sees it: what it appends also reaches the engine's live view."""
 
-    def __init__(self, journal: Journal, engine: Engine) -> None:
+    def __init__(self, journal: RunJournal, engine: Engine) -> None:
         self._journal, self._engine = journal, engine
         self.path = journal.path
 
-    def write(self, event: str, **fields: Any) -> dict[str, Any]:
-        return self._engine._write(self._journal, event, **fields)
+    def append(self, ev: Event) -> Event:
+        return self._engine._write(self._journal, ev)

@@ -1,8 +1,8 @@
-"""The run's journal: append-only JSON lines, flushed and fsynced per event, read back to resume.
+"""Journals: append-only JSON lines, flushed and fsynced per event, read back after a crash.
 
-One file per run (`<state>/runs/<run_id>/journal.jsonl`). Every event has `seq`, `ts` (unix seconds) and
-`event`; what else it carries is listed in docs/runbooks.md. A torn last line (the engine killed while
-writing) is ignored when reading.
+A run's journal (`<state>/runs/<run_id>/journal.jsonl`, see store.py) holds the typed events of events.py;
+alertd keeps its own decisions in one too. Every line has `seq`, `ts` (unix seconds) and `event`. A torn
+last line (the writer killed mid-write) is ignored when reading.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,61 +72,5 @@ def read(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class Progress:
-    """What a journal says a run has done: the basis of `resume`."""
-
-    start: dict[str, Any]
-    done_steps: set[str] = field(default_factory=set)
-    done_hosts: dict[str, list[str]] = field(default_factory=dict)  # step -> hosts finished, in order
-    started_hosts: dict[str, list[str]] = field(default_factory=dict)
-    memory: dict[str, Any] = field(default_factory=dict)
-    approved: set[str] = field(default_factory=set)
-    failing: dict[str, Any] | None = None  # the failure that started the rollback phase
-    rolled_back: set[str] = field(default_factory=set)  # "step" or "step@host" rollbacks that finished
-    end: dict[str, Any] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return str(self.start["run_id"])
-
-
-def progress(events: list[dict[str, Any]]) -> Progress:
-    if not events or events[0]["event"] != "run_start":
-        raise RunbookError("the journal does not begin with run_start")
-    p = Progress(start=events[0])
-    for ev in events[1:]:
-        kind, step, host = ev["event"], str(ev.get("step")), ev.get("host")
-        if kind == "step_end" and ev.get("ok"):
-            if host is None:
-                p.done_steps.add(step)
-            else:
-                p.done_hosts.setdefault(step, []).append(host)
-        elif kind == "step_start" and host is not None:
-            lst = p.started_hosts.setdefault(step, [])
-            if host not in lst:
-                lst.append(host)
-        elif kind == "memo":
-            p.memory[ev["key"]] = ev["value"]
-        elif kind == "approval" and ev.get("approved"):
-            p.approved.add(step)
-        elif kind == "run_failing":
-            p.failing = ev
-        elif kind == "rollback_end" and ev.get("ok"):
-            p.rolled_back.add(step if host is None else f"{step}@{host}")
-        elif kind == "run_end":
-            p.end = ev
-    return p
-
-
 def tail(lines: list[str], n: int = OUTPUT_TAIL_LINES) -> list[str]:
     return lines[-n:]
-
-
-def iter_runs(runs_dir: Path) -> Iterator[tuple[str, Path]]:
-    if not runs_dir.is_dir():
-        return
-    for d in sorted(runs_dir.iterdir()):
-        j = d / "journal.jsonl"
-        if j.is_file():
-            yield d.name, j

@@ -1,6 +1,6 @@
 """The report of a run, and of a rehearsal (several runs in sequence).
 
-`write(run_dir, prometheus_url)` reads the run's journal and writes next to it:
+`write(run, prometheus_url)` folds the run's journal (state.py) and writes next to it:
 
 * `report.json`: everything the journal says, arranged (run, steady state, one row per step and host,
   skipped steps, approvals, rollbacks, marks, measures, the plot's phases) plus two Prometheus series over
@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook import events as events_mod
+from iotex_ops.runbook.events import RUN_RESULTS, ContinuousFailed, Event, Mark, RollbackStart, RunFailing
 from iotex_ops.runbook.model import RunbookError
+from iotex_ops.runbook.state import RollbackRun, RunState, fold
+from iotex_ops.runbook.store import RunDir
 
 # the two series of the plot; {window} is the rate's range: 5 s, or the query's step when that is coarser
 SERIES: dict[str, str] = {
@@ -42,190 +45,115 @@ PANELS = (("finalized_height", "finalized height"), ("throughput_tps", "throughp
 BEFORE_S, AFTER_S = 20.0, 5.0  # the series start before the run and end after it
 MAX_POINTS = 1500
 PROMETHEUS_TIMEOUT_S = 10
-RESULTS = ("passed", "failed", "rollback_failed", "incomplete")
+RESULTS = (*(str(r) for r in RUN_RESULTS), "incomplete")
 
 
 # -- the journal, arranged --
 
 
-def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """What a run's journal says, arranged for the report (no Prometheus series)."""
-    if not events:
+def summarize(state: RunState) -> dict[str, Any]:
+    """What a run's journal says (its folded state), arranged for the report (no Prometheus series)."""
+    if not state.events:
         raise RunbookError("the journal is empty: there is nothing to report")
-    start = next((e for e in events if e.get("event") == "run_start"), None)
+    start = state.start
     if start is None:
         raise RunbookError("the journal has no run_start event: it is not the journal of a run")
-    end = next((e for e in reversed(events) if e.get("event") == "run_end"), None)
-    t0 = float(start["ts"])
-    t1 = float(end["ts"]) if end is not None else max(float(e.get("ts", t0)) for e in events)
+    t0 = float(start.ts)
+    t1 = float(state.end.ts) if state.end is not None else max(t0, float(state.last_ts or t0))
 
-    steady: list[dict[str, Any]] = []
-    rows: dict[tuple[str, str | None], dict[str, Any]] = {}
-    totals: dict[str, dict[str, Any]] = {}  # per-host steps: the step's own end (all hosts done)
-    skipped: list[dict[str, Any]] = []
-    approvals: list[dict[str, Any]] = []
-    rollbacks: dict[tuple[str, str | None], dict[str, Any]] = {}
-    marks: list[dict[str, Any]] = []
-    phase_events: list[Mapping[str, Any]] = []
-    markers: list[dict[str, Any]] = []
-    continuous: list[dict[str, Any]] = []
-    resumes: list[dict[str, Any]] = []
-    stale_locks: list[Any] = []
-    failing: dict[str, Any] | None = None
-    measures: dict[str, Any] | None = None
-
-    def row(step: str, host: str | None) -> dict[str, Any]:
-        key = (step, host)
-        if key not in rows:
-            rows[key] = {
-                "step": step,
-                "host": host,
-                "attempts": 0,
-                "started": None,
-                "ended": None,
-                "duration_s": None,
-                "ok": None,
-                "verifications": [],
-                "output_tail": [],
-                "error": None,
-                "failed_attempts": [],
-            }
-        return rows[key]
-
-    for ev in events:
-        kind, ts = ev.get("event"), float(ev.get("ts", t0))
-        step, host = ev.get("step"), ev.get("host")
-        if kind == "steady_state":
-            steady.append({"phase": ev.get("phase"), "ok": ev.get("ok"), "time": ts, "checks": list(ev.get("checks") or [])})
-        elif kind == "phase":
-            phase_events.append(ev)
-        elif kind == "step_start":
-            r = row(str(step), host)
-            r["attempts"] += 1
-            if r["started"] is None:
-                r["started"] = ts
-            r["verifications"] = []  # a new attempt: its own checks
-        elif kind == "verify":
-            row(str(step), host)["verifications"].append(
-                {"check": ev.get("check"), "ok": ev.get("ok"), "value": ev.get("value"), "detail": ev.get("detail")}
-            )
-        elif kind == "step_end":
-            if host is None and (step, None) not in rows and any(k[0] == step for k in rows):
-                totals[str(step)] = {"ok": ev.get("ok"), "duration_s": ev.get("duration_s"), "ended": ts}
-                continue
-            r = row(str(step), host)
-            if r["started"] is None:  # a per-host step that selected no host
-                r["started"] = ts - float(ev.get("duration_s") or 0.0)
-            r["ended"] = ts
-            r["ok"] = bool(ev.get("ok"))
-            r["error"] = ev.get("error")
-            r["output_tail"] = list(ev.get("output_tail") or [])
-            r["duration_s"] = round(ts - r["started"], 3) if r["attempts"] > 1 else ev.get("duration_s")
-            if not ev.get("ok"):
-                r["failed_attempts"].append(
-                    {"attempt": ev.get("attempt"), "error": ev.get("error"), "duration_s": ev.get("duration_s")}
-                )
-        elif kind == "step_skip":
-            skipped.append({"step": step, "host": host, "reason": ev.get("reason"), "time": ts})
-        elif kind == "approval":
-            approvals.append({"step": step, "approved": ev.get("approved"), "by": ev.get("by"), "how": ev.get("how"), "time": ts})
-        elif kind == "mark":
-            fields = {k: v for k, v in ev.items() if k not in ("seq", "ts", "event", "step", "name")}
-            marks.append({"time": ts, "t": round(ts - t0, 3), "step": step, "name": ev.get("name"), "fields": fields})
-            markers.append({"label": str(ev.get("name")), "start": ts, "kind": "mark"})
-        elif kind == "continuous_failed":
-            continuous.append({"check": ev.get("check"), "value": ev.get("value"), "detail": ev.get("detail"), "time": ts})
-            markers.append({"label": f"steady state lost: {ev.get('check')}", "start": ts, "kind": "failure"})
-        elif kind == "run_failing":
-            failing = {"step": step, "host": host, "error": ev.get("error"), "time": ts}
-            markers.append({"label": f"failed: {_where(step, host)}", "start": ts, "kind": "failure"})
-        elif kind == "rollback_start":
-            if not any(m["kind"] == "rollback" for m in markers):
-                markers.append({"label": "rollback", "start": ts, "kind": "rollback"})
-            rollbacks[(str(step), host)] = {
-                "step": step,
-                "host": host,
-                "what": ev.get("what"),
-                "started": ts,
-                "ended": None,
-                "ok": None,
-                "duration_s": None,
-                "output_tail": [],
-                "error": None,
-            }
-        elif kind == "rollback_end":
-            rb = rollbacks.setdefault((str(step), host), {"step": step, "host": host, "what": None, "started": None})
-            rb.update(
-                ended=ts,
-                ok=bool(ev.get("ok")),
-                duration_s=ev.get("duration_s"),
-                output_tail=list(ev.get("output_tail") or []),
-                error=ev.get("error"),
-            )
-            if not ev.get("ok"):
-                markers.append({"label": f"ROLLBACK FAILED: {_where(step, host)}", "start": ts, "kind": "failure"})
-        elif kind == "measures":
-            measures = dict(ev.get("values") or {})
-        elif kind == "resumed":
-            resumes.append({"time": ts, "user": ev.get("user"), "pid": ev.get("pid"), "rollback_phase": ev.get("rollback_phase")})
-        elif kind == "stale_lock":
-            stale_locks.append(ev.get("previous"))
-
-    if measures is None:
-        measures = dict((end or {}).get("measures") or {})
+    steps = []
+    for r in state.steps.values():
+        row: dict[str, Any] = {
+            "step": r.step,
+            "host": r.host,
+            "attempts": r.attempts,
+            "started": r.started,
+            "ended": r.ended,
+            "duration_s": r.duration_s,
+            "ok": r.ok,
+            "verifications": [c.to_doc() for c in r.verifications],
+            "output_tail": list(r.output_tail),
+            "error": r.error,
+            "failed_attempts": [{"attempt": a.attempt, "error": a.error, "duration_s": a.duration_s} for a in r.failed_attempts],
+        }
+        if r.host is not None and r.step in state.step_ends:
+            row["step_ok"] = state.step_ok(r.step)
+        steps.append(row)
+    markers = [_marker(ev) for ev in state.moments]
     phases = []
-    for i, ev in enumerate(phase_events):
-        p_end = float(phase_events[i + 1]["ts"]) if i + 1 < len(phase_events) else t1
-        phases.append(
-            {
-                "label": str(ev.get("label") or ev.get("step")),
-                "step": ev.get("step"),
-                "hosts": list(ev.get("hosts") or []),
-                "start": float(ev["ts"]),
-                "end": max(p_end, float(ev["ts"])),
-            }
-        )
-    if end is not None:
-        result, error = str(end.get("result")), end.get("error")
-    else:
-        result, error = "incomplete", (failing or {}).get("error")
-    steps = list(rows.values())
-    for r in steps:
-        if r["host"] is not None and r["step"] in totals:
-            r["step_ok"] = totals[r["step"]]["ok"]
+    for i, ph in enumerate(state.phases):
+        p_end = float(state.phases[i + 1].ts) if i + 1 < len(state.phases) else t1
+        phases.append({"label": ph.label, "step": ph.step, "hosts": list(ph.hosts), "start": float(ph.ts),
+                       "end": max(p_end, float(ph.ts))})  # fmt: skip
+    f = state.failing
     return {
         "run": {
-            "id": start.get("run_id"),
-            "runbook": start.get("runbook"),
-            "user": start.get("user"),
-            "machine": start.get("machine"),
-            "inventory": start.get("inventory"),
-            "network": start.get("network"),
-            "delegates": list(start.get("delegates") or []),
-            "prometheus": start.get("prometheus"),
-            "params": dict(start.get("params") or {}),
+            "id": start.run_id,
+            "runbook": start.runbook,
+            "user": start.user,
+            "machine": start.machine,
+            "inventory": start.inventory,
+            "network": start.network,
+            "delegates": list(start.delegates),
+            "prometheus": start.prometheus,
+            "params": dict(start.params),
             "started": _iso(t0),
             "started_unix": t0,
             "ended": _iso(t1),
             "ended_unix": t1,
             "duration_s": round(t1 - t0, 3),
-            "result": result,
-            "error": error,
-            "resumed": resumes,
-            "stale_locks": stale_locks,
+            "result": str(state.result) if state.result is not None else "incomplete",
+            "error": state.error,
+            "resumed": [{"time": r.ts, "user": r.user, "pid": r.pid, "rollback_phase": r.rollback_phase} for r in state.resumes],
+            "stale_locks": [s.previous for s in state.stale_locks],
         },
-        "steady_state": steady,
+        "steady_state": [
+            {"phase": s.phase, "ok": s.ok, "time": s.ts, "checks": [c.to_doc() for c in s.checks]} for s in state.steady_state
+        ],
         "steps": steps,
-        "skipped": skipped,
-        "approvals": approvals,
-        "failure": failing,
-        "continuous_failed": continuous,
-        "rollbacks": list(rollbacks.values()),
-        "marks": marks,
-        "measures": measures,
+        "skipped": [{"step": s.step, "host": s.host, "reason": s.reason, "time": s.ts} for s in state.skipped],
+        "approvals": [{"step": a.step, "approved": a.approved, "by": a.by, "how": a.how, "time": a.ts} for a in state.approvals],
+        "failure": None if f is None else {"step": f.step, "host": f.host, "error": f.error, "time": f.ts},
+        "continuous_failed": [
+            {"check": c.check, "value": c.value, "detail": c.detail, "time": c.ts} for c in state.continuous_failed
+        ],
+        "rollbacks": [_rollback(rb) for rb in state.rollbacks.values()],
+        "marks": [
+            {"time": m.ts, "t": round(m.ts - t0, 3), "step": m.step, "name": m.name, "fields": dict(m.values)}
+            for m in state.marks
+        ],
+        "measures": state.measures,
         "phases": phases,
         "markers": markers,
     }
+
+
+def _rollback(rb: RollbackRun) -> dict[str, Any]:
+    return {
+        "step": rb.step,
+        "host": rb.host,
+        "what": rb.what,
+        "started": rb.started,
+        "ended": rb.ended,
+        "ok": rb.ok,
+        "duration_s": rb.duration_s,
+        "output_tail": list(rb.output_tail),
+        "error": rb.error,
+    }
+
+
+def _marker(ev: Event) -> dict[str, Any]:
+    """A moment of the run as a line on the plot."""
+    if isinstance(ev, Mark):
+        return {"label": ev.name, "start": ev.ts, "kind": "mark"}
+    if isinstance(ev, ContinuousFailed):
+        return {"label": f"steady state lost: {ev.check}", "start": ev.ts, "kind": "failure"}
+    if isinstance(ev, RunFailing):
+        return {"label": f"failed: {_where(ev.step, ev.host)}", "start": ev.ts, "kind": "failure"}
+    if isinstance(ev, RollbackStart):
+        return {"label": "rollback", "start": ev.ts, "kind": "rollback"}
+    return {"label": f"ROLLBACK FAILED: {_where(getattr(ev, 'step', None), getattr(ev, 'host', None))}", "start": ev.ts,
+            "kind": "failure"}  # fmt: skip
 
 
 # -- Prometheus --
@@ -326,23 +254,23 @@ def _clip(text: str, n: int = 400) -> str:
 # -- writing --
 
 
-def write(run_dir: Path, prometheus_url: str | None) -> tuple[Path, Path]:
-    """Write `report.json` and `report.html` of the run in `run_dir`; returns (html, json)."""
-    path = run_dir / "journal.jsonl"
-    events = journal_mod.read(path)
+def write(where: RunDir | Path, prometheus_url: str | None) -> tuple[Path, Path]:
+    """Write `report.json` and `report.html` of a run (its directory) beside its journal; returns (html, json)."""
+    run = where if isinstance(where, RunDir) else RunDir(Path(where))
+    path = run.journal
+    events = events_mod.load(path)
     if not events:
         raise RunbookError(f"the journal {path} is empty: there is nothing to report")
     try:
-        doc = summarize(events)
+        doc = summarize(fold(events))
     except RunbookError as exc:
         raise RunbookError(f"{path}: {exc}") from None
-    run = doc["run"]
-    lo, hi = run["started_unix"] - BEFORE_S, run["ended_unix"] + AFTER_S
+    lo, hi = doc["run"]["started_unix"] - BEFORE_S, doc["run"]["ended_unix"] + AFTER_S
     series, err = fetch_series(prometheus_url, lo, hi)
     doc["series"] = series
     doc["series_error"] = err
     doc["series_window"] = {"start": lo, "end": hi, "step_s": range_step(lo, hi), "queries": dict(SERIES)}
-    json_path, html_path = run_dir / "report.json", run_dir / "report.html"
+    json_path, html_path = run.report_json, run.report_html
     _write_atomic(json_path, json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
     _write_atomic(html_path, render_html(doc))
     return html_path, json_path

@@ -15,6 +15,7 @@ from typing import Any
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.store import RunStore
 from tests.ops.lab_checks import cli_up
 
 IOTEX_OPS = [str(Path(sys.executable).parent / "iotex-ops")]
@@ -46,17 +47,18 @@ def spawn(args: list[str], root: Path, state: Path) -> subprocess.Popen[str]:
 
 
 def only_run(state: Path) -> tuple[str, Path]:
-    runs = list(journal_mod.iter_runs(state / "runs"))
-    assert runs, f"no run under {state}"
-    return runs[-1]
+    store = RunStore(state)
+    ids = store.ids()
+    assert ids, f"no run under {state}"
+    return ids[-1], store.dir(ids[-1]).journal
 
 
 def wait_event(state: Path, predicate: Any, timeout: float = 120) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = list(journal_mod.iter_runs(state / "runs"))
-        if runs:
-            events = journal_mod.read(runs[-1][1])
+        ids = RunStore(state).ids()
+        if ids:
+            events = journal_mod.read(RunStore(state).dir(ids[-1]).journal)
             if any(predicate(e) for e in events):
                 return events
         time.sleep(0.2)

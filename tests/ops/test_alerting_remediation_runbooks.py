@@ -28,6 +28,7 @@ from iotex_ops.lab import lab as lab_mod
 from iotex_ops.lab import ops_services
 from iotex_ops.runbook import Check, CheckResult, Engine, ParamError, Runbook, RunResult, loader
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.store import RunStore
 from tests.ops.conftest import SharedLab
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -157,7 +158,8 @@ def net(lab: lab_mod.LabState) -> Iterator[network.Network]:
 
 def run(lab: lab_mod.LabState, state: Path, name: str | Runbook, report: bool = False, **params: Any) -> RunResult:
     rb = loader.find(name) if isinstance(name, str) else name
-    return Engine(state, yes=True, report=report).run(rb, lab.inventory, params)
+    with network.load(lab.inventory) as n:
+        return Engine(RunStore(state), yes=True, report=report).run(rb, n, params)
 
 
 def events(res: RunResult, kind: str | None = None) -> list[dict[str, Any]]:
@@ -204,7 +206,7 @@ def test_a_host_that_is_not_a_delegate_is_refused_before_anything_runs(
     with pytest.raises(ParamError) as exc:
         run(lab, tmp_path, runbook, host=host)
     assert f"{host!r} is not a delegate" in str(exc.value) and "node0, node1, node2, node3" in str(exc.value)
-    assert not (tmp_path / "runs").exists() or not list(journal_mod.iter_runs(tmp_path / "runs"))
+    assert not RunStore(tmp_path).ids()
     assert pids(lab) == before
 
 
@@ -265,8 +267,8 @@ def test_restart_kills_a_frozen_node_and_a_resumed_run_finishes_the_job(
     with frozen(pid):
         with pytest.raises(SystemExit):
             run(lab, tmp_path, dying, host="node3")
-        ((run_id, _),) = journal_mod.iter_runs(tmp_path / "runs")
-        res = Engine(tmp_path, yes=True, report=False).resume(run_id, loader.find)
+        (run_id,) = RunStore(tmp_path).ids()
+        res = Engine(RunStore(tmp_path), yes=True, report=False).resume(run_id, loader.find)
     took = time.monotonic() - t0
     assert res.result == "passed", res.error
     print(f"SIGSTOP -> restart-node, engine killed after stop-hard and resumed: passed in {took:.2f}s")

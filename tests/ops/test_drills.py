@@ -17,6 +17,7 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.store import RunStore
 from tests.ops import lab_checks
 from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
@@ -56,7 +57,7 @@ def test_bad_parameters_are_refused_before_any_host_is_touched(lab: lab_mod.LabS
     res = ops(["runbook", "run", "first-aid", "-e", "colour=red"], root, state)
     assert res.returncode == 2 and "unknown parameter 'colour'" in res.stdout, dump(res)
     # nothing ran: no journal, no halt or pause, every node still on its release
-    assert not (state / "runs").exists() or not list(journal_mod.iter_runs(state / "runs"))
+    assert not RunStore(state).ids()
     after = chains(lab)
     for b, a in zip(before, after, strict=True):
         assert (a["node_version"], a["paused"], a["halt_height"], a["halted"]) == (b["node_version"], False, None, None)
@@ -131,8 +132,8 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     secrets = [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/keystore.pass")]
     secrets += [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/admin.token")]
     secrets += json.loads(Path(lab.accounts_file).read_text())
-    for _, journal in journal_mod.iter_runs(state / "runs"):
-        text = journal.read_text()
+    for run_id in RunStore(state).ids():
+        text = RunStore(state).dir(run_id).journal.read_text()
         assert not any(s in text for s in secrets)
 
 

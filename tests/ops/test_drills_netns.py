@@ -15,6 +15,7 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.store import RunStore
 from tests.ops import lab_checks
 from tests.ops.drill_lab import chains, count, dump, lab_up, ops, result_json, spawn, wait_event
 
@@ -64,8 +65,8 @@ def test_a_host_cut_off_during_a_rolling_upgrade_stops_the_run_and_is_rolled_bac
         if run.poll() is None:
             run.kill()
             run.wait(timeout=30)
-    run_id, journal = next(iter(journal_mod.iter_runs(state / "runs")))
-    events = journal_mod.read(journal)
+    run_id = RunStore(state).ids()[0]
+    events = journal_mod.read(RunStore(state).dir(run_id).journal)
     end = events[-1]
     assert end["event"] == "run_end" and end["result"] == "failed", end
     assert "node2" in end["error"]

@@ -5,15 +5,21 @@ parse, fold, report, print and resume as they did."""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
-from iotex_ops.runbook import RunbookError
+from iotex_ops import network as network_mod
+from iotex_ops.cli_runbook import EventPrinter
+from iotex_ops.runbook import RunbookError, report
 from iotex_ops.runbook import events as ev_mod
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.engine import Engine
 from iotex_ops.runbook.events import (
     Approval,
     CheckRow,
@@ -42,6 +48,7 @@ from iotex_ops.runbook.events import (
 )
 from iotex_ops.runbook.state import RunState, fold
 from iotex_ops.runbook.store import RunDir, RunStore
+from tests.ops.test_runbook_engine import find_fixture, make_inventory
 
 JOURNALS = Path(__file__).resolve().parent / "journals_fixture"
 NAMES = ("passed", "rolled-back", "no-return", "crashed", "crashed-then-resumed", "crashed-in-rollback")
@@ -248,6 +255,80 @@ def test_fold_of_a_run_that_died_in_its_rollback_phase() -> None:
     assert s.rollbacks["b", "d2"].started is not None and s.rollbacks["b", "d2"].ok is None  # died in it
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_report_of_an_old_journal_is_what_the_old_code_made(name: str) -> None:
+    doc = report.summarize(fold(old(name)))
+    expected = json.loads((JOURNALS / f"{name}.summary.json").read_text())
+    assert json.loads(json.dumps(doc, sort_keys=True, default=str)) == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_cli_prints_an_old_journal_as_it_did(name: str) -> None:
+    buf = io.StringIO()
+    printer = EventPrinter(Console(file=buf, width=200, color_system=None, highlight=False, soft_wrap=True))
+    evs = old(name)
+    for e in evs:
+        printer(e)
+    assert buf.getvalue() == (JOURNALS / f"{name}.printed.txt").read_text()
+    assert printer.state == fold(evs)
+
+
+# -- old journals resume -------------------------------------------------------------------------------------
+
+
+def _install(name: str, store: RunStore, tmp_path: Path) -> str:
+    """An old journal as a run of `store`, its /fixture paths pointing under tmp_path."""
+    text = (JOURNALS / f"{name}.jsonl").read_text().replace("/fixture", str(tmp_path))
+    run_id = json.loads(text.splitlines()[0])["run_id"]
+    run = store.dir(run_id)
+    run.path.mkdir(parents=True)
+    run.journal.write_text(text)
+    return run_id
+
+
+def test_a_run_crashed_before_typed_events_resumes(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path)
+    store = RunStore(tmp_path / "state")
+    run_id = _install("crashed", store, tmp_path)
+    out = tmp_path / "out.txt"
+    out.write_text("step1\nstep2@d1\n")
+    (tmp_path / "resume-crash.marker").write_text("crashed once\n")  # it does not crash again
+    token = fold(old("crashed")).memory["token"]
+    seen: list[Event] = []
+    with network_mod.load(inv) as net:
+        res = Engine(store, yes=True, report=True, on_event=seen.append).resume(run_id, find_fixture, net)
+    assert res.result is Result.PASSED and res.exit_code == 0, res.error
+    assert out.read_text().splitlines() == ["step1", "step2@d1", "step2@d2", "step2@d3", "step3", f"step4 token={token}"]
+    s = store.state(run_id)
+    assert s.result is Result.PASSED and len(s.resumes) == 1 and s.resumes[0].done_steps == ("step1",)
+    assert [e.seq for e in store.events(run_id)] == list(range(1, s.events + 1))
+    assert seen == store.events(run_id)[len(old("crashed")) :]
+    assert res.report_json == store.dir(run_id).report_json and res.report_json.is_file()
+    assert json.loads(res.report_json.read_text())["run"]["result"] == "passed"
+
+
+def test_a_run_that_died_in_its_rollback_before_typed_events_finishes_it(tmp_path: Path) -> None:
+    make_inventory(tmp_path)
+    store = RunStore(tmp_path / "state")
+    run_id = _install("crashed-in-rollback", store, tmp_path)
+    (tmp_path / "rollback-crash.marker").write_text("crashed once\n")
+    res = Engine(store, yes=True, report=False).resume(run_id, find_fixture)  # the engine opens the run's inventory
+    assert res.result is Result.FAILED and res.error == "step c: RuntimeError: c broke"
+    assert (tmp_path / "out.txt").read_text().splitlines() == ["rb-b@d2", "rb-b@d1", "rb-a"]  # not c, not b@d3 again
+    assert store.state(run_id).rolled_back == {"c", "b@d3", "b@d2", "b@d1", "a"}
+
+
+def test_resume_on_another_network_is_refused(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path)
+    (inv / "group_vars" / "delegates.yml").write_text(
+        (inv / "group_vars" / "delegates.yml").read_text().replace("iotex_network: rbtest", "iotex_network: other")
+    )
+    store = RunStore(tmp_path / "state")
+    run_id = _install("crashed", store, tmp_path)
+    with network_mod.load(inv) as net, pytest.raises(RunbookError, match="ran on network rbtest, not on other"):
+        Engine(store, yes=True, report=False).resume(run_id, find_fixture, net)
+
+
 # -- the store -----------------------------------------------------------------------------------------------
 
 
@@ -346,3 +427,18 @@ def test_run_store_layout_create_open_and_discard(store: RunStore) -> None:
     assert store.summary("r7").result is Result.PASSED
     with pytest.raises(RunbookError, match="no run 'r8'"):
         store.open("r8")
+
+
+def test_engine_writes_only_through_its_store(tmp_path: Path) -> None:
+    from iotex_ops.runbook import Runbook, Step
+
+    inv = make_inventory(tmp_path)
+    store = RunStore(tmp_path / "elsewhere")
+    rb = Runbook("tiny", "one step", steps=(Step("s", lambda ctx: ctx.remember("k", 1), "s"),))
+    with network_mod.load(inv) as net:
+        res = Engine(store, yes=True, report=True).run(rb, net, {}, run_id="t1")
+    assert res.result is Result.PASSED and res.run_dir == store.dir("t1").path and res.journal == store.dir("t1").journal
+    assert sorted(p.name for p in res.run_dir.iterdir()) == ["journal.jsonl", "report.html", "report.json"]
+    assert [r.run_id for r in store.runs(runbook="tiny", result=Result.PASSED)] == ["t1"]
+    assert sorted(p.name for p in store.root.iterdir()) == ["locks", "runs"]
+    shutil.rmtree(store.root)

@@ -31,13 +31,17 @@ from iotex_ops.runbook import (
     Runbook,
     RunbookError,
     RunContext,
+    RunResult,
     Step,
     loader,
     plan,
 )
+from iotex_ops.runbook import events as events_mod
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook.lock import NetworkLock, NetworkLocked
 from iotex_ops.runbook.params import parse_extra
+from iotex_ops.runbook.state import fold
+from iotex_ops.runbook.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "runbooks_fixture"
@@ -47,10 +51,13 @@ NETWORK = "rbtest"
 CHILD_RUN = """
 import sys
 from pathlib import Path
+from iotex_ops import network
 from iotex_ops.runbook import loader
 from iotex_ops.runbook.engine import Engine
+from iotex_ops.runbook.store import RunStore
 state, inv, name, run_id, out = sys.argv[1:]
-Engine(Path(state), yes=True, report=False).run(loader.find(name), inv, {"out": out}, run_id=run_id)
+with network.load(inv) as net:
+    Engine(RunStore(Path(state)), yes=True, report=False).run(loader.find(name), net, {"out": out}, run_id=run_id)
 """
 
 CHILD_LOCK = """
@@ -106,7 +113,13 @@ def state(tmp_path: Path) -> Path:
 
 def engine(state: Path, **kw: Any) -> Engine:
     kw.setdefault("yes", True)
-    return Engine(state_dir=state, report=False, **{"action_grace_s": 0.5, **kw})
+    return Engine(RunStore(state), report=False, **{"action_grace_s": 0.5, **kw})
+
+
+def run(eng: Engine, rb: Runbook, inv: Path, given: dict[str, Any], **kw: Any) -> RunResult:
+    """A run on the inventory's network, opened and closed around it as the CLI does."""
+    with network_mod.load(inv) as net:
+        return eng.run(rb, net, given, **kw)
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
@@ -225,7 +238,7 @@ def test_bad_parameters_refuse_the_run_before_anything(
 ) -> None:
     rec = Recorder()
     with pytest.raises(ParamError) as info:
-        engine(state).run(_params_runbook(rec), inv, given)
+        run(engine(state), _params_runbook(rec), inv, given)
     for p in patterns:
         assert p in str(info.value)
     assert rec.calls == []
@@ -245,7 +258,7 @@ def test_parameters_are_typed_defaulted_and_secrets_redacted(inv: Path, state: P
         params=rb.params,
         steps=(Step("only", lambda ctx: seen.append(dict(ctx.params)), "record the params"),),
     )
-    res = engine(state).run(rb, inv, {"target": "d2", "count": " 3 ", "flag": "yes", "token": "hunter2"})
+    res = run(engine(state), rb, inv, {"target": "d2", "count": " 3 ", "flag": "yes", "token": "hunter2"})
     assert res.result == "passed"
     assert seen == [{"target": "d2", "count": 3, "mode": "fast", "flag": True, "ratio": 0.5, "token": "hunter2"}]
     start = events(res.run_dir)[0]
@@ -260,7 +273,7 @@ def test_secret_parameters_are_redacted_from_argv_in_every_spelling(
     inv: Path, state: Path, monkeypatch: pytest.MonkeyPatch, arg: str
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["iotex-ops", "runbook", "run", "typed", "-e", "target=d2", arg])
-    res = engine(state).run(_params_runbook(Recorder()), inv, {"target": "d2", "token": "hunter2"})
+    res = run(engine(state), _params_runbook(Recorder()), inv, {"target": "d2", "token": "hunter2"})
     assert res.result == "passed"
     assert "hunter2" not in (res.run_dir / "journal.jsonl").read_text()
 
@@ -287,7 +300,7 @@ def test_preflight_problems_refuse_the_run(inv: Path, state: Path, how: str) -> 
         steps=(Step("s1", rec("s1"), "s1", rollback=rec("undo-s1")),),
     )
     with pytest.raises(ParamError) as info:
-        engine(state).run(rb, inv, {"height": "5"})
+        run(engine(state), rb, inv, {"height": "5"})
     text = str(info.value)
     assert text.startswith("preflighted: ")
     if how == "problems":
@@ -304,7 +317,7 @@ def test_preflight_problems_refuse_the_run(inv: Path, state: Path, how: str) -> 
 def test_preflight_without_problems_lets_the_run_go(inv: Path, state: Path) -> None:
     rec = Recorder()
     rb = Runbook("preflight-ok", "passes", preflight=lambda ctx: [], steps=(Step("s1", rec("s1"), "s1"),))
-    assert engine(state).run(rb, inv, {}).result == "passed"
+    assert run(engine(state), rb, inv, {}).result == "passed"
     assert rec.calls == ["s1"]
 
 
@@ -399,7 +412,7 @@ def _destructive_runbook(rec: Recorder) -> Runbook:
 def test_destructive_runbook_without_yes_or_approver_is_refused(inv: Path, state: Path) -> None:
     rec = Recorder()
     with pytest.raises(RunbookError, match=r"destructive steps \(wipe\).*--yes"):
-        engine(state, yes=False).run(_destructive_runbook(rec), inv, {})
+        run(engine(state, yes=False), _destructive_runbook(rec), inv, {})
     assert rec.calls == []
     assert not (state / "runs").exists()
 
@@ -412,7 +425,7 @@ def test_denied_approval_fails_the_run_at_that_step_and_rolls_back(inv: Path, st
         asked.append((step.name, hosts))
         return False
 
-    res = engine(state, yes=False, approve=approve).run(_destructive_runbook(rec), inv, {})
+    res = run(engine(state, yes=False, approve=approve), _destructive_runbook(rec), inv, {})
     assert res.result == "failed"
     assert res.exit_code == 1
     assert "wipe" in (res.error or "")
@@ -430,7 +443,7 @@ def test_denied_approval_fails_the_run_at_that_step_and_rolls_back(inv: Path, st
 
 def test_approved_destructive_step_runs(inv: Path, state: Path) -> None:
     rec = Recorder()
-    res = engine(state, yes=False, approve=lambda step, hosts: True).run(_destructive_runbook(rec), inv, {})
+    res = run(engine(state, yes=False, approve=lambda step, hosts: True), _destructive_runbook(rec), inv, {})
     assert res.result == "passed"
     assert rec.calls == ["prep", "wipe@d1", "wipe@d2", "after"]
     [approval] = of(events(res.run_dir), "approval")
@@ -467,14 +480,14 @@ def test_journal_records_the_run_its_steps_hosts_checks_and_output(inv: Path, st
             ),
         ),
     )
-    seen: list[dict[str, Any]] = []
-    res = engine(state, on_event=seen.append).run(rb, inv, {"label": "first"}, run_id="run-journal-1")
+    seen: list[events_mod.Event] = []
+    res = run(engine(state, on_event=seen.append), rb, inv, {"label": "first"}, run_id="run-journal-1")
     assert res.result == "passed"
     assert res.exit_code == 0
     assert res.run_id == "run-journal-1"
     assert res.run_dir == state / "runs" / "run-journal-1"
     evs = events(res.run_dir)
-    assert seen == evs  # the live view saw exactly what was journaled
+    assert seen == events_mod.load(res.journal)  # the live view saw exactly what was journaled, typed
     assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
     assert all(isinstance(e["ts"], float | int) for e in evs)
 
@@ -538,7 +551,7 @@ def test_parallel_step_runs_every_host_at_once_and_journals_each(inv: Path, stat
         summary="all hosts at once",
         steps=(Step("all", meet, "meet at the barrier", hosts="delegates", serial=False, verify=(ok_check("up"),)),),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "passed", res.error
     evs = events(res.run_dir)
     assert sorted(e["host"] for e in of(evs, "step_start", step="all")) == ["d1", "d2", "d3"]
@@ -566,7 +579,7 @@ def test_parallel_step_failure_names_each_failing_host_and_rolls_back_every_star
             ),
         ),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "failed"
     assert "d1: " in (res.error or "")
     assert "d3: " in (res.error or "")
@@ -587,7 +600,7 @@ def test_journal_read_ignores_a_torn_last_line_and_reopening_continues(tmp_path:
         f.write('{"seq":4,"ts":1.0,"event":"step_st')  # killed mid-write
     evs = journal_mod.read(path)
     assert [e["event"] for e in evs] == ["run_start", "step_start", "step_end"]
-    assert journal_mod.progress(evs).done_steps == {"s1"}
+    assert fold(events_mod.parse(evs)).done_steps == {"s1"}
     j = journal_mod.Journal(path)
     try:
         j.write("resumed", pid=1)
@@ -616,7 +629,7 @@ def test_retries_until_the_action_passes(inv: Path, state: Path, retries: int, r
         summary="fails twice",
         steps=(Step("flaky", flaky, "fails twice then works", retries=retries, retry_delay=0.01),),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == result
     evs = events(res.run_dir)
     starts = [e["attempt"] for e in of(evs, "step_start", step="flaky")]
@@ -656,7 +669,7 @@ def test_a_check_that_never_passes_fails_the_step_naming_the_check(inv: Path, st
         ),
     )
     t0 = time.monotonic()
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert time.monotonic() - t0 < 5
     assert res.result == "failed"
     assert res.exit_code == 1
@@ -681,7 +694,7 @@ def test_an_action_over_its_timeout_fails_the_step(inv: Path, state: Path) -> No
     )
     try:
         t0 = time.monotonic()
-        res = engine(state).run(rb, inv, {})
+        res = run(engine(state), rb, inv, {})
         assert time.monotonic() - t0 < 5
         assert res.result == "failed"
         assert "did not finish within 0.3s" in (res.error or "")
@@ -703,7 +716,7 @@ def test_an_abandoned_action_gets_a_grace_period_before_the_rollback_runs(inv: P
         summary="an action a little over its timeout",
         steps=(Step("slow", slow, "a little slow", timeout=0.3, rollback=lambda ctx: order.append("rollback")),),
     )
-    res = engine(state, action_grace_s=2.0).run(rb, inv, {})
+    res = run(engine(state, action_grace_s=2.0), rb, inv, {})
     assert res.result == "failed" and "still running" not in (res.error or "")
     assert order == ["slow ended", "rollback"]  # never side by side
 
@@ -736,7 +749,7 @@ def test_failure_rolls_back_started_steps_newest_first_and_only_started_hosts(in
             Step("later", rec("later"), "never starts", rollback=rec("undo-later")),
         ),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "failed"
     assert res.exit_code == 1
     assert res.error == "step serial on d2: RuntimeError: serial broke"
@@ -772,7 +785,7 @@ def test_a_rollback_that_raises_makes_the_run_rollback_failed(inv: Path, state: 
             Step("three", rec("three", fail=True), "fails", rollback=rec("undo-three"), retry_delay=0.01),
         ),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "rollback_failed"
     assert res.exit_code == 3
     assert "three broke" in (res.error or "")
@@ -816,7 +829,7 @@ def test_a_lost_continuous_check_aborts_the_running_step_and_rolls_back(inv: Pat
     )
     try:
         t0 = time.monotonic()
-        res = engine(state).run(rb, inv, {})
+        res = run(engine(state), rb, inv, {})
         elapsed = time.monotonic() - t0
     finally:
         release.set()
@@ -849,7 +862,7 @@ def test_point_of_no_return_stops_the_rollback_there(inv: Path, state: Path) -> 
             ),
         )
 
-    res = engine(state).run(book("d"), inv, {})
+    res = run(engine(state), book("d"), inv, {})
     assert rec.calls == ["a", "ponr", "c", "d", "undo-d", "undo-c"]  # nothing before the point is undone
     assert res.result == "rollback_failed"
     assert res.exit_code == 3
@@ -859,7 +872,7 @@ def test_point_of_no_return_stops_the_rollback_there(inv: Path, state: Path) -> 
     assert stop["step"] == "ponr"
 
     rec.calls.clear()  # failing before the point: an ordinary rollback
-    res = engine(state).run(book("a"), inv, {})
+    res = run(engine(state), book("a"), inv, {})
     assert rec.calls == ["a", "undo-a"]
     assert res.result == "failed"
     assert of(events(res.run_dir), "rollback_stop") == []
@@ -882,7 +895,7 @@ def test_rollback_hosts_unfinished_keeps_the_hosts_that_went_well(inv: Path, sta
             ),
         ),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "failed"
     assert rec.calls == ["upgrade@d1", "upgrade@d2", "downgrade@d2"]
 
@@ -899,13 +912,13 @@ def test_a_false_condition_skips_the_step(inv: Path, state: Path) -> None:
             Step("c", rec("c"), "c"),
         ),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "passed"
     assert rec.calls == ["a", "c"]
     [skip] = of(events(res.run_dir), "step_skip")
     assert (skip["step"], skip["reason"]) == ("b", "its condition is false")
     rec.calls.clear()
-    engine(state).run(rb, inv, {"skip": "false"})
+    run(engine(state), rb, inv, {"skip": "false"})
     assert rec.calls == ["a", "b", "c"]
 
 
@@ -928,7 +941,7 @@ def test_a_condition_or_approver_that_raises_fails_the_run_and_rolls_back(inv: P
         ),
     )
     eng = engine(state) if where == "when" else engine(state, yes=False, approve=approve)
-    res = eng.run(rb, inv, {})
+    res = run(eng, rb, inv, {})
     assert res.result == "failed"
     assert rec.calls == ["a", "undo-a"]
     expected = "ValueError: bug in the condition" if where == "when" else "EOFError: stdin closed at the prompt"
@@ -947,7 +960,7 @@ def test_a_steady_state_lost_before_the_run_fails_it_before_any_step(inv: Path, 
         ),
         steps=(Step("a", rec("a"), "a", rollback=rec("undo-a")),),
     )
-    res = engine(state).run(rb, inv, {})
+    res = run(engine(state), rb, inv, {})
     assert res.result == "failed"
     assert rec.calls == []
     assert "chain finalizes: stalled" in (res.error or "")
@@ -969,12 +982,12 @@ def test_a_second_run_is_refused_while_another_holds_the_lock_in_process(inv: Pa
     holder.acquire("run-holding-it", "other-book")
     try:
         with pytest.raises(NetworkLocked, match=r"locked by run run-holding-it \(other-book, pid \d+"):
-            engine(state).run(_trivial(rec), inv, {})
+            run(engine(state), _trivial(rec), inv, {})
         assert rec.calls == []
         assert not (state / "runs").exists()
     finally:
         holder.release()
-    res = engine(state).run(_trivial(rec), inv, {})  # released: the next run goes
+    res = run(engine(state), _trivial(rec), inv, {})  # released: the next run goes
     assert res.result == "passed"
     assert of(events(res.run_dir), "stale_lock") == []  # a released lock is not stale
     assert (state / "locks" / f"{NETWORK}.lock").read_text() == ""
@@ -992,12 +1005,12 @@ def test_a_lock_held_by_another_process_refuses_the_run_and_is_taken_over_once_i
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(NetworkLocked, match=rf"run run-in-child \(holder-book, pid {proc.pid}"):
-            engine(state).run(_trivial(rec), inv, {})
+            run(engine(state), _trivial(rec), inv, {})
         assert rec.calls == []
     finally:
         proc.kill()
         proc.communicate()
-    res = engine(state).run(_trivial(rec), inv, {})
+    res = run(engine(state), _trivial(rec), inv, {})
     assert res.result == "passed"
     [stale] = of(events(res.run_dir), "stale_lock")
     assert stale["previous"]["run_id"] == "run-in-child"
@@ -1011,7 +1024,7 @@ def test_a_stale_lock_file_of_a_dead_pid_is_taken_over_and_journaled(inv: Path, 
     holder = {"run_id": "old-run", "runbook": "first-aid", "pid": dead.pid, "machine": "m", "user": "u", "since": 1.0}
     (state / "locks" / f"{NETWORK}.lock").write_text(json.dumps(holder))
     rec = Recorder()
-    res = engine(state).run(_trivial(rec), inv, {})
+    res = run(engine(state), _trivial(rec), inv, {})
     assert res.result == "passed"
     assert rec.calls == ["s"]
     evs = events(res.run_dir)
@@ -1029,18 +1042,18 @@ def test_host_scoped_runs_share_the_network_but_not_a_host_and_a_drill_excludes_
     on_d1 = NetworkLock(state / "locks", NETWORK, host="d1")
     on_d1.acquire("remediating-d1", "fix-host")
     try:
-        assert engine(state).run(_host_scoped(rec), inv, {"host": "d2"}).result == "passed"  # another host: goes
+        assert run(engine(state), _host_scoped(rec), inv, {"host": "d2"}).result == "passed"  # another host: goes
         with pytest.raises(NetworkLocked, match=r"host d1 of network rbtest is locked by run remediating-d1"):
-            engine(state).run(_host_scoped(rec), inv, {"host": "d1"})
+            run(engine(state), _host_scoped(rec), inv, {"host": "d1"})
         with pytest.raises(NetworkLocked, match=r"network rbtest is locked by run remediating-d1"):
-            engine(state).run(_trivial(rec), inv, {})  # a drill waits for the remediation
+            run(engine(state), _trivial(rec), inv, {})  # a drill waits for the remediation
     finally:
         on_d1.release()
     drill = NetworkLock(state / "locks", NETWORK)
     drill.acquire("drill-1", "first-aid")
     try:
         with pytest.raises(NetworkLocked, match=r"network rbtest is locked by run drill-1 \(first-aid"):
-            engine(state).run(_host_scoped(rec), inv, {"host": "d2"})
+            run(engine(state), _host_scoped(rec), inv, {"host": "d2"})
     finally:
         drill.release()
     assert rec.calls == ["s"]
@@ -1052,7 +1065,7 @@ def test_a_run_waits_for_the_lock_when_told_to(inv: Path, state: Path) -> None:
     holder.acquire("short-remediation", "fix-host")
     threading.Timer(0.5, holder.release).start()
     t0 = time.monotonic()
-    assert engine(state, lock_wait_s=10).run(_trivial(rec), inv, {}).result == "passed"
+    assert run(engine(state, lock_wait_s=10), _trivial(rec), inv, {}).result == "passed"
     assert 0.4 < time.monotonic() - t0 < 8
 
 
@@ -1065,7 +1078,7 @@ def test_the_inventory_can_put_the_locks_of_its_network_anywhere(inv: Path, stat
     holder.acquire("elsewhere", "first-aid")
     try:
         with pytest.raises(NetworkLocked, match="run elsewhere"):
-            engine(state).run(_trivial(rec), inv, {})  # another state dir, the same network: one lock
+            run(engine(state), _trivial(rec), inv, {})  # another state dir, the same network: one lock
     finally:
         holder.release()
     assert not (state / "locks").exists()
@@ -1117,7 +1130,7 @@ def test_resume_after_a_crash_continues_after_the_last_completed_step_and_host(i
 
 def test_resume_refuses_unknown_and_finished_runs(inv: Path, state: Path) -> None:
     rec = Recorder()
-    engine(state).run(_trivial(rec), inv, {}, run_id="r-earlier")
+    run(engine(state), _trivial(rec), inv, {}, run_id="r-earlier")
     looked_up: list[str] = []
 
     def finder(name: str) -> Runbook:
