@@ -29,6 +29,7 @@ from iotex_ops.remediation import policy as policy_mod
 from iotex_ops.remediation.policy import Policy
 from iotex_ops.remediation.store import AlertRow, RemediationRow, Store
 from iotex_ops.remediation.webhook import Alert
+from iotex_ops.runbook.events import Result
 from iotex_ops.runbook.journal import Journal
 
 SEVERITIES = {"critical": "critical", "page": "critical", "error": "error", "warning": "warning", "info": "info"}
@@ -48,9 +49,15 @@ class Pages(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # passed | failed | rollback_failed | deferred (could not take the lock) | refused (bad parameters)
+    """How a remediation run ended: passed, failed, rollback_failed, deferred (could not take the lock) or
+    refused (bad parameters). A plain string is taken as the Result it names."""
+
+    result: Result
     error: str = ""
     journal: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "result", Result(self.result))
 
 
 class Runner(Protocol):
@@ -180,7 +187,7 @@ class Service:
         for r in self.store.remediations("state='running'"):
             if r.id in self._workers:
                 continue
-            ended = self.runner.ended(r.run_id) or Outcome("failed", "its worker stopped without an outcome")
+            ended = self.runner.ended(r.run_id) or Outcome(Result.FAILED, "its worker stopped without an outcome")
             with self._isolated("orphan", r.fingerprint):
                 self._write("recovered", remediation=r.id, run_id=r.run_id, how="orphaned", result=ended.result)
                 self._record_end(r.id, ended)
@@ -480,7 +487,7 @@ class Service:
             now=now,
             attempts=row.attempts,
             last_start=row.last_start,
-            last_failed=last is not None and last.state in ("failed", "rollback_failed"),
+            last_failed=last is not None and last.state in (Result.FAILED, Result.ROLLBACK_FAILED),
             host_busy=bool(host and self.store.remediations("host=? AND state='running'", (host,))),
             running=len(self.store.remediations("state='running'")),
             recent_starts=self.store.starts_since(now - self.policy.rate_per_s),
@@ -531,7 +538,7 @@ class Service:
         try:
             out = self.runner.resume(r.run_id, on_step) if resume else self.runner.run(r.run_id, r.runbook, r.params, on_step)
         except Exception as exc:  # the runner reports outcomes; anything else is a failure with its reason
-            out = Outcome("failed", f"{type(exc).__name__}: {exc}")
+            out = Outcome(Result.FAILED, f"{type(exc).__name__}: {exc}")
         with self._lock:
             try:
                 with self.store.transaction():
@@ -548,10 +555,10 @@ class Service:
         now = self.clock()
         r = self.store.remediation(rid)
         row = self.store.alert(r.fingerprint)
-        if out.result == "deferred":
+        if out.result is Result.DEFERRED:
             # a drill (or an operator) holds the network: not an attempt, not a failure; try again later, less
             # and less often, and tell a person once it has waited `defer_for`
-            self.store.update_remediation(rid, state="deferred", ended=now, error=out.error, counts_for_breaker=False)
+            self.store.update_remediation(rid, state=Result.DEFERRED, ended=now, error=out.error, counts_for_breaker=False)
             self._write("remediation_deferred", remediation=rid, run_id=r.run_id, reason=out.error)
             if row is None:
                 return
@@ -566,13 +573,13 @@ class Service:
             return
         if row is not None and row.deferrals:
             self.store.update_alert(r.fingerprint, deferrals=0, deferred_since=None)
-        counts = out.result != "refused"
+        counts = out.result is not Result.REFUSED
         self.store.update_remediation(rid, state=out.result, ended=now, error=out.error or None, counts_for_breaker=counts)
         self._write("remediation_end", remediation=rid, run_id=r.run_id, runbook=r.runbook, host=r.host, result=out.result,
                     error=out.error, journal=out.journal)  # fmt: skip
         self._count(f"remediations_{out.result}")
         failures, open_until = self.store.breaker(r.runbook)
-        if out.result == "passed":
+        if out.result is Result.PASSED:
             if failures or open_until:
                 self._write("breaker_closed", runbook=r.runbook)
             self.store.set_breaker(r.runbook, 0, None)
@@ -592,5 +599,5 @@ class Service:
         )  # fmt: skip
         if row.page in ("triggered", "acknowledged"):
             self._page_trigger(row, details)
-        if out.result == "refused":
+        if out.result is Result.REFUSED:
             self._escalate(row, f"{r.runbook} refused its parameters: {out.error}")

@@ -148,6 +148,9 @@ def test_result_is_one_enum_with_the_exit_codes() -> None:
     assert [r.exit_code for r in Result] == [0, 1, 3, 2, 2]
     assert Result.ROLLBACK_FAILED == "rollback_failed" and f"{Result.PASSED}" == "passed"
     assert json.dumps({"r": Result.FAILED}) == '{"r": "failed"}'
+    from iotex_ops.remediation.service import Outcome
+
+    assert Outcome("deferred").result is Result.DEFERRED  # alertd's outcomes are the same enum
 
 
 # -- the fold ------------------------------------------------------------------------------------------------
