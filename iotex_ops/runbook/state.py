@@ -41,11 +41,6 @@ from iotex_ops.runbook.events import (
 )
 
 
-def key(step: str, host: str | None) -> str:
-    """How a step (on a host) is named in messages and rollback bookkeeping: `step` or `step@host`."""
-    return step if host is None else f"{step}@{host}"
-
-
 @dataclass
 class StepRun:
     """A step on one host (or a step that runs once): its attempts, the last one's checks and output."""
@@ -276,7 +271,7 @@ class RunState:
         rb = self.rollbacks.setdefault((ev.step, ev.host), RollbackRun(ev.step, ev.host))
         rb.ended, rb.ok, rb.duration_s, rb.output_tail, rb.error = ev.ts, ev.ok, ev.duration_s, list(ev.output_tail), ev.error
         if ev.ok:
-            self.rolled_back.add(key(ev.step, ev.host))
+            self.rolled_back.add(ev.where)
         else:
             self.moments.append(ev)
 
