@@ -43,8 +43,11 @@ RANGE_LIMIT = 1000  # heights per GET /v1/blocks answer (the node's MAX_RANGE)
 T = TypeVar("T")
 
 
-class NodeApiError(OpsError):
-    """A node's HTTP API did not answer, or answered with an error. Names the node and the URL."""
+class NodeApiError(OpsError, OSError):
+    """A node's HTTP API did not answer, or answered with an error. Names the node and the URL.
+
+    Also an OSError (as requests' errors are), so that code written against urllib's errors when it read the
+    API directly (`except OSError`: the node is down) keeps working."""
 
     def __init__(
         self,
@@ -512,11 +515,11 @@ class NodeClient:
             return None
 
     def alive(self, *, timeout: float = 1.0) -> bool:
-        """Whether the node answers /healthz."""
+        """Whether the node answers /healthz (its process is up and serving)."""
         try:
             self.get_json("/healthz", timeout=timeout, max_retry_wait=0)
-        except NodeApiError as exc:
-            return exc.status is not None and exc.status < 500  # it answered, if only to refuse
+        except NodeApiError:
+            return False
         return True
 
     def block(self, ref: int | str, *, timeout: float | None = None) -> Block:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 class PrometheusError(OpsError):
     """Prometheus could not be reached, or answered a query with an error."""
 
-    def __init__(self, message: str, *, url: str, query: str | None = None, reason: str = "", unreachable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, url: str = "", query: str | None = None, reason: str = "", unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.query = query

@@ -236,7 +236,7 @@ def test_an_error_answer_names_the_node_the_url_and_the_nodes_code(client: NodeC
     with pytest.raises(NodeApiError) as e:
         client.block(99)
     err = e.value
-    assert isinstance(err, OpsError)
+    assert isinstance(err, OpsError) and isinstance(err, OSError)  # `except OSError` (the node is down) still catches it
     assert (err.node, err.status, err.code, err.field) == ("delegate-1", 404, "not_found", "ref")
     assert err.url == fake.url + "/v1/blocks/99"
     assert str(err) == f"delegate-1: GET {fake.url}/v1/blocks/99: HTTP 404 not_found: block 99 does not exist"
