@@ -343,3 +343,48 @@ def test_retry_after_as_an_http_date() -> None:
     assert nodeapi._retry_after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
     assert nodeapi._retry_after("1") == 1.0
     assert nodeapi._retry_after("soon") is None and nodeapi._retry_after(None) is None
+
+
+# -- against a real node ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight_node(tmp_path: Any) -> Iterator[Any]:
+    """A 1-delegate node (in this process, on its own thread) that allows a burst of 4 requests, then 2 a second."""
+    from tests.node.test_api import make_testnet
+    from tests.node.test_api_fuzz import NodeThread
+
+    net = make_testnet(tmp_path / "net", block_interval_ms=100)
+    nt = NodeThread(net.homes[0], rate_limit_per_second=2.0, rate_limit_burst=4)
+    try:
+        yield nt
+    finally:
+        nt.stop()
+
+
+@pytest.mark.slow
+def test_the_gap_check_reads_a_long_window_in_one_request_and_the_client_rides_out_429(tight_node: Any) -> None:
+    from types import SimpleNamespace
+
+    from iotex_ops.network import Delegate
+    from iotex_ops.runbook import checks
+
+    deadline = time.monotonic() + 60
+    while tight_node.height() < 40:
+        assert time.monotonic() < deadline, f"the node finalized only {tight_node.height()} blocks"
+        time.sleep(0.2)
+    d = Delegate("d1", None, None, tight_node.node.api_url, "", "", "", "", "", "", "")  # type: ignore[arg-type]
+    # 40 blocks, 10 times the node's burst: block by block (as before) it refused with 429; now it is one range read
+    gaps = checks.block_gaps(SimpleNamespace(delegates=[d]), 1)  # type: ignore[arg-type]
+    assert len(gaps) >= 39 and all(0 < g < 5 for _, g in gaps)
+    assert d.api.rate_limited == 0
+    # past its burst, the client waits as the node's Retry-After says and gets its answers
+    c = NodeClient(tight_node.node.api_url, name="d1", max_retry_wait=10.0)
+    t0 = time.monotonic()
+    assert [c.block(h).height for h in range(1, 9)] == list(range(1, 9))
+    assert c.rate_limited >= 1 and time.monotonic() - t0 >= 1.0
+    # and with no time to wait, it says so, naming the node
+    impatient = NodeClient(tight_node.node.api_url, name="d1", max_retry_wait=0.0)
+    with pytest.raises(NodeApiError, match=r"^d1: GET .*: rate limited \(HTTP 429 too many requests from this client\)"):
+        for h in range(1, 20):
+            impatient.block(h)
