@@ -14,12 +14,11 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iotex_ops import prom
 from iotex_ops.errors import OpsError
 from iotex_ops.processes import zombie
 
@@ -38,11 +37,6 @@ class Target:
     name: str
     address: str
     host: str = ""
-
-
-def _get(url: str, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we started
-        return bytes(resp.read())
 
 
 @dataclass
@@ -109,13 +103,11 @@ class MonitoringStack:
             while True:
                 if name not in self.pids():
                     raise MonitoringError(f"{name} exited; see {w / (name + '.log')}")
-                try:
-                    _get(url + "/-/ready")
+                if prom.ready(url):
                     break
-                except (OSError, urllib.error.URLError):
-                    if time.monotonic() > deadline:
-                        raise MonitoringError(f"{name} not ready at {url} after {timeout:.0f}s") from None
-                    time.sleep(0.1)
+                if time.monotonic() > deadline:
+                    raise MonitoringError(f"{name} not ready at {url} after {timeout:.0f}s")
+                time.sleep(0.1)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         pidfile, logfile = self.workdir / f"{name}.pid", self.workdir / f"{name}.log"
@@ -151,13 +143,12 @@ class MonitoringStack:
             (self.workdir / f"{name}.pid").unlink(missing_ok=True)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant query through prometheus-api-client."""
-        from prometheus_api_client import PrometheusConnect
-
+        """An instant query (iotex_ops.prom)."""
         try:
-            return list(PrometheusConnect(url=self.prometheus_url, disable_ssl=True).custom_query(promql))
-        except Exception as exc:  # the client raises bare Exception subclasses of its own
-            raise MonitoringError(f"query {promql!r} against {self.prometheus_url} failed: {exc}") from None
+            with prom.Prometheus(self.prometheus_url) as p:
+                return p.query(promql)
+        except prom.PrometheusError as exc:
+            raise MonitoringError(str(exc)) from None
 
     def targets_up(self) -> dict[str, bool]:
         """delegate label -> whether Prometheus's last scrape of it succeeded."""

@@ -18,7 +18,7 @@ from iotex_ops import network as network_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.load import BackgroundLoad
-from iotex_ops.network import http_json
+from iotex_ops.nodeapi import NodeClient
 from iotex_ops.runbook import Engine, RunResult, loader
 from iotex_ops.runbook.events import Event, Phase, RunEnd, RunFailing, StepDone, StepEnd
 from iotex_ops.runbook.store import RunStore, default_state_dir
@@ -71,10 +71,9 @@ class DrillRow:
 def _height(state: lab_mod.LabState) -> int | None:
     hs = []
     for n in state.nodes:
-        try:
-            hs.append(int(http_json(n.api_url + "/v1/chain", timeout=2)["finalized_height"]))
-        except (OpsError, KeyError, ValueError):
-            continue
+        c = NodeClient(n.api_url, name=n.name, timeout=2).try_chain()
+        if c is not None:
+            hs.append(c.finalized_height)
     return max(hs) if hs else None
 
 

@@ -6,16 +6,16 @@ so (up: false), never an exception that hides the other rows.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.table import Table
+
+from iotex_ops.nodeapi import NodeApiError, NodeClient
+from iotex_ops.prom import Prometheus, PrometheusError
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,6 @@ class DelegateStatus:
         return asdict(self)
 
 
-def _get_json(url: str, timeout: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - node API URLs from our inventory
-        return json.loads(resp.read())
-
-
 def _one(ep: Endpoint, pid_of: Callable[[Endpoint], int | None] | None, timeout: float) -> DelegateStatus:
     pid = None
     if pid_of is not None:
@@ -59,23 +54,23 @@ def _one(ep: Endpoint, pid_of: Callable[[Endpoint], int | None] | None, timeout:
         except Exception:  # a host that cannot tell its pid still gets a row
             pid = None
     try:
-        c = _get_json(ep.api_url + "/v1/chain", timeout)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return DelegateStatus(ep.name, ep.host, pid, None, None, None, None, None, None, None, None, False, False,
-                              f"node API {ep.api_url} not answering: {reason}")  # fmt: skip
-    age = max(0.0, time.time() - c["finalized_timestamp_ms"] / 1000.0) if "finalized_timestamp_ms" in c else None
+        # a status table waits no longer for a rate-limited node than for a silent one
+        c = NodeClient(ep.api_url, name=ep.name, timeout=timeout, max_retry_wait=timeout).chain()
+    except NodeApiError as exc:
+        return DelegateStatus(ep.name, ep.host, pid, None, None, None, None, None, None, None, None, False, False, str(exc))
+    ts = c.finalized_timestamp_ms
+    age = max(0.0, time.time() - ts / 1000.0) if ts is not None else None
     return DelegateStatus(
         name=ep.name,
         host=ep.host,
         pid=pid,
-        height=c.get("height"),
-        finalized_height=c.get("finalized_height"),
-        version=c.get("node_version"),
-        protocol=c.get("protocol_version"),
-        peers=c.get("peers"),
-        paused=c.get("paused"),
-        halted=c.get("halted"),
+        height=c.height,
+        finalized_height=c.finalized_height,
+        version=c.node_version,
+        protocol=c.protocol_version,
+        peers=c.peers,
+        paused=c.paused,
+        halted=c.halted,
         last_block_age_s=round(age, 3) if age is not None else None,
         up=True,
         answering=True,
@@ -84,14 +79,12 @@ def _one(ep: Endpoint, pid_of: Callable[[Endpoint], int | None] | None, timeout:
 
 def prometheus_up(prometheus_url: str, timeout: float = 2.0) -> dict[str, bool]:
     """delegate label -> whether Prometheus's last scrape of it succeeded (empty if Prometheus is down)."""
-    from urllib.parse import quote
-
-    query = quote('up{job="iotex-node"}')
     try:
-        doc = _get_json(f"{prometheus_url}/api/v1/query?query={query}", timeout)
-    except (OSError, urllib.error.URLError, ValueError):
+        with Prometheus(prometheus_url, timeout=timeout, retries=0) as prom:
+            rows = prom.query('up{job="iotex-node"}')
+    except PrometheusError:
         return {}
-    return {r["metric"].get("delegate", "?"): r["value"][1] == "1" for r in doc.get("data", {}).get("result", [])}
+    return {r["metric"].get("delegate", "?"): r["value"][1] == "1" for r in rows}
 
 
 def collect(

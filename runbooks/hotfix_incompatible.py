@@ -90,11 +90,11 @@ def new_protocol(ctx: RunContext) -> CheckResult:
     cs = checks.chains(ctx)
     got = {n: c["protocol_version"] if c else None for n, c in cs.items()}
     first = act.block_time(ctx, h + 1)
-    header = ctx.delegates[0].get(f"/v1/blocks/{h + 1}")["header"]
+    block = ctx.delegates[0].api.block(h + 1, timeout=3.0)
     downtime = first - float(ctx.recall("halted_at"))
     ctx.remember("downtime_s", round(downtime, 3))
-    ok = all(v == p for v in got.values()) and header["protocol"] == p
-    return CheckResult(ok, {"protocols": got, "block_protocol": header["protocol"], "downtime_s": round(downtime, 3)})
+    ok = all(v == p for v in got.values()) and block.protocol == p
+    return CheckResult(ok, {"protocols": got, "block_protocol": block.protocol, "downtime_s": round(downtime, 3)})
 
 
 def measure(ctx: RunContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from iotex_ops.runbook import Check, CheckResult, Param, Runbook, RunContext, Step, checks
@@ -72,7 +73,7 @@ def continued(ctx: RunContext) -> CheckResult:
     return CheckResult(True, {"first_new_block": h + 1, "seconds_from_start": round(took, 3)})
 
 
-def _key(wire: dict[str, Any]) -> str:
+def _key(wire: Mapping[str, Any]) -> str:
     return json.dumps(wire, sort_keys=True, separators=(",", ":"))
 
 
@@ -94,11 +95,11 @@ def resubmit(ctx: RunContext) -> None:
     target = ctx.delegates[0]
     refused = 0
     for i in range(0, len(actions), BATCH):
-        doc = target.post("/v1/actions/batch", {"actions": actions[i : i + BATCH]}, timeout=30)
-        for r in doc["results"]:
-            if not r.get("hash"):
+        result = target.api.submit_batch(actions[i : i + BATCH], timeout=30)
+        for r in result.results:
+            if not r.accepted:
                 refused += 1
-                ctx.log(f"refused: {json.dumps(r)[:200]}")
+                ctx.log(f"refused: {r.code} ({r.field or '-'}): {r.message or ''}"[:200])
     ctx.remember("resubmitted", len(actions))
     ctx.remember("refused", refused)
     ctx.log(f"re-submitted {len(actions)} displaced actions ({refused} refused)")
@@ -111,7 +112,7 @@ def final_once(ctx: RunContext) -> CheckResult:
     tip = d.chain()["finalized_height"]
     seen: dict[str, int] = {}
     for height in range(h + 1, tip + 1):
-        for a in d.get(f"/v1/blocks/{height}")["actions"]:
+        for a in d.api.block(height, timeout=3.0).actions or ():
             k = _key(a)
             if k in keys:
                 seen[k] = seen.get(k, 0) + 1

@@ -20,8 +20,6 @@ import os
 import shutil
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +33,7 @@ from iotex_ops.errors import LabError, OpsError
 from iotex_ops.lab import ops_services
 from iotex_ops.lab.daemons import alive, kill_pidfile
 from iotex_ops.monitoring import MonitoringStack, Target, stop_from_pidfiles
+from iotex_ops.nodeapi import NodeClient
 
 STATE_FILE = "lab.json"
 NETNS_SUBNET = "10.247.0.0/16"
@@ -119,11 +118,7 @@ def load_state(root: Path | None = None) -> LabState | None:
 
 
 def _answering(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=1.0):  # noqa: S310 - the lab's own loopback/netns URLs
-            return True
-    except (OSError, urllib.error.URLError):
-        return False
+    return NodeClient(url).alive(timeout=1.0)
 
 
 def is_up(state: LabState) -> bool:
@@ -400,11 +395,8 @@ def _wait_first_block(state: LabState, timeout: float) -> None:
     while time.monotonic() < deadline:
         heights = []
         for n in state.nodes:
-            try:
-                with urllib.request.urlopen(n.api_url + "/v1/chain", timeout=1.0) as resp:  # noqa: S310
-                    heights.append(json.loads(resp.read())["finalized_height"])
-            except (OSError, urllib.error.URLError, ValueError, KeyError):
-                heights.append(0)
+            c = NodeClient(n.api_url, name=n.name).try_chain(timeout=1.0)
+            heights.append(c.finalized_height if c else 0)
         if heights and min(heights) >= 1:
             return
         time.sleep(0.1)

@@ -94,7 +94,7 @@ def wait_after_own_proposal(ctx: RunContext, d: Delegate, timeout: float = 20.0)
             h = c["finalized_height"]
             if h != seen:
                 seen = h
-                if d.get(f"/v1/blocks/{h}")["header"]["proposer"] == address:
+                if d.api.block(h, timeout=3.0).proposer == address:
                     return int(h)
         except (NodeApiError, KeyError):
             pass
@@ -128,7 +128,7 @@ def block_time(ctx: RunContext, height: int) -> float:
     """Unix seconds of block `height`'s header timestamp (from the first delegate that has it)."""
     for d in ctx.delegates:
         try:
-            return float(d.get(f"/v1/blocks/{height}")["header"]["timestamp_ms"]) / 1000
+            return d.api.block(height, timeout=3.0).timestamp
         except (NodeApiError, KeyError):
             continue
     raise NodeApiError(f"no delegate has block {height}")

@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from iotex_ops.errors import OpsError
 from iotex_ops.network import Delegate, Network
+from iotex_ops.prom import Prometheus, PrometheusError
 from iotex_ops.runbook.events import Event, Mark, Memo
 from iotex_ops.runbook.store import RunDir
 
 if TYPE_CHECKING:
-    from prometheus_api_client import PrometheusConnect
-
     from iotex_ops.ansible import PlaybookResult
 
 
-class PrometheusUnavailable(OpsError):
+class PrometheusUnavailable(PrometheusError):
     """The inventory names no Prometheus (iotex_prometheus_url), or it does not answer."""
 
 
@@ -114,7 +113,7 @@ class RunContext:
     # -- Prometheus --
 
     @property
-    def prometheus(self) -> PrometheusConnect:
+    def prometheus(self) -> Prometheus:
         with self.shared.lock:
             if self.shared.prometheus is None:
                 url = self.network.prometheus_url
@@ -122,33 +121,29 @@ class RunContext:
                     raise PrometheusUnavailable(
                         "the inventory sets no iotex_prometheus_url: checks that query Prometheus cannot run"
                     )
-                from prometheus_api_client import PrometheusConnect
-
-                self.shared.prometheus = PrometheusConnect(url=url, disable_ssl=True)
-            return self.shared.prometheus
+                self.shared.prometheus = Prometheus(url)
+            prom: Prometheus = self.shared.prometheus
+            return prom
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         try:
-            return list(self.prometheus.custom_query(promql))
+            return self.prometheus.query(promql)
         except PrometheusUnavailable:
             raise
-        except Exception as exc:  # requests' and the client's own errors
-            raise PrometheusUnavailable(f"Prometheus query {promql!r} failed: {type(exc).__name__}: {exc}") from None
+        except PrometheusError as exc:
+            raise _unavailable(exc) from None
 
     def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
         try:
-            return list(
-                self.prometheus.custom_query_range(
-                    promql,
-                    start_time=datetime.fromtimestamp(start, UTC),
-                    end_time=datetime.fromtimestamp(end, UTC),
-                    step=f"{step:g}s",
-                )
-            )
+            return self.prometheus.query_range(promql, start, end, step)
         except PrometheusUnavailable:
             raise
-        except Exception as exc:
-            raise PrometheusUnavailable(f"Prometheus range query {promql!r} failed: {type(exc).__name__}: {exc}") from None
+        except PrometheusError as exc:
+            raise _unavailable(exc) from None
 
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+def _unavailable(exc: PrometheusError) -> PrometheusUnavailable:
+    return PrometheusUnavailable(str(exc), url=exc.url, query=exc.query, reason=exc.reason, unreachable=exc.unreachable)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from iotex_ops.prom import Prometheus, PrometheusError
 from iotex_ops.runbook import events as events_mod
 from iotex_ops.runbook.events import RUN_RESULTS, ContinuousFailed, Event, Mark, RollbackStart, RunFailing
 from iotex_ops.runbook.model import RunbookError
@@ -174,40 +175,16 @@ def fetch_series(prometheus_url: str | None, start: float, end: float) -> tuple[
         return series, "no Prometheus URL (the inventory sets no iotex_prometheus_url)"
     step = range_step(start, end)
     errors: list[str] = []
-    try:
-        from prometheus_api_client import PrometheusConnect
-
-        try:
-            from urllib3.util.retry import Retry
-
-            # one quick retry, not the client's default three with back-off: a report should not wait long
-            prom = PrometheusConnect(
-                url=prometheus_url,
-                disable_ssl=True,
-                retry=Retry(total=1, backoff_factor=0, status_forcelist=(502, 503, 504)),
-                timeout=PROMETHEUS_TIMEOUT_S,
-            )
-        except TypeError:  # an older client without these arguments
-            prom = PrometheusConnect(url=prometheus_url, disable_ssl=True)
-    except Exception as exc:
-        return series, _clip(f"Prometheus at {prometheus_url}: {type(exc).__name__}: {exc}")
-    try:
+    # one quick retry, not the client's default three with back-off: a report should not wait long
+    with Prometheus(prometheus_url, timeout=PROMETHEUS_TIMEOUT_S, retries=1) as prom:
         for key, template in SERIES.items():
             query = template.format(window=max(5, step))
             try:
-                result = prom.custom_query_range(
-                    query,
-                    start_time=datetime.fromtimestamp(start, UTC),
-                    end_time=datetime.fromtimestamp(end, UTC),
-                    step=f"{step}s",
-                )
-                series[key] = _points(result)
-            except Exception as exc:  # requests' and the client's own errors
-                errors.append(_clip(f"{query}: {type(exc).__name__}: {exc}"))
-                if _unreachable(exc):
+                series[key] = _points(prom.query_range(query, start, end, f"{step}s"))
+            except PrometheusError as exc:
+                errors.append(_clip(f"{query}: {exc.reason}"))
+                if exc.unreachable:
                     break  # the next query would wait for the same dead server
-    finally:
-        _close(prom)
     if errors:
         return series, f"Prometheus at {prometheus_url}: " + "; ".join(errors)
     if not any(series.values()):
@@ -227,24 +204,6 @@ def _points(result: Any) -> list[list[float]]:
             if math.isfinite(t) and math.isfinite(v):
                 merged[t] = max(v, merged.get(t, v))
     return [[t, merged[t]] for t in sorted(merged)]
-
-
-def _unreachable(exc: BaseException) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - a dependency of the client
-        return False
-    return isinstance(exc, requests.ConnectionError | requests.Timeout)
-
-
-def _close(prom: Any) -> None:
-    close = getattr(prom, "close", None)
-    session = getattr(prom, "_session", None)
-    with contextlib.suppress(Exception):
-        if callable(close):
-            close()
-        elif session is not None:
-            session.close()
 
 
 def _clip(text: str, n: int = 400) -> str:

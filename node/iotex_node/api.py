@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotex_node.api")
 
 MAX_BATCH = 2000
+# GET /v1/blocks answers at most MAX_RANGE heights, and stops early once it has read RANGE_READ_BUDGET bytes of
+# stored blocks: a full block (thousands of actions) is about a megabyte, and parsing a thousand of them
+# would stall the event loop that runs consensus. The answer's `to` says where it stopped.
+MAX_RANGE = 1000
+RANGE_READ_BUDGET = 4 * 1024 * 1024
 # On SIGTERM, in-flight requests get this long; idle keep-alive connections (a Prometheus scraping
 # /metrics) must not hold a stopping node for aiohttp's default 60 s.
 SHUTDOWN_GRACE_S = 1.0
@@ -64,6 +69,7 @@ _REJECT_FIELD = {
 _QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/delegates": frozenset({"epoch"}),
     "/v1/buckets": frozenset({"owner", "candidate"}),
+    "/v1/blocks": frozenset({"from", "to"}),
 }
 _NO_PARAMS: frozenset[str] = frozenset()
 # ASCII only: str.isdigit() accepts characters such as "²" that int() refuses.
@@ -536,6 +542,53 @@ async def get_block(request: web.Request) -> web.Response:
     raise ApiError(400, "invalid_block_ref", "block reference must be a height, 'latest' or a 64-hex hash", "ref")
 
 
+def _height_query(request: web.Request, name: str, *, required: bool) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        if not required:
+            return None
+        raise ApiError(400, "invalid_height", f"query parameter {name!r} is required: a height of at least 1", name)
+    if not _HEIGHT_RE.fullmatch(raw) or int(raw) < 1:
+        raise ApiError(400, "invalid_height", f"{name} must be a height: a positive integer of at most 18 digits", name)
+    return int(raw)
+
+
+async def get_blocks(request: web.Request) -> web.Response:
+    """The headers of the finalized blocks from..to in one answer (at most MAX_RANGE; fewer when the blocks are
+    large): what a client reading a span of the chain (gaps between blocks, proposers, signers) needs, without
+    one request per block. `to` in the answer is the last height it covers; a client continues from there."""
+    node = request.app[NODE_KEY]
+    start = _height_query(request, "from", required=True)
+    end = _height_query(request, "to", required=False)
+    assert start is not None
+    tip = node.chain.height
+    last = min(tip, start + MAX_RANGE - 1, tip if end is None else end)
+    covered = max(start - 1, last)
+    out = []
+    read = 0
+    for height, block_hash, data in node.store.iter_blocks(start, last):
+        b = orjson.loads(data)
+        h = b["header"]
+        out.append(
+            {
+                "height": height,
+                "hash": block_hash.hex(),
+                "round": h["round"],
+                "timestamp_ms": h["timestamp_ms"],
+                "proposer": h["proposer"],
+                "epoch": h["epoch"],
+                "protocol": h["protocol"],
+                "action_count": len(b["actions"]),
+                "voters": [s["voter"] for s in (b.get("certificate") or {}).get("signatures", [])],
+            }
+        )
+        read += len(data)
+        if read >= RANGE_READ_BUDGET and height < last:
+            covered = height
+            break
+    return _json({"from": start, "to": covered, "tip": tip, "blocks": out})
+
+
 async def get_chain(request: web.Request) -> web.Response:
     s = request.app[NODE_KEY].status()
     keys = ("name", "address", "chain_id", "height", "finalized_height", "finalized_hash", "state_root", "epoch",
@@ -682,6 +735,7 @@ def make_app(node: Node) -> web.Application:
     # Not "batch": GET or OPTIONS /v1/actions/batch must be a 405 that allows POST only, not an invalid hash.
     r.add_get("/v1/actions/{hash:(?!batch$)[^/]+}", get_action)
     r.add_get("/v1/accounts/{address}", get_account)
+    r.add_get("/v1/blocks", get_blocks)
     r.add_get("/v1/blocks/{ref}", get_block)
     r.add_get("/v1/chain", get_chain)
     r.add_get("/v1/delegates", get_delegates)

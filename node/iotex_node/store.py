@@ -151,6 +151,15 @@ class Store:
         rows = self._db.execute("SELECT data FROM blocks WHERE height>=? ORDER BY height LIMIT ?", (start, count)).fetchall()
         return [bytes(r[0]) for r in rows]
 
+    def iter_blocks(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(height, hash, stored block) for the blocks start..end, lowest first, read lazily (stop any time)."""
+        cur = self._db.execute("SELECT height, hash, data FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height", (start, end))
+        try:
+            for h, bh, d in cur:
+                yield int(h), bytes(bh), bytes(d)
+        finally:
+            cur.close()  # a reader that stops early must not keep the statement (and its snapshot) open
+
     def receipt(self, h: bytes) -> tuple[int, int, dict[str, Any]] | None:
         row = self._db.execute("SELECT height, idx, receipt FROM actions WHERE hash=?", (h,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), orjson.loads(row[2]))

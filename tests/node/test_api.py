@@ -340,6 +340,63 @@ async def test_blocks_by_height_hash_latest_and_genesis(client: Client, node: No
     assert_error(status, body, 404, "not_found")
 
 
+async def test_block_range_read_lists_headers_of_a_span_in_one_request(
+    client: Client, net: NetHomes, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = net.accounts[0], net.accounts[1]
+    _, sent = await client.post("/v1/actions", transfer(a, b.address, 1))
+    final = await client.wait_final(sent["hash"])
+    with_action = final["receipt"]["height"]
+    await wait_height(node, with_action + 2)
+    t = "/v1/blocks"
+    status, doc = await client.get(f"/v1/blocks?from=1&to={with_action + 1}", t)
+    assert status == 200, doc
+    assert (doc["from"], doc["to"]) == (1, with_action + 1) and doc["tip"] >= with_action + 2
+    assert [x["height"] for x in doc["blocks"]] == list(range(1, with_action + 2))
+    # each entry is what /v1/blocks/{height} says of that block
+    for x in doc["blocks"]:
+        _, full = await client.get(f"/v1/blocks/{x['height']}", "/v1/blocks/{ref}")
+        hdr = full["header"]
+        assert x["hash"] == full["hash"]
+        assert (x["round"], x["timestamp_ms"], x["proposer"]) == (hdr["round"], hdr["timestamp_ms"], hdr["proposer"])
+        assert (x["epoch"], x["protocol"]) == (hdr["epoch"], hdr["protocol"])
+        assert x["action_count"] == len(full["actions"])
+        assert x["voters"] == [s["voter"] for s in full["certificate"]["signatures"]]
+    assert doc["blocks"][with_action - 1]["action_count"] >= 1
+    # without `to`: up to the tip; past the tip: stops there; an empty span is no error
+    status, doc = await client.get("/v1/blocks?from=2", t)
+    assert status == 200 and doc["to"] == doc["tip"] and doc["blocks"][-1]["height"] == doc["tip"]
+    status, doc = await client.get("/v1/blocks?from=2&to=999999999999999999", t)
+    assert status == 200 and doc["blocks"][-1]["height"] == doc["tip"] == doc["to"]
+    status, doc = await client.get("/v1/blocks?from=3&to=2", t)
+    assert status == 200 and doc["blocks"] == [] and doc["to"] == 2
+    status, doc = await client.get("/v1/blocks?from=999999", t)
+    assert status == 200 and doc["blocks"] == [] and doc["to"] == 999998
+    # at most MAX_RANGE heights, and fewer once RANGE_READ_BUDGET bytes of blocks are read: `to` says where it stopped
+    monkeypatch.setattr(api, "MAX_RANGE", 2)
+    status, doc = await client.get("/v1/blocks?from=1", t)
+    assert status == 200 and doc["to"] == 2 and len(doc["blocks"]) == 2
+    monkeypatch.setattr(api, "MAX_RANGE", 1000)
+    monkeypatch.setattr(api, "RANGE_READ_BUDGET", 1)
+    status, doc = await client.get("/v1/blocks?from=1&to=3", t)
+    assert status == 200 and doc["to"] == 1 and [x["height"] for x in doc["blocks"]] == [1]
+
+
+async def test_block_range_read_refuses_bad_heights_naming_the_field(client: Client) -> None:
+    t = "/v1/blocks"
+    status, body = await client.get("/v1/blocks", t)
+    assert_error(status, body, 400, "invalid_height", field="from", mention="required")
+    for bad in ("0", "-1", "1.5", "one", "", "%C2%B2", "1" * 19, "0x1", "1e3"):
+        status, body = await client.get(f"/v1/blocks?from={bad}", t)
+        assert_error(status, body, 400, "invalid_height", field="from")
+        status, body = await client.get(f"/v1/blocks?from=1&to={bad}", t)
+        assert_error(status, body, 400, "invalid_height", field="to")
+    status, body = await client.get("/v1/blocks?from=1&count=5", t)
+    assert_error(status, body, 400, "unknown_parameter", field="count", mention="from, to")
+    status, body = await client.get("/v1/blocks?from=1&from=2", t)
+    assert_error(status, body, 400, "duplicate_parameter", field="from")
+
+
 async def test_chain_info(client: Client, node: Node) -> None:
     await wait_height(node, 2)
     status, c = await client.get("/v1/chain")

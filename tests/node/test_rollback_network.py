@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,8 @@ def _hash(wire: dict[str, Any]) -> str:
 
 
 def _status(net: Any, i: int, h: str) -> str | None:
-    try:
-        return str(net.get(i, f"/v1/actions/{h}")["status"])
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    st = net.client(i).action(h)
+    return None if st is None else str(st.status)
 
 
 def _included(net: Any, i: int, top: int) -> dict[str, list[int]]:

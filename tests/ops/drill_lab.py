@@ -66,9 +66,9 @@ def wait_event(state: Path, predicate: Any, timeout: float = 120) -> list[dict[s
 
 
 def chains(st: lab_mod.LabState) -> list[dict[str, Any]]:
-    from iotex_ops.network import http_json
+    from iotex_ops.nodeapi import NodeClient
 
-    return [http_json(n.api_url + "/v1/chain", timeout=3) for n in st.nodes]
+    return [NodeClient(n.api_url, name=n.name).chain(timeout=3).to_json() for n in st.nodes]
 
 
 def count(events: list[dict[str, Any]], kind: str, step: str, host: str | None = None) -> int:

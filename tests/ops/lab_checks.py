@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from click.testing import CliRunner
-from prometheus_api_client import PrometheusConnect
 
 from iotex_ops.ansible import run_playbook
 from iotex_ops.cli import main
 from iotex_ops.lab import lab as lab_mod
+from iotex_ops.prom import Prometheus
 
 STATUS_FIELDS = {"name", "host", "pid", "height", "finalized_height", "version", "protocol", "peers", "paused", "halted",
                  "last_block_age_s", "up"}  # fmt: skip
@@ -76,8 +76,8 @@ def check_up(state: lab_mod.LabState) -> Footprint:
     rows = doc["delegates"]
     assert len(rows) == 4 and all(set(r) >= STATUS_FIELDS for r in rows)
     assert all(r["up"] and r["finalized_height"] >= 1 and r["pid"] for r in rows), rows
-    prom = PrometheusConnect(url=state.prometheus_url, disable_ssl=True)
-    up = prom.custom_query('up{job="iotex-node"}')
+    with Prometheus(state.prometheus_url) as prom:
+        up = prom.query('up{job="iotex-node"}')
     assert sorted(r["metric"]["delegate"] for r in up if r["value"][1] == "1") == ["node0", "node1", "node2", "node3"]
     checked = runner.invoke(main, ["inventory", "check", "-i", state.inventory], env=env)
     assert checked.exit_code == 0 and "ok" in checked.output, checked.output

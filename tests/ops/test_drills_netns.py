@@ -76,11 +76,11 @@ def test_a_host_cut_off_during_a_rolling_upgrade_stops_the_run_and_is_rolled_bac
     versions = {c["name"]: c["node_version"] for c in chains(lab)}
     assert versions == {"node0": "0.1.1", "node1": "0.1.1", "node2": "0.1.0", "node3": "0.1.0"}
     # the chain never stopped finalizing: 3 of 4 delegates carry it while node2 is cut off
-    from iotex_ops.network import http_json
+    from iotex_ops.nodeapi import NodeClient
 
-    api = lab.nodes[0].api_url
-    tip = http_json(api + "/v1/chain")["finalized_height"]
-    stamps = [http_json(f"{api}/v1/blocks/{h}")["header"]["timestamp_ms"] for h in range(start_height, tip + 1)]
+    client = NodeClient(lab.nodes[0].api_url, name="node0")
+    tip = client.chain().finalized_height
+    stamps = [b.timestamp_ms for b in client.blocks(start_height, tip)]
     gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
     assert tip - start_height > 20 and max(gaps) < 5.0, gaps
     # the report shows it
