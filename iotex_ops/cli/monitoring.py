@@ -1,7 +1,7 @@
 """`iotex-ops monitoring render|check`: the monitoring configuration generated from the inventory, and its check.
 
-Registered in cli.py with `main.add_command(monitoring_group)`. The monitoring role runs it as
-`python -m iotex_ops.cli_alerting render ...`, which needs no registration.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(monitoring_group)`. The monitoring role runs it
+with Ansible's own interpreter as `python -m iotex_ops.cli monitoring render ...`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from iotex_ops import inventory as inv_mod
 from iotex_ops.alerting import check as check_mod
 from iotex_ops.alerting import render as render_mod
 from iotex_ops.alerting.settings import fmt_duration
-from iotex_ops.cli_common import make_console, ops_errors
+from iotex_ops.cli.common import make_console, ops_errors
 
 
 @click.group("monitoring")
@@ -105,7 +105,3 @@ def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
         console.print("[green]all checks passed[/green]" if not problems else f"[red]{len(problems)} check(s) failed[/red]")
     if problems:
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    monitoring_group(prog_name="iotex-ops monitoring")

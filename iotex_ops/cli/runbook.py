@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli_common import make_console
+from iotex_ops.cli.common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
 from iotex_ops.runbook import journal as journal_mod

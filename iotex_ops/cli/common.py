@@ -22,7 +22,7 @@ def make_console(width: int | None = None) -> Console:
 
 def ops_errors(fn: F) -> F:
     """An OpsError is a message and exit status 2, as under the main `iotex-ops` group (for groups that also
-    run on their own, like `python -m iotex_ops.cli_alerting`)."""
+    run on their own, like `python -m iotex_ops.cli monitoring`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

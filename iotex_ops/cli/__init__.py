@@ -77,10 +77,10 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
 
 
 # Command groups that live beside their library modules; registered here so `iotex-ops --help` lists them.
-from iotex_ops.cli_hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
-from iotex_ops.cli_lab import lab, status  # noqa: E402
-from iotex_ops.cli_playbooks import playbook  # noqa: E402
-from iotex_ops.cli_runbook import rehearsal_cmd, runbook  # noqa: E402
+from iotex_ops.cli.hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
+from iotex_ops.cli.lab import lab, status  # noqa: E402
+from iotex_ops.cli.playbooks import playbook  # noqa: E402
+from iotex_ops.cli.runbook import rehearsal_cmd, runbook  # noqa: E402
 
 main.add_command(inventory)
 main.add_command(exec_cmd)
@@ -90,9 +90,9 @@ main.add_command(playbook)
 main.add_command(runbook)
 main.add_command(rehearsal_cmd)
 
-from iotex_ops.cli_alertd import alertd  # noqa: E402
-from iotex_ops.cli_alerting import monitoring_group  # noqa: E402
-from iotex_ops.cli_pager import pager  # noqa: E402
+from iotex_ops.cli.alertd import alertd  # noqa: E402
+from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
+from iotex_ops.cli.pager import pager  # noqa: E402
 
 main.add_command(alertd)
 main.add_command(pager)

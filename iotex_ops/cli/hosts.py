@@ -1,6 +1,6 @@
 """`iotex-ops inventory check` and `iotex-ops exec`: inventories and quick commands on many hosts.
 
-Registered in cli.py with `main.add_command(inventory)` and `main.add_command(exec_cmd)`.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(inventory)` and `main.add_command(exec_cmd)`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
-from iotex_ops.cli_common import make_console, ops_errors
+from iotex_ops.cli.common import make_console, ops_errors
 from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
 from iotex_ops.network import host_for
 

@@ -1,6 +1,6 @@
 """`iotex-ops pager`: the lab's PagerDuty receiver, its incidents and faults, and test events.
 
-Registered in cli.py with `main.add_command(pager)`. Runnable alone as `python -m iotex_ops.cli_pager`.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(pager)`; also `python -m iotex_ops.cli pager ...`.
 The routing key is never printed: not by `send`, not in `--json` output, not in errors.
 """
 
@@ -16,7 +16,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli_common import make_console
+from iotex_ops.cli.common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.paging import events as ev
 from iotex_ops.paging.client import deliver, make_client
@@ -270,7 +270,3 @@ def send_cmd(
         click.echo(json.dumps({"status": outcome.status, "message": outcome.message, "dedup_key": dedup, "url": url}))
     else:
         click.echo(f"{action} accepted by {url} (HTTP {outcome.status}); dedup_key {dedup}")
-
-
-if __name__ == "__main__":
-    pager()

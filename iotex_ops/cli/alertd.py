@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli_common import make_console
+from iotex_ops.cli.common import make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.remediation import policy as policy_mod
 
