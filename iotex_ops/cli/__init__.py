@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,21 +13,12 @@ from rich.live import Live
 from rich.table import Table
 
 from iotex_ops import __version__
-from iotex_ops.errors import OpsError
+from iotex_ops.cli.common import OpsGroup
 
 console = Console()
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except OpsError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            sys.exit(2)
-
-
-@click.group(cls=_Group)
+@click.group(cls=OpsGroup)
 @click.version_option(__version__, prog_name="iotex-ops")
 def main() -> None:
     """Operate a Roll-DPoS delegate network: drills, runbooks, monitoring and the lab."""

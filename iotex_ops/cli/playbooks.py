@@ -9,6 +9,8 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from iotex_ops.cli.common import OpsGroup
+
 console = Console(stderr=True)
 
 
@@ -26,7 +28,7 @@ def _parse_extravars(items: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
-@click.group("playbook")
+@click.group("playbook", cls=OpsGroup)
 def playbook() -> None:
     """Ansible playbooks of this repository (site, node, release, service, monitoring)."""
 

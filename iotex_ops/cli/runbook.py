@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli.common import make_console
+from iotex_ops.cli.common import OpsCommand, OpsGroup, make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
 from iotex_ops.runbook import journal as journal_mod
@@ -106,7 +106,7 @@ _DIRS = click.option(
 )
 
 
-@click.group()
+@click.group(cls=OpsGroup)
 def runbook() -> None:
     """Drills and remediations as verified, journaled runbooks."""
 
@@ -294,7 +294,7 @@ def runs_cmd(as_json: bool, last: int) -> None:
     make_console().print(table)
 
 
-@click.command("rehearsal")
+@click.command("rehearsal", cls=OpsCommand)
 @click.option("--delegates", type=click.IntRange(1, 50), default=4, show_default=True)
 @click.option("--hosts", type=click.Choice(["local", "netns"]), default="local", show_default=True)
 @click.option(
