@@ -45,9 +45,10 @@ def run_cmd(
     name: str, inventory: Path, limit: str | None, check: bool, extra: tuple[str, ...], runs_dir: Path | None, as_json: bool
 ) -> None:
     """Run playbook NAME (a name from playbooks/ or a path) on an inventory."""
-    from iotex_ops.ansible import ProgressView, run_playbook
+    from iotex_ops.ansible import ProgressView, resolve_playbook, run_playbook
 
     extravars = _parse_extravars(extra)
+    resolve_playbook(name)  # an unknown name (or no content) is refused before the progress view starts
     view = ProgressView(title=name)
     if as_json:
         result = run_playbook(name, inventory, extravars=extravars, limit=limit, check=check, runs_dir=runs_dir,
