@@ -108,7 +108,7 @@ def _load(role: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def role_names() -> list[str]:
-    return sorted(d.name for d in roles_dir().iterdir() if (d / "defaults" / "main.yml").is_file())
+    return sorted(d.name for d in roles_dir().iterdir() if d.is_dir())
 
 
 def role_defaults(role: str | None = None) -> dict[str, Any]:
@@ -117,7 +117,8 @@ def role_defaults(role: str | None = None) -> dict[str, Any]:
         return dict(_load(role)[0])
     out: dict[str, Any] = {}
     for name in role_names():
-        out.update(_load(name)[0])
+        if (roles_dir() / name / "defaults" / "main.yml").is_file():
+            out.update(_load(name)[0])
     return out
 
 

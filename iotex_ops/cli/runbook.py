@@ -115,7 +115,7 @@ def runbook() -> None:
 @_DIRS
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
-    """Every runbook found (runbooks/, $IOTEX_OPS_RUNBOOKS, --runbooks)."""
+    """Every runbook found (--runbooks, $IOTEX_OPS_RUNBOOKS, then the toolkit's runbooks/: iotex_ops.content)."""
     books = loader.discover(runbook_dirs)
     if as_json:
         click.echo(json.dumps([{"name": b.name, "summary": b.summary, "source": b.source} for b in books.values()], indent=2))

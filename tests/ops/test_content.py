@@ -57,6 +57,10 @@ def test_by_default_the_content_is_the_package_own() -> None:
     assert resolve_playbook("site") == REPO / "playbooks" / "site.yml"
     assert {"first-aid", "hotfix-compatible"} <= set(loader.discover())
     assert "the package" in content.describe()
+    assert {"host", "iotex_common", "monitoring", "node_service"} <= set(content.role_names())
+    res = CliRunner().invoke(main, ["playbook", "list"])
+    assert res.exit_code == 0 and f"playbooks in {REPO / 'playbooks'} (from the package" in res.stdout
+    assert "  site\n" in res.stdout
 
 
 def test_iotex_ops_home_wins_for_playbooks_roles_and_runbooks(own_content: Path) -> None:

@@ -101,6 +101,9 @@ def test_an_installed_wheel_finds_its_playbooks_and_runbooks(tmp_path: Path) -> 
     drills = {"bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery"}
     assert drills <= {b["name"] for b in books}
     assert all(b["source"].startswith(str(venv)) for b in books), books
+    playbooks = json.loads(ops("playbook", "list", "--json").stdout)
+    assert playbooks["source"].startswith("the package") and "node_service" in playbooks["roles"], playbooks
+    assert all(p.startswith(str(venv)) for p in playbooks["playbooks"].values()) and "site" in playbooks["playbooks"]
 
     # a playbook lab's inventory (hosts are directories, reached with ansible_connection: local), run by the
     # installed toolkit's own interpreter; site.yml also renders the monitoring configs with `python -m iotex_ops.cli`
