@@ -68,6 +68,7 @@ def test_a_standalone_command_handles_its_ops_errors() -> None:
     assert (res.exit_code, res.stderr) == (2, "error: no lab is up\n")
 
 
+@pytest.mark.slow  # starts processes
 def test_python_dash_m_runs_the_command_line() -> None:
     # the monitoring role runs the generator this way with Ansible's own interpreter
     res = subprocess.run([sys.executable, "-m", "iotex_ops.cli", "monitoring", "render", "--help"],
