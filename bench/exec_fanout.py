@@ -63,7 +63,7 @@ def bench(lab: NetnsHosts, n: int, work: Path) -> dict[str, float]:
     inv.write_text(yaml.safe_dump(inv_data))
     t: dict[str, float] = {}
 
-    cli = [str(BIN / "python"), "-c", "from iotex_ops.cli_hosts import exec_cmd; exec_cmd()"]
+    cli = [str(BIN / "python"), "-c", "from iotex_ops.cli.hosts import exec_cmd; exec_cmd()"]
     t["iotex-ops exec (CLI process)"] = timed([*cli, "-i", str(inv), "--concurrency", str(n), "--json", "hostname"])
 
     ssh_hosts = [SSHHost(h.name, h.address, known_hosts=lab.known_hosts, key_file=lab.client_key) for h in sub]

@@ -1,4 +1,4 @@
-"""Run the repository's playbooks through ansible-runner, with a per-run directory and an event stream.
+"""Run the toolkit's playbooks (iotex_ops.content) through ansible-runner, with a per-run directory and an event stream.
 
 ansible-playbook runs as a child process (ansible-runner's default), so Ansible is never imported here.
 Every run gets its own private_data_dir under `runs_dir`; its artifacts/<ident>/job_events hold the event
@@ -23,9 +23,9 @@ from typing import Any
 
 from rich.table import Table
 
+from iotex_ops import content
 from iotex_ops.errors import OpsError
 
-PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 DEFAULT_RUNS_DIR = Path("~/.local/state/iotex-ops/runs")
 
 # Settings from the notes in DESIGN.md; none of them is a secret, so they may be recorded.
@@ -79,16 +79,17 @@ class PlaybookFailed(OpsError):
 
 
 def resolve_playbook(playbook: str | Path) -> Path:
-    """A path as given if it exists, else a playbook of the repository's playbooks/ by name (`site`, `site.yml`)."""
+    """A path as given if it exists, else one of the toolkit's playbooks by name (`site`, `site.yml`)."""
     p = Path(playbook)
     if p.is_file():
         return p.resolve()
     name = p.name if p.suffix in (".yml", ".yaml") else f"{p.name}.yml"
-    candidate = PLAYBOOKS_DIR / name
+    playbooks = content.playbooks_dir()
+    candidate = playbooks / name
     if candidate.is_file():
         return candidate
-    known = ", ".join(sorted(x.stem for x in PLAYBOOKS_DIR.glob("*.yml"))) or "none"
-    raise OpsError(f"no playbook {playbook!r} (neither a file nor one of {PLAYBOOKS_DIR}: {known})")
+    known = ", ".join(sorted(x.stem for x in playbooks.glob("*.yml"))) or "none"
+    raise OpsError(f"no playbook {playbook!r} (neither a file nor one of {playbooks}: {known})")
 
 
 def _failure_message(res: dict[str, Any]) -> str:
@@ -166,7 +167,7 @@ def run_playbook(
     timeout: float | None = None,
     raise_on_failure: bool = True,
 ) -> PlaybookResult:
-    """Run a playbook (a path, or a name from the repository's playbooks/) on `inventory`."""
+    """Run a playbook (a path, or the name of one of the toolkit's playbooks) on `inventory`."""
     import ansible_runner
 
     path = resolve_playbook(playbook)
@@ -185,7 +186,7 @@ def run_playbook(
         **BASE_ENV,
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir),
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
-        "ANSIBLE_ROLES_PATH": str(PLAYBOOKS_DIR / "roles"),
+        "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
         "PATH": os.pathsep.join([str(Path(_ansible_playbook()).parent), os.environ.get("PATH", os.defpath)]),
     }
     cmdline: list[str] = []

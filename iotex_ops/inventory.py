@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from iotex_ops import content
 from iotex_ops.errors import OpsError
 
 DELEGATES = "delegates"
@@ -46,20 +47,20 @@ _TOOLKIT_VARS = {
     "supervisorctl_bin",
     "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
 }
-PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 
-def _role_variables() -> frozenset[str]:
-    """Every variable the playbooks' roles define a default for: the playbooks are the source of truth."""
-    names: set[str] = set()
-    for defaults in sorted(PLAYBOOKS_DIR.glob("roles/*/defaults/main.yml")):
-        doc = yaml.safe_load(defaults.read_text()) or {}
-        if isinstance(doc, dict):
-            names.update(str(k) for k in doc)
-    return frozenset(names)
+def known_vars() -> frozenset[str]:
+    """Every variable an inventory may set: the required ones, the toolkit's, and every variable the roles
+    define a default for (the playbooks in use are the source of truth: iotex_ops.content)."""
+    return frozenset(REQUIRED) | _TOOLKIT_VARS | frozenset(content.role_defaults())
 
 
-KNOWN = frozenset(REQUIRED) | _TOOLKIT_VARS | _role_variables()
+def __getattr__(name: str) -> Any:
+    if name == "KNOWN":  # read when asked, so that importing this module reads no file
+        return known_vars()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _PORTS = ("ansible_port", "node_p2p_port", "node_api_port")
 
 
@@ -317,10 +318,11 @@ def check(inv: Inventory) -> list[Problem]:
     delegates = set(inv.groups.get(DELEGATES, ()))
     if not delegates:
         problems.append(Problem(f"no group {DELEGATES!r} (or it has no hosts)", file=str(inv.path)))
+    known = known_vars()
     for h in inv.hosts:
         v = inv.raw_vars[h.name]
         for k in sorted(v):
-            if k not in KNOWN and not k.startswith(("ansible_", "x_")):
+            if k not in known and not k.startswith(("ansible_", "x_")):
                 problems.append(Problem(f"unknown host var {k!r} (custom vars start with x_)", host=h.name))
         if h.name not in delegates:
             continue

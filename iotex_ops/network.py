@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from iotex_ops import content
 from iotex_ops import inventory as inv_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.hosts import CommandResult, Host, LocalHost, SSHPool
@@ -408,23 +409,24 @@ class Network:
         self.close()
 
 
-def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool) -> Delegate:
-    # the roles' defaults (playbooks/roles/iotex_common, node_service), for vars the inventory leaves out
-    host_dir = str(hv.get("iotex_host_dir", "/var/lib/iotex"))
-    python = str(hv.get("iotex_python", hv.get("ansible_python_interpreter", "/usr/bin/python3")))
+def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool, defaults: Mapping[str, Any]) -> Delegate:
+    # the roles' defaults (playbooks/roles/iotex_common, node_service: iotex_ops.content) for vars the inventory leaves out
+    rv = content.RoleVars({"inventory_hostname": spec.name, **hv}, defaults)
+    python = str(rv["iotex_python"])
     api_host = str(hv.get("node_advertise_host", spec.ansible_host))
+    # on the host, beside its Python (the role's own default is the controller's: the same host in the lab)
     supervisorctl = hv.get("supervisorctl_bin") or str(Path(python).parent / "supervisorctl")
     return Delegate(
         name=spec.name,
         spec=spec,
         host=host_for(spec, hv, pool),
-        api_url=f"http://{api_host}:{spec.node_api_port or 14014}",
-        home=str(hv.get("iotex_node_home", f"{host_dir}/node")),
-        releases_root=str(hv.get("iotex_releases_root", "/opt/iotex")),
+        api_url=f"http://{api_host}:{spec.node_api_port or rv['node_api_port']}",
+        home=str(rv["iotex_node_home"]),
+        releases_root=str(rv["iotex_releases_root"]),
         python=python,
-        service_manager=str(hv.get("service_manager") or "systemd"),
-        service_name=str(hv.get("node_service_name", "iotex-node")),
-        supervisor_dir=str(hv.get("supervisor_dir", f"{host_dir}/supervisor")),
+        service_manager=str(hv.get("service_manager") or defaults["service_manager"]),
+        service_name=str(rv["node_service_name"]),
+        supervisor_dir=str(rv["supervisor_dir"]),
         supervisorctl=str(supervisorctl),
         vars=hv,
     )
@@ -438,5 +440,6 @@ def load(inventory_path: str | Path, known_hosts: Path | None = None) -> Network
         listed = "; ".join(str(p) for p in problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
         raise inv_mod.InventoryError(f"inventory {inventory_path} has {len(problems)} problem(s): {listed}")
     pool = SSHPool(known_hosts or DEFAULT_KNOWN_HOSTS)
-    delegates = [_delegate(spec, inv.raw_vars[spec.name], pool) for spec in inv.delegates]
+    defaults = content.role_defaults()
+    delegates = [_delegate(spec, inv.raw_vars[spec.name], pool, defaults) for spec in inv.delegates]
     return Network(inv, delegates, pool)

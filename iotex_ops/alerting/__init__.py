@@ -9,12 +9,18 @@ from iotex_ops.alerting.check import CheckRun, run_checks
 from iotex_ops.alerting.errors import AlertingError
 from iotex_ops.alerting.render import Rendered, render_files, render_settings, write
 from iotex_ops.alerting.rules import ALERTS, AlertSpec, alert_specs, rule_groups
-from iotex_ops.alerting.settings import LAB_VARS, VARS, Settings, Target, settings_from_inventory, targets_from_inventory
+from iotex_ops.alerting.settings import (
+    LAB_VARS,
+    Settings,
+    Target,
+    settings_from_inventory,
+    targets_from_inventory,
+    variables,
+)
 
 __all__ = [
     "ALERTS",
     "LAB_VARS",
-    "VARS",
     "AlertSpec",
     "AlertingError",
     "CheckRun",
@@ -28,5 +34,6 @@ __all__ = [
     "run_checks",
     "settings_from_inventory",
     "targets_from_inventory",
+    "variables",
     "write",
 ]

@@ -1,6 +1,7 @@
 """What the generator reads from the inventory: the monitoring settings and the delegates' metrics targets.
 
-Every setting is an inventory variable with a production default (`VARS`); the lab sets shorter ones
+Every setting is an inventory variable with a production default and its help in the monitoring role's
+defaults/main.yml (`variables()`, also `VARS`: one source, iotex_ops.content); the lab sets shorter ones
 (`LAB_VARS`). A setting is read as the monitoring role sees it, on the hosts of the `monitoring` group (on
 the delegates when there is none): group_vars/all.yml or the monitoring hosts' vars, never only the
 delegates'. Hosts that disagree are an error. Values are read as written: a Jinja expression cannot be
@@ -14,13 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from iotex_ops import content
 from iotex_ops.alerting.errors import AlertingError
 from iotex_ops.durations import fmt_duration, parse_duration
 from iotex_ops.inventory import Inventory
 
 MONITORING_GROUP = "monitoring"
-DEFAULT_API_PORT = 14014  # node_api_port's default in playbooks/roles/iotex_common
-PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 ALERTD_WEBHOOK_PATH = "/v1/alerts"  # where alertd takes Alertmanager's webhook posts, beside its /metrics
 # Variables that would put a secret's value into the inventory; only files are accepted.
 INLINE_SECRETS = {
@@ -41,44 +41,59 @@ class Var:
     lab: Any = None  # None: the lab uses the default
 
 
-VARS: tuple[Var, ...] = (
-    Var("monitoring_interval", "seconds", 15, "scrape and rule evaluation interval in seconds; scrape_timeout is the same", 1),
-    Var("monitoring_alertmanager", "hostport", "127.0.0.1:9093", "host:port of Alertmanager for Prometheus; empty: no alerting"),
-    Var("monitoring_webhook_url", "url", "", "older name: alertd's full webhook URL (alertd_url is derived from it when unset)"),
-    Var("monitoring_rule_files", "list", [], "more rule files for Prometheus, after the generated rules.yml"),
-    Var("alertd_url", "url", "", "base URL of the remediation service (iotex-ops alertd); empty: no remediation service"),
-    Var("alertd_token_file", "path", "", "bearer token file Alertmanager sends to alertd (on the monitoring host)"),
-    Var("pagerduty_url", "url", PAGERDUTY_EVENTS_URL, "PagerDuty Events API v2 URL"),
-    Var(
-        "pagerduty_routing_key_file", "path", "", "file with the PagerDuty routing key (on the monitoring host); empty: no paging"
-    ),
-    Var("pagerduty_ca_file", "path", "", "CA bundle to verify the PagerDuty URL with (the lab's own CA); empty: the system's"),
-    Var("alert_delegate_down_for", "duration", "1m", "DelegateDown: how long a node's /metrics must not answer", "2s"),
-    Var("alert_chain_stalled_for", "duration", "2m", "ChainStalled: how long no delegate may finalize a block", "5s"),
-    Var("alert_lag_blocks", "int", 30, "DelegateLagging: blocks behind the highest finalized height", 10),
-    Var("alert_lag_for", "duration", "5m", "DelegateLagging: for how long", "5s"),
-    Var("alert_missed_slots", "int", 3, "DelegateMissingSlots: more missed proposer slots than this in the window"),
-    Var("alert_missed_slots_window", "duration", "15m", "DelegateMissingSlots: the window", "30s"),
-    Var("alert_peers_min", "int", "", "PeersLow: fewer peers than this; empty: two thirds of the delegates (0: no alert)"),
-    Var("alert_peers_for", "duration", "5m", "PeersLow: for how long", "5s"),
-    Var("alert_paused_for", "duration", "30m", "DelegatePausedUnexpectedly: longer than a planned first-aid hold", "30s"),
-    Var("alert_version_skew_for", "duration", "2h", "VersionSkew: longer than a rolling upgrade takes", "5m"),
-    Var("alert_mempool_max", "int", 50_000, "MempoolBacklog: more pending actions than this (the node holds 100000 at most)"),
-    Var("alert_mempool_for", "duration", "10m", "MempoolBacklog: for how long", "30s"),
-    Var(
-        "alert_disk_free_ratio", "ratio", 0.1, "DiskSpaceLow: less free than this share of the data directory's filesystem", 0.02
-    ),
-    Var("alert_disk_for", "duration", "5m", "DiskSpaceLow: for how long", "10s"),
-    Var("alert_alertd_down_for", "duration", "1m", "RemediationServiceDown, AlertUnhandled: how long alertd must be down", "3s"),
-    Var("alert_group_wait", "duration", "", "Alertmanager group_wait; empty: the monitoring interval"),
-    Var("alert_group_interval", "duration", "", "Alertmanager group_interval; empty: 5 monitoring intervals"),
-    Var("alert_repeat_interval", "duration", "4h", "Alertmanager repeat_interval of every alert but Watchdog"),
-    Var("alert_watchdog_repeat", "duration", "", "how often Watchdog reaches alertd; empty: 4 monitoring intervals"),
-    Var("alert_docs_url", "url", "", "base of each alert's runbook_url annotation (<url>#<alertname in lower case>)"),
-)
-VAR_NAMES = frozenset(v.name for v in VARS)
+MONITORING_ROLE = "monitoring"
+# Each variable's kind and the lab's value (None: the default); its production default and its help are the
+# monitoring role's defaults/main.yml (the value, and the comment right above it): see `variables()`.
+_KINDS: dict[str, tuple[str, Any]] = {
+    "monitoring_interval": ("seconds", 1),
+    "monitoring_alertmanager": ("hostport", None),
+    "monitoring_webhook_url": ("url", None),
+    "monitoring_rule_files": ("list", None),
+    "alertd_url": ("url", None),
+    "alertd_token_file": ("path", None),
+    "pagerduty_url": ("url", None),
+    "pagerduty_routing_key_file": ("path", None),
+    "pagerduty_ca_file": ("path", None),
+    "alert_delegate_down_for": ("duration", "2s"),
+    "alert_chain_stalled_for": ("duration", "5s"),
+    "alert_lag_blocks": ("int", 10),
+    "alert_lag_for": ("duration", "5s"),
+    "alert_missed_slots": ("int", None),
+    "alert_missed_slots_window": ("duration", "30s"),
+    "alert_peers_min": ("int", None),
+    "alert_peers_for": ("duration", "5s"),
+    "alert_paused_for": ("duration", "30s"),
+    "alert_version_skew_for": ("duration", "5m"),
+    "alert_mempool_max": ("int", None),
+    "alert_mempool_for": ("duration", "30s"),
+    "alert_disk_free_ratio": ("ratio", 0.02),
+    "alert_disk_for": ("duration", "10s"),
+    "alert_alertd_down_for": ("duration", "3s"),
+    "alert_group_wait": ("duration", None),
+    "alert_group_interval": ("duration", None),
+    "alert_repeat_interval": ("duration", None),
+    "alert_watchdog_repeat": ("duration", None),
+    "alert_docs_url": ("url", None),
+}
+VAR_NAMES = frozenset(_KINDS)
 # What the lab's inventory sets (`all.vars`) so that a killed node alerts in seconds, not minutes.
-LAB_VARS: Mapping[str, Any] = {v.name: v.lab for v in VARS if v.lab is not None}
+LAB_VARS: Mapping[str, Any] = {name: lab for name, (_, lab) in _KINDS.items() if lab is not None}
+
+
+def variables() -> tuple[Var, ...]:
+    """The generator's variables, with the defaults and help of the monitoring role in use (iotex_ops.content)."""
+    defaults = content.role_defaults(MONITORING_ROLE)
+    helps = content.role_default_help(MONITORING_ROLE)
+    missing = [name for name in _KINDS if name not in defaults]
+    if missing:
+        raise AlertingError(f"the monitoring role ({content.roles_dir()}) has no default for {', '.join(missing)}")
+    return tuple(Var(name, kind, defaults[name], helps.get(name, ""), lab) for name, (kind, lab) in _KINDS.items())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VARS":  # read when asked, so that importing the generator reads no file
+        return variables()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ class Settings:
             if inline in values:
                 problems.append(f"{inline}: a secret's value does not belong in the inventory; put it in a file and set {use}")
         v: dict[str, Any] = {}
-        for var in VARS:
+        for var in variables():
             raw = values.get(var.name, var.default)
             try:
                 v[var.name] = _convert(var, raw)
@@ -309,10 +324,11 @@ def settings_from_inventory(inv: Inventory) -> Settings:
 def targets_from_inventory(inv: Inventory) -> tuple[Target, ...]:
     """Each delegate's /metrics address: node_advertise_host (else ansible_host) and node_api_port."""
     out = []
+    default_port = content.role_defaults("iotex_common")["node_api_port"]
     for h in inv.delegates:
         v = inv.raw_vars[h.name]
         address = str(v.get("node_advertise_host") or h.ansible_host)
-        port = v.get("node_api_port", DEFAULT_API_PORT)
+        port = v.get("node_api_port", default_port)
         for name, value in (("node_advertise_host", address), ("node_api_port", port)):
             if isinstance(value, str) and "{{" in value:
                 raise AlertingError(
@@ -322,5 +338,5 @@ def targets_from_inventory(inv: Inventory) -> tuple[Target, ...]:
             raise AlertingError(f"{h.name}: node_api_port {port!r} is not a port number")
         if ":" in address and not address.startswith("["):
             address = f"[{address}]"  # an IPv6 address
-        out.append(Target(h.name, f"{address}:{h.node_api_port or DEFAULT_API_PORT}"))
+        out.append(Target(h.name, f"{address}:{h.node_api_port or default_port}"))
     return tuple(out)

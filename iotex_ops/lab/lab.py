@@ -359,9 +359,10 @@ def up(
 
 
 def _repo_lab_link() -> Path:
-    from iotex_ops.ansible import PLAYBOOKS_DIR
+    from iotex_ops import content
 
-    return PLAYBOOKS_DIR.parent / "inventories" / "lab"
+    # beside the playbooks in use: a checkout's inventories/ (an installed package has none: no link)
+    return content.playbooks_dir().parent / "inventories" / "lab"
 
 
 def _link_repo_inventory(inventory_dir: Path) -> None:

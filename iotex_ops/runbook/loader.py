@@ -1,5 +1,5 @@
-"""Find runbooks: modules in the repository's runbooks/, in $IOTEX_OPS_RUNBOOKS (os.pathsep-separated
-directories) and in directories given on the command line; each defines `RUNBOOK = Runbook(...)`."""
+"""Find runbooks: modules in directories given on the command line, in $IOTEX_OPS_RUNBOOKS (os.pathsep-separated
+directories) and in the toolkit's own runbooks/ (iotex_ops.content); each defines `RUNBOOK = Runbook(...)`."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import os
 import sys
 from pathlib import Path
 
+from iotex_ops import content
 from iotex_ops.runbook.model import Runbook, RunbookError
-
-REPO_RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 
 
 def search_path(extra: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
     dirs = [*extra]
     env = os.environ.get("IOTEX_OPS_RUNBOOKS", "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs.append(REPO_RUNBOOKS)
+    dirs.append(content.runbooks_dir())
     return [d.expanduser().resolve() for d in dict.fromkeys(dirs)]
 
 

@@ -18,7 +18,7 @@ from iotex_ops.alerting.routing import alertmanager_config
 from iotex_ops.alerting.rules import ALERTS, FALLBACK_ALERTS, SEVERITIES, alert_specs, rule_groups
 from iotex_ops.alerting.scrape import prometheus_config
 from iotex_ops.alerting.settings import ALERTD_WEBHOOK_PATH, LAB_VARS, VARS, fmt_duration, parse_duration, settings_from_inventory
-from iotex_ops.cli_alerting import monitoring_group
+from iotex_ops.cli.monitoring import monitoring_group
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PROD = REPO / "inventories" / "example-prod"

@@ -46,16 +46,16 @@ def test_bad_parameters_are_refused_before_any_host_is_touched(lab: lab_mod.LabS
     before = chains(lab)
     res = ops(["runbook", "run", "hotfix-compatible", "-e", "version=9.9.9", "--yes"], root, state)
     assert res.returncode == 2, dump(res)
-    assert "unknown release '9.9.9'" in res.stdout and "0.1.1" in res.stdout  # names what exists
+    assert "unknown release '9.9.9'" in res.stderr and "0.1.1" in res.stderr  # names what exists
     res = ops(["runbook", "run", "hotfix-incompatible", "-e", "version=0.2.0", "-e", "height=3", "--yes"], root, state)
     assert res.returncode == 2, dump(res)
-    assert "height 3 is in the past" in res.stdout
+    assert "height 3 is in the past" in res.stderr
     res = ops(["runbook", "run", "rollback-recovery", "-e", "to=5", "-e", "blocks=2", "--yes"], root, state)
-    assert res.returncode == 2 and "exactly one of" in res.stdout, dump(res)
+    assert res.returncode == 2 and "exactly one of" in res.stderr, dump(res)
     res = ops(["runbook", "run", "first-aid", "-e", "hold_s=soon"], root, state)
-    assert res.returncode == 2 and "hold_s='soon'" in res.stdout, dump(res)
+    assert res.returncode == 2 and "hold_s='soon'" in res.stderr, dump(res)
     res = ops(["runbook", "run", "first-aid", "-e", "colour=red"], root, state)
-    assert res.returncode == 2 and "unknown parameter 'colour'" in res.stdout, dump(res)
+    assert res.returncode == 2 and "unknown parameter 'colour'" in res.stderr, dump(res)
     # nothing ran: no journal, no halt or pause, every node still on its release
     assert not RunStore(state).ids()
     after = chains(lab)
@@ -86,7 +86,7 @@ def test_a_second_run_is_refused_by_the_lock_and_a_killed_run_resumes_without_re
         second = ops(["runbook", "run", "first-aid", "--yes"], root, state, timeout=120)
         run_id, _ = only_run(state)
         assert second.returncode == 2, dump(second)
-        assert "is locked by run" in second.stdout and run_id in second.stdout
+        assert "is locked by run" in second.stderr and run_id in second.stderr
         # the engine dies in the middle of the drill, with the chain paused
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)

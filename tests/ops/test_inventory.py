@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from iotex_ops import inventory as I
-from iotex_ops.cli_hosts import inventory as inventory_group
+from iotex_ops.cli.hosts import inventory as inventory_group
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-prod"
 

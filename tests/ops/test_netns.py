@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from iotex_ops.cli_hosts import exec_cmd
+from iotex_ops.cli.hosts import exec_cmd
 from iotex_ops.hosts import (
     AuthenticationFailed,
     CommandFailed,

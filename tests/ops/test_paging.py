@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from iotex_ops.cli_pager import pager as pager_cli
+from iotex_ops.cli.pager import pager as pager_cli
 from iotex_ops.paging import (
     InvalidEvent,
     LabCA,
@@ -741,7 +741,7 @@ def test_cli_receiver_runs_until_sigterm(tmp_path: Path) -> None:
     d = tmp_path / "pager"
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iotex_ops.cli_pager", "receiver", "--dir", str(d)],
+        [sys.executable, "-m", "iotex_ops.cli", "pager", "receiver", "--dir", str(d)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

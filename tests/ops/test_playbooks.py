@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from iotex_node import config as config_mod
 from iotex_ops.ansible import PlaybookFailed, PlaybookResult, ProgressView, resolve_playbook, run_playbook
-from iotex_ops.cli_playbooks import playbook as playbook_cli
+from iotex_ops.cli.playbooks import playbook as playbook_cli
 from iotex_ops.errors import OpsError
 from tests.ops.playbook_lab import PlaybookLab, make_lab
 

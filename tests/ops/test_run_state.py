@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from iotex_ops import network as network_mod
-from iotex_ops.cli_runbook import EventPrinter
+from iotex_ops.cli.runbook import EventPrinter
 from iotex_ops.runbook import RunbookError, report
 from iotex_ops.runbook import events as ev_mod
 from iotex_ops.runbook import journal as journal_mod

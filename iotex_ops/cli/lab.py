@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from iotex_ops.cli.common import OpsCommand, OpsGroup
 from iotex_ops.errors import OpsError
 
 console = Console()
@@ -23,11 +23,6 @@ def _null() -> Iterator[None]:
     yield
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    sys.exit(2)
-
-
 _root = click.option(
     "--dir",
     "root",
@@ -36,7 +31,7 @@ _root = click.option(
 )
 
 
-@click.group()
+@click.group(cls=OpsGroup)
 def lab() -> None:
     """A delegate network on this machine, built with the same playbooks as real hosts."""
 
@@ -66,19 +61,15 @@ def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_
     from iotex_ops.lab import lab as lab_mod
 
     view = ProgressView(title="site.yml")
-    try:
-        with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) if not as_json else _null():
-            state = lab_mod.up(
-                delegates,
-                hosts,
-                int(block_interval * 1000),
-                root,
-                on_event=view,
-                say=(lambda s: None) if as_json else (lambda s: console.print(f"[bold]lab:[/bold] {s}")),
-            )
-    except OpsError as exc:
-        _fail(exc)
-        return
+    with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) if not as_json else _null():
+        state = lab_mod.up(
+            delegates,
+            hosts,
+            int(block_interval * 1000),
+            root,
+            on_event=view,
+            say=(lambda s: None) if as_json else (lambda s: console.print(f"[bold]lab:[/bold] {s}")),
+        )
     if not as_json:
         console.print(f"lab up in {state.timings.get('up_to_first_block_s', 0):.1f}s (to the first finalized block)")
         for n in state.nodes:
@@ -98,14 +89,9 @@ def lab_status(root: Path | None, as_json: bool) -> None:
     """Every delegate of the running lab."""
     from iotex_ops.lab import lab as lab_mod
 
-    try:
-        state = lab_mod.load_state(root)
-    except OpsError as exc:
-        _fail(exc)
-        return
+    state = lab_mod.load_state(root)
     if state is None:
-        _fail(OpsError(f"no lab at {root or lab_mod.default_root()}: `iotex-ops lab up` builds one"))
-        return
+        raise OpsError(f"no lab at {root or lab_mod.default_root()}: `iotex-ops lab up` builds one")
     _print_status(state, as_json)
 
 
@@ -115,18 +101,14 @@ def down(root: Path | None) -> None:
     """Remove everything the lab made: processes, namespaces, links, files."""
     from iotex_ops.lab import lab as lab_mod
 
-    try:
-        removed = lab_mod.down(root)
-    except OpsError as exc:
-        _fail(exc)
-        return
+    removed = lab_mod.down(root)
     if not removed:
         console.print("no lab to remove")
     for r in removed:
         console.print(f"removed {r}")
 
 
-@click.command("status")
+@click.command("status", cls=OpsCommand)
 @click.option("-i", "--inventory", "inventory_path", type=click.Path(path_type=Path), help="Inventory; default: the running lab.")
 @_root
 @click.option("--json", "as_json", is_flag=True)
@@ -135,26 +117,22 @@ def status(inventory_path: Path | None, root: Path | None, as_json: bool) -> Non
     from iotex_ops.lab import lab as lab_mod
     from iotex_ops.status import Endpoint, collect, table
 
-    try:
-        if inventory_path is None:
-            state = lab_mod.load_state(root)
-            if state is None:
-                raise OpsError("no running lab and no -i INVENTORY: give an inventory or `iotex-ops lab up`")
-            _print_status(state, as_json)
-            return
-        from iotex_ops.inventory import load
-
-        inv = load(inventory_path)
-        delegates = set(inv.groups.get("delegates", ()))
-        eps = [
-            Endpoint(h.delegate_name or h.name, h.ansible_host, f"http://{h.ansible_host}:{h.node_api_port}")
-            for h in inv.hosts
-            if h.name in delegates and h.node_api_port
-        ]
-        rows = collect(eps)
-    except OpsError as exc:
-        _fail(exc)
+    if inventory_path is None:
+        state = lab_mod.load_state(root)
+        if state is None:
+            raise OpsError("no running lab and no -i INVENTORY: give an inventory or `iotex-ops lab up`")
+        _print_status(state, as_json)
         return
+    from iotex_ops.inventory import load
+
+    inv = load(inventory_path)
+    delegates = set(inv.groups.get("delegates", ()))
+    eps = [
+        Endpoint(h.delegate_name or h.name, h.ansible_host, f"http://{h.ansible_host}:{h.node_api_port}")
+        for h in inv.hosts
+        if h.name in delegates and h.node_api_port
+    ]
+    rows = collect(eps)
     if as_json:
         click.echo(json.dumps({"delegates": [r.to_json() for r in rows]}, indent=2))
     else:

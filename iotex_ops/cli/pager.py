@@ -1,6 +1,6 @@
 """`iotex-ops pager`: the lab's PagerDuty receiver, its incidents and faults, and test events.
 
-Registered in cli.py with `main.add_command(pager)`. Runnable alone as `python -m iotex_ops.cli_pager`.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(pager)`; also `python -m iotex_ops.cli pager ...`.
 The routing key is never printed: not by `send`, not in `--json` output, not in errors.
 """
 
@@ -10,31 +10,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli_common import make_console
-from iotex_ops.errors import OpsError
+from iotex_ops.cli.common import OpsGroup, make_console
 from iotex_ops.paging import events as ev
 from iotex_ops.paging.client import deliver, make_client
 from iotex_ops.paging.errors import DeliveryError, PagingError
 from iotex_ops.paging.receiver import STATUSES, LabClient, Receiver, default_dir, find, read_state
 from iotex_ops.paging.secret import ENV_VAR, RoutingKey
-
-
-class _Group(click.Group):
-    """An OpsError is `error: ...` and exit status 2, also when this group runs on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except OpsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
 
 _DIR_HELP = "The receiver's directory (default: $IOTEX_OPS_PAGER_DIR, else <lab root>/pager)."
 _DIR = click.option("--dir", "dir_", type=click.Path(path_type=Path), help=_DIR_HELP)
@@ -62,7 +48,7 @@ def _lab_client(dir_: Path | None, url: str | None, ca_file: Path | None, token_
     return LabClient(url, ca_file, token)
 
 
-@click.group(cls=_Group)
+@click.group(cls=OpsGroup)
 def pager() -> None:
     """Page the on-call delegate (PagerDuty Events API v2) and run the lab's PagerDuty receiver."""
 
@@ -270,7 +256,3 @@ def send_cmd(
         click.echo(json.dumps({"status": outcome.status, "message": outcome.message, "dedup_key": dedup, "url": url}))
     else:
         click.echo(f"{action} accepted by {url} (HTTP {outcome.status}); dedup_key {dedup}")
-
-
-if __name__ == "__main__":
-    pager()

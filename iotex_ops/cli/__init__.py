@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,21 +13,12 @@ from rich.live import Live
 from rich.table import Table
 
 from iotex_ops import __version__
-from iotex_ops.errors import OpsError
+from iotex_ops.cli.common import OpsGroup
 
 console = Console()
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except OpsError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            sys.exit(2)
-
-
-@click.group(cls=_Group)
+@click.group(cls=OpsGroup)
 @click.version_option(__version__, prog_name="iotex-ops")
 def main() -> None:
     """Operate a Roll-DPoS delegate network: drills, runbooks, monitoring and the lab."""
@@ -77,10 +67,10 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
 
 
 # Command groups that live beside their library modules; registered here so `iotex-ops --help` lists them.
-from iotex_ops.cli_hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
-from iotex_ops.cli_lab import lab, status  # noqa: E402
-from iotex_ops.cli_playbooks import playbook  # noqa: E402
-from iotex_ops.cli_runbook import rehearsal_cmd, runbook  # noqa: E402
+from iotex_ops.cli.hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
+from iotex_ops.cli.lab import lab, status  # noqa: E402
+from iotex_ops.cli.playbooks import playbook  # noqa: E402
+from iotex_ops.cli.runbook import rehearsal_cmd, runbook  # noqa: E402
 
 main.add_command(inventory)
 main.add_command(exec_cmd)
@@ -90,9 +80,9 @@ main.add_command(playbook)
 main.add_command(runbook)
 main.add_command(rehearsal_cmd)
 
-from iotex_ops.cli_alertd import alertd  # noqa: E402
-from iotex_ops.cli_alerting import monitoring_group  # noqa: E402
-from iotex_ops.cli_pager import pager  # noqa: E402
+from iotex_ops.cli.alertd import alertd  # noqa: E402
+from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
+from iotex_ops.cli.pager import pager  # noqa: E402
 
 main.add_command(alertd)
 main.add_command(pager)

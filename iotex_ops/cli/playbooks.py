@@ -1,4 +1,4 @@
-"""`iotex-ops playbook run NAME -i INV`: run one of the repository's playbooks with a live progress view."""
+"""`iotex-ops playbook list | run NAME -i INV`: the toolkit's playbooks (iotex_ops.content), run with a live progress view."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.live import Live
+
+from iotex_ops.cli.common import OpsGroup
 
 console = Console(stderr=True)
 
@@ -26,9 +28,26 @@ def _parse_extravars(items: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
-@click.group("playbook")
+@click.group("playbook", cls=OpsGroup)
 def playbook() -> None:
-    """Ansible playbooks of this repository (site, node, release, service, monitoring)."""
+    """Ansible playbooks shipped with the toolkit (site, node, release, service, monitoring, alertd)."""
+
+
+@playbook.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the playbooks and where they are as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """The playbooks and roles in use, and where they come from ($IOTEX_OPS_HOME, else the installed package)."""
+    from iotex_ops import content
+
+    books = sorted(content.playbooks_dir().glob("*.yml"))
+    if as_json:
+        doc = {"source": content.describe(), "playbooks": {p.stem: str(p) for p in books}, "roles": content.role_names()}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"playbooks in {content.playbooks_dir()} (from {content.describe()}):")
+    for p in books:
+        click.echo(f"  {p.stem}")
+    click.echo(f"roles: {', '.join(content.role_names())}")
 
 
 @playbook.command("run")
@@ -42,10 +61,11 @@ def playbook() -> None:
 def run_cmd(
     name: str, inventory: Path, limit: str | None, check: bool, extra: tuple[str, ...], runs_dir: Path | None, as_json: bool
 ) -> None:
-    """Run playbook NAME (a name from playbooks/ or a path) on an inventory."""
-    from iotex_ops.ansible import ProgressView, run_playbook
+    """Run playbook NAME (one of `playbook list`, or a path) on an inventory."""
+    from iotex_ops.ansible import ProgressView, resolve_playbook, run_playbook
 
     extravars = _parse_extravars(extra)
+    resolve_playbook(name)  # an unknown name (or no content) is refused before the progress view starts
     view = ProgressView(title=name)
     if as_json:
         result = run_playbook(name, inventory, extravars=extravars, limit=limit, check=check, runs_dir=runs_dir,

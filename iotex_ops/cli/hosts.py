@@ -1,6 +1,6 @@
 """`iotex-ops inventory check` and `iotex-ops exec`: inventories and quick commands on many hosts.
 
-Registered in cli.py with `main.add_command(inventory)` and `main.add_command(exec_cmd)`.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(inventory)` and `main.add_command(exec_cmd)`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
-from iotex_ops.cli_common import make_console, ops_errors
+from iotex_ops.cli.common import OpsCommand, OpsGroup, make_console
 from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
 from iotex_ops.network import host_for
 
@@ -27,7 +27,7 @@ _INV = click.option(
 )
 
 
-@click.group()
+@click.group(cls=OpsGroup)
 def inventory() -> None:
     """Read and check Ansible inventories of delegate hosts."""
 
@@ -35,7 +35,6 @@ def inventory() -> None:
 @inventory.command("check")
 @_INV
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
-@ops_errors
 def check_cmd(inventory_path: Path, as_json: bool) -> None:
     """Name every problem of an inventory (exit 1 if there is any), before any host is touched."""
     inv = inv_mod.load(inventory_path)
@@ -86,7 +85,7 @@ def _json_row(name: str, outcome: CommandResult | Exception) -> dict[str, Any]:
     }
 
 
-@click.command("exec")
+@click.command("exec", cls=OpsCommand)
 @_INV
 @click.option("--limit", "limit", help="Hosts, groups or globs, as Ansible's --limit ('delegates:!d3', 'd*').")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=32, show_default=True)
@@ -97,7 +96,6 @@ def _json_row(name: str, outcome: CommandResult | Exception) -> dict[str, Any]:
 @click.option("--identity", type=click.Path(path_type=Path), help="Private key; default: ansible_ssh_private_key_file.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hosts": [...]} for scripts.')
 @click.argument("command")
-@ops_errors
 def exec_cmd(
     inventory_path: Path,
     limit: str | None,

@@ -1,7 +1,7 @@
 """`iotex-ops monitoring render|check`: the monitoring configuration generated from the inventory, and its check.
 
-Registered in cli.py with `main.add_command(monitoring_group)`. The monitoring role runs it as
-`python -m iotex_ops.cli_alerting render ...`, which needs no registration.
+Registered in iotex_ops/cli/__init__.py with `main.add_command(monitoring_group)`. The monitoring role runs it
+with Ansible's own interpreter as `python -m iotex_ops.cli monitoring render ...`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from iotex_ops import inventory as inv_mod
 from iotex_ops.alerting import check as check_mod
 from iotex_ops.alerting import render as render_mod
 from iotex_ops.alerting.settings import fmt_duration
-from iotex_ops.cli_common import make_console, ops_errors
+from iotex_ops.cli.common import OpsGroup, make_console
 
 
-@click.group("monitoring")
+@click.group("monitoring", cls=OpsGroup)
 def monitoring_group() -> None:
     """Prometheus rules and config and Alertmanager routing, generated from the inventory."""
 
@@ -32,7 +32,6 @@ def monitoring_group() -> None:
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-@ops_errors
 def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
     """Write prometheus.yml, rules.yml, rules.test.yml and alertmanager.yml for the inventory's delegates."""
     rendered = render_mod.render(inv_mod.load(inventory_path))
@@ -83,7 +82,6 @@ def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
     help="Also check that the token and key files it names exist (on the monitoring host they must).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print every check with its output as JSON.")
-@ops_errors
 def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
     """Check a rendered directory with promtool (config, rules, rule tests) and amtool (exit 1 on a problem)."""
     runs = check_mod.run_checks(directory, files=files)
@@ -105,7 +103,3 @@ def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
         console.print("[green]all checks passed[/green]" if not problems else f"[red]{len(problems)} check(s) failed[/red]")
     if problems:
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    monitoring_group(prog_name="iotex-ops monitoring")

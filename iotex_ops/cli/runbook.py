@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iotex_ops import network as network_mod
-from iotex_ops.cli_common import make_console
+from iotex_ops.cli.common import OpsCommand, OpsGroup, make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
 from iotex_ops.runbook import params as params_mod
@@ -127,7 +127,7 @@ _DIRS = click.option(
 )
 
 
-@click.group()
+@click.group(cls=OpsGroup)
 def runbook() -> None:
     """Drills and remediations as verified, journaled runbooks."""
 
@@ -136,7 +136,7 @@ def runbook() -> None:
 @_DIRS
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
-    """Every runbook found (runbooks/, $IOTEX_OPS_RUNBOOKS, --runbooks)."""
+    """Every runbook found (--runbooks, $IOTEX_OPS_RUNBOOKS, then the toolkit's runbooks/: iotex_ops.content)."""
     books = loader.discover(runbook_dirs)
     if as_json:
         click.echo(json.dumps([{"name": b.name, "summary": b.summary, "source": b.source} for b in books.values()], indent=2))
@@ -308,7 +308,7 @@ def runs_cmd(as_json: bool, last: int) -> None:
     make_console().print(table)
 
 
-@click.command("rehearsal")
+@click.command("rehearsal", cls=OpsCommand)
 @click.option("--delegates", type=click.IntRange(1, 50), default=4, show_default=True)
 @click.option("--hosts", type=click.Choice(["local", "netns"]), default="local", show_default=True)
 @click.option(

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from iotex_ops.cli_common import make_console
+from iotex_ops.cli.common import OpsGroup, make_console
 from iotex_ops.errors import OpsError
 from iotex_ops.remediation import policy as policy_mod
 
@@ -24,7 +24,7 @@ def _state_dir(given: Path | None) -> Path:
     return default_state_dir() / "alertd"
 
 
-@click.group("alertd")
+@click.group("alertd", cls=OpsGroup)
 def alertd() -> None:
     """Receive Alertmanager's webhooks, page through PagerDuty, run remediation runbooks."""
 

@@ -1,0 +1,56 @@
+"""What every `iotex-ops` command group shares: the console it prints to, and the one way an OpsError ends a command.
+
+Every group is an `OpsGroup` (its commands are `OpsCommand`s, its subgroups `OpsGroup`s); a command that
+stands alone (`exec`, `status`) is declared with `cls=OpsCommand`. A command raises an `OpsError` for what an
+operator must fix (a bad inventory, a refused run, a lab that is not up); here it becomes one line,
+`error: MESSAGE` on stderr, and exit status 2, also when a group runs on its own (`python -m iotex_ops.cli
+monitoring ...`, a test's CliRunner). Other exit statuses belong to the commands that document them
+(`runbook run`: 1 failed, 3 rollback failed; `inventory check`, `exec`, `monitoring check`: 1 a problem).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from iotex_ops.errors import OpsError
+
+EXIT_OPS_ERROR = 2
+
+
+def make_console(width: int | None = None) -> Console:
+    """Made per command, so that it writes to the stdout click (or CliRunner) gives the command."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+
+
+def exit_with(exc: OpsError) -> NoReturn:
+    """`error: MESSAGE` on stderr (no markup is interpreted: messages quote paths, hosts and output), exit 2."""
+    click.echo(f"{click.style('error:', fg='red')} {exc}", err=True)
+    sys.exit(EXIT_OPS_ERROR)
+
+
+class OpsCommand(click.Command):
+    """A command whose OpsError is a message and exit status 2 (see the module's docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OpsError as exc:
+            exit_with(exc)
+
+
+class OpsGroup(click.Group):
+    """The group class of every `iotex-ops` group: an OpsError is a message and exit status 2, in the group's
+    own callback as in its commands'; commands and subgroups declared on it get the same classes."""
+
+    command_class = OpsCommand
+    group_class = type  # subgroups are OpsGroups too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OpsError as exc:
+            exit_with(exc)
