@@ -337,7 +337,7 @@ def test_fuzz_operations_match_the_openapi_document(client: Http, fuzz_net: NetH
                 value = draw(_param_values(param["schema"], fuzz_net))
             if param["in"] == "path":
                 path = path.replace("{" + param["name"] + "}", quote(value))
-            elif draw(st.booleans()):
+            elif param.get("required") or draw(st.booleans()):  # a required query parameter is always sent
                 query.append(f"{param['name']}={quote(value)}")
         if query:
             path += "?" + "&".join(query)
