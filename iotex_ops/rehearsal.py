@@ -16,10 +16,10 @@ from typing import Any
 
 from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
-from iotex_ops.load import BackgroundLoad
 from iotex_ops.network import http_json
 from iotex_ops.runbook import Engine, RunResult, loader
 from iotex_ops.runbook.engine import default_state_dir
+from iotex_ops.traffic import BackgroundLoad
 
 DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
 # drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);

@@ -1,0 +1,185 @@
+"""A bounded background load of signed transfers, and the check that nothing it got accepted was lost.
+
+Used by the rehearsal while the drills run: every action a node accepted (202) is recorded with its hash;
+`lost()` later asks the network for each one's status. Nonces are counted (`CountingNonces`) and an
+account's next nonce is re-read from a node when a submission fails (a node down, a rollback), so the
+load continues after any drill.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from iotex_node import sdk
+from iotex_ops.errors import OpsError
+from iotex_ops.traffic.accounts import AccountsError, read_accounts
+from iotex_ops.traffic.nonces import CountingNonces
+from iotex_ops.traffic.senders import Signed, SyncSender, signed_transfer
+from iotex_ops.traffic.stats import LoadStats
+from iotex_ops.traffic.transport import HttpNodeApi, NodeApi, Unavailable
+
+MAX_SECONDS = 6 * 3600
+# The fee paid when the node does not say its minimum (a node before `min_fee` in /v1/chain): the default
+# genesis minimum, 0.01 IOTX.
+FALLBACK_FEE = sdk.DEFAULT_MIN_FEE
+
+
+class BackgroundLoad:
+    """Transfers between funded accounts at `tps`, in batches, round-robin over the nodes' APIs; stops by
+    itself after `max_seconds` (a bound, whatever happens to the caller)."""
+
+    def __init__(
+        self,
+        api_urls: Sequence[str],
+        accounts_file: Path,
+        *,
+        tps: float = 20.0,
+        batch: int = 10,
+        max_seconds: float = 3600,
+        fee: int | None = None,
+        api: NodeApi | None = None,
+    ) -> None:
+        """`fee`: what each transfer pays; None pays the node's minimum (`min_fee` of /v1/chain), and a
+        lower fee is raised to it, since the node would refuse it (`fee_too_low`). `api`: how nodes are
+        reached (HTTP by default)."""
+        if not api_urls:
+            raise OpsError("background load: no node API to send to")
+        if not 0 < tps <= 2000 or not 0 < max_seconds <= MAX_SECONDS:
+            raise OpsError(f"background load: tps must be in (0, 2000] and max_seconds in (0, {MAX_SECONDS}]")
+        if fee is not None and fee < 1:
+            raise OpsError(f"background load: fee must be at least 1 rau (got {fee}): no node admits a free action")
+        try:
+            self.keys = read_accounts(accounts_file, at_least=2)
+        except AccountsError as exc:
+            raise AccountsError(f"background load: {exc}") from None
+        self.apis = list(api_urls)
+        self.tps, self.batch, self.max_seconds, self.fee = tps, batch, max_seconds, fee
+        self.api = api or HttpNodeApi()
+        self.stats = LoadStats()
+        self.accepted: list[tuple[float, str]] = []  # (unix time, hash)
+        self.nonces: CountingNonces[int] = CountingNonces()
+        self._sender = SyncSender(self.stats, self.api, timeout=5)
+        self._chain: sdk.ChainParams | None = None  # what is paid: max(fee, the node's min_fee), once read
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread = threading.Thread(target=self._loop, name="background-load", daemon=True)
+        self._rng = random.Random(11)
+
+    def __repr__(self) -> str:
+        return f"BackgroundLoad(tps={self.tps}, accounts={len(self.keys)}, nodes={len(self.apis)})"
+
+    def start(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def hold(self) -> None:
+        """Stop sending until `release` (as an operator holds traffic at the gateway during a recovery)."""
+        self._running.clear()
+
+    def release(self) -> None:
+        self._running.set()
+
+    def __enter__(self) -> BackgroundLoad:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _api(self, i: int) -> str:
+        return self.apis[i % len(self.apis)]
+
+    def _resync(self, k: int) -> None:
+        for j in range(len(self.apis)):
+            try:
+                doc = self.api.get(self._api(k + j), f"/v1/accounts/{self.keys[k].address}", timeout=2)
+                self.nonces.set(k, int(doc["pending_nonce"]))
+                self.stats.resyncs += 1
+                return
+            except (Unavailable, KeyError, ValueError, TypeError):
+                continue
+        self.nonces.forget(k)
+
+    def _loop(self) -> None:
+        interval = self.batch / self.tps
+        end = time.monotonic() + self.max_seconds
+        next_at = time.monotonic()
+        n = 0
+        while not self._stop.is_set() and time.monotonic() < end:
+            if not self._running.is_set():
+                self._stop.wait(0.1)
+                next_at = time.monotonic()
+                continue
+            self._send_batch(n)
+            n += 1
+            next_at += interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _send_batch(self, n: int) -> None:
+        api = self._api(n)
+        if self._chain is None:
+            try:
+                read = sdk.ChainParams.from_chain_info(self.api.get(api, "/v1/chain", timeout=2))
+            except (Unavailable, sdk.InvalidAction):
+                self.stats.unavailable += self.batch
+                return
+            self._chain = sdk.ChainParams(read.chain_id, max(self.fee or 0, read.min_fee))
+        batch: list[Signed] = []
+        for _ in range(self.batch):
+            k = self._rng.randrange(len(self.keys))
+            if not self.nonces.known(k):
+                self._resync(k)
+                if not self.nonces.known(k):
+                    continue
+            to = self.keys[(k + 1 + self._rng.randrange(len(self.keys) - 1)) % len(self.keys)]
+            nonce = self.nonces.take(k)
+            batch.append(
+                signed_transfer(self.keys, k, to.address, chain_id=self._chain.chain_id, nonce=nonce, fee=self._chain.min_fee)
+            )
+        if not batch:
+            return
+        try:
+            codes = self._sender.post(api, batch)
+        except Unavailable:
+            for k in {s.sender for s in batch}:
+                self.nonces.forget(k)  # re-read when the network answers again
+            return
+        now = time.time()
+        for s, code in zip(batch, codes, strict=False):
+            if code is None:
+                self.accepted.append((now, s.hash))
+            else:
+                self.nonces.forget(s.sender)
+
+    def lost(self, since: float = 0.0, until: float | None = None, wait: float = 30.0) -> dict[str, Any]:
+        """Accepted actions (submitted in [since, until]) that are not final, after waiting up to `wait` s."""
+        chosen = [h for t, h in self.accepted if t >= since and (until is None or t <= until)]
+        deadline = time.monotonic() + wait
+        pending = list(chosen)
+        while pending:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                statuses = list(pool.map(self._status, pending))
+            pending = [h for h, s in zip(pending, statuses, strict=True) if s != "finalized"]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        return {"accepted": len(chosen), "final": len(chosen) - len(pending), "lost": len(pending), "examples": pending[:5]}
+
+    def _status(self, h: str) -> str:
+        for j in range(len(self.apis)):
+            try:
+                return str(self.api.get(self._api(j), f"/v1/actions/{h}", timeout=3).get("status"))
+            except (Unavailable, AttributeError):
+                continue
+        return "unknown"

@@ -1,0 +1,66 @@
+"""The traffic package's one way to a node's HTTP API (the seam a node client plugs into).
+
+Every request the loads make goes through a `NodeApi` (JSON GET and POST under a node's API base URL,
+failures as `Unavailable`) or, for the async sender, an `AsyncNodeApi`. `HttpNodeApi` and
+`AiohttpNodeApi` are the implementations over plain HTTP; a load takes any object with these methods, so
+that tests pass a fake and the toolkit's node client can take over by one adapter here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from iotex_ops.errors import OpsError
+from iotex_ops.network import NodeApiError, http_json
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class Unavailable(OpsError):
+    """A node did not answer, or answered with an HTTP error: the request may go to another node."""
+
+
+class NodeApi(Protocol):
+    def get(self, api: str, path: str, *, timeout: float) -> Any: ...
+
+    def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any: ...
+
+
+class AsyncNodeApi(Protocol):
+    async def post(self, api: str, path: str, body: Any) -> Any: ...
+
+
+class HttpNodeApi:
+    """JSON over HTTP with urllib (iotex_ops.network.http_json)."""
+
+    def get(self, api: str, path: str, *, timeout: float) -> Any:
+        try:
+            return http_json(api + path, timeout=timeout)
+        except NodeApiError as exc:
+            raise Unavailable(str(exc)) from None
+
+    def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any:
+        try:
+            return http_json(api + path, body, timeout=timeout)
+        except NodeApiError as exc:
+            raise Unavailable(str(exc)) from None
+
+
+class AiohttpNodeApi:
+    """JSON POSTs through one aiohttp session (its timeout applies); any status but 200 is Unavailable."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def post(self, api: str, path: str, body: Any) -> Any:
+        import aiohttp
+
+        try:
+            async with self.session.post(api + path, json=body) as resp:
+                doc = await resp.json()
+                if resp.status != 200:
+                    raise Unavailable(f"{api}{path}: HTTP {resp.status}")
+                return doc
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Unavailable(f"{api}{path}: {type(exc).__name__}") from None
