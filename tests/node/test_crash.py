@@ -24,6 +24,7 @@ from iotex_node import genesis as genesis_mod
 from iotex_node.chain import Chain
 from iotex_node.store import Store
 from iotex_node.testing import OneDelegate
+from iotex_ops.traffic import LocalNetLoad
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -142,7 +143,7 @@ def _load_bench(name: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is being made
-    sys.path.insert(0, str(BENCH))  # bench scripts import their helper `_load` as a sibling module
+    sys.path.insert(0, str(BENCH))  # bench scripts import their helpers (`_speed`) as sibling modules
     try:
         spec.loader.exec_module(mod)
     finally:
@@ -158,7 +159,7 @@ def test_delegate_killed_repeatedly_restarts_with_its_peers_state_root(localnet_
     net = localnet_factory(4, accounts=6)
     net.start()
     net.wait_height(2, timeout=60)
-    with cc.TransferLoad(net, window=12, seed=7):
+    with LocalNetLoad(net, window=12, seed=7):
         net.wait_height(3, timeout=60)
         run = cc.run_crashes(net, 12, rng=random.Random(7), deadline=time.monotonic() + 170, say=print)
     report = json.dumps([k.__dict__ for k in run.kills], indent=1)
