@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from iotex_node.crypto.keys import PrivateKey, recover_address
+from iotex_node.sdk import PrivateKey, recover_address
 
 
 def recovers_per_second(seconds: float = 0.5) -> float:

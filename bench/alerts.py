@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_ops.lab import lab as lab_mod
-from iotex_ops.network import http_json
+from iotex_ops.nodeapi import NodeClient
 from iotex_ops.paging.receiver import LabClient
 
 TARGET_MTTR_S = 15.0
@@ -39,7 +39,7 @@ def _top(st: lab_mod.LabState) -> int:
     tops = []
     for n in st.nodes:
         with contextlib.suppress(Exception):  # a node down
-            tops.append(int(http_json(n.api_url + "/v1/chain", timeout=1)["finalized_height"]))
+            tops.append(NodeClient(n.api_url, name=n.name, timeout=1).chain().finalized_height)
     return max(tops)
 
 
@@ -47,14 +47,14 @@ def _endorsing(st: lab_mod.LabState, name: str, above: int) -> bool:
     """The node answers, is in step, and its signature is in the certificate of a block above `above`
     (finalized after the fault): it finalizes again, not only catches up."""
     node = next(n for n in st.nodes if n.name == name)
+    client = NodeClient(node.api_url, name=node.name, timeout=1)
     try:
-        c = http_json(node.api_url + "/v1/chain", timeout=1)
-        tip = int(c["finalized_height"])
-        if tip <= above or not c.get("participating"):
+        c = client.chain()
+        tip = c.finalized_height
+        if tip <= above or not c.participating:
             return False
         for h in range(tip, max(above, tip - 3), -1):
-            cert = http_json(f"{node.api_url}/v1/blocks/{h}", timeout=1).get("certificate") or {}
-            if c["address"] in {s["voter"] for s in cert.get("signatures", [])}:
+            if c.address in client.block(h).voters:
                 return True
     except Exception:  # still starting
         return False

@@ -47,7 +47,7 @@ import orjson
 from iotex_node import config as config_mod
 from iotex_node import genesis as genesis_mod
 from iotex_node import p2p
-from iotex_node.crypto.keys import PrivateKey, recover_address
+from iotex_node.sdk import PrivateKey, recover_address
 from iotex_ops.lab import LocalNet
 
 LIE = 10**12

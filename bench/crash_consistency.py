@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _load import TransferLoad
-
 from iotex_ops.errors import LabError
 from iotex_ops.lab import LocalNet
+from iotex_ops.traffic import LocalNetLoad
 
 RESTART_TIMEOUT = 30.0  # kill -> API answering; a node that takes longer is as good as down
 CATCHUP_TIMEOUT = 90.0  # API answering -> past the height its peers had then
@@ -311,7 +310,7 @@ def machine() -> str:
     return f"{cpus}, {mem} RAM, {platform.platform()}, Python {platform.python_version()}"
 
 
-def summary(run: CrashRun, kills: int, load: TransferLoad | None) -> str:
+def summary(run: CrashRun, kills: int, load: LocalNetLoad | None) -> str:
     restart = [k.restart_s for k in run.kills if k.restart_s is not None]
     catchup = [k.catchup_s for k in run.kills if k.catchup_s is not None]
 
@@ -335,7 +334,8 @@ def summary(run: CrashRun, kills: int, load: TransferLoad | None) -> str:
     if load is not None:
         s = load.stats
         lines.append(f"  load:                       {len(load.keys)} senders, window {load.window}, "
-                     f"{s.posted} posted (re-sends included), {s.accepted} admitted, {s.errors} failed requests")  # fmt: skip
+                     f"{s.answered} posted (re-sends included), {s.accepted} admitted, "
+                     f"{s.failed_requests} failed requests")  # fmt: skip
     inconsistent = any(k.problem for k in run.kills) or any(not p.startswith("time budget") for p in run.problems)
     result = "INCONSISTENT" if inconsistent else "CONSISTENT" if len(run.kills) == kills else "INCOMPLETE (out of time)"
     lines.append(f"  result:                     {result}")
@@ -371,13 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="iotex-crash-"))
     print(f"seed {seed}; network in {root}", flush=True)
     net: LocalNet | None = None
-    load: TransferLoad | None = None
+    load: LocalNetLoad | None = None
     code = 1
     try:
         net = LocalNet.generate(root / "net", 4, accounts=args.accounts)
         net.start()
         net.wait_height(2, timeout=60)
-        load = TransferLoad(net, window=args.window, seed=seed)
+        load = LocalNetLoad(net, window=args.window, seed=seed)
         load.start()
         net.wait_height(4, timeout=60)  # a few blocks with actions before the first kill
         run = run_crashes(

@@ -20,70 +20,40 @@ import threading
 import time
 from pathlib import Path
 
-from iotex_node import actions
 from iotex_node import config as config_mod
-from iotex_node import genesis as genesis_mod
 from iotex_node import maintenance as mt
-from iotex_node.block import PRECOMMIT, Certificate, sign_vote
 from iotex_node.chain import Chain
-from iotex_node.config import NodeConfig
-from iotex_node.crypto.keys import PrivateKey
+from iotex_node.sdk import DEFAULT_MIN_FEE, PrivateKey
 from iotex_node.store import Store
-
-
-def make_home(home: Path, genesis: genesis_mod.Genesis) -> NodeConfig:
-    home.mkdir(parents=True)
-    NodeConfig(home=home).write()
-    genesis_mod.write(home / "genesis.json", genesis)
-    (home / "data").mkdir()
-    cfg = config_mod.load(home)
-    Chain.initialize(genesis, cfg.path(cfg.database))
-    return cfg
+from iotex_node.testing import OneDelegate, init_home
 
 
 class Committer:
     """Blocks of transfers through Chain.build_block / commit, certified by the only delegate."""
 
-    def __init__(self, chain: Chain, delegate: PrivateKey, sender: PrivateKey, per_block: int) -> None:
-        self.chain, self.delegate, self.sender, self.per_block = chain, delegate, sender, per_block
+    def __init__(self, chain: Chain, solo: OneDelegate, per_block: int) -> None:
+        self.chain, self.solo, self.per_block = chain, solo, per_block
         self.recipients = [PrivateKey().address for _ in range(64)]
 
+    def _to(self, nonce: int) -> str:
+        return self.recipients[nonce % len(self.recipients)] if nonce % 5 else PrivateKey().address
+
     def one(self) -> None:
-        chain = self.chain
-        cid = chain.genesis.chain_id
-        nonce = chain.committed_nonce(self.sender.address)
-        fee = chain.genesis.min_fee
-        for n in range(nonce + 1, nonce + 1 + self.per_block):
-            to = self.recipients[n % len(self.recipients)] if n % 5 else PrivateKey().address
-            chain.submit(
-                actions.sign(self.sender, chain_id=cid, nonce=n, fee=fee, type="transfer", payload={"to": to, "amount": n})
-            )
-        built = chain.build_block(0, self.delegate.address, int(time.time() * 1000))
-        vote = sign_vote(self.delegate, cid, PRECOMMIT, built.block.height, 0, built.block.hash)
-        chain.commit(built.block, Certificate(0, ((self.delegate.address, vote.signature),)))
+        self.solo.grow(self.chain, 1, self.per_block, to=self._to)
 
 
-def build(home: Path, blocks: int, per_block: int) -> tuple[genesis_mod.Genesis, PrivateKey, PrivateKey]:
-    delegate, owner, sender = PrivateKey(), PrivateKey(), PrivateKey()
-    genesis = genesis_mod.from_json(
-        {
-            "chain_id": 4690,
-            # Blocks get timestamps 1 ms apart at least: start far enough back for 10,000 of them.
-            "genesis_time_ms": int(time.time() * 1000) - 10 * 24 * 3600 * 1000,
-            "active_delegates": 1,
-            "block_interval_ms": 1000,
-            "epoch_length": 20,
-            "block_reward": str(16 * 10**18),
-            "epoch_reward": str(1000 * 10**18),
-            "balances": {sender.address: str(10**30), owner.address: str(10**24)},
-            "candidates": [{"name": "solo", "owner": owner.address, "operator": delegate.address, "self_stake": str(10**24)}],
-            "min_fee": str(genesis_mod.DEFAULT_MIN_FEE),
-        }
+def build(home: Path, blocks: int, per_block: int) -> OneDelegate:
+    solo = OneDelegate.new(
+        chain_id=4690,
+        # Blocks get timestamps 1 ms apart at least: start far enough back for 10,000 of them.
+        age_ms=10 * 24 * 3600 * 1000,
+        epoch_length=20,
+        min_fee=DEFAULT_MIN_FEE,
     )
-    cfg = make_home(home, genesis)
+    cfg = init_home(home, solo.genesis)
     store = Store(cfg.path(cfg.database), durable=False)  # no fsync per block: a throwaway database built fast
     try:
-        committer = Committer(Chain(genesis, store, undo_depth=cfg.undo_depth), delegate, sender, per_block)
+        committer = Committer(Chain(solo.genesis, store, undo_depth=cfg.undo_depth), solo, per_block)
         t0 = time.monotonic()
         for i in range(blocks):
             committer.one()
@@ -91,17 +61,16 @@ def build(home: Path, blocks: int, per_block: int) -> tuple[genesis_mod.Genesis,
                 print(f"  built {i + 1} blocks in {time.monotonic() - t0:.1f}s")
     finally:
         store.close()
-    return genesis, delegate, sender
+    return solo
 
 
-def online_snapshot(home: Path, genesis: genesis_mod.Genesis, delegate: PrivateKey, sender: PrivateKey,
-                    per_block: int, out: Path) -> tuple[mt.SnapshotInfo, list[float], list[float]]:  # fmt: skip
+def online_snapshot(home: Path, solo: OneDelegate, per_block: int, out: Path) -> tuple[mt.SnapshotInfo, list[float], list[float]]:
     """Snapshot while another thread commits blocks through the node's connection; commit latencies
     before (baseline) and during the snapshot."""
     cfg = config_mod.load(home)
     store = Store(cfg.path(cfg.database))
     try:
-        committer = Committer(Chain(genesis, store, undo_depth=cfg.undo_depth), delegate, sender, per_block)
+        committer = Committer(Chain(solo.genesis, store, undo_depth=cfg.undo_depth), solo, per_block)
         baseline, during = [], []
         for _ in range(30):
             t = time.monotonic()
@@ -119,7 +88,7 @@ def online_snapshot(home: Path, genesis: genesis_mod.Genesis, delegate: PrivateK
         writer.start()
         try:
             time.sleep(0.05)
-            info = mt.snapshot(store, out, chain_id=genesis.chain_id, online=True)
+            info = mt.snapshot(store, out, chain_id=solo.chain_id, online=True)
         finally:
             stop.set()
             writer.join()
@@ -145,7 +114,7 @@ def main() -> int:
         home = work / "node"
         print(f"building {args.blocks} blocks with {args.actions} transfers each in {home} ...")
         t0 = time.monotonic()
-        genesis, delegate, sender = build(home, args.blocks, args.actions)
+        solo = build(home, args.blocks, args.actions)
         built_s = time.monotonic() - t0
         db = home / "data" / "chain.db"
         pristine = work / "pristine.db"
@@ -171,7 +140,7 @@ def main() -> int:
         print(f"\nsnapshot (offline) of {info.height} blocks: {ms(snap_s)}, {info.bytes / 2**20:.1f} MiB")
 
         online = work / "online.db"
-        oinfo, baseline, during = online_snapshot(home, genesis, delegate, sender, args.actions, online)
+        oinfo, baseline, during = online_snapshot(home, solo, args.actions, online)
         print(
             f"snapshot (online, while committing) at height {oinfo.height}: {ms(oinfo.seconds)}; "
             f"{len(during)} blocks committed meanwhile, commit time p50 {ms(statistics.median(during or [0]))} "
@@ -179,7 +148,7 @@ def main() -> int:
         )
 
         new = work / "new"
-        make_home(new, genesis)
+        init_home(new, solo.genesis)
         rr = mt.restore(new, snap)
         print(f"\nrestore of the {info.height}-block snapshot into a new home: {ms(rr.seconds)}")
         print("  phases: " + ", ".join(f"{k} {ms(v)}" for k, v in rr.timings.items()))

@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _load import TransferLoad
 from _speed import reference_line
 
 from iotex_ops.lab import LocalNet
+from iotex_ops.traffic import LocalNetLoad
 
 
 @dataclass
@@ -105,7 +105,7 @@ def main() -> int:
     try:
         net.start()
         net.wait_height(15, timeout=120)
-        with TransferLoad(net, window=8, interval=0.25, seed=11) as load:
+        with LocalNetLoad(net, window=8, interval=0.25, seed=11) as load:
             trials = run_trials(net, args.trials, settle=args.settle, deadline=time.monotonic() + args.max_seconds, say=print)
         stalls = [t.stall_s for t in trials if t.stall_s >= 0]
         stalled = [t for t in trials if t.stall_s < 0 or t.stall_s > args.stall_limit]

@@ -188,9 +188,9 @@ def main() -> int:
 
 
 def _hash_of(wire: dict[str, Any]) -> str:
-    from iotex_node import actions
+    from iotex_node.sdk import action_hash
 
-    return actions.parse(wire, verify=False).hash_hex
+    return action_hash(wire)
 
 
 if __name__ == "__main__":

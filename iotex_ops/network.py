@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from iotex_ops import content
 from iotex_ops import inventory as inv_mod
@@ -75,17 +74,6 @@ def host_for(
         key_file=identity or key,
         known_hosts=known_hosts or known,
     )
-
-
-def http_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
-    """One GET (or, with `body`, POST) of a full node API URL, through NodeClient (its NodeApiError) but without
-    waiting out rate limits, as before NodeClient existed. For the callers not moved to NodeClient yet (the load
-    generator, benches); new code uses `Delegate.api` or `NodeClient` directly."""
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.netloc}"
-    client = NodeClient(base, timeout=timeout, max_retry_wait=0)
-    path = url[len(base) :]
-    return client.get_json(path) if body is None else client.post_json(path, body)
 
 
 @dataclass(frozen=True)

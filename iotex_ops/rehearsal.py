@@ -17,11 +17,11 @@ from typing import Any
 from iotex_ops import network as network_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
-from iotex_ops.load import BackgroundLoad
 from iotex_ops.nodeapi import NodeClient
 from iotex_ops.runbook import Engine, RunResult, loader
 from iotex_ops.runbook.events import Event, Phase, RunEnd, RunFailing, StepDone, StepEnd
 from iotex_ops.runbook.store import RunStore, default_state_dir
+from iotex_ops.traffic import BackgroundLoad
 
 DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
 # drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);

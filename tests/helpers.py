@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from iotex_node import actions
 from iotex_node import admin as admin_mod
 from iotex_node import config as config_mod
-from iotex_node import genesis as genesis_mod
-from iotex_node.crypto.keys import PrivateKey
+from iotex_node.sdk import ChainParams, PrivateKey
+from iotex_node.testing import signed_transfers
 from iotex_ops.lab import LocalNet
+from iotex_ops.traffic import read_accounts
 
 
 def accounts(net: LocalNet) -> list[PrivateKey]:
-    return [PrivateKey(bytes.fromhex(s)) for s in json.loads((net.root / "accounts.secret.json").read_text())]
-
-
-def chain_id(net: LocalNet) -> int:
-    return int(json.loads((net.root / "testnet.json").read_text())["chain_id"])
-
-
-def min_fee(net: LocalNet) -> int:
-    """The genesis minimum fee: what every action the tests expect to be admitted pays."""
-    return max(genesis_mod.load(net.root / "genesis.json").min_fee, 1)
+    return read_accounts(net.root)
 
 
 def transfers(net: LocalNet, key: PrivateKey, to: str, first_nonce: int, count: int) -> list[dict[str, Any]]:
-    cid, fee = chain_id(net), min_fee(net)
-    return [
-        actions.sign(key, chain_id=cid, nonce=n, fee=fee, type="transfer", payload={"to": to, "amount": 1}).to_wire()
-        for n in range(first_nonce, first_nonce + count)
-    ]
+    """Signed transfers of 1 rau paying the genesis minimum fee (what every action the tests expect to be
+    admitted pays)."""
+    chain = ChainParams.from_testnet(net.root)
+    made = signed_transfers(key, chain_id=chain.chain_id, first_nonce=first_nonce, count=count, to=to, fee=chain.min_fee)
+    return [a.to_wire() for a in made]
 
 
 def submit(net: LocalNet, i: int, wires: list[dict[str, Any]]) -> list[str]:

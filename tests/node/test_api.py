@@ -29,6 +29,7 @@ from iotex_node import actions, api, config, testnet
 from iotex_node import genesis as genesis_mod
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.node import Node, load_key
+from iotex_ops.traffic import read_accounts
 
 CHAIN_ID = 4690
 BLOCK_MS = 200
@@ -53,8 +54,7 @@ def make_testnet(out: Path, **spec: Any) -> NetHomes:
     spec.setdefault("block_interval_ms", BLOCK_MS)
     spec.setdefault("chain_id", CHAIN_ID)
     homes = testnet.generate(testnet.TestnetSpec(out=out, **spec))
-    secrets = json.loads((out / "accounts.secret.json").read_text()) if spec["accounts"] else []
-    accounts = [PrivateKey(bytes.fromhex(s)) for s in secrets]
+    accounts = read_accounts(out) if spec["accounts"] else []
     return NetHomes(out, homes, accounts, genesis_mod.load(out / "genesis.json"))
 
 

@@ -9,7 +9,6 @@ actions it generates and draws addresses with valid checksums, two things a JSON
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from iotex_ops.traffic import read_accounts
 from tests.node.test_api import CHAIN_ID, NetHomes, make_testnet
 from tests.node.test_api_fuzz import NodeThread
 
@@ -52,7 +52,7 @@ def test_schemathesis_all_checks_find_no_mismatch(
 ) -> None:
     if not SCHEMATHESIS.exists():
         pytest.fail(f"{SCHEMATHESIS} is missing: install the dev extras (pip install -e '.[dev]')")
-    secrets = json.loads((schema_net.out / "accounts.secret.json").read_text())
+    secrets = [k.secret().hex() for k in read_accounts(schema_net.out)]
     env = {
         **os.environ,
         "SCHEMATHESIS_HOOKS": str(HERE / "schemathesis_hooks.py"),

@@ -22,8 +22,9 @@ import pytest
 
 from iotex_node import genesis as genesis_mod
 from iotex_node.chain import Chain
-from iotex_node.crypto.keys import PrivateKey
 from iotex_node.store import Store
+from iotex_node.testing import OneDelegate
+from iotex_ops.traffic import LocalNetLoad
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -34,11 +35,11 @@ _COMMITTER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from iotex_node import actions, genesis as genesis_mod
-    from iotex_node.block import PRECOMMIT, Certificate, sign_vote
+    from iotex_node import genesis as genesis_mod
     from iotex_node.chain import Chain
     from iotex_node.crypto.keys import PrivateKey
     from iotex_node.store import Store
+    from iotex_node.testing import certify, submit_transfers
 
     def say(line):  # one write per line: print() writes its pieces one by one, and a kill can split them
         sys.stdout.write(line + "\\n")
@@ -51,42 +52,23 @@ _COMMITTER = textwrap.dedent(
     chain = Chain(genesis, Store(home / "chain.db"))
     say(f"open {chain.height}")
     while True:
-        nonce = chain.committed_nonce(sender.address)
-        for n in range(nonce + 1, nonce + 1 + 40):
-            chain.submit(actions.sign(sender, chain_id=genesis.chain_id, nonce=n, fee=1, type="transfer",
-                                      payload={"to": delegate.address, "amount": n}))
-        built = chain.build_block(0, delegate.address, int(time.time() * 1000))
-        h = built.block.height
-        vote = sign_vote(delegate, genesis.chain_id, PRECOMMIT, h, 0, built.block.hash)
-        say(f"committing {h}")
-        chain.commit(built.block, Certificate(0, ((delegate.address, vote.signature),)))
-        say(f"committed {h}")
+        submit_transfers(chain, sender, 40, to=delegate.address)
+        block = chain.build_block(0, delegate.address, int(time.time() * 1000)).block
+        say(f"committing {block.height}")
+        chain.commit(block, certify(delegate, genesis.chain_id, block))
+        say(f"committed {block.height}")
     """
 )
 
 
 def _one_delegate_chain(home: Path) -> genesis_mod.Genesis:
-    delegate, owner, sender = PrivateKey(), PrivateKey(), PrivateKey()
-    genesis = genesis_mod.from_json(
-        {
-            "chain_id": 77,
-            "genesis_time_ms": int(time.time() * 1000) - 10_000,
-            "active_delegates": 1,
-            "block_interval_ms": 1000,
-            "epoch_length": 7,  # epoch ends (delegate election, epoch rewards) land in the kill windows too
-            "block_reward": str(16 * 10**18),
-            "epoch_reward": str(1000 * 10**18),
-            "balances": {sender.address: str(10**30), owner.address: str(10**24)},
-            "candidates": [
-                {"name": "solo", "owner": owner.address, "operator": delegate.address, "self_stake": str(10**24)},
-            ],
-        }
-    )
-    genesis_mod.write(home / "genesis.json", genesis)
-    (home / "delegate.key").write_text(delegate.secret().hex())
-    (home / "sender.key").write_text(sender.secret().hex())
-    Chain.initialize(genesis, home / "chain.db")
-    return genesis
+    # epoch ends (delegate election, epoch rewards) land in the kill windows too: epochs of 7 blocks
+    solo = OneDelegate.new(epoch_length=7)
+    genesis_mod.write(home / "genesis.json", solo.genesis)
+    (home / "delegate.key").write_text(solo.delegate.secret().hex())
+    (home / "sender.key").write_text(solo.sender.secret().hex())
+    solo.init_db(home / "chain.db")
+    return solo.genesis
 
 
 def _reopen_and_check(genesis: genesis_mod.Genesis, db: Path, at_least: int) -> int:
@@ -161,7 +143,7 @@ def _load_bench(name: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is being made
-    sys.path.insert(0, str(BENCH))  # bench scripts import their helper `_load` as a sibling module
+    sys.path.insert(0, str(BENCH))  # bench scripts import their helpers (`_speed`) as sibling modules
     try:
         spec.loader.exec_module(mod)
     finally:
@@ -177,7 +159,7 @@ def test_delegate_killed_repeatedly_restarts_with_its_peers_state_root(localnet_
     net = localnet_factory(4, accounts=6)
     net.start()
     net.wait_height(2, timeout=60)
-    with cc.TransferLoad(net, window=12, seed=7):
+    with LocalNetLoad(net, window=12, seed=7):
         net.wait_height(3, timeout=60)
         run = cc.run_crashes(net, 12, rng=random.Random(7), deadline=time.monotonic() + 170, say=print)
     report = json.dumps([k.__dict__ for k in run.kills], indent=1)

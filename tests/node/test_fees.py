@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from iotex_node import actions, config
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
-from iotex_node.block import PRECOMMIT, Certificate, sign_vote
 from iotex_node.chain import Chain
 from iotex_node.cli import main
 from iotex_node.crypto.keys import PrivateKey
@@ -28,6 +27,7 @@ from iotex_node.errors import ConfigError, InvalidBlock, Rejected
 from iotex_node.mempool import FEE_TOO_LOW, INSUFFICIENT_BALANCE, Mempool, MempoolLimits
 from iotex_node.node import Node
 from iotex_node.store import Store
+from iotex_node.testing import certify, one_delegate_genesis
 from tests.node.test_api import FEE, Client, NetHomes, make_testnet, metric, openapi_doc, start_node, transfer, wait_height
 
 
@@ -40,19 +40,10 @@ MIN_FEE = genesis_mod.DEFAULT_MIN_FEE
 
 
 def _genesis(min_fee: int | None = MIN_FEE) -> genesis_mod.Genesis:
-    doc: dict[str, Any] = {
-        "chain_id": 77,
-        "genesis_time_ms": int(time.time() * 1000) - 60_000,
-        "active_delegates": 1,
-        "block_interval_ms": 1000,
-        "epoch_length": 10,
-        "block_reward": "16",
-        "balances": {RICH.address: str(10**24), OWNER.address: str(10**24)},
-        "candidates": [{"name": "solo", "owner": OWNER.address, "operator": DELEGATE.address, "self_stake": "1000"}],
-    }
-    if min_fee is not None:
-        doc["min_fee"] = str(min_fee)
-    return genesis_mod.from_json(doc)
+    return one_delegate_genesis(
+        DELEGATE, OWNER, funded={RICH.address: 10**24, OWNER.address: 10**24}, self_stake=1000, age_ms=60_000,
+        epoch_length=10, block_reward=16, epoch_reward=0, min_fee=min_fee,
+    )  # fmt: skip
 
 
 def _chain(path: Path, g: genesis_mod.Genesis, limits: MempoolLimits | None = None) -> Chain:
@@ -71,8 +62,7 @@ def _build(chain: Chain) -> Any:
 
 
 def _commit(chain: Chain, built: Any) -> None:
-    vote = sign_vote(DELEGATE, 77, PRECOMMIT, built.block.height, 0, built.block.hash)
-    chain.commit(built.block, Certificate(0, ((DELEGATE.address, vote.signature),)))
+    chain.commit(built.block, certify(DELEGATE, 77, built.block))
 
 
 def _cheating_proposer(tmp_path: Path, g: genesis_mod.Genesis, *wrong: actions.Action) -> Any:

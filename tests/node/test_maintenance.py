@@ -32,14 +32,13 @@ from iotex_node import config as config_mod
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
 from iotex_node import maintenance as mt
-from iotex_node.block import PRECOMMIT, Certificate, sign_vote
 from iotex_node.chain import Chain
 from iotex_node.cli import main
-from iotex_node.config import NodeConfig
 from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, NodeError
 from iotex_node.store import Store
+from iotex_node.testing import OneDelegate, init_home
 
 TIP = 120
 PER_BLOCK = 20
@@ -54,45 +53,19 @@ CONTROLS = {"paused": False, "halt_height": None, "standby": True}
 @dataclass
 class Template:
     home: Path
-    genesis: genesis_mod.Genesis
-    delegate: PrivateKey
-    sender: PrivateKey
+    solo: OneDelegate  # the genesis, the delegate and the sender of every block's transfers
     states: dict[int, dict[str, bytes]]  # the state after each height
     blocks: dict[int, bytes]  # stored block data by height
     hashes: dict[int, bytes]
 
-
-def _genesis(delegate: PrivateKey, owner: PrivateKey, sender: PrivateKey, chain_id: int = 77) -> genesis_mod.Genesis:
-    return genesis_mod.from_json(
-        {
-            "chain_id": chain_id,
-            "genesis_time_ms": int(time.time() * 1000) - 10_000,
-            "active_delegates": 1,
-            "block_interval_ms": 1000,
-            "epoch_length": 7,
-            "block_reward": str(16 * 10**18),
-            "epoch_reward": str(1000 * 10**18),
-            "balances": {sender.address: str(10**30), owner.address: str(10**24)},
-            "candidates": [{"name": "solo", "owner": owner.address, "operator": delegate.address, "self_stake": str(10**24)}],
-        }
-    )
-
-
-def make_home(home: Path, genesis: genesis_mod.Genesis, undo_depth: int = 1000) -> NodeConfig:
-    home.mkdir(parents=True, exist_ok=True)
-    NodeConfig(home=home, undo_depth=undo_depth).write()
-    genesis_mod.write(home / "genesis.json", genesis)
-    (home / "data").mkdir(exist_ok=True)
-    cfg = config_mod.load(home)
-    Chain.initialize(genesis, cfg.path(cfg.database))
-    return cfg
+    @property
+    def genesis(self) -> genesis_mod.Genesis:
+        return self.solo.genesis
 
 
 def grow(
     home: Path,
-    genesis: genesis_mod.Genesis,
-    delegate: PrivateKey,
-    sender: PrivateKey,
+    solo: OneDelegate,
     blocks: int,
     per_block: int = PER_BLOCK,
     *,
@@ -103,22 +76,16 @@ def grow(
     cfg = config_mod.load(home)
     store = Store(cfg.path(cfg.database), durable=False)
     try:
-        chain = Chain(genesis, store, undo_depth=undo_depth)
-        for _ in range(blocks):
-            nonce = chain.committed_nonce(sender.address)
-            for n in range(nonce + 1, nonce + 1 + per_block):
-                to = PrivateKey().address if n % 7 == 0 else delegate.address
-                chain.submit(
-                    actions.sign(
-                        sender, chain_id=genesis.chain_id, nonce=n, fee=1, type="transfer", payload={"to": to, "amount": n}
-                    )
-                )
-            built = chain.build_block(0, delegate.address, int(time.time() * 1000))
-            vote = sign_vote(delegate, genesis.chain_id, PRECOMMIT, built.block.height, 0, built.block.hash)
-            chain.commit(built.block, Certificate(0, ((delegate.address, vote.signature),)))
+        chain = Chain(solo.genesis, store, undo_depth=undo_depth)
+
+        def to(nonce: int) -> str:
+            return PrivateKey().address if nonce % 7 == 0 else solo.delegate.address
+
+        def record(c: Chain) -> None:
             if states is not None:
-                states[chain.height] = dict(chain.state.data)
-        return chain.height
+                states[c.height] = dict(c.state.data)
+
+        return solo.grow(chain, blocks, per_block, to=to, on_block=record)
     finally:
         store.close()
 
@@ -145,11 +112,11 @@ def get_meta(db: Path, key: str) -> object:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     home = tmp_path_factory.mktemp("template") / "node"
-    delegate, owner, sender = PrivateKey(), PrivateKey(), PrivateKey()
-    genesis = _genesis(delegate, owner, sender)
-    make_home(home, genesis)
+    solo = OneDelegate.new()
+    genesis = solo.genesis
+    init_home(home, genesis)
     states: dict[int, dict[str, bytes]] = {0: ex.genesis_state(genesis).data}
-    assert grow(home, genesis, delegate, sender, TIP, states=states) == TIP
+    assert grow(home, solo, TIP, states=states) == TIP
     set_meta(home, privval=PRIVVAL, lock=LOCK, controls=CONTROLS)
     db = home / "data" / "chain.db"
     conn = sqlite3.connect(db)
@@ -158,7 +125,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     conn.close()
     hashes[0] = genesis.hash
     assert not (home / "data" / "chain.db-wal").exists()
-    return Template(home, genesis, delegate, sender, states, blocks, hashes)
+    return Template(home, solo, states, blocks, hashes)
 
 
 def clone(t: Template, dest: Path) -> Path:
@@ -246,7 +213,7 @@ def test_rollback_keeps_signing_records_at_or_below_h_and_the_chain_continues(te
     r = mt.rollback(home, 60)
     assert r.cleared_meta == []
     assert get_meta(db_of(home), "privval") == {**PRIVVAL, "h": 50}
-    assert grow(home, t.genesis, t.delegate, t.sender, 3) == 63, "a new block builds on the rolled-back tip"
+    assert grow(home, t.solo, 3) == 63, "a new block builds on the rolled-back tip"
 
 
 def test_rollback_to_the_tip_is_a_no_op(template: Template, tmp_path: Path) -> None:
@@ -264,7 +231,7 @@ def test_rollback_refuses_beyond_the_undo_depth_naming_the_earliest_height(templ
     cfg = config_mod.load(home)
     cfg.undo_depth = 30
     cfg.write()
-    top = grow(home, t.genesis, t.delegate, t.sender, 2, undo_depth=30)  # commits prune undo records below top-30
+    top = grow(home, t.solo, 2, undo_depth=30)  # commits prune undo records below top-30
     earliest = top - 30 - 1
     before = fingerprint(home)
     with pytest.raises(mt.MaintenanceError, match=f"earliest reachable height is {earliest} "):
@@ -426,7 +393,7 @@ def test_node_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
 
 
 def _fresh_home(t: Template, path: Path) -> Path:
-    make_home(path, t.genesis)
+    init_home(path, t.genesis)
     return path
 
 
@@ -472,7 +439,7 @@ def test_snapshot_and_restore_round_trip_keeps_the_nodes_own_records(template: T
         store.close()
     assert not list((dst / "data").glob(".*")), "a temporary file was left in the data directory"
     # The restored node goes on from the snapshot's tip.
-    assert grow(dst, t.genesis, t.delegate, t.sender, 2) == TIP + 2
+    assert grow(dst, t.solo, 2) == TIP + 2
 
 
 def test_restore_without_a_checksum_file_and_a_snapshot_of_height_zero(template: Template, tmp_path: Path) -> None:
@@ -519,8 +486,7 @@ def test_restore_refuses_a_bad_snapshot_and_changes_nothing(template: Template, 
         snap.write_bytes(os.urandom(100_000))
         message = "not a readable database"
     elif problem == "other-genesis":
-        d, o, s = PrivateKey(), PrivateKey(), PrivateKey()
-        other = make_home(tmp_path / "other", _genesis(d, o, s, chain_id=78)).home
+        other = init_home(tmp_path / "other", OneDelegate.new(chain_id=78).genesis).home
         snap = tmp_path / "o.db"
         mt.snapshot_home(other, snap)
         message = "belongs to genesis .* but this home's genesis is"
@@ -644,15 +610,7 @@ def test_online_snapshots_are_consistent_while_blocks_are_committed(template: Te
     def commit_blocks() -> None:
         try:
             while not stop.is_set():
-                nonce = chain.committed_nonce(t.sender.address)
-                for n in range(nonce + 1, nonce + 1 + 50):
-                    chain.submit(
-                        actions.sign(t.sender, chain_id=77, nonce=n, fee=1, type="transfer",
-                                     payload={"to": PrivateKey().address, "amount": 1})
-                    )  # fmt: skip
-                built = chain.build_block(0, t.delegate.address, int(time.time() * 1000))
-                vote = sign_vote(t.delegate, 77, PRECOMMIT, built.block.height, 0, built.block.hash)
-                chain.commit(built.block, Certificate(0, ((t.delegate.address, vote.signature),)))
+                t.solo.grow(chain, 1, 50, to=lambda n: PrivateKey().address, amount=1)
                 committed.append(chain.height)
         except BaseException as exc:
             failure.append(exc)

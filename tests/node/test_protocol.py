@@ -9,41 +9,25 @@ import pytest
 
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
-from iotex_node.block import PRECOMMIT, Certificate, sign_vote
 from iotex_node.chain import Chain
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ExecutionError, InvalidBlock, InvalidInput
 from iotex_node.protocol import delegates_root
 from iotex_node.store import Store
+from iotex_node.testing import commit_block, one_delegate_genesis
 
 BASE, V2 = 16 * 10**18, 3 * 10**18
 
 
 def _setup(tmp_path: Path, protocols: list[dict[str, object]]) -> tuple[genesis_mod.Genesis, PrivateKey, PrivateKey, Path]:
     op, owner = PrivateKey(), PrivateKey()
-    g = genesis_mod.from_json(
-        {
-            "chain_id": 7,
-            "genesis_time_ms": int(time.time() * 1000) - 60_000,
-            "active_delegates": 1,
-            "block_interval_ms": 1000,
-            "epoch_length": 5,
-            "block_reward": str(BASE),
-            "epoch_reward": "0",
-            "balances": {},
-            "candidates": [{"name": "d", "owner": owner.address, "operator": op.address, "self_stake": "1000"}],
-            "protocols": protocols,
-        }
-    )
+    g = one_delegate_genesis(
+        op, owner, name="d", self_stake=1000, chain_id=7, age_ms=60_000, epoch_length=5, block_reward=BASE, epoch_reward=0,
+        protocols=protocols,
+    )  # fmt: skip
     db = tmp_path / "chain.db"
     Chain.initialize(g, db)
     return g, op, owner, db
-
-
-def _commit(chain: Chain, op: PrivateKey) -> None:
-    built = chain.build_block(0, op.address, int(time.time() * 1000))
-    vote = sign_vote(op, chain.genesis.chain_id, PRECOMMIT, built.block.height, 0, built.block.hash)
-    chain.commit(built.block, Certificate(0, ((op.address, vote.signature),)))
 
 
 def test_protocol_2_adds_delegates_root_and_changes_the_block_reward(tmp_path: Path) -> None:
@@ -52,7 +36,7 @@ def test_protocol_2_adds_delegates_root_and_changes_the_block_reward(tmp_path: P
     rewards = []
     for _ in range(4):
         before = ex.unclaimed(chain.state, owner.address)
-        _commit(chain, op)
+        commit_block(chain, op)
         rewards.append(ex.unclaimed(chain.state, owner.address) - before)
     assert rewards == [BASE, BASE, V2, V2]
     headers = [chain.block(h).header for h in range(1, 5)]  # type: ignore[union-attr]
@@ -65,8 +49,8 @@ def test_protocol_2_adds_delegates_root_and_changes_the_block_reward(tmp_path: P
 def test_a_release_without_protocol_2_stops_at_the_activation_with_upgrade_required(tmp_path: Path) -> None:
     g, op, _owner, db = _setup(tmp_path, [{"version": 1, "height": 1}, {"version": 2, "height": 3}])
     new = Chain(g, Store(db), supported_protocols=(1, 2))
-    _commit(new, op)
-    _commit(new, op)
+    commit_block(new, op)
+    commit_block(new, op)
     with pytest.raises(ExecutionError, match="upgrade required: protocol 2 active at height 3"):
         Chain(g, Store(db), supported_protocols=(1,)).build_block(0, op.address, int(time.time() * 1000))
     # ...and it refuses a protocol-2 block from a peer rather than executing it under the old rules
@@ -81,7 +65,7 @@ def test_a_protocol_1_block_without_the_rule_of_protocol_2_is_invalid(tmp_path: 
 
     g, op, _owner, db = _setup(tmp_path, [{"version": 1, "height": 1}, {"version": 2, "height": 2}])
     chain = Chain(g, Store(db), supported_protocols=(1, 2))
-    _commit(chain, op)
+    commit_block(chain, op)
     good = chain.build_block(0, op.address, int(time.time() * 1000)).block
     forged = replace(good, header=replace(good.header, delegates_root=None))
     fresh = Chain(g, Store(db), supported_protocols=(1, 2))
@@ -92,7 +76,7 @@ def test_a_protocol_1_block_without_the_rule_of_protocol_2_is_invalid(tmp_path: 
 def test_scheduling_a_protocol_is_validated_and_survives_a_restart(tmp_path: Path) -> None:
     g, op, _owner, db = _setup(tmp_path, [{"version": 1, "height": 1}])
     chain = Chain(g, Store(db))
-    _commit(chain, op)
+    commit_block(chain, op)
     with pytest.raises(InvalidInput, match="not after the last scheduled protocol"):
         chain.schedule_protocol(1, 10)
     with pytest.raises(InvalidInput, match="above the finalized height"):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from iotex_ops.traffic import LocalNetLoad
 from tests.node.test_crash import _load_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
@@ -24,7 +25,7 @@ def test_restarting_every_delegate_twenty_times_under_load_never_stalls(localnet
     net = localnet_factory(4, block_interval_ms=250, accounts=8)
     net.start()
     net.wait_height(5, timeout=90)
-    with bench.TransferLoad(net, window=6, interval=0.25, seed=3) as load:
+    with LocalNetLoad(net, window=6, interval=0.25, seed=3) as load:
         trials = bench.run_trials(net, TRIALS, settle=1.0, deadline=time.monotonic() + 480, say=print, seed=5)
     assert len(trials) == TRIALS, f"only {len(trials)} trials ran in the time allowed"
     stalled = [t for t in trials if t.stall_s < 0]

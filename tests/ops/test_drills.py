@@ -18,6 +18,7 @@ import pytest
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook.store import RunStore
+from iotex_ops.traffic import read_accounts
 from tests.ops import lab_checks
 from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import chains, count, dump, only_run, ops, result_json, spawn, wait_event
@@ -131,7 +132,7 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     # the journals hold no secret: no keystore password, admin token or account key
     secrets = [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/keystore.pass")]
     secrets += [p.read_text().strip() for p in Path(lab.root, "testnet").glob("node*/admin.token")]
-    secrets += json.loads(Path(lab.accounts_file).read_text())
+    secrets += [k.secret().hex() for k in read_accounts(lab.accounts_file)]
     for run_id in RunStore(state).ids():
         text = RunStore(state).dir(run_id).journal.read_text()
         assert not any(s in text for s in secrets)

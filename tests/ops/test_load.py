@@ -8,30 +8,33 @@ from typing import Any
 
 import pytest
 
-from iotex_node import actions
-from iotex_node.crypto.keys import PrivateKey
-from iotex_ops import load as load_mod
+from iotex_node import sdk
 from iotex_ops.errors import OpsError
+from iotex_ops.traffic import background as load_mod
 
 
 class FakeNode:
+    """A NodeApi (iotex_ops.traffic.transport) answering as one node would."""
+
     def __init__(self, chain: dict[str, Any]) -> None:
         self.chain = chain
         self.posted: list[dict[str, Any]] = []
 
-    def __call__(self, url: str, body: Any = None, timeout: float = 0) -> dict[str, Any]:
-        if url.endswith("/v1/chain"):
+    def get(self, api: str, path: str, *, timeout: float) -> Any:
+        if path == "/v1/chain":
             return self.chain
-        if "/v1/accounts/" in url:
-            return {"pending_nonce": 1}
-        assert url.endswith("/v1/actions/batch"), url
+        assert path.startswith("/v1/accounts/"), path
+        return {"pending_nonce": 1}
+
+    def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any:
+        assert path == "/v1/actions/batch", path
         self.posted += body["actions"]
-        return {"results": [{"hash": actions.parse(w).hash_hex} for w in body["actions"]]}
+        return {"results": [{"hash": sdk.action_hash(w)} for w in body["actions"]]}
 
 
 def _accounts(tmp_path: Path) -> Path:
     path = tmp_path / "accounts.secret.json"
-    path.write_text(json.dumps([PrivateKey().secret().hex() for _ in range(3)]))
+    path.write_text(json.dumps([sdk.PrivateKey().secret().hex() for _ in range(3)]))
     return path
 
 
@@ -44,12 +47,9 @@ def _accounts(tmp_path: Path) -> Path:
         ({"chain_id": 9}, None, load_mod.FALLBACK_FEE),  # a node that does not say: the default genesis minimum
     ],
 )
-def test_transfers_pay_at_least_the_nodes_min_fee(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chain: dict[str, Any], fee: int | None, paid: int
-) -> None:
+def test_transfers_pay_at_least_the_nodes_min_fee(tmp_path: Path, chain: dict[str, Any], fee: int | None, paid: int) -> None:
     node = FakeNode(chain)
-    monkeypatch.setattr(load_mod, "http_json", node)
-    bg = load_mod.BackgroundLoad(["http://node"], _accounts(tmp_path), batch=4, fee=fee)
+    bg = load_mod.BackgroundLoad(["http://node"], _accounts(tmp_path), batch=4, fee=fee, api=node)
     bg._send_batch(0)
     assert len(node.posted) == 4 and bg.stats.accepted == 4
     assert {int(w["fee"]) for w in node.posted} == {paid}

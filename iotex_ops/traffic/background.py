@@ -1,49 +1,33 @@
 """A bounded background load of signed transfers, and the check that nothing it got accepted was lost.
 
 Used by the rehearsal while the drills run: every action a node accepted (202) is recorded with its hash;
-`lost()` later asks the network for each one's status. Each account's next nonce is re-read from a node
-when a submission fails (a node down, a rollback), so the load continues after any drill.
+`lost()` later asks the network for each one's status. Nonces are counted (`CountingNonces`) and an
+account's next nonce is re-read from a node when a submission fails (a node down, a rollback), so the
+load continues after any drill.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iotex_node import actions
-from iotex_node.crypto.keys import PrivateKey
+from iotex_node import sdk
 from iotex_ops.errors import OpsError
-from iotex_ops.network import NodeApiError, http_json
+from iotex_ops.traffic.accounts import AccountsError, read_accounts
+from iotex_ops.traffic.nonces import CountingNonces
+from iotex_ops.traffic.senders import Signed, SyncSender, signed_transfer
+from iotex_ops.traffic.stats import LoadStats
+from iotex_ops.traffic.transport import HttpNodeApi, NodeApi, Unavailable
 
 MAX_SECONDS = 6 * 3600
 # The fee paid when the node does not say its minimum (a node before `min_fee` in /v1/chain): the default
 # genesis minimum, 0.01 IOTX.
-FALLBACK_FEE = 10**16
-
-
-@dataclass
-class LoadStats:
-    accepted: int = 0
-    refused: int = 0
-    unavailable: int = 0
-    resyncs: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "refused": self.refused,
-            "unavailable": self.unavailable,
-            "resyncs": self.resyncs,
-            "by_reason": self.by_reason,
-        }
+FALLBACK_FEE = sdk.DEFAULT_MIN_FEE
 
 
 class BackgroundLoad:
@@ -59,9 +43,11 @@ class BackgroundLoad:
         batch: int = 10,
         max_seconds: float = 3600,
         fee: int | None = None,
+        api: NodeApi | None = None,
     ) -> None:
         """`fee`: what each transfer pays; None pays the node's minimum (`min_fee` of /v1/chain), and a
-        lower fee is raised to it, since the node would refuse it (`fee_too_low`)."""
+        lower fee is raised to it, since the node would refuse it (`fee_too_low`). `api`: how nodes are
+        reached (HTTP by default)."""
         if not api_urls:
             raise OpsError("background load: no node API to send to")
         if not 0 < tps <= 2000 or not 0 < max_seconds <= MAX_SECONDS:
@@ -69,19 +55,17 @@ class BackgroundLoad:
         if fee is not None and fee < 1:
             raise OpsError(f"background load: fee must be at least 1 rau (got {fee}): no node admits a free action")
         try:
-            secrets_ = json.loads(accounts_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise OpsError(f"background load: cannot read funded accounts from {accounts_file}: {type(exc).__name__}") from None
-        self.keys = [PrivateKey(bytes.fromhex(s)) for s in secrets_]
-        if len(self.keys) < 2:
-            raise OpsError(f"background load: {accounts_file} holds fewer than 2 accounts")
+            self.keys = read_accounts(accounts_file, at_least=2)
+        except AccountsError as exc:
+            raise AccountsError(f"background load: {exc}") from None
         self.apis = list(api_urls)
         self.tps, self.batch, self.max_seconds, self.fee = tps, batch, max_seconds, fee
+        self.api = api or HttpNodeApi()
         self.stats = LoadStats()
         self.accepted: list[tuple[float, str]] = []  # (unix time, hash)
-        self._nonces: dict[int, int] = {}
-        self._chain_id: int | None = None
-        self._fee: int | None = None  # what is paid: max(fee, the node's min_fee), once the chain is read
+        self.nonces: CountingNonces[int] = CountingNonces()
+        self._sender = SyncSender(self.stats, self.api, timeout=5)
+        self._chain: sdk.ChainParams | None = None  # what is paid: max(fee, the node's min_fee), once read
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -119,13 +103,13 @@ class BackgroundLoad:
     def _resync(self, k: int) -> None:
         for j in range(len(self.apis)):
             try:
-                doc = http_json(f"{self._api(k + j)}/v1/accounts/{self.keys[k].address}", timeout=2)
-                self._nonces[k] = int(doc["pending_nonce"])
+                doc = self.api.get(self._api(k + j), f"/v1/accounts/{self.keys[k].address}", timeout=2)
+                self.nonces.set(k, int(doc["pending_nonce"]))
                 self.stats.resyncs += 1
                 return
-            except (NodeApiError, KeyError, ValueError):
+            except (Unavailable, KeyError, ValueError, TypeError):
                 continue
-        self._nonces.pop(k, None)
+        self.nonces.forget(k)
 
     def _loop(self) -> None:
         interval = self.batch / self.tps
@@ -144,49 +128,39 @@ class BackgroundLoad:
 
     def _send_batch(self, n: int) -> None:
         api = self._api(n)
-        if self._chain_id is None or self._fee is None:
+        if self._chain is None:
             try:
-                chain = http_json(api + "/v1/chain", timeout=2)
-                self._chain_id = int(chain["chain_id"])
-                self._fee = max(self.fee or 0, int(chain.get("min_fee", FALLBACK_FEE)))
-            except (NodeApiError, KeyError, ValueError, TypeError):
+                read = sdk.ChainParams.from_chain_info(self.api.get(api, "/v1/chain", timeout=2))
+            except (Unavailable, sdk.InvalidAction):
                 self.stats.unavailable += self.batch
                 return
-        wires, senders, hashes = [], [], []
+            self._chain = sdk.ChainParams(read.chain_id, max(self.fee or 0, read.min_fee))
+        batch: list[Signed] = []
         for _ in range(self.batch):
             k = self._rng.randrange(len(self.keys))
-            if k not in self._nonces:
+            if not self.nonces.known(k):
                 self._resync(k)
-                if k not in self._nonces:
+                if not self.nonces.known(k):
                     continue
             to = self.keys[(k + 1 + self._rng.randrange(len(self.keys) - 1)) % len(self.keys)]
-            a = actions.sign(
-                self.keys[k], chain_id=self._chain_id, nonce=self._nonces[k], fee=self._fee, type="transfer",
-                payload={"to": to.address, "amount": 1},
-            )  # fmt: skip
-            self._nonces[k] += 1
-            wires.append(a.to_wire())
-            senders.append(k)
-            hashes.append(a.hash_hex)
-        if not wires:
+            nonce = self.nonces.take(k)
+            batch.append(
+                signed_transfer(self.keys, k, to.address, chain_id=self._chain.chain_id, nonce=nonce, fee=self._chain.min_fee)
+            )
+        if not batch:
             return
         try:
-            doc = http_json(api + "/v1/actions/batch", {"actions": wires}, timeout=5)
-        except NodeApiError:
-            self.stats.unavailable += len(wires)
-            for k in set(senders):
-                self._nonces.pop(k, None)  # re-read when the network answers again
+            codes = self._sender.post(api, batch)
+        except Unavailable:
+            for k in {s.sender for s in batch}:
+                self.nonces.forget(k)  # re-read when the network answers again
             return
         now = time.time()
-        for k, h, r in zip(senders, hashes, doc.get("results", []), strict=False):
-            if r.get("hash") == h:
-                self.stats.accepted += 1
-                self.accepted.append((now, h))
+        for s, code in zip(batch, codes, strict=False):
+            if code is None:
+                self.accepted.append((now, s.hash))
             else:
-                self.stats.refused += 1
-                code = str((r.get("error") or {}).get("code", "unknown"))
-                self.stats.by_reason[code] = self.stats.by_reason.get(code, 0) + 1
-                self._nonces.pop(k, None)
+                self.nonces.forget(s.sender)
 
     def lost(self, since: float = 0.0, until: float | None = None, wait: float = 30.0) -> dict[str, Any]:
         """Accepted actions (submitted in [since, until]) that are not final, after waiting up to `wait` s."""
@@ -205,7 +179,7 @@ class BackgroundLoad:
     def _status(self, h: str) -> str:
         for j in range(len(self.apis)):
             try:
-                return str(http_json(f"{self._api(j)}/v1/actions/{h}", timeout=3).get("status"))
-            except NodeApiError:
+                return str(self.api.get(self._api(j), f"/v1/actions/{h}", timeout=3).get("status"))
+            except (Unavailable, AttributeError):
                 continue
         return "unknown"
