@@ -128,6 +128,29 @@ def test_halt_at_height_on_all_nodes_stops_every_one_at_exactly_that_height(loca
     net.wait_height(target + 2, timeout=60)
 
 
+def test_a_relative_halt_is_resolved_by_the_node_itself(localnet_factory) -> None:
+    """`halt-at +N`: the node picks finalized + N when it gets the command, so a fast chain cannot pass the
+    height between the operator reading it and the command landing (which an absolute H races)."""
+    net = localnet_factory(1)
+    net.start()
+    net.wait_height(3, timeout=60)
+    s = admin(net, 0, "/halt", {"after": 1})
+    target = s["result"]
+    assert s["halt_height"] == target and target >= 4
+    net.wait_for("node0 halted", lambda: admin(net, 0, "/status")["halted"] == f"halted at {target}: scheduled", 60)
+    assert net.heights() == [target]
+    for body, message in (
+        ({"after": 0}, "give at least 1"),
+        ({"after": "2"}, "integer number of blocks"),
+        ({"height": target + 5, "after": 1}, "give"),
+    ):
+        with pytest.raises(admin_mod.AdminError, match=message):
+            admin(net, 0, "/halt", body)
+    assert admin(net, 0, "/status")["halt_height"] == target
+    admin(net, 0, "/halt", {"clear": True})
+    net.wait_height(target + 1, timeout=60)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
