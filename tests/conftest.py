@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 
 from iotex_ops.lab import LocalNet
+from tests import unit_tier
+from tests.unit_tier import pytest_runtest_makereport, pytest_runtest_protocol  # the unit tier's guard
+
+unit_tier.install()
+__all__ = ["pytest_runtest_makereport", "pytest_runtest_protocol"]
 
 
 @pytest.fixture

@@ -115,6 +115,7 @@ def _reopen_and_check(genesis: genesis_mod.Genesis, db: Path, at_least: int) -> 
         store.close()
 
 
+@pytest.mark.slow  # child processes killed at random
 def test_kill9_while_committing_always_reopens_consistent(tmp_path: Path) -> None:
     genesis = _one_delegate_chain(tmp_path)
     rng = random.Random(20240611)
