@@ -151,7 +151,7 @@ def marks(res: RunResult, name: str) -> list[dict[str, Any]]:
     return [e for e in events(res, "mark") if e.get("name") == name]
 
 
-def wait_healthy(net: network.Network, name: str, timeout: float = 30) -> network.Standing:
+def wait_healthy(net: network.Network, name: str, timeout: float = 90) -> network.Standing:
     deadline = time.monotonic() + timeout
     while True:
         s = net.standing(name)
