@@ -18,10 +18,15 @@ import pytest
 
 from iotex_ops.lab import LocalNet
 from tests import unit_tier
-from tests.unit_tier import pytest_runtest_makereport, pytest_runtest_protocol  # the unit tier's guard
+from tests.unit_tier import (  # the unit tier's guard
+    pytest_runtest_call,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
 unit_tier.install()
-__all__ = ["pytest_runtest_makereport", "pytest_runtest_protocol"]
+__all__ = ["pytest_runtest_call", "pytest_runtest_makereport", "pytest_runtest_setup", "pytest_runtest_teardown"]
 
 # what the toolkit would use by default (read before the session points the variables at its own directory)
 OPERATOR_LAB = Path(os.environ.get("IOTEX_OPS_LAB_DIR", "~/.local/state/iotex-ops/lab")).expanduser()

@@ -1,20 +1,23 @@
 """Keeps the `slow` marker honest: a test that is not marked `slow` (the unit tier, `make test-fast`) fails if
 it starts a process, starts a server (listens on a socket, TCP or Unix), or reaches beyond this machine.
 
-Everything such a test starts is attributed to it, also what a module- or session-scoped fixture starts
-while being set up for it, and what a thread of its starts (the violation is recorded, then raised where
-it happened). Mark such a test `slow` (it stays in `make test`), or give it an in-process fake
-(`iotex_ops.testing`). Loaded by tests/conftest.py; `python -X importtime`-cheap: one audit hook and
-one wrapper around `socket.socket.listen`, both idle outside a unit test.
+What such a test starts is attributed to it, also what a module- or session-scoped fixture starts while
+being set up for it, and what a thread of its starts: the violation is recorded (so the test fails even
+if the code under test swallows the error) and raised where it happened. The teardown of the last test
+of a module is not watched: it also tears down what slow tests of the module set up (a lab). Fix a
+violation by marking the test `slow` (it stays in `make test`) or by giving it an in-process fake
+(`iotex_ops.testing`). Loaded by tests/conftest.py: one audit hook and one wrapper of
+`socket.socket.listen`, both idle outside a unit test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -63,6 +66,14 @@ def _is_local(host: object) -> bool:
         return False
 
 
+def _is_address(host: object) -> bool:
+    try:
+        ipaddress.ip_address((host.decode() if isinstance(host, bytes) else str(host)).split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if GUARD.test is None:
         return
@@ -72,9 +83,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     elif event == "socket.connect":
         sock, address = args[0], args[1]
         if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+            sock.close()  # refused: not left to the garbage collector (a ResourceWarning)
             GUARD.violation(f"connected to {address[0]}:{address[1]} (the network)")
-    elif event == "socket.getaddrinfo" and not _is_local(args[0]):
-        GUARD.violation(f"looked up {args[0]!r} (the network)")
+    elif event == "socket.getaddrinfo" and not _is_local(args[0]) and not _is_address(args[0]):
+        GUARD.violation(f"looked up {args[0]!r} (the network)")  # an address is no lookup: connect decides
 
 
 _real_listen = socket.socket.listen
@@ -90,17 +102,16 @@ def _listen(self: socket.socket, *args: Any) -> None:
 
 def install() -> None:
     sys.addaudithook(_audit)  # cannot be removed: it does nothing while GUARD.test is None
-    socket.socket.listen = _listen  # type: ignore[method-assign]
+    socket.socket.listen = _listen  # type: ignore[method-assign,assignment]
 
 
 def _is_unit(item: pytest.Item) -> bool:
     return item.get_closest_marker("slow") is None
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
-    GUARD.test = item.nodeid if _is_unit(item) else None
-    GUARD.violations = []
+@contextlib.contextmanager
+def _guarding(item: pytest.Item, active: bool) -> Iterator[None]:
+    GUARD.test = item.nodeid if active and _is_unit(item) else None
     try:
         yield
     finally:
@@ -108,11 +119,32 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _guarding(item, True):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _guarding(item, True):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    # The last test of a module also tears down the module's and maybe the session's fixtures, which a slow
+    # test may have set up (a lab, stopped or restarted then): only the test's own fixtures are its doing.
+    same_module = nextitem is not None and nextitem.module is item.module  # type: ignore[attr-defined]
+    with _guarding(item, same_module):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """A violation fails the test even when the code under test swallowed the exception (or a thread raised it)."""
     outcome = yield
     report = outcome.get_result()
-    seen, GUARD.violations = GUARD.violations, []
+    seen, GUARD.violations = GUARD.violations, []  # this phase's
     if seen and report.passed:
         report.outcome = "failed"
         report.longrepr = (
