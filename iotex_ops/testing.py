@@ -41,11 +41,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from iotex_ops.hosts import Host, HostError
 from iotex_ops.remediation.service import Outcome
+
+if TYPE_CHECKING:
+    from iotex_ops.remediation.service import Pages, Runner
 
 __all__ = ["FakeClock", "FakeHost", "FakePages", "FakePrometheus", "FakeRunner", "Reply"]
 
@@ -285,3 +288,8 @@ class _PrometheusHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+if TYPE_CHECKING:  # the fakes keep to the protocols they stand in for (checked by mypy)
+    _pages: Pages = FakePages()
+    _runner: Runner = FakeRunner()
