@@ -40,7 +40,7 @@ test: $(STAMP) lab-deps
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-## unit tests only (seconds)
+## unit tests only: no process, no server, no network (tests/unit_tier.py enforces it); under a minute
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,21 @@ def metrics_text(net: LocalNet, i: int) -> str:
 
     with urllib.request.urlopen(net.nodes[i].api + "/metrics", timeout=5) as resp:  # noqa: S310 - our own loopback node
         return str(resp.read().decode())
+
+
+def settled_heights(net: LocalNet, nodes: list[int], steady_s: float = 2.0, timeout: float = 60.0) -> list[int | None]:
+    """The finalized heights of `nodes` once they agree and have not moved for `steady_s` (a block already
+    endorsed when finality stopped may still land, and a slow machine takes longer to land it): waits on
+    that, not on a fixed guess. Fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: list[int | None] = []
+    since = time.monotonic()
+    while True:
+        hs = net.heights()
+        now = [hs[i] for i in nodes]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif len(set(now)) == 1 and None not in now and time.monotonic() - since >= steady_s:
+            return now
+        assert time.monotonic() < deadline, f"heights of nodes {nodes} did not settle within {timeout:.0f}s: {now}"
+        time.sleep(0.25)

@@ -102,9 +102,13 @@ def wait_after_own_proposal(ctx: RunContext, d: Delegate, timeout: float = 20.0)
     return None
 
 
-def halt_at(ctx: RunContext, d: Delegate, height: int) -> None:
+def halt_at(ctx: RunContext, d: Delegate, height: int | str) -> int:
+    """Schedule a halt at `height`, or at "+N": N blocks above the node's finalized height, resolved by the
+    node itself (no race with the chain). A network-wide halt needs one absolute height on every delegate.
+    Returns the height the node will halt at."""
     doc = d.admin("halt-at", str(height))
     ctx.log(f"{d.name}: halt at {height}: halt_height={doc.get('halt_height')}")
+    return int(doc["halt_height"])
 
 
 def clear_halt(ctx: RunContext, d: Delegate) -> None:

@@ -67,14 +67,18 @@ def _app(node: Node, token: str) -> web.Application:
         return handler
 
     def halt(doc: dict[str, Any]) -> object:
-        unknown = set(doc) - {"height", "clear"}
+        """{"height": H}: halt at H; {"after": N}: at the finalized height + N, as this node sees it now;
+        {"clear": true}: remove the scheduled halt."""
+        unknown = set(doc) - {"height", "after", "clear"}
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
         if doc.get("clear") is True:
             node.clear_halt()
             return None
-        if "height" not in doc:
-            raise InvalidInput('give {"height": H} or {"clear": true}')
+        if ("height" in doc) == ("after" in doc):
+            raise InvalidInput('give {"height": H}, {"after": N} or {"clear": true}')
+        if "after" in doc:
+            return node.set_halt_height(after=doc["after"])
         return node.set_halt_height(doc["height"])
 
     async def snapshot(request: web.Request) -> web.Response:

@@ -205,16 +205,33 @@ def resume(home: Path, as_json: bool) -> None:
     _admin_call(home, "/resume", None, as_json)
 
 
+class _HaltHeight(click.ParamType):
+    """H (a height) or +N (N blocks above the finalized height, resolved by the node when it gets the command)."""
+
+    name = "HEIGHT|+N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, int]:
+        text = str(value).strip()
+        try:
+            return {"after": int(text[1:])} if text.startswith("+") else {"height": int(text)}
+        except ValueError:
+            self.fail(f"{value!r} is not a height (H) nor a number of blocks from now (+N)", param, ctx)
+
+
 @admin.command("halt-at")
-@click.argument("height", type=int, required=False)
+@click.argument("height", type=_HaltHeight(), required=False)
 @click.option("--clear", is_flag=True, help="Remove the scheduled halt (and leave a halt reached by it).")
 @_home
 @_json
-def halt_at(height: int | None, clear: bool, home: Path, as_json: bool) -> None:
-    """Finalize up to and including HEIGHT, then stop participating."""
+def halt_at(height: dict[str, int] | None, clear: bool, home: Path, as_json: bool) -> None:
+    """Finalize up to and including HEIGHT, then stop participating.
+
+    HEIGHT is a block height, or +N: N blocks above the finalized height, resolved by the node itself when
+    it receives the command (the chain cannot move past it meanwhile, as it can between reading the height
+    and sending H). The status printed afterwards shows the height it chose."""
     if clear == (height is not None):
-        raise click.UsageError("give a HEIGHT or --clear")
-    _admin_call(home, "/halt", {"clear": True} if clear else {"height": height}, as_json)
+        raise click.UsageError("give a HEIGHT (or +N) or --clear")
+    _admin_call(home, "/halt", {"clear": True} if clear else height, as_json)
 
 
 @admin.command()

@@ -40,7 +40,10 @@ class Controls:
 
 
 def check_halt_height(height: object, finalized_height: int) -> int:
-    """A new halt height must be a positive integer above what is already final."""
+    """A new halt height must be a positive integer above what is already final.
+
+    For a halt "N blocks from now" use `halt_height_after`: the node resolves it against its own finalized
+    height, which a caller that read the height a moment earlier would race (the chain moves on)."""
     if isinstance(height, bool) or not isinstance(height, int):
         raise InvalidInput("must be an integer block height", "height")
     if height < 1:
@@ -51,3 +54,12 @@ def check_halt_height(height: object, finalized_height: int) -> int:
             "height",
         )
     return height
+
+
+def halt_height_after(blocks: object, finalized_height: int) -> int:
+    """The halt height `blocks` above the finalized height (`iotex-node admin halt-at +N`): at least 1."""
+    if isinstance(blocks, bool) or not isinstance(blocks, int):
+        raise InvalidInput("must be an integer number of blocks", "after")
+    if blocks < 1:
+        raise InvalidInput(f"halt after {blocks} blocks: give at least 1 (the next block)", "after")
+    return check_halt_height(finalized_height + blocks, finalized_height)

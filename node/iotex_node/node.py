@@ -28,7 +28,7 @@ from iotex_node.actions import Action, parse_amount, parse_uint
 from iotex_node.chain import Chain, CommitInfo
 from iotex_node.config import PID_FILE, NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
-from iotex_node.controls import ActivationRefused, Controls, check_halt_height
+from iotex_node.controls import ActivationRefused, Controls, check_halt_height, halt_height_after
 from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
@@ -241,8 +241,13 @@ class Node:
             log.warning("resumed by the operator")
             self._restart_consensus()
 
-    def set_halt_height(self, height: object) -> int:
-        h = check_halt_height(height, self.chain.height)
+    def set_halt_height(self, height: object = None, *, after: object = None) -> int:
+        """Halt at `height`, or `after` blocks above the finalized height (resolved here, where the chain
+        cannot move between reading the height and setting the halt)."""
+        if after is not None:
+            h = halt_height_after(after, self.chain.height)
+        else:
+            h = check_halt_height(height, self.chain.height)
         self.controls.halt_height = h
         self._halt_logged = False
         self._save_controls()

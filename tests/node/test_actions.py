@@ -15,6 +15,7 @@ from iotex_node import actions, codec
 from iotex_node.constants import MAX_AMOUNT, MAX_NONCE, MAX_STAKE_DAYS
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import InvalidAction
+from tests.tiers import examples
 
 KEY = PrivateKey(hashlib.sha256(b"actions-sender").digest())
 OTHER = PrivateKey(hashlib.sha256(b"actions-other").digest())
@@ -266,30 +267,42 @@ def _parse_only_invalid_action(wire: object) -> None:
     # any other exception fails the test
 
 
-@settings(max_examples=300, deadline=None)
-@given(json_values)
-def test_fuzz_parse_of_arbitrary_json(wire: object) -> None:
-    _parse_only_invalid_action(wire)
+@examples(50, 300)
+def test_fuzz_parse_of_arbitrary_json(examples: int) -> None:
+    @settings(max_examples=examples, deadline=None)
+    @given(json_values)
+    def check(wire: object) -> None:
+        _parse_only_invalid_action(wire)
+
+    check()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(actions.ACTION_TYPES), top_keys, json_values, st.booleans())
-def test_fuzz_parse_with_one_top_level_field_replaced(type_: str, key: str, value: object, delete: bool) -> None:
-    w = _wire(type_)
-    if delete:
-        w.pop(key, None)
-    else:
-        w[key] = value
-    _parse_only_invalid_action(w)
+@examples(50, 300)
+def test_fuzz_parse_with_one_top_level_field_replaced(examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.sampled_from(actions.ACTION_TYPES), top_keys, json_values, st.booleans())
+    def check(type_: str, key: str, value: object, delete: bool) -> None:
+        w = _wire(type_)
+        if delete:
+            w.pop(key, None)
+        else:
+            w[key] = value
+        _parse_only_invalid_action(w)
+
+    check()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(actions.ACTION_TYPES), st.data(), json_values)
-def test_fuzz_parse_with_one_payload_field_replaced(type_: str, data: st.DataObject, value: object) -> None:
-    w = _wire(type_)
-    key = data.draw(st.sampled_from(sorted(w["payload"])) | st.text(max_size=8))
-    w["payload"][key] = value
-    _parse_only_invalid_action(w)
+@examples(50, 300)
+def test_fuzz_parse_with_one_payload_field_replaced(examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.sampled_from(actions.ACTION_TYPES), st.data(), json_values)
+    def check(type_: str, data: st.DataObject, value: object) -> None:
+        w = _wire(type_)
+        key = data.draw(st.sampled_from(sorted(w["payload"])) | st.text(max_size=8))
+        w["payload"][key] = value
+        _parse_only_invalid_action(w)
+
+    check()
 
 
 @settings(max_examples=100, deadline=None)

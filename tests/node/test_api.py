@@ -31,6 +31,8 @@ from iotex_node.crypto.keys import PrivateKey
 from iotex_node.node import Node, load_key
 from iotex_ops.traffic import read_accounts
 
+pytestmark = pytest.mark.slow  # each test runs a node in this process (HTTP API, admin socket)
+
 CHAIN_ID = 4690
 BLOCK_MS = 200
 FEE = genesis_mod.DEFAULT_MIN_FEE  # the testnet's genesis minimum fee

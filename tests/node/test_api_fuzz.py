@@ -28,6 +28,8 @@ from iotex_node import actions
 from iotex_node.node import Node
 from tests.node.test_api import CHAIN_ID, FEE, NetHomes, check_response, make_testnet, openapi_doc, schema_errors, start_node
 
+pytestmark = pytest.mark.slow  # a node in this process, fuzzed over HTTP
+
 T = TypeVar("T")
 DOC = openapi_doc()
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -10,7 +10,7 @@ import pytest
 
 from iotex_node import admin as admin_mod
 from iotex_node import config as config_mod
-from tests.helpers import accounts, admin, metrics_text, submit, transfers
+from tests.helpers import accounts, admin, metrics_text, settled_heights, submit, transfers
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -32,9 +32,7 @@ def test_pause_all_stops_finality_and_resume_continues_with_every_action_final_o
     for i in range(4):
         s = admin(net, i, "/pause")
         assert s["paused"] and not s["participating"]
-    time.sleep(3.0)  # let a block that was already endorsed finish
-    stalled = _finalized(net)
-    assert len(set(stalled)) == 1, f"nodes disagree while paused: {stalled}"
+    stalled = settled_heights(net, [0, 1, 2, 3])  # a block already endorsed may still finish; then all agree
     time.sleep(5.0)
     assert _finalized(net) == stalled, "the chain finalized while every delegate was paused"
     during_pause = submit(net, 1, transfers(net, alice, bob.address, 21, 5))
@@ -126,6 +124,29 @@ def test_halt_at_height_on_all_nodes_stops_every_one_at_exactly_that_height(loca
     for i in range(4):
         admin(net, i, "/halt", {"clear": True})
     net.wait_height(target + 2, timeout=60)
+
+
+def test_a_relative_halt_is_resolved_by_the_node_itself(localnet_factory) -> None:
+    """`halt-at +N`: the node picks finalized + N when it gets the command, so a fast chain cannot pass the
+    height between the operator reading it and the command landing (which an absolute H races)."""
+    net = localnet_factory(1)
+    net.start()
+    net.wait_height(3, timeout=60)
+    s = admin(net, 0, "/halt", {"after": 1})
+    target = s["result"]
+    assert s["halt_height"] == target and target >= 4
+    net.wait_for("node0 halted", lambda: admin(net, 0, "/status")["halted"] == f"halted at {target}: scheduled", 60)
+    assert net.heights() == [target]
+    for body, message in (
+        ({"after": 0}, "give at least 1"),
+        ({"after": "2"}, "integer number of blocks"),
+        ({"height": target + 5, "after": 1}, "give"),
+    ):
+        with pytest.raises(admin_mod.AdminError, match=message):
+            admin(net, 0, "/halt", body)
+    assert admin(net, 0, "/status")["halt_height"] == target
+    admin(net, 0, "/halt", {"clear": True})
+    net.wait_height(target + 1, timeout=60)
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,7 @@ def _reopen_and_check(genesis: genesis_mod.Genesis, db: Path, at_least: int) -> 
         store.close()
 
 
+@pytest.mark.slow  # child processes killed at random
 def test_kill9_while_committing_always_reopens_consistent(tmp_path: Path) -> None:
     genesis = _one_delegate_chain(tmp_path)
     rng = random.Random(20240611)
@@ -112,15 +113,22 @@ def test_kill9_while_committing_always_reopens_consistent(tmp_path: Path) -> Non
             ) as child,
         ):
             assert child.stdout is not None
+            lines: list[str] = []
             try:
                 opened = child.stdout.readline().split()
                 assert opened and opened[0] == "open", f"the committer did not open the chain: {errors.read_text()}"
                 assert int(opened[1]) >= committed, f"reopened at {opened[1]}, below the {committed} committed before"
+                # Kill at a random instant after its first commit (not after a fixed guess from the start,
+                # which on a slow machine can come before anything was committed).
+                while "committed" not in lines:
+                    line = child.stdout.readline()
+                    assert line, f"the committer stopped before its first commit: {errors.read_text()}"
+                    lines += line.split()
                 time.sleep(rng.uniform(0.02, 0.2))
             finally:
                 child.send_signal(signal.SIGKILL)
             # Complete lines only: the kill may have cut the last one.
-            lines = [w for line in child.stdout.read().split("\n")[:-1] for w in line.split()]
+            lines += [w for line in child.stdout.read().split("\n")[:-1] for w in line.split()]
             code = child.wait(timeout=10)
         assert code == -signal.SIGKILL, f"the committer died on its own ({code}): {errors.read_text()}"
         events = list(zip(lines[::2], map(int, lines[1::2]), strict=True))

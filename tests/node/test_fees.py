@@ -243,6 +243,7 @@ async def test_a_node_refuses_to_lower_the_genesis_minimum(net: NetHomes) -> Non
         await start_node(net.homes[0], mempool_min_fee=MIN_FEE - 1)
 
 
+@pytest.mark.slow  # nodes in this process on real sockets
 async def test_api_refuses_with_codes_counts_them_and_leaves_no_account(client: Client, node: Node, net: NetHomes) -> None:
     status, chain = await client.get("/v1/chain")
     assert status == 200 and chain["min_fee"] == str(FEE)
@@ -267,6 +268,7 @@ async def test_api_refuses_with_codes_counts_them_and_leaves_no_account(client: 
     assert len(node.chain.mempool) == 0
 
 
+@pytest.mark.slow  # nodes in this process on real sockets
 async def test_a_node_with_a_higher_min_fee_admits_only_that(net: NetHomes) -> None:
     n = await start_node(net.homes[0], mempool_min_fee=3 * FEE)
     try:
@@ -279,6 +281,7 @@ async def test_a_node_with_a_higher_min_fee_admits_only_that(net: NetHomes) -> N
         await n.stop()
 
 
+@pytest.mark.slow  # nodes in this process on real sockets
 async def test_gossip_admits_and_relays_only_what_pays(node: Node, net: NetHomes, monkeypatch: pytest.MonkeyPatch) -> None:
     relayed: list[dict[str, Any]] = []
 

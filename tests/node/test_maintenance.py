@@ -358,6 +358,7 @@ def test_cli_refusals_for_homes_running_nodes_and_unconfirmed_rollbacks(template
 # --- the node lock -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # child processes
 def test_node_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -514,6 +515,7 @@ def test_restore_refuses_a_bad_snapshot_and_changes_nothing(template: Template, 
     assert not (home / "backups").exists()
 
 
+@pytest.mark.slow  # child processes
 def test_restore_over_a_database_left_with_a_wal_by_kill9(template: Template, tmp_path: Path) -> None:
     """The old database's -wal holds committed records; they are read (privval) and never replayed into
     the restored file."""
@@ -690,6 +692,7 @@ def _kill_schedule(timeline: list[tuple[str, float]], runs: int, rng: random.Ran
     return plan
 
 
+@pytest.mark.slow  # child processes
 def test_kill9_during_rollback_then_again_ends_consistent(template: Template, tmp_path: Path) -> None:
     t = template
     to = 5
@@ -731,6 +734,7 @@ def test_kill9_during_rollback_then_again_ends_consistent(template: Template, tm
     assert len(landed) >= 5, landed
 
 
+@pytest.mark.slow  # child processes
 def test_kill9_during_restore_then_again_ends_consistent(template: Template, tmp_path: Path) -> None:
     t = template
     snap = tmp_path / "s.db"

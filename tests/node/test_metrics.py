@@ -46,6 +46,7 @@ def test_an_unreadable_data_directory_keeps_the_last_disk_values(tmp_path: Path)
     assert free and _value(m, "iotex_disk_free_bytes") == free
 
 
+@pytest.mark.slow  # a node in this process (HTTP API)
 async def test_metrics_expose_disk_space_of_the_data_directory_and_the_operator_address(tmp_path: Path) -> None:
     net = make_testnet(tmp_path / "net")
     node = await start_node(net.homes[0])

@@ -27,6 +27,8 @@ from iotex_node.node import Node
 from iotex_node.p2p import Network, Peer
 from tests.node.test_api import make_testnet, metric, start_node, wait_for, wait_height
 
+pytestmark = pytest.mark.slow  # nodes in this process on real TCP sockets
+
 MAX_FRAME = 64 * 1024
 
 

@@ -28,6 +28,8 @@ from iotex_node.p2p import Peer
 from tests.node.test_api import make_testnet, metric, start_node, wait_for, wait_height
 from tests.node.test_p2p import RawPeer, frame, read_frame
 
+pytestmark = pytest.mark.slow  # nodes in this process on real TCP sockets
+
 
 def violations(node: Node, kind: str) -> float:
     return metric(node, "iotex_p2p_violations_total", kind=kind)

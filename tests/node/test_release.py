@@ -158,6 +158,7 @@ def test_build_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert json.loads(res.stdout)["sha256"] == a["sha256"]
 
 
+@pytest.mark.slow  # runs the built release's launcher
 def test_build_writes_artifact_checksum_and_manifest(tmp_path: Path) -> None:
     doc = _build(tmp_path, "1.0.1", "1,2")
     art = tmp_path / "iotex-node-1.0.1.tar.gz"
@@ -377,6 +378,7 @@ def test_two_releases_install_side_by_side(tmp_path: Path, artifacts: dict[str, 
     assert listed["active"] is None and listed["previous"] is None
 
 
+@pytest.mark.slow  # runs the built release's launcher
 def test_installed_release_runs_its_own_copy(tmp_path: Path, artifacts: dict[str, Path]) -> None:
     root = tmp_path / "root"
     _install(artifacts["1.0.0"], root)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iotex_node.state import Overlay, State, encode
+from tests.tiers import examples
 
 KEYS = [f"{p}/{i}" for p in ("a", "b", "c") for i in range(4)]
 changes_st = st.dictionaries(st.sampled_from(KEYS), st.none() | st.binary(max_size=8), max_size=6)
@@ -30,31 +31,39 @@ def test_root_commits_to_keys_and_values_but_not_insertion_order() -> None:
     assert State({"a/1": b"2x"}).root() != State({"a/12": b"x"}).root()
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(changes_st, max_size=12))
-def test_incremental_root_equals_root_from_scratch(batches: list[dict[str, bytes | None]]) -> None:
-    state = State()
-    for changes in batches:
-        predicted = state.root_after(changes)
-        state.apply(changes)
-        assert state.root() == predicted
-        assert state.root() == _fresh_root(state)
+@examples(50, 200)
+def test_incremental_root_equals_root_from_scratch(examples: int) -> None:
+    @settings(max_examples=examples, deadline=None)
+    @given(st.lists(changes_st, max_size=12))
+    def check(batches: list[dict[str, bytes | None]]) -> None:
+        state = State()
+        for changes in batches:
+            predicted = state.root_after(changes)
+            state.apply(changes)
+            assert state.root() == predicted
+            assert state.root() == _fresh_root(state)
+
+    check()
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(KEYS), st.binary(max_size=8)), st.lists(changes_st, max_size=10))
-def test_undo_records_restore_state_and_root_exactly(initial: dict[str, bytes], batches: list[dict[str, bytes | None]]) -> None:
-    state = State(initial)
-    snapshots = []
-    undos = []
-    for changes in batches:
-        snapshots.append((dict(state.data), state.root()))
-        undos.append(state.apply(changes))
-    for undo, (data, root) in zip(reversed(undos), reversed(snapshots), strict=True):
-        state.apply(undo)
-        assert state.data == data
-        assert state.root() == root
-    assert state.data == initial
+@examples(50, 200)
+def test_undo_records_restore_state_and_root_exactly(examples: int) -> None:
+    @settings(max_examples=examples, deadline=None)
+    @given(st.dictionaries(st.sampled_from(KEYS), st.binary(max_size=8)), st.lists(changes_st, max_size=10))
+    def check(initial: dict[str, bytes], batches: list[dict[str, bytes | None]]) -> None:
+        state = State(initial)
+        snapshots = []
+        undos = []
+        for changes in batches:
+            snapshots.append((dict(state.data), state.root()))
+            undos.append(state.apply(changes))
+        for undo, (data, root) in zip(reversed(undos), reversed(snapshots), strict=True):
+            state.apply(undo)
+            assert state.data == data
+            assert state.root() == root
+        assert state.data == initial
+
+    check()
 
 
 def test_undo_record_names_previous_values_and_absent_keys() -> None:

@@ -61,9 +61,9 @@ def test_halt_upgrade_resume_on_protocol_2_and_the_old_release_stops_without_for
     assert before > 0
 
     # The node on the old release stops at H, says why, and agrees with the others up to H.
-    time.sleep(2)
+    why = f"upgrade required: protocol 2 active at height {halt + 1}"
+    net.wait_for("node3 to say it needs the upgrade", lambda: admin(net, 3, "/status")["halted"] == why, 60)
     s3 = admin(net, 3, "/status")
-    assert s3["halted"] == f"upgrade required: protocol 2 active at height {halt + 1}"
     assert s3["finalized_height"] == halt
     assert net.block_hash(3, halt) == net.block_hash(0, halt)
 

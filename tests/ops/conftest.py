@@ -1,6 +1,8 @@
 """One local lab shared by the lab test modules (alerting end to end, the remediation runbooks, the drills):
-a lab costs ~30 s to bring up, and the suite has a 15-minute budget. The modules run in file order; the
-drills module, whose rehearsal starts a new chain, is the last user and takes the lab down."""
+a lab costs ~30 s to bring up, and the suite has a 15-minute budget. It comes up in whichever of them asks
+first and each leaves it healthy, so any one module also runs alone, in any order. The drills module,
+whose rehearsal starts a new chain, takes it down (before the netns lab comes up); a module after it
+brings up a new one. The lab lives in a directory of its own under /tmp, never the operator's lab."""
 
 from __future__ import annotations
 

@@ -5,11 +5,9 @@ watchdog, and the webhook's HTTP face (401/400/413 change nothing)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,79 +20,9 @@ from iotex_ops.remediation.server import Server
 from iotex_ops.remediation.service import Outcome, Service
 from iotex_ops.remediation.store import Store
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.testing import FakeClock, FakePages, FakeRunner
 
 TOKEN = "s3cret-webhook-token"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, s: float) -> None:
-        self.t += s
-
-
-class FakePages:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def trigger(self, dedup_key: str, summary: str, source: str, severity: str, details: dict[str, Any], links: Any) -> None:
-        self.events.append({"action": "trigger", "key": dedup_key, "summary": summary, "severity": severity, "details": details})
-
-    def acknowledge(self, dedup_key: str) -> None:
-        self.events.append({"action": "acknowledge", "key": dedup_key})
-
-    def resolve(self, dedup_key: str) -> None:
-        self.events.append({"action": "resolve", "key": dedup_key})
-
-    def actions(self, key: str | None = None) -> list[str]:
-        return [e["action"] for e in self.events if key is None or e["key"] == key]
-
-
-class FakeRunner:
-    """Outcomes per runbook, in order (the last repeats); `hold` blocks runs until set."""
-
-    def __init__(self, outcomes: dict[str, list[Outcome]] | None = None, known: tuple[str, ...] = ("restart-node",)) -> None:
-        self.outcomes = outcomes or {}
-        self._known = set(known) | set(self.outcomes)
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.ended_runs: dict[str, Outcome] = {}
-        self.started_runs: set[str] = set()
-        self.lock = threading.Lock()
-
-    def known(self, runbook: str) -> bool:
-        return runbook in self._known
-
-    def _next(self, runbook: str) -> Outcome:
-        seq = self.outcomes.get(runbook) or [Outcome("passed")]
-        return seq.pop(0) if len(seq) > 1 else seq[0]
-
-    def run(self, run_id: str, runbook: str, params: dict[str, Any], on_step: Callable[[str], None]) -> Outcome:
-        with self.lock:
-            self.calls.append(("run", run_id, params))
-            self.started_runs.add(run_id)
-        on_step("restart")
-        assert self.hold.wait(10)
-        return self._next(runbook)
-
-    def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome:
-        with self.lock:
-            self.calls.append(("resume", run_id, {}))
-        return Outcome("passed")
-
-    def ended(self, run_id: str) -> Outcome | None:
-        return self.ended_runs.get(run_id)
-
-    def started(self, run_id: str) -> bool:
-        return run_id in self.started_runs
-
-    def runs(self) -> int:
-        return sum(1 for c in self.calls if c[0] == "run")
 
 
 POLICY = {
@@ -120,7 +48,7 @@ def alert(name: str = "DelegateDown", host: str = "node2", status: str = "firing
 class Rig:
     def __init__(self, tmp: Path, runner: FakeRunner | None = None, policy: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.pages = FakePages()
         self.runner = runner or FakeRunner()
         self.policy = policy_mod.parse(policy or POLICY)
@@ -384,9 +312,7 @@ def test_restarted_mid_remediation_it_resumes_the_run_instead_of_starting_anothe
     rig.service.observe([alert()])
     rig.service.tick()
     [running] = rig.service.running()
-    deadline = time.monotonic() + 10
-    while not rig.runner.calls and time.monotonic() < deadline:  # its run has begun (journaled)
-        time.sleep(0.01)
+    assert rig.runner.begun.wait(30)  # its run has begun (journaled)
     # the process dies here: nothing more is written; a new service opens the same state
     svc2 = rig.new_service()
     runner = rig.runner
@@ -529,6 +455,7 @@ def _post(url: str, body: bytes, token: str | None) -> tuple[int, dict[str, Any]
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.slow  # the webhook's HTTP server on a socket
 def test_the_webhook_refuses_unauthenticated_and_malformed_requests_and_changes_nothing(rig: Rig) -> None:
     srv = Server(rig.service, TOKEN)
     srv.start("127.0.0.1", 0)

@@ -13,6 +13,8 @@ import pytest
 from iotex_ops.ansible import PlaybookFailed, run_playbook
 from iotex_ops.remediation import policy as policy_mod
 
+pytestmark = pytest.mark.slow  # runs Ansible (ansible-runner)
+
 TOKEN = "webhook-token-0123456789abcdef"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefabcdef"
 

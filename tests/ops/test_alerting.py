@@ -341,6 +341,7 @@ def test_a_jinja_value_is_refused_since_the_generator_cannot_evaluate_it(tmp_pat
 # --- the real tools ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs promtool and amtool
 @needs_promtool
 @needs_amtool
 @pytest.mark.parametrize("flavour", ["lab", "production"])
@@ -359,6 +360,7 @@ def test_promtool_and_amtool_accept_the_config_and_every_rule_test_passes(tmp_pa
     assert all(r.ok for r in runs), "\n".join(str(r) for r in runs if not r.ok)
 
 
+@pytest.mark.slow  # runs promtool and amtool
 @needs_promtool
 @needs_amtool
 def test_a_rule_that_breaks_its_test_is_reported_with_promtools_output(tmp_path: Path) -> None:
@@ -383,6 +385,7 @@ def test_a_missing_tool_names_the_packages_to_install(tmp_path: Path, monkeypatc
 # --- the command line --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs promtool and amtool
 def test_cli_render_json_then_check_json(tmp_path: Path) -> None:
     inventory = lab_inventory(tmp_path, **_secrets(tmp_path / "secrets"))
     runner = CliRunner()
@@ -423,6 +426,7 @@ def test_cli_bad_inventory_settings_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # runs promtool and amtool
 @needs_promtool
 @needs_amtool
 def test_cli_check_exits_1_and_shows_the_tools_output(tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
-"""Host access on this machine: results, errors a person on call can read, and fan-out that loses nothing."""
+"""Host access on this machine: results, errors a person on call can read, and fan-out that loses nothing.
+
+The local host runs a shell (those tests are marked slow); fan-out is checked on fake hosts (iotex_ops.testing)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -10,8 +13,10 @@ import pytest
 from iotex_ops.errors import OpsError
 from iotex_ops.hosts import CommandFailed, CommandResult, CommandTimeout, HostError, LocalHost, SSHHost, run_on
 from iotex_ops.hosts.group import GroupError
+from iotex_ops.testing import FakeHost, Reply
 
 
+@pytest.mark.slow  # runs a shell
 def test_local_run_gives_result_with_output_and_timing(tmp_path: Path) -> None:
     r = LocalHost("here", cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "GREETING": "hi"}).run("echo $GREETING; pwd; echo oops >&2")
     assert isinstance(r, CommandResult)
@@ -21,6 +26,7 @@ def test_local_run_gives_result_with_output_and_timing(tmp_path: Path) -> None:
     assert r.tail(1, "stdout") == str(tmp_path) and r.tail(5) == f"hi\n{tmp_path}\noops"
 
 
+@pytest.mark.slow  # runs a shell
 def test_non_zero_exit_raises_with_host_command_code_and_tail() -> None:
     host = LocalHost("box1")
     with pytest.raises(CommandFailed) as exc:
@@ -34,6 +40,7 @@ def test_non_zero_exit_raises_with_host_command_code_and_tail() -> None:
     assert host.run("exit 4", check=False).exit_code == 4
 
 
+@pytest.mark.slow  # runs a shell
 def test_timeout_kills_the_command_and_keeps_partial_output() -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as exc:
@@ -52,12 +59,14 @@ def test_put_copies_a_file(tmp_path: Path) -> None:
 
 
 def test_fan_out_reports_each_host_and_keeps_the_others_results() -> None:
-    hosts = [LocalHost(f"h{i}", env={"N": str(i), "PATH": "/usr/bin:/bin"}) for i in range(6)]
+    def on(i: int) -> FakeHost:
+        return FakeHost(f"h{i}", {"work": Reply(7, f"out{i}\n", f"bad{i}\n") if i == 3 else Reply(0, f"out{i}\n")})
+
+    hosts = [on(i) for i in range(6)]
     seen: list[str] = []
-    res = run_on(
-        hosts, 'echo out$N; [ "$N" != 3 ] || { echo bad$N >&2; exit 7; }', concurrency=3, on_done=lambda h, _: seen.append(h.name)
-    )
+    res = run_on(hosts, "work", concurrency=3, on_done=lambda h, _: seen.append(h.name))
     assert list(res) == [f"h{i}" for i in range(6)] and sorted(seen) == list(res)
+    assert all(h.commands == ["work"] for h in hosts)
     assert not res.ok and list(res.failed) == ["h3"]
     failure = res.failed["h3"]
     assert isinstance(failure, CommandFailed) and failure.result is not None
@@ -69,18 +78,21 @@ def test_fan_out_reports_each_host_and_keeps_the_others_results() -> None:
 
 
 def test_fan_out_runs_hosts_concurrently() -> None:
-    hosts = [LocalHost(f"h{i}") for i in range(8)]
-    started = time.monotonic()
-    assert run_on(hosts, "sleep 0.3", concurrency=8).ok
-    assert time.monotonic() - started < 1.5
+    together = threading.Barrier(8, timeout=30)  # breaks unless all eight commands run at the same time
+
+    def meet(command: str) -> Reply:
+        together.wait()
+        return Reply()
+
+    assert run_on([FakeHost(f"h{i}", meet) for i in range(8)], "meet", concurrency=8).ok
 
 
 def test_fan_out_keeps_unexpected_exceptions_per_host() -> None:
-    class Broken(LocalHost):
+    class Broken(FakeHost):
         def _execute(self, command: str, timeout: float) -> tuple[int | None, str, str, bool]:
             raise RuntimeError("bug in a transport")
 
-    res = run_on([LocalHost("fine"), Broken("broken")], "true")
+    res = run_on([FakeHost("fine"), Broken("broken")], "true")
     assert list(res.succeeded) == ["fine"] and isinstance(res.failed["broken"], RuntimeError)
 
 

@@ -47,6 +47,7 @@ def _problems(inv: Path) -> list[str]:
     return [str(p) for p in I.check(I.load(inv))]
 
 
+@pytest.mark.slow  # runs ansible-inventory
 def test_example_prod_is_read_by_ansible_and_only_lacks_its_keystores() -> None:
     out = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(EXAMPLE), "--list"],

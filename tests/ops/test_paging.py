@@ -123,6 +123,7 @@ def _without(path: str) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 @pytest.mark.parametrize(
     ("doc", "field"),
     [
@@ -196,6 +197,7 @@ def test_builder_truncates_a_long_summary_and_refuses_other_mistakes() -> None:
         events.acknowledge("k" * 300)
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_bad_json_and_unknown_routing_key_are_400(receiver: Receiver) -> None:
     status, body = post_raw(receiver, b"{not json")
     assert status == 400 and body["errors"] == ["JSON parse error"]
@@ -211,6 +213,7 @@ def test_bad_json_and_unknown_routing_key_are_400(receiver: Receiver) -> None:
 # --- incidents ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_dedup_lifecycle_one_page_per_incident(receiver: Receiver) -> None:
     client = make_client(receiver.routing_key(), receiver.url, str(receiver.ca_file))
     try:
@@ -260,6 +263,7 @@ def test_dedup_lifecycle_one_page_per_incident(receiver: Receiver) -> None:
     ]
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_trigger_without_dedup_key_gets_one_and_state_survives_a_restart(tmp_path: Path) -> None:
     r = Receiver(tmp_path / "receiver").start()
     try:
@@ -282,6 +286,7 @@ def test_trigger_without_dedup_key_gets_one_and_state_survives_a_restart(tmp_pat
         r2.stop()
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_lab_endpoints_need_the_admin_token(receiver: Receiver) -> None:
     conn = http.client.HTTPSConnection("127.0.0.1", receiver.port, context=receiver.ca.client_ssl_context(), timeout=5)
     try:
@@ -305,6 +310,7 @@ def test_lab_endpoints_need_the_admin_token(receiver: Receiver) -> None:
         lab.set_fault(302, count=1)
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_a_stalled_client_blocks_neither_others_nor_stop(tmp_path: Path) -> None:
     r = Receiver(tmp_path / "receiver").start()
     stalled = socket.create_connection(("127.0.0.1", r.port))  # connects, never says a word (no TLS handshake)
@@ -330,6 +336,7 @@ def test_receiver_binds_loopback_only(tmp_path: Path) -> None:
 # --- HTTPS ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_lab_ca_is_trusted_by_its_clients_only(receiver: Receiver, tmp_path: Path) -> None:
     key = receiver.routing_key()
     trusting = make_client(key, receiver.url, str(receiver.ca_file))
@@ -367,6 +374,7 @@ def post_raw_with_context(r: Receiver, ctx: ssl.SSLContext) -> None:
 # --- the client makes one request per call ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_client_makes_exactly_one_request_per_call(receiver: Receiver, status: int) -> None:
     # the library alone would retry 429 forever and 5xx several times, with sleeps
@@ -382,6 +390,7 @@ def test_client_makes_exactly_one_request_per_call(receiver: Receiver, status: i
     assert receiver.stats() == {"requests": 1, "by_status": {str(status): 1}}
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_client_network_error_is_one_quick_attempt(receiver: Receiver) -> None:
     url, key = receiver.url, receiver.routing_key()
     receiver.stop()
@@ -411,6 +420,7 @@ def _received(r: Receiver) -> list[tuple[str, str]]:
     return [(e["event_action"], e["dedup_key"]) for e in r.store.events()]
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_pager_rides_out_429_then_500_and_delivers_everything_in_order(
     receiver: Receiver, make_pager: Callable[..., Pager]
 ) -> None:
@@ -435,6 +445,7 @@ def test_pager_rides_out_429_then_500_and_delivers_everything_in_order(
     assert served["by_status"]["429"] == 3 and 4 <= served["by_status"]["500"] <= 16
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_enqueue_from_many_threads_keeps_commit_order(receiver: Receiver, make_pager: Callable[..., Pager]) -> None:
     p = make_pager(receiver)
     ids: list[tuple[int, int, int]] = []
@@ -459,6 +470,7 @@ def test_enqueue_from_many_threads_keeps_commit_order(receiver: Receiver, make_p
     assert [i["event_count"] for i in receiver.store.incidents()] == [15] * 6
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_retry_after_is_honoured_within_its_cap(receiver: Receiver, make_pager: Callable[..., Pager]) -> None:
     receiver.set_fault(429, count=1, retry_after_s=0.4)
     p = make_pager(receiver)
@@ -474,6 +486,7 @@ def test_retry_after_is_honoured_within_its_cap(receiver: Receiver, make_pager: 
     assert p2.flush(5) and time.monotonic() - t0 < 2
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_permanently_failing_endpoint_gives_up_at_the_bound_without_spinning(
     receiver: Receiver, make_pager: Callable[..., Pager], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -497,6 +510,7 @@ def test_permanently_failing_endpoint_gives_up_at_the_bound_without_spinning(
     assert any(r.levelno == logging.ERROR and "gave up on event" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_max_attempts_bounds_each_event_exactly(receiver: Receiver, make_pager: Callable[..., Pager]) -> None:
     receiver.set_fault(500, seconds=60)
     p = make_pager(receiver, max_attempts=3)
@@ -507,6 +521,7 @@ def test_max_attempts_bounds_each_event_exactly(receiver: Receiver, make_pager: 
     assert [d["attempts"] for d in p.dead_letters()] == [3, 3, 3]
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_400_is_dead_lettered_and_the_line_moves_on(
     receiver: Receiver, make_pager: Callable[..., Pager], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -524,6 +539,7 @@ def test_400_is_dead_lettered_and_the_line_moves_on(
     assert any(r.levelno == logging.ERROR and "rejected" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_bad_events_are_refused_at_enqueue(receiver: Receiver, make_pager: Callable[..., Pager]) -> None:
     p = make_pager(receiver)
     with pytest.raises(InvalidEvent, match=r"'payload' is missing"):
@@ -546,6 +562,7 @@ os._exit(0)  # a crash: no close(), no flush
 """
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_events_left_by_a_crashed_process_are_delivered(
     tmp_path: Path, receiver: Receiver, make_pager: Callable[..., Pager]
 ) -> None:
@@ -566,6 +583,7 @@ def test_events_left_by_a_crashed_process_are_delivered(
     assert _received(receiver) == [("trigger", f"crash-{i}") for i in range(3)]
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_closed_pager_keeps_its_rows_and_one_db_has_one_pager(
     tmp_path: Path, receiver: Receiver, make_pager: Callable[..., Pager]
 ) -> None:
@@ -584,6 +602,7 @@ def test_closed_pager_keeps_its_rows_and_one_db_has_one_pager(
     assert _received(receiver) == [("trigger", "kept")]
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_delivered_history_is_bounded(receiver: Receiver, make_pager: Callable[..., Pager]) -> None:
     p = make_pager(receiver, keep_delivered=5)
     for i in range(12):
@@ -602,6 +621,7 @@ def test_delivered_history_is_bounded(receiver: Receiver, make_pager: Callable[.
 # --- the routing key stays secret -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_routing_key_never_leaks(
     tmp_path: Path, receiver: Receiver, make_pager: Callable[..., Pager], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -683,6 +703,7 @@ def test_routing_key_loading_names_the_source_never_the_value(
 # --- the CLI --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_cli_incidents_json_shape_and_bad_dir(receiver: Receiver) -> None:
     client = make_client(receiver.routing_key(), receiver.url, str(receiver.ca_file))
     try:
@@ -715,6 +736,7 @@ def test_cli_incidents_json_shape_and_bad_dir(receiver: Receiver) -> None:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_cli_faults_and_send(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PAGERDUTY_ROUTING_KEY", raising=False)
     runner = CliRunner()
@@ -737,6 +759,7 @@ def test_cli_faults_and_send(receiver: Receiver, monkeypatch: pytest.MonkeyPatch
     assert inc["custom_details"] == {"host": "d1"}
 
 
+@pytest.mark.slow  # the HTTPS receiver on a socket
 def test_cli_receiver_runs_until_sigterm(tmp_path: Path) -> None:
     d = tmp_path / "pager"
     env = {**os.environ, "PYTHONWARNINGS": "error"}

@@ -40,7 +40,9 @@ class Lab:
         with urllib.request.urlopen(url, timeout=3) as resp:
             return dict(json.loads(resp.read()))
 
-    def wait_finalized(self, host: str, above: int, timeout: float = 30.0) -> int:
+    def wait_finalized(self, host: str, above: int, timeout: float = 120.0) -> int:
+        """The host's finalized height once above `above`. Two delegates finalize only together, so after a
+        restart this waits for the pair to meet again (seconds here; the bound is for a slow, busy machine)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import stat
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -21,66 +18,16 @@ from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook import report
 from iotex_ops.runbook.journal import Journal
 from iotex_ops.runbook.model import RunbookError
+from iotex_ops.testing import FakePrometheus
 
 T0 = 1_700_000_000.0
 EVIL = "<script>alert(1)</script>"
 
 
-class FakePrometheus(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict[str, str]] = []
-        self.status = 200
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakePrometheus
-
-    def do_GET(self) -> None:
-        u = urlparse(self.path)
-        q = {k: v[0] for k, v in parse_qs(u.query).items()}
-        self.server.requests.append({"path": u.path, **q})
-        if u.path != "/api/v1/query_range" or self.server.status != 200:
-            self._send(self.server.status if u.path == "/api/v1/query_range" else 404, {"status": "error", "error": "bad"})
-            return
-        start, end, step = float(q["start"]), float(q["end"]), float(q["step"].rstrip("s"))
-        values = []
-        t = start
-        while t <= end:
-            v = 100 + (t - start) // 5 if "finalized_height" in q["query"] else 2.5
-            values.append([t, str(v)])
-            t += step
-        self._send(200, {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}})
-
-    def _send(self, code: int, doc: dict[str, Any]) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def prom() -> Iterator[FakePrometheus]:
-    server = FakePrometheus()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with FakePrometheus() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -199,6 +146,7 @@ def _tags(text: str) -> list[str]:
     return p.tags
 
 
+@pytest.mark.slow  # FakePrometheus listens on a socket
 def test_report_of_a_failed_run_with_a_failed_rollback(tmp_path: Path, clock: SimpleNamespace, prom: FakePrometheus) -> None:
     _journal(tmp_path)
     html_path, json_path = report.write(tmp_path, prom.url)
@@ -280,6 +228,7 @@ def test_unreachable_prometheus_still_writes_the_report(tmp_path: Path, clock: S
     assert doc["run"]["result"] == "rollback_failed" and "no data from Prometheus" in html_path.read_text()
 
 
+@pytest.mark.slow  # FakePrometheus listens on a socket
 def test_prometheus_answering_an_error(tmp_path: Path, clock: SimpleNamespace, prom: FakePrometheus) -> None:
     prom.status = 400
     _journal(tmp_path)
@@ -347,6 +296,7 @@ def test_svg_plot_empty_single_point_gaps_and_markers() -> None:
     assert "no data from Prometheus: no samples in this time range" in texts
 
 
+@pytest.mark.slow  # FakePrometheus listens on a socket
 def test_rehearsal_report(tmp_path: Path, prom: FakePrometheus) -> None:
     out = tmp_path / "rehearsal"
     runs = tmp_path / "runs"

@@ -453,6 +453,7 @@ def test_approved_destructive_step_runs(inv: Path, state: Path) -> None:
 # -- the journal ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # its steps run shell commands on the (local) hosts
 def test_journal_records_the_run_its_steps_hosts_checks_and_output(inv: Path, state: Path) -> None:
     def hello(ctx: RunContext) -> str:
         res = ctx.delegate.run("echo hi")
@@ -993,6 +994,7 @@ def test_a_second_run_is_refused_while_another_holds_the_lock_in_process(inv: Pa
     assert (state / "locks" / f"{NETWORK}.lock").read_text() == ""
 
 
+@pytest.mark.slow  # child processes
 def test_a_lock_held_by_another_process_refuses_the_run_and_is_taken_over_once_it_dies(inv: Path, state: Path) -> None:
     rec = Recorder()
     proc = subprocess.Popen(
@@ -1017,6 +1019,7 @@ def test_a_lock_held_by_another_process_refuses_the_run_and_is_taken_over_once_i
     assert stale["previous"]["pid"] == proc.pid
 
 
+@pytest.mark.slow  # child processes
 def test_a_stale_lock_file_of_a_dead_pid_is_taken_over_and_journaled(inv: Path, state: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -1087,6 +1090,7 @@ def test_the_inventory_can_put_the_locks_of_its_network_anywhere(inv: Path, stat
 # -- resume --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # child processes
 def test_resume_after_a_crash_continues_after_the_last_completed_step_and_host(inv: Path, state: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     run_id = "run-crash-1"
@@ -1146,6 +1150,7 @@ def test_resume_refuses_unknown_and_finished_runs(inv: Path, state: Path) -> Non
     assert len(of(events(state / "runs" / "r-earlier"), "resumed")) == 0
 
 
+@pytest.mark.slow  # child processes
 def test_a_crash_during_rollback_resumes_into_the_rollback_phase(inv: Path, state: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     run_id = "run-crash-rollback"
