@@ -19,6 +19,9 @@ from iotex_ops import nodeapi
 from iotex_ops.errors import OpsError
 from iotex_ops.nodeapi import NodeApiError, NodeClient
 
+# real HTTP servers on loopback (in-process): the slow tier, as the unit-tier guard requires
+pytestmark = pytest.mark.slow
+
 ADDR = "io1" + "q" * 38
 HASH = "ab" * 32
 

@@ -16,6 +16,9 @@ from iotex_ops import prom
 from iotex_ops.errors import OpsError
 from iotex_ops.runbook.context import PrometheusUnavailable
 
+# real HTTP servers on loopback (in-process): the slow tier, as the unit-tier guard requires
+pytestmark = pytest.mark.slow
+
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
