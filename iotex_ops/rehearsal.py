@@ -83,7 +83,7 @@ def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
         "bootstrap": {"new_chain": True, "version": rel["base"], "block_interval_ms": state.block_interval_ms},
         "first-aid": {"hold_s": 1.0},
         "hotfix-compatible": {"version": rel["compatible"]},
-        "hotfix-incompatible": {"version": rel["incompatible"], "halt_in": 5},
+        "hotfix-incompatible": {"version": rel["incompatible"], "halt_in": 10},
         "rollback-recovery": {"blocks": 10},
     }
 
