@@ -22,11 +22,12 @@ Each fake stands in for one real part, in this process, and records what it was 
     A clock for code that takes one (`clock=` of alertd's `Service`): it stands still until `advance`.
 
 `FakePrometheus`
-    A Prometheus HTTP API on 127.0.0.1 (an ephemeral port, in a thread of this process): `query_range`
-    answers one series per query from `series(query, t)` (default: `iotex_node_finalized_height` grows by
-    one block every 5 s from 100, anything else is 2.5), and every request is kept in `requests`; set
-    `status` to make it answer errors. It listens on a socket, so a test using it is an integration test
-    (marked `slow` in this project's suite). Use it as a context manager, or `start()` and `stop()`.
+    A Prometheus HTTP API on 127.0.0.1 (an ephemeral port, in a thread of this process): `query` and
+    `query_range` answer one series per query (with `labels`) from `series(query, t, start)` (default:
+    `iotex_node_finalized_height` grows by one block every 5 s from 100, anything else is 2.5), and every
+    request is kept in `requests`; set `status` to make it answer errors (and `/-/ready` 503). It listens
+    on a socket, so a test using it is an integration test (marked `slow` in this project's suite).
+    Use it as a context manager, or `start()` and `stop()`.
 
 Nothing here is imported by the toolkit itself.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -224,13 +226,14 @@ def default_series(query: str, t: float, start: float) -> float:
 
 
 class FakePrometheus(ThreadingHTTPServer):
-    """A Prometheus HTTP API (query_range only) on 127.0.0.1; see the module doc."""
+    """A Prometheus HTTP API (instant and range queries, readiness) on 127.0.0.1; see the module doc."""
 
     daemon_threads = True
 
     def __init__(self, series: Callable[[str, float, float], float] = default_series) -> None:
         super().__init__(("127.0.0.1", 0), _PrometheusHandler)
         self.series = series
+        self.labels: dict[str, str] = {}  # the labels of every series answered
         self.requests: list[dict[str, str]] = []
         self.status = 200
         self._thread: threading.Thread | None = None
@@ -265,11 +268,19 @@ class _PrometheusHandler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         self.server.requests.append({"path": u.path, **q})
-        if u.path != "/api/v1/query_range":
+        if u.path == "/-/ready":
+            self._send(200 if self.server.status == 200 else 503, {"status": "ready"})
+            return
+        if u.path not in ("/api/v1/query", "/api/v1/query_range"):
             self._send(404, {"status": "error", "error": "not found"})
             return
         if self.server.status != 200:
-            self._send(self.server.status, {"status": "error", "error": "bad"})
+            self._send(self.server.status, {"status": "error", "errorType": "bad_data", "error": "bad"})
+            return
+        if u.path == "/api/v1/query":
+            t = float(q.get("time") or time.time())
+            row = {"metric": dict(self.server.labels), "value": [t, str(self.server.series(q["query"], t, t))]}
+            self._send(200, {"status": "success", "data": {"resultType": "vector", "result": [row]}})
             return
         start, end, step = float(q["start"]), float(q["end"]), float(q["step"].rstrip("s"))
         values = []
@@ -277,7 +288,13 @@ class _PrometheusHandler(BaseHTTPRequestHandler):
         while t <= end:
             values.append([t, str(self.server.series(q["query"], t, start))])
             t += step
-        self._send(200, {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}})
+        self._send(
+            200,
+            {
+                "status": "success",
+                "data": {"resultType": "matrix", "result": [{"metric": dict(self.server.labels), "values": values}]},
+            },
+        )
 
     def _send(self, code: int, doc: dict[str, Any]) -> None:
         body = json.dumps(doc).encode()
