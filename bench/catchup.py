@@ -170,9 +170,8 @@ def http_status(url: str) -> int:
 
 def metric_sum(net: LocalNet, i: int, prefix: str) -> dict[str, float]:
     try:
-        with urllib.request.urlopen(net.nodes[i].api + "/metrics", timeout=2) as resp:  # noqa: S310
-            text = resp.read().decode()
-    except (OSError, urllib.error.URLError):
+        text = net.client(i).metrics(timeout=2)
+    except OSError:  # NodeApiError is one
         return {}
     out: dict[str, float] = {}
     for line in text.splitlines():

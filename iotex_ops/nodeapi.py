@@ -424,10 +424,20 @@ class NodeClient:
         """POST `body` as JSON to `path`; the answer parsed (a 2xx), NodeApiError otherwise."""
         return self._request("POST", path, body, timeout, max_retry_wait)
 
+    def get_text(self, path: str, *, timeout: float | None = None) -> str:
+        """GET `path` as text (e.g. "/metrics", Prometheus's exposition format); NodeApiError when it fails."""
+        return str(self._request("GET", path, None, timeout, None, text=True))
+
+    def metrics(self, *, timeout: float | None = None) -> str:
+        """The node's Prometheus metrics, as the exposition text GET /metrics answers."""
+        return self.get_text("/metrics", timeout=timeout)
+
     def _error(self, method: str, url: str, what: str, **kw: Any) -> NodeApiError:
         return NodeApiError(f"{self.name}: {method} {url}: {what}", node=self.name, url=url, **kw)
 
-    def _request(self, method: str, path: str, body: Any, timeout: float | None, max_retry_wait: float | None) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any, timeout: float | None, max_retry_wait: float | None, *, text: bool = False
+    ) -> Any:
         url = self.url + path
         timeout = self.timeout if timeout is None else timeout
         budget = self.max_retry_wait if max_retry_wait is None else max_retry_wait
@@ -470,7 +480,7 @@ class NodeClient:
                     raise self._error(method, url, f"no answer within {timeout:g}s") from None
                 raise self._error(method, url, f"not answering: {reason}") from None
             try:
-                return json.loads(raw)
+                return raw.decode() if text else json.loads(raw)
             except ValueError:
                 raise self._error(method, url, f"answered something that is not JSON: {raw[:80]!r}") from None
 

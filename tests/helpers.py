@@ -40,10 +40,7 @@ def admin(net: LocalNet, i: int, path: str, body: dict[str, Any] | None = None) 
 
 
 def metrics_text(net: LocalNet, i: int) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(net.nodes[i].api + "/metrics", timeout=5) as resp:  # noqa: S310 - our own loopback node
-        return str(resp.read().decode())
+    return net.client(i).metrics(timeout=5)
 
 
 def settled_heights(net: LocalNet, nodes: list[int], steady_s: float = 2.0, timeout: float = 60.0) -> list[int | None]:

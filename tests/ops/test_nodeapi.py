@@ -282,6 +282,15 @@ def test_answers_that_are_not_json_or_not_the_documented_shape(client: NodeClien
         client.chain()
 
 
+def test_metrics_are_the_exposition_text_and_errors_name_the_node(client: NodeClient, fake: FakeNode) -> None:
+    text = b"# TYPE iotex_node_height gauge\niotex_node_height 12\n"
+    fake.script("/metrics", (200, text, {}), (503, {"error": {"code": "unavailable", "message": "busy"}}, {}))
+    assert client.metrics() == text.decode()
+    with pytest.raises(NodeApiError, match=r"delegate-1: GET .*/metrics: HTTP 503 unavailable: busy") as e:
+        client.metrics()
+    assert e.value.status == 503
+
+
 # -- rate limits ------------------------------------------------------------------------------------------
 
 
