@@ -53,12 +53,9 @@ def _endorsing(st: lab_mod.LabState, name: str, above: int) -> bool:
         tip = c.finalized_height
         if tip <= above or not c.participating:
             return False
-        for h in range(tip, max(above, tip - 3), -1):
-            if c.address in client.block(h).voters:
-                return True
+        return any(c.address in b.voters for b in client.blocks(max(above + 1, tip - 2), tip))
     except Exception:  # still starting
         return False
-    return False
 
 
 def _wait(probe: Any, timeout: float) -> Any:

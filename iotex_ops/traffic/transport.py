@@ -36,24 +36,23 @@ class HttpNodeApi:
     """JSON over HTTP through `iotex_ops.nodeapi.NodeClient`, one client per node API base URL."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str, float], NodeClient] = {}
+        self._clients: dict[str, NodeClient] = {}
 
-    def _client(self, api: str, timeout: float) -> NodeClient:
-        key = (api, timeout)
-        client = self._clients.get(key)
+    def _client(self, api: str) -> NodeClient:
+        client = self._clients.get(api)
         if client is None:
-            client = self._clients[key] = NodeClient(api, timeout=timeout, max_retry_wait=0)
+            client = self._clients[api] = NodeClient(api, max_retry_wait=0)
         return client
 
     def get(self, api: str, path: str, *, timeout: float) -> Any:
         try:
-            return self._client(api, timeout).get_json(path)
+            return self._client(api).get_json(path, timeout=timeout)
         except NodeApiError as exc:
             raise Unavailable(str(exc)) from None
 
     def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any:
         try:
-            return self._client(api, timeout).post_json(path, body)
+            return self._client(api).post_json(path, body, timeout=timeout)
         except NodeApiError as exc:
             raise Unavailable(str(exc)) from None
 
