@@ -170,7 +170,7 @@ def _inventory(
             "node_api_port": api,
             "node_key_file": str(src / "keystore.json"),
             "node_data_dir": str(host_dir / "node"),
-            "service_manager": "supervisord",
+            "node_service_manager": "supervisord",
             "node_autorestart": "false",  # alertd, not supervisord, brings a crashed lab node back
             "iotex_host_dir": str(host_dir),
             "iotex_releases_root": str(host_dir / "opt" / "iotex"),
@@ -284,11 +284,11 @@ def up(
         token, _ = ops_services.prepare_alertd(root)
         receiver = ops_services.start_receiver(root, pager_port)
         ops = {
-            "alertd_url": f"http://127.0.0.1:{alertd_port}",
-            "alertd_token_file": str(token),
-            "pagerduty_url": receiver["url"],
-            "pagerduty_routing_key_file": receiver["routing_key_file"],
-            "pagerduty_ca_file": receiver["ca_file"],
+            "monitoring_alertd_url": f"http://127.0.0.1:{alertd_port}",
+            "monitoring_alertd_token_file": str(token),
+            "monitoring_pagerduty_url": receiver["url"],
+            "monitoring_pagerduty_routing_key_file": receiver["routing_key_file"],
+            "monitoring_pagerduty_ca_file": receiver["ca_file"],
             **LAB_ALERT_THRESHOLDS,
         }
         inv_doc = _inventory(
