@@ -339,30 +339,28 @@ def up(
             say(f"creating {delegates} network-namespace hosts with sshd")
             netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
-        say("generating keys and genesis")
-        testnet = root / "testnet"
-        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
-        manifest = json.loads((testnet / "testnet.json").read_text())
-        dist = root / "dist"
-        dist.mkdir(exist_ok=True)
-        current = release.current()
-        say(
-            "building node releases "
-            + ", ".join(v for v, _ in DRILL_RELEASES.values())
-            + f" from this source ({current.version})"
-        )
-        t_rel = time.monotonic()
-        built = build_releases(dist, DRILL_RELEASES)
-        timings["releases_s"] = round(time.monotonic() - t_rel, 3)
-        if not any(built.values()):
-            say("releases: built before from these sources (cache)")
-        base = DRILL_RELEASES["base"][0]
         prom_port, am_port, alertd_port, pager_port = free_ports(4)
+        say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
+        token, _ = ops_services.prepare_alertd(root)
+        # the receiver starts (a process of its own) while this one makes the keys, genesis and releases
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            receiver_started = pool.submit(ops_services.start_receiver, root, pager_port)
+            testnet = root / "testnet"
+            generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
+            manifest = json.loads((testnet / "testnet.json").read_text())
+            dist = root / "dist"
+            dist.mkdir(exist_ok=True)
+            current = release.current()
+            t_rel = time.monotonic()
+            built = build_releases(dist, DRILL_RELEASES)
+            timings["releases_s"] = round(time.monotonic() - t_rel, 3)
+            versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
+            how = "built now" if any(built.values()) else "built before from these sources (cache)"
+            say(f"node releases {versions} from this source ({current.version}): {how}")
+            receiver = receiver_started.result()
+        base = DRILL_RELEASES["base"][0]
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
-        say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA)")
-        token, _ = ops_services.prepare_alertd(root)
-        receiver = ops_services.start_receiver(root, pager_port)
         ops = {
             "monitoring_alertd_url": f"http://127.0.0.1:{alertd_port}",
             "monitoring_alertd_token_file": str(token),
