@@ -409,16 +409,33 @@ def up(
         )
         _save(state)  # from here on `down` can find and remove everything
         t_play = time.monotonic()
+        stack = _stack(state)
         if chain:
             say("installing and starting the nodes with playbooks/site.yml")
-            run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=on_event)
+            # site.yml renders the monitoring configs first: Prometheus and Alertmanager start on them as soon as
+            # the next play (the delegates') begins, and get ready while the nodes install
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                started: list[Any] = []
+
+                def seen(ev: dict[str, Any]) -> None:
+                    rendered = all((monitoring_dir / f).is_file() for f in ("prometheus.yml", "alertmanager.yml"))
+                    if ev.get("event") == "playbook_on_play_start" and rendered and not started:
+                        say("starting Prometheus and Alertmanager (while the delegates install)")
+                        started.append(pool.submit(stack.start, rendered=True, daemon=True))
+                    if on_event is not None:
+                        on_event(ev)
+
+                run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=seen)
+                timings["playbook_s"] = round(time.monotonic() - t_play, 3)
+                if started:
+                    started[0].result()
         else:
             say("rendering the monitoring configs (playbooks/monitoring.yml); the bootstrap drill installs the nodes")
             run_playbook("monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
-        timings["playbook_s"] = round(time.monotonic() - t_play, 3)
-        say("starting Prometheus and Alertmanager")
-        stack = _stack(state)
-        stack.start(rendered=True, daemon=True)
+            timings["playbook_s"] = round(time.monotonic() - t_play, 3)
+        if not stack.pids():
+            say("starting Prometheus and Alertmanager")
+            stack.start(rendered=True, daemon=True)
         state.timings = timings
         _save(state)
         if chain:
