@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--localnet-runs", type=int, default=2)
     ap.add_argument("--converged", type=int, default=3)
     ap.add_argument("--strategies", default="", help="comma-separated; empty: the tree's default only")
+    ap.add_argument("--modes", default="local", help="host modes of the lab: local, netns (root)")
     args = ap.parse_args()
     from iotex_ops.lab import lab as lab_mod
 
@@ -121,22 +122,25 @@ def main() -> int:
         t_rel = time.monotonic()
         built = lab_mod.build_releases(dist, lab_mod.DRILL_RELEASES)
         out["releases_build_s"] = {"seconds": round(time.monotonic() - t_rel, 2), "built": built}
-    root = args.root / "lab"
-    t0 = time.monotonic()
-    c0 = _cpu()
-    try:
-        state = lab_mod.up(args.delegates, "local", 1000, root)
-        out["lab_up_first_block_s"] = round(float(state.timings.get("up_to_first_block_s", time.monotonic() - t0)), 2)
-        out["lab_up_total_s"] = round(time.monotonic() - t0, 2)
-        out["lab_up_children_cpu_s"] = round(_cpu() - c0, 2)
-        out["lab_timings"] = state.timings
-        runs_dir = args.root / "bench-runs"
-        strategies: list[str | None] = [s for s in args.strategies.split(",") if s] or [None]  # type: ignore[misc]
-        out["converged"] = [converged(Path(state.inventory), runs_dir, args.converged, s) for s in strategies]
-    finally:
-        t1 = time.monotonic()
-        lab_mod.down(root)
-        out["lab_down_s"] = round(time.monotonic() - t1, 2)
+    strategies: list[str | None] = [s for s in args.strategies.split(",") if s] or [None]  # type: ignore[misc]
+    out["modes"] = {}
+    for mode in args.modes.split(","):
+        root = args.root / f"lab-{mode}"
+        m: dict[str, Any] = {}
+        out["modes"][mode] = m
+        t0, c0 = time.monotonic(), _cpu()
+        try:
+            state = lab_mod.up(args.delegates, mode, 1000, root)
+            m["lab_up_first_block_s"] = round(float(state.timings.get("up_to_first_block_s", time.monotonic() - t0)), 2)
+            m["lab_up_total_s"] = round(time.monotonic() - t0, 2)
+            m["lab_up_children_cpu_s"] = round(_cpu() - c0, 2)
+            m["lab_timings"] = state.timings
+            runs_dir = args.root / f"bench-runs-{mode}"
+            m["converged"] = [converged(Path(state.inventory), runs_dir, args.converged, s) for s in strategies]
+        finally:
+            t1 = time.monotonic()
+            lab_mod.down(root)
+            m["lab_down_s"] = round(time.monotonic() - t1, 2)
     print(json.dumps(out))
     return 0
 

@@ -43,7 +43,7 @@ def run_tree(tree: Path, args: argparse.Namespace, strategies: str) -> dict[str,
     }
     env.pop("IOTEX_OPS_HOME", None)
     cmd = [str(python), str(HERE / "_playbook_driver.py"), "--root", str(base / "r"), "--converged", str(args.converged)]
-    cmd += ["--localnet-runs", str(args.localnet_runs)]
+    cmd += ["--localnet-runs", str(args.localnet_runs), "--modes", args.modes]
     if strategies:
         cmd += ["--strategies", strategies]
     try:
@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--converged", type=int, default=3, help="converged runs of site.yml per tree (median)")
     ap.add_argument("--localnet-runs", type=int, default=2)
     ap.add_argument("--strategies", default="", help="the new tree's converged runs under each of these strategies too")
+    ap.add_argument("--modes", default="local", help="lab host modes, in turn: local and/or netns (root)")
     ap.add_argument("--json", type=Path, help="also write both trees' raw figures here")
     args = ap.parse_args()
     print(reference_line(), flush=True)
@@ -79,33 +80,38 @@ def main() -> int:
 
     med = statistics.median
     ln_old, ln_new = med(old["localnet_first_block_s"]), med(new["localnet_first_block_s"])
-    up_old, up_new = old["lab_up_first_block_s"], new["lab_up_first_block_s"]
-    c_old, c_new = old["converged"][0], new["converged"][0]
-    rows = [
-        ("localnet start -> first block (median)", ln_old, ln_new),
-        ("lab up (local) -> first block", up_old, up_new),
-        ("  of which site.yml (fresh install)", old["lab_timings"].get("playbook_s"), new["lab_timings"].get("playbook_s")),
-        ("converged site.yml, 4+1 hosts (median wall)", c_old["wall_median_s"], c_new["wall_median_s"]),
-        ("  CPU of the run's processes (median)", c_old["cpu_median_s"], c_new["cpu_median_s"]),
-    ]
-    print(f"\n{'figure':46} {'old':>9} {'new':>9} {'old/new':>8}")
-    for name, a, b in rows:
-        print(f"{name:46} {a:8.2f}s {b:8.2f}s {_ratio(a, b):>8}")
-    print(f"{'lab up / localnet, same run (target <= 4x)':46} {_ratio(up_old, ln_old):>9} {_ratio(up_new, ln_new):>9}")
-    print(f"{'converged site.yml old/new (target >= 4x)':46} {'':>9} {_ratio(c_old['wall_median_s'], c_new['wall_median_s']):>9}")
+    print(f"\n{'figure':48} {'old':>9} {'new':>9} {'old/new':>8}")
+    print(f"{'localnet start -> first block (median)':48} {ln_old:8.2f}s {ln_new:8.2f}s {_ratio(ln_old, ln_new):>8}")
     if "releases_build_s" in new:
-        print(f"new: the 3 drill releases built once into the cache: {new['releases_build_s']['seconds']:.2f}s (before lab up)")
-    print(f"changed in the converged runs: old {c_old['changed']}, new {c_new['changed']}")
-    print(f"host-task results per converged run: old {c_old['host_task_results']} ({c_old['not_skipped']} not skipped), "
-          f"new {c_new['host_task_results']} ({c_new['not_skipped']} not skipped)")  # fmt: skip
-    for c in new["converged"][1:]:
-        print(f"new, strategy {c['strategy']}: converged site.yml {c['wall_median_s']:.2f}s wall, {c['cpu_median_s']:.2f}s CPU"
-              + (f" ({c['error']})" if "error" in c else ""))  # fmt: skip
-    for label, c in (("old", c_old), ("new", c_new)):
-        print(f"\n{label}: seconds per task, summed over the hosts (median of {args.converged} converged runs)")
-        for task, s in list(c["per_task_s"].items())[:14]:
-            print(f"  {s:6.2f}  {task}")
-        print("  per host: " + ", ".join(f"{h} {s:.2f}s" for h, s in c["per_host_s"].items()))
+        print(f"new: the 3 drill releases, built once into the cache before lab up: {new['releases_build_s']['seconds']:.2f}s")
+    for mode in args.modes.split(","):
+        o, n = old["modes"][mode], new["modes"][mode]
+        c_old, c_new = o["converged"][0], n["converged"][0]
+        rows = [
+            (f"lab up ({mode}) -> first block", o["lab_up_first_block_s"], n["lab_up_first_block_s"]),
+            (f"lab up ({mode}), whole (alertd up)", o["lab_up_total_s"], n["lab_up_total_s"]),
+            ("  of which site.yml (fresh install)", o["lab_timings"].get("playbook_s"), n["lab_timings"].get("playbook_s")),
+            (f"converged site.yml, {mode} 4+1 hosts (median wall)", c_old["wall_median_s"], c_new["wall_median_s"]),
+            ("  CPU of the run's processes (median)", c_old["cpu_median_s"], c_new["cpu_median_s"]),
+        ]
+        for name, a, b in rows:
+            print(f"{name:48} {a:8.2f}s {b:8.2f}s {_ratio(a, b):>8}")
+        up_o, up_n = o["lab_up_first_block_s"], n["lab_up_first_block_s"]
+        print(f"{'lab up / localnet, same run (target <= 4x)':48} {_ratio(up_o, ln_old):>9} {_ratio(up_n, ln_new):>9}")
+        speedup = _ratio(c_old["wall_median_s"], c_new["wall_median_s"])
+        print(f"{'converged site.yml old/new (target >= 4x)':48} {'':>9} {speedup:>9}")
+        print(f"changed in the converged runs: old {c_old['changed']}, new {c_new['changed']}")
+        print(f"host-task results per converged run: old {c_old['host_task_results']} ({c_old['not_skipped']} not skipped), "
+              f"new {c_new['host_task_results']} ({c_new['not_skipped']} not skipped)")  # fmt: skip
+        for c in n["converged"][1:]:
+            err = f" ({c['error']})" if "error" in c else ""
+            print(f"new, strategy {c['strategy']}: converged site.yml {c.get('wall_median_s', 0):.2f}s wall, "
+                  f"{c.get('cpu_median_s', 0):.2f}s CPU, changed {c.get('changed')}{err}")  # fmt: skip
+        for label, c in (("old", c_old), ("new", c_new)):
+            print(f"\n{label} ({mode}): seconds per task, summed over the hosts (median of {args.converged} converged runs)")
+            for task, s in list(c["per_task_s"].items())[:14]:
+                print(f"  {s:6.2f}  {task}")
+            print("  per host: " + ", ".join(f"{h} {s:.2f}s" for h, s in c["per_host_s"].items()))
     print(f"\n{ref_old} (old run); {ref_new} (new run)")
     return 0
 
