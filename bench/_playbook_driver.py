@@ -130,7 +130,12 @@ def main() -> int:
         out["modes"][mode] = m
         t0, c0 = time.monotonic(), _cpu()
         try:
-            state = lab_mod.up(args.delegates, mode, 1000, root)
+            fresh: list[dict[str, Any]] = []
+            state = lab_mod.up(args.delegates, mode, 1000, root, on_event=fresh.append)
+            per_task: dict[str, float] = defaultdict(float)
+            for role, task, _host, seconds, _status in _task_times(fresh):
+                per_task[f"{role + ': ' if role else ''}{task}"] += seconds
+            m["fresh_per_task_s"] = dict(sorted(((k, round(v, 2)) for k, v in per_task.items()), key=lambda kv: -kv[1]))
             m["lab_up_first_block_s"] = round(float(state.timings.get("up_to_first_block_s", time.monotonic() - t0)), 2)
             m["lab_up_total_s"] = round(time.monotonic() - t0, 2)
             m["lab_up_children_cpu_s"] = round(_cpu() - c0, 2)

@@ -107,6 +107,10 @@ def main() -> int:
             err = f" ({c['error']})" if "error" in c else ""
             print(f"new, strategy {c['strategy']}: converged site.yml {c.get('wall_median_s', 0):.2f}s wall, "
                   f"{c.get('cpu_median_s', 0):.2f}s CPU, changed {c.get('changed')}{err}")  # fmt: skip
+        for label, fresh in (("old", o["fresh_per_task_s"]), ("new", n["fresh_per_task_s"])):
+            print(f"\n{label} ({mode}): seconds per task of lab up's site.yml (fresh install), summed over the hosts")
+            for task, s in list(fresh.items())[:10]:
+                print(f"  {s:6.2f}  {task}")
         for label, c in (("old", c_old), ("new", c_new)):
             print(f"\n{label} ({mode}): seconds per task, summed over the hosts (median of {args.converged} converged runs)")
             for task, s in list(c["per_task_s"].items())[:14]:
