@@ -387,6 +387,8 @@ def up(
             )
             for name, hv in inv_doc["all"]["children"]["delegates"]["hosts"].items()
         ]
+        for n in nodes:  # a local host is its directory, there before anything is installed on it
+            Path(n.host_dir).mkdir(parents=True, exist_ok=True)
         state = LabState(
             mode=hosts,
             root=str(root),
