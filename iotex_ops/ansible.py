@@ -55,8 +55,11 @@ SPEED_ENV: dict[str, str] = {
 # The strategy: `free` lets each host run its tasks without waiting for the slowest host at every task (the
 # plays have no step that needs the hosts in lockstep: each node's config depends on the inventory only).
 # `mitogen_free` / `mitogen_linear` use Mitogen for Ansible when it is installed (docs/performance.md).
+# Mitogen for Ansible supports ansible-core 2.19 (since mitogen 0.3.25; it prints ansible-core's deprecation
+# warning for third-party strategy plugins) and is a dependency: `mitogen_free` is the default when it is
+# installed, `free` otherwise (and in ansible.cfg, which cannot name a venv's plugin directory).
 STRATEGY_ENV_VAR = "IOTEX_OPS_ANSIBLE_STRATEGY"
-DEFAULT_STRATEGY = "free"
+FALLBACK_STRATEGY = "free"
 STRATEGIES = ("linear", "free", "mitogen_linear", "mitogen_free")
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -71,10 +74,16 @@ def _mitogen_strategy_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
 
 
+def default_strategy() -> str:
+    """`mitogen_free` when Mitogen for Ansible is installed, else `free`."""
+    plugins = _mitogen_strategy_dir()
+    return "mitogen_free" if plugins is not None and plugins.is_dir() else FALLBACK_STRATEGY
+
+
 def speed_env(strategy: str | None = None) -> dict[str, str]:
     """The settings every run of the toolkit gets, for `strategy` (default: $IOTEX_OPS_ANSIBLE_STRATEGY, else
-    DEFAULT_STRATEGY)."""
-    strategy = strategy or os.environ.get(STRATEGY_ENV_VAR) or DEFAULT_STRATEGY
+    default_strategy())."""
+    strategy = strategy or os.environ.get(STRATEGY_ENV_VAR) or default_strategy()
     if strategy not in STRATEGIES:
         raise OpsError(f"Ansible strategy {strategy!r} (${STRATEGY_ENV_VAR}) is not one of {', '.join(STRATEGIES)}")
     env = {**SPEED_ENV, "ANSIBLE_STRATEGY": strategy}

@@ -26,7 +26,7 @@ def test_ansible_cfg_says_what_the_toolkit_passes(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv(ansible.STRATEGY_ENV_VAR, raising=False)
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "ansible.cfg")
-    env = ansible.speed_env()
+    env = ansible.speed_env(ansible.FALLBACK_STRATEGY)  # ansible.cfg cannot name a venv's Mitogen plugins
     assert set(env) == set(CFG_KEYS)
     for var, (section, key) in CFG_KEYS.items():
         assert cfg.get(section, key) == env[var], f"ansible.cfg [{section}] {key} differs from {var}"
@@ -37,7 +37,14 @@ def test_pipelining_connection_reuse_and_no_facts_are_on(monkeypatch: pytest.Mon
     env = ansible.speed_env()
     assert env["ANSIBLE_PIPELINING"] == "True" and env["ANSIBLE_GATHERING"] == "explicit"
     assert "ControlPersist=" in env["ANSIBLE_SSH_ARGS"] and " -C" not in f" {env['ANSIBLE_SSH_ARGS']}"
-    assert env["ANSIBLE_STRATEGY"] == ansible.DEFAULT_STRATEGY
+    assert env["ANSIBLE_STRATEGY"] == ansible.default_strategy()
+
+
+def test_the_default_strategy_is_mitogen_free_when_mitogen_is_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(ansible, "_mitogen_strategy_dir", lambda: tmp_path)
+    assert ansible.default_strategy() == "mitogen_free"
+    monkeypatch.setattr(ansible, "_mitogen_strategy_dir", lambda: None)
+    assert ansible.default_strategy() == "free"
 
 
 def test_strategy_comes_from_the_environment_and_unknown_ones_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
