@@ -44,8 +44,9 @@ test: $(STAMP) lab-deps
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+## ruff, mypy, and ansible-lint on playbooks/ at the production profile (.ansible-lint)
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/ansible-lint playbooks/
 
 ## the five drills on a local 4-delegate lab under load: a summary table and a report (exit 1 if a drill failed)
 rehearsal: $(STAMP) lab-deps

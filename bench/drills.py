@@ -41,7 +41,7 @@ def main() -> None:
     root, state = d / "lab", d / "state"
     try:
         t0 = time.monotonic()
-        lab_mod.up(delegates=4, hosts=args.hosts, root=root)
+        lab_mod.up(delegates=4, hosts=args.hosts, root=root, chain=rehearsal.lab_needs_chain(rehearsal.DRILLS))
         lab_s = time.monotonic() - t0
         out = rehearsal.rehearse(4, args.hosts, root, state_dir=state, load_tps=args.load_tps)
         print(f"{'drill':22} {'result':8} {'duration':>9} {'figure':>22} {'value':>8} {'target':>8}")

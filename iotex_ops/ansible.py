@@ -39,7 +39,60 @@ BASE_ENV: dict[str, str] = {
     "ANSIBLE_NO_TARGET_SYSLOG": "True",
 }
 
+# What makes a run fast (issue 13, docs/performance.md); none of it is a secret. The playbooks stay plain
+# Ansible: ansible.cfg at the root of a checkout says the same for `ansible-playbook` run from there, and
+# tests/ops/test_ansible_config.py keeps the two equal.
+SPEED_ENV: dict[str, str] = {
+    # one process per module, fed on stdin: no remote temp file, chmod and rm around every task
+    "ANSIBLE_PIPELINING": "True",
+    # one SSH connection per host for the whole run and the next ones (no -C: the artifact is gzip already)
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+    # the plays gather no facts (gather_facts: false); this makes it the default for any play that forgets
+    "ANSIBLE_GATHERING": "explicit",
+    # every host of a network at once (Ansible's default is 5)
+    "ANSIBLE_FORKS": "25",
+}
+# The strategy: `free` lets each host run its tasks without waiting for the slowest host at every task (the
+# plays have no step that needs the hosts in lockstep: each node's config depends on the inventory only).
+# `mitogen_free` / `mitogen_linear` use Mitogen for Ansible when it is installed (docs/performance.md).
+# Mitogen for Ansible supports ansible-core 2.19 (since mitogen 0.3.25; it prints ansible-core's deprecation
+# warning for third-party strategy plugins) and is a dependency: `mitogen_free` is the default when it is
+# installed, `free` otherwise (and in ansible.cfg, which cannot name a venv's plugin directory).
+STRATEGY_ENV_VAR = "IOTEX_OPS_ANSIBLE_STRATEGY"
+FALLBACK_STRATEGY = "free"
+STRATEGIES = ("linear", "free", "mitogen_linear", "mitogen_free")
+
 EventHandler = Callable[[dict[str, Any]], None]
+
+
+def _mitogen_strategy_dir() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+
+
+def default_strategy() -> str:
+    """`mitogen_free` when Mitogen for Ansible is installed, else `free`."""
+    plugins = _mitogen_strategy_dir()
+    return "mitogen_free" if plugins is not None and plugins.is_dir() else FALLBACK_STRATEGY
+
+
+def speed_env(strategy: str | None = None) -> dict[str, str]:
+    """The settings every run of the toolkit gets, for `strategy` (default: $IOTEX_OPS_ANSIBLE_STRATEGY, else
+    default_strategy())."""
+    strategy = strategy or os.environ.get(STRATEGY_ENV_VAR) or default_strategy()
+    if strategy not in STRATEGIES:
+        raise OpsError(f"Ansible strategy {strategy!r} (${STRATEGY_ENV_VAR}) is not one of {', '.join(STRATEGIES)}")
+    env = {**SPEED_ENV, "ANSIBLE_STRATEGY": strategy}
+    if strategy.startswith("mitogen_"):
+        plugins = _mitogen_strategy_dir()
+        if plugins is None or not plugins.is_dir():
+            raise OpsError(f"Ansible strategy {strategy} needs Mitogen for Ansible (pip install mitogen), which is not installed")
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(plugins)
+    return env
 
 
 @dataclass(frozen=True)
@@ -166,8 +219,10 @@ def run_playbook(
     on_event: Callable[[dict[str, object]], None] | None = None,
     timeout: float | None = None,
     raise_on_failure: bool = True,
+    strategy: str | None = None,
 ) -> PlaybookResult:
-    """Run a playbook (a path, or the name of one of the toolkit's playbooks) on `inventory`."""
+    """Run a playbook (a path, or the name of one of the toolkit's playbooks) on `inventory`; `strategy` is
+    Ansible's (see speed_env)."""
     import ansible_runner
 
     path = resolve_playbook(playbook)
@@ -184,6 +239,7 @@ def run_playbook(
     cp_dir.mkdir(mode=0o700, exist_ok=True)
     envvars = {
         **BASE_ENV,
+        **speed_env(strategy),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir),
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
         "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
@@ -244,6 +300,48 @@ def load_events(artifacts_dir: Path) -> list[dict[str, Any]]:
     for p in d.glob("*.json"):
         out.append(json.loads(p.read_text()))
     out.sort(key=lambda e: int(e.get("counter", 0)))
+    return out
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    """How long one task took on one host, from the run's events (ansible-runner times each result)."""
+
+    task: str
+    role: str
+    host: str
+    seconds: float
+    status: str  # ok | changed | failed | skipped | unreachable
+
+
+_RESULTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+def task_times(events: list[dict[str, Any]]) -> list[TaskTime]:
+    """Every host's time in every task of a run, in the order the results came."""
+    out: list[TaskTime] = []
+    for ev in events:
+        status = _RESULTS.get(str(ev.get("event", "")))
+        data = ev.get("event_data")
+        if status is None or not isinstance(data, dict) or "duration" not in data:
+            continue
+        res = data.get("res")
+        if status == "ok" and isinstance(res, dict) and res.get("changed"):
+            status = "changed"
+        out.append(
+            TaskTime(
+                task=str(data.get("task", "?")),
+                role=str(data.get("role", "") or ""),
+                host=str(data.get("host", "?")),
+                seconds=float(data.get("duration") or 0.0),
+                status=status,
+            )
+        )
     return out
 
 

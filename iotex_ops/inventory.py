@@ -33,7 +33,7 @@ REQUIRED = (
     "delegate_name",
     "node_key_file",
     "node_data_dir",
-    "service_manager",
+    "node_service_manager",
 )
 # non-Ansible vars this toolkit and its playbooks understand; anything else is a typo until prefixed x_
 _TOOLKIT_VARS = {
@@ -44,8 +44,23 @@ _TOOLKIT_VARS = {
     "node_extra_args",
     "iotex_network",  # a name for the network (run locks); default: a digest of the delegates' addresses
     "iotex_prometheus_url",  # the Prometheus that scrapes the delegates, for runbook verifications
-    "supervisorctl_bin",
+    "node_supervisorctl_bin",
     "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
+}
+
+# Variables renamed when the roles took ansible-lint's role prefix (issue 13): an inventory that still sets
+# the old name is told the new one, rather than that the name is unknown.
+_ALERTS = (
+    "delegate_down_for", "chain_stalled_for", "lag_blocks", "lag_for", "missed_slots", "missed_slots_window", "peers_min",
+    "peers_for", "paused_for", "version_skew_for", "mempool_max", "mempool_for", "disk_free_ratio", "disk_for",
+    "alertd_down_for", "group_wait", "group_interval", "repeat_interval", "watchdog_repeat", "docs_url",
+)  # fmt: skip
+_NODE = ("service_manager", "supervisor_dir", "supervisord_bin", "supervisorctl_bin", "systemd_unit_dir")
+_MONITORING = ("alertd_url", "alertd_token_file", "pagerduty_url", "pagerduty_routing_key_file", "pagerduty_ca_file")
+RENAMED: dict[str, str] = {
+    **{old: f"node_{old}" for old in _NODE},
+    **{old: f"monitoring_{old}" for old in _MONITORING},
+    **{f"alert_{a}": f"monitoring_alert_{a}" for a in _ALERTS},
 }
 
 
@@ -303,7 +318,7 @@ def _spec(name: str, groups: tuple[str, ...], v: Mapping[str, Any], base: Path) 
         delegate_name=v.get("delegate_name"),
         node_key_file=key_path,
         node_data_dir=v.get("node_data_dir"),
-        service_manager=v.get("service_manager"),
+        service_manager=v.get("node_service_manager"),
         groups=groups,
         extra=MappingProxyType({k: val for k, val in v.items() if k not in REQUIRED}),
     )
@@ -322,7 +337,9 @@ def check(inv: Inventory) -> list[Problem]:
     for h in inv.hosts:
         v = inv.raw_vars[h.name]
         for k in sorted(v):
-            if k not in known and not k.startswith(("ansible_", "x_")):
+            if k in RENAMED and k not in known:
+                problems.append(Problem(f"host var {k!r} is now called {RENAMED[k]!r}", host=h.name))
+            elif k not in known and not k.startswith(("ansible_", "x_")):
                 problems.append(Problem(f"unknown host var {k!r} (custom vars start with x_)", host=h.name))
         if h.name not in delegates:
             continue
@@ -334,10 +351,9 @@ def check(inv: Inventory) -> list[Problem]:
                 problems.append(Problem(f"{k} must be a port number 1-65535, not {v[k]!r}", host=h.name))
         if h.node_p2p_port is not None and h.node_p2p_port == h.node_api_port:
             problems.append(Problem(f"node_p2p_port and node_api_port are both {h.node_p2p_port}", host=h.name))
-        if "service_manager" in v and h.service_manager not in SERVICE_MANAGERS:
-            problems.append(
-                Problem(f"service_manager must be one of {', '.join(SERVICE_MANAGERS)}, not {h.service_manager!r}", host=h.name)
-            )
+        if "node_service_manager" in v and h.service_manager not in SERVICE_MANAGERS:
+            allowed = ", ".join(SERVICE_MANAGERS)
+            problems.append(Problem(f"node_service_manager must be one of {allowed}, not {h.service_manager!r}", host=h.name))
         if h.node_key_file is not None and not h.node_key_file.is_file():
             problems.append(Problem(f"node_key_file {h.node_key_file} does not exist on this controller", host=h.name))
     problems += _port_clashes(h for h in inv.hosts if h.name in delegates)

@@ -398,12 +398,12 @@ class Network:
 
 
 def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool, defaults: Mapping[str, Any]) -> Delegate:
-    # the roles' defaults (playbooks/roles/iotex_common, node_service: iotex_ops.content) for vars the inventory leaves out
+    # the roles' defaults (playbooks/roles/iotex and node: iotex_ops.content) for vars the inventory leaves out
     rv = content.RoleVars({"inventory_hostname": spec.name, **hv}, defaults)
     python = str(rv["iotex_python"])
     api_host = str(hv.get("node_advertise_host", spec.ansible_host))
     # on the host, beside its Python (the role's own default is the controller's: the same host in the lab)
-    supervisorctl = hv.get("supervisorctl_bin") or str(Path(python).parent / "supervisorctl")
+    supervisorctl = hv.get("node_supervisorctl_bin") or str(Path(python).parent / "supervisorctl")
     return Delegate(
         name=spec.name,
         spec=spec,
@@ -412,9 +412,9 @@ def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool, defaults: Ma
         home=str(rv["iotex_node_home"]),
         releases_root=str(rv["iotex_releases_root"]),
         python=python,
-        service_manager=str(hv.get("service_manager") or defaults["service_manager"]),
+        service_manager=str(hv.get("node_service_manager") or defaults["node_service_manager"]),
         service_name=str(rv["node_service_name"]),
-        supervisor_dir=str(rv["supervisor_dir"]),
+        supervisor_dir=str(rv["node_supervisor_dir"]),
         supervisorctl=str(supervisorctl),
         vars=hv,
     )

@@ -88,8 +88,18 @@ def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
     }
 
 
-def ensure_lab(delegates: int, hosts: str, root: Path | None, say: Callable[[str], None]) -> tuple[lab_mod.LabState, bool]:
-    """The lab that is up (if its shape fits), else a new one; and whether this call started it."""
+def lab_needs_chain(drills: tuple[str, ...]) -> bool:
+    """Whether a lab brought up for these drills must run a chain already. Not when the first is bootstrap: it
+    wipes whatever chain runs and makes a new one, so a chain made before it is an install, a start and a first
+    block that it undoes at once."""
+    return not drills or drills[0] != "bootstrap"
+
+
+def ensure_lab(
+    delegates: int, hosts: str, root: Path | None, say: Callable[[str], None], chain: bool = True
+) -> tuple[lab_mod.LabState, bool]:
+    """The lab that is up (if its shape fits), else a new one; and whether this call started it. chain=False:
+    a new lab gets no chain (lab.up's chain): the first drill, bootstrap, makes one."""
     state = lab_mod.load_state(root)
     if state is not None and lab_mod.is_up(state):
         if state.mode != hosts or state.delegates != delegates:
@@ -101,8 +111,9 @@ def ensure_lab(delegates: int, hosts: str, root: Path | None, say: Callable[[str
             raise RehearsalError("the lab that is up predates the drills (no drill releases): `iotex-ops lab down`, then again")
         say(f"using the lab that is up ({state.delegates} delegates, {state.mode} hosts)")
         return state, False
-    say(f"bringing up a lab of {delegates} delegates on {hosts} hosts")
-    return lab_mod.up(delegates=delegates, hosts=hosts, root=root, say=say), True
+    later = "" if chain else " (its chain: the bootstrap drill's)"
+    say(f"bringing up a lab of {delegates} delegates on {hosts} hosts{later}")
+    return lab_mod.up(delegates=delegates, hosts=hosts, root=root, say=say, chain=chain), True
 
 
 def rehearse(
@@ -121,7 +132,7 @@ def rehearse(
     if unknown:
         raise RehearsalError(f"unknown drill(s) {', '.join(unknown)}; the drills are {', '.join(DRILLS)}")
     t0 = time.time()
-    state, started_lab = ensure_lab(delegates, hosts, root, say)
+    state, started_lab = ensure_lab(delegates, hosts, root, say, chain=lab_needs_chain(drills))
     lab_s = time.time() - t0
     state_dir = state_dir or default_state_dir()
     books = loader.discover()
@@ -136,6 +147,13 @@ def rehearse(
                 time.sleep(2.0)  # the load is flowing before the drill's steady state is checked
             say(f"drill {name}")
             rows.append(_drill(name, books, state, params[name], state_dir, load, on_event))
+            if not state.chain_started:
+                # the bootstrap drill made the chain: now Prometheus must see every node, and alertd watches them
+                try:
+                    lab_mod.complete(state, say=say)
+                except OpsError as exc:
+                    rows[-1].error = f"{rows[-1].error + '; ' if rows[-1].error else ''}the lab could not be completed: {exc}"
+                    rows[-1].result = "failed"
     finally:
         if load is not None:
             load.stop()

@@ -96,12 +96,12 @@ def cases(s: Settings) -> list[Case]:
 
     # DelegateDown
     k = _steps(s.delegate_down_for, i)
-    c = Case("DelegateDown fires when a node stops answering for alert_delegate_down_for")
+    c = Case("DelegateDown fires when a node stops answering for monitoring_alert_delegate_down_for")
     up(c, k + 4, {"d1": [1, *_flat(0, k + 3)]})
     c.expect("DelegateDown", k + 2, (d1, 0))
     out.append(c)
     m = max(1, k - 1)
-    c = Case("DelegateDown stays quiet for a blip shorter than alert_delegate_down_for")
+    c = Case("DelegateDown stays quiet for a blip shorter than monitoring_alert_delegate_down_for")
     up(c, m + 4, {"d1": [1, *_flat(0, m), *_flat(1, 3)]})
     c.expect("DelegateDown", m)
     c.expect("DelegateDown", m + 1)
@@ -110,13 +110,13 @@ def cases(s: Settings) -> list[Case]:
     # DelegateLagging
     k = _steps(s.lag_for, i)
     lag = s.lag_blocks + 5
-    c = Case("DelegateLagging fires when a node stays more than alert_lag_blocks behind")
+    c = Case("DelegateLagging fires when a node stays more than monitoring_alert_lag_blocks behind")
     up(c, k + 3)
     c.add("iotex_finalized_height", d1, _flat(100, k + 3))
     c.add("iotex_finalized_height", d2, _flat(100 + lag, k + 3))
     c.expect("DelegateLagging", k + 1, (d1, lag))
     out.append(c)
-    c = Case("DelegateLagging stays quiet at alert_lag_blocks behind")
+    c = Case("DelegateLagging stays quiet at monitoring_alert_lag_blocks behind")
     up(c, k + 3)
     c.add("iotex_finalized_height", d1, _flat(100, k + 3))
     c.add("iotex_finalized_height", d2, _flat(100 + s.lag_blocks, k + 3))
@@ -130,7 +130,7 @@ def cases(s: Settings) -> list[Case]:
             c.add("iotex_node_info", {**node(h), "address": ADDRESSES[h], "version": "1.0.0", "protocol": "1"}, _flat(1, n))
             c.add("iotex_missed_slots_total", {**node(h), "exported_delegate": ADDRESSES["d1"]}, counts)
 
-    c = Case("DelegateMissingSlots fires for the host whose address misses more than alert_missed_slots")
+    c = Case("DelegateMissingSlots fires for the host whose address misses more than monitoring_alert_missed_slots")
     slots(c, 5, [0, 0, *_flat(s.missed_slots + 3, 3)])
     labels = {"address": ADDRESSES["d1"], "delegate": "d1", "host": "d1"}
     c.expect("DelegateMissingSlots", 3, (labels, s.missed_slots + 3))
@@ -142,14 +142,14 @@ def cases(s: Settings) -> list[Case]:
 
     if "PeersLow" in names:
         k = _steps(s.peers_for, i)
-        c = Case("PeersLow fires when a node keeps fewer than alert_peers_min peers")
+        c = Case("PeersLow fires when a node keeps fewer than monitoring_alert_peers_min peers")
         up(c, k + 3)
         c.add("iotex_peers", d1, _flat(s.peers_min - 1, k + 3))
         c.add("iotex_peers", d2, _flat(s.peers_min, k + 3))
         c.expect("PeersLow", k + 1, (d1, s.peers_min - 1))
         out.append(c)
         m = max(1, k - 1)
-        c = Case("PeersLow stays quiet when peers come back within alert_peers_for")
+        c = Case("PeersLow stays quiet when peers come back within monitoring_alert_peers_for")
         up(c, m + 3)
         c.add("iotex_peers", d1, [s.peers_min, *_flat(s.peers_min - 1, m), s.peers_min, s.peers_min])
         c.expect("PeersLow", m)
@@ -158,14 +158,14 @@ def cases(s: Settings) -> list[Case]:
 
     # DelegatePausedUnexpectedly
     k = _steps(s.paused_for, i)
-    c = Case("DelegatePausedUnexpectedly fires for a pause longer than alert_paused_for")
+    c = Case("DelegatePausedUnexpectedly fires for a pause longer than monitoring_alert_paused_for")
     up(c, k + 3)
     c.add("iotex_node_paused", d1, _flat(1, k + 3))
     c.add("iotex_node_halted", d1, _flat(0, k + 3))
     c.expect("DelegatePausedUnexpectedly", k + 1, (d1, 1))
     out.append(c)
     m = max(1, k - 1)
-    c = Case("DelegatePausedUnexpectedly stays quiet for a planned hold shorter than alert_paused_for")
+    c = Case("DelegatePausedUnexpectedly stays quiet for a planned hold shorter than monitoring_alert_paused_for")
     up(c, m + 3)
     c.add("iotex_node_paused", d1, [0, *_flat(1, m), 0, 0])
     c.add("iotex_node_halted", d1, _flat(0, m + 3))
@@ -181,14 +181,14 @@ def cases(s: Settings) -> list[Case]:
 
     # MempoolBacklog
     k = _steps(s.mempool_for, i)
-    c = Case("MempoolBacklog fires when the mempool stays above alert_mempool_max")
+    c = Case("MempoolBacklog fires when the mempool stays above monitoring_alert_mempool_max")
     up(c, k + 3)
     c.add("iotex_mempool_actions", d1, _flat(s.mempool_max + 1, k + 3))
     c.add("iotex_mempool_actions", d2, _flat(s.mempool_max, k + 3))
     c.expect("MempoolBacklog", k + 1, (d1, s.mempool_max + 1))
     out.append(c)
     m = max(1, k - 1)
-    c = Case("MempoolBacklog stays quiet for a burst shorter than alert_mempool_for")
+    c = Case("MempoolBacklog stays quiet for a burst shorter than monitoring_alert_mempool_for")
     up(c, m + 3)
     c.add("iotex_mempool_actions", d1, [0, *_flat(s.mempool_max + 1, m), 0, 0])
     c.expect("MempoolBacklog", m)
@@ -198,13 +198,13 @@ def cases(s: Settings) -> list[Case]:
     # DiskSpaceLow
     k = _steps(s.disk_for, i)
     low = int(DISK_SIZE * s.disk_free_ratio / 2)
-    c = Case("DiskSpaceLow fires when free space stays under alert_disk_free_ratio")
+    c = Case("DiskSpaceLow fires when free space stays under monitoring_alert_disk_free_ratio")
     up(c, k + 3)
     c.add("iotex_disk_size_bytes", d1, _flat(DISK_SIZE, k + 3))
     c.add("iotex_disk_free_bytes", d1, _flat(low, k + 3))
     c.expect("DiskSpaceLow", k + 1, (d1, 100 * low / DISK_SIZE))
     out.append(c)
-    c = Case("DiskSpaceLow stays quiet above alert_disk_free_ratio")
+    c = Case("DiskSpaceLow stays quiet above monitoring_alert_disk_free_ratio")
     up(c, k + 3)
     c.add("iotex_disk_size_bytes", d1, _flat(DISK_SIZE, k + 3))
     c.add("iotex_disk_free_bytes", d1, _flat(int(DISK_SIZE * (1 + s.disk_free_ratio) / 2), k + 3))
@@ -215,7 +215,7 @@ def cases(s: Settings) -> list[Case]:
     k = _steps(s.chain_stalled_for, i)
     n = k + 9
     stalled = [1, 2, *_flat(3, n - 2)]
-    c = Case("ChainStalled fires when no delegate finalizes for alert_chain_stalled_for")
+    c = Case("ChainStalled fires when no delegate finalizes for monitoring_alert_chain_stalled_for")
     up(c, n)
     for h in HOSTS:
         c.add("iotex_finalized_height", node(h), stalled)
@@ -258,14 +258,14 @@ def cases(s: Settings) -> list[Case]:
     def info(c: Case, host: str, version: str, values: list[Any]) -> None:
         c.add("iotex_node_info", {**node(host), "address": ADDRESSES[host], "version": version, "protocol": "1"}, values)
 
-    c = Case("VersionSkew fires when two versions run longer than alert_version_skew_for")
+    c = Case("VersionSkew fires when two versions run longer than monitoring_alert_version_skew_for")
     up(c, k + 3)
     info(c, "d1", "1.0.0", _flat(1, k + 3))
     info(c, "d2", "1.0.1", _flat(1, k + 3))
     c.expect("VersionSkew", k + 1, ({}, 2))
     out.append(c)
     m = max(1, k - 1)
-    c = Case("VersionSkew stays quiet during a rolling upgrade shorter than alert_version_skew_for")
+    c = Case("VersionSkew stays quiet during a rolling upgrade shorter than monitoring_alert_version_skew_for")
     up(c, m + 4)
     info(c, "d2", "1.0.0", [1, "stale"])
     info(c, "d2", "1.0.1", [None, *_flat(1, m + 3)])
@@ -293,7 +293,7 @@ def cases(s: Settings) -> list[Case]:
         c.expect("RemediationServiceDown", k + 1, ({"job": ALERTD_JOB}, 1))
         out.append(c)
         m = max(1, k - 1)
-        c = Case("RemediationServiceDown stays quiet for a blip shorter than alert_alertd_down_for")
+        c = Case("RemediationServiceDown stays quiet for a blip shorter than monitoring_alert_alertd_down_for")
         up(c, m + 4)
         c.add("up", alertd, [1, *_flat(0, m), *_flat(1, 3)])
         c.expect("RemediationServiceDown", m)

@@ -2,7 +2,7 @@
 
 With alertd: every alert goes to alertd (it remediates and pages), except RemediationServiceDown and
 AlertUnhandled, which exist because alertd cannot act and so go straight to PagerDuty. Watchdog reaches
-alertd every `alert_watchdog_repeat`: alertd treats its silence as a dead monitoring stack.
+alertd every `monitoring_alert_watchdog_repeat`: alertd treats its silence as a dead monitoring stack.
 Without alertd: critical and error alerts go to PagerDuty, the rest nowhere.
 Secrets are only ever referenced by file (credentials_file, routing_key_file), never inlined.
 """
@@ -137,10 +137,11 @@ def warnings(s: Settings) -> list[str]:
     if not s.pagerduty_routing_key_file:
         if s.alertd_base:
             out.append(
-                "pagerduty_routing_key_file is empty: RemediationServiceDown and AlertUnhandled reach nobody when alertd is down"
+                "monitoring_pagerduty_routing_key_file is empty: "
+                "RemediationServiceDown and AlertUnhandled reach nobody when alertd is down"
             )
         else:
-            out.append("neither alertd_url nor pagerduty_routing_key_file is set: no alert reaches anyone")
+            out.append("neither monitoring_alertd_url nor monitoring_pagerduty_routing_key_file is set: no alert reaches anyone")
     if s.alertd_base and not s.alertd_token_file:
-        out.append("alertd_token_file is empty: Alertmanager posts to alertd without a bearer token")
+        out.append("monitoring_alertd_token_file is empty: Alertmanager posts to alertd without a bearer token")
     return out

@@ -3,7 +3,7 @@
 Labels: `severity` (critical | error | warning | info) and, on every alert about one delegate, `host` (the
 inventory host, which the remediation service takes runbook parameters from). Annotations: `summary`,
 `description`, `runbook` (the remediation runbook's name, or "" when a person must act), and `runbook_url`
-when `alert_docs_url` is set.
+when `monitoring_alert_docs_url` is set.
 
 Severities: critical = the network or its safety net is at risk (a person is paged even when a machine
 acts); error = one delegate cannot do its duty; warning = degraded, worth a look before it becomes an
@@ -89,7 +89,7 @@ def stall_samples(s: Settings) -> int:
 
 
 def alert_specs(s: Settings) -> tuple[AlertSpec, ...]:
-    """Every alert for these settings: PeersLow only when alert_peers_min > 0, the fallbacks only with alertd."""
+    """Every alert for these settings: PeersLow only when monitoring_alert_peers_min > 0, the fallbacks only with alertd."""
     w = fmt_duration(s.chain_stalled_for)
     specs = [
         AlertSpec(

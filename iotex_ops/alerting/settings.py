@@ -24,9 +24,11 @@ MONITORING_GROUP = "monitoring"
 ALERTD_WEBHOOK_PATH = "/v1/alerts"  # where alertd takes Alertmanager's webhook posts, beside its /metrics
 # Variables that would put a secret's value into the inventory; only files are accepted.
 INLINE_SECRETS = {
-    "pagerduty_routing_key": "pagerduty_routing_key_file",
-    "pagerduty_service_key": "pagerduty_routing_key_file",
-    "alertd_token": "alertd_token_file",
+    "pagerduty_routing_key": "monitoring_pagerduty_routing_key_file",
+    "pagerduty_service_key": "monitoring_pagerduty_routing_key_file",
+    "alertd_token": "monitoring_alertd_token_file",
+    "monitoring_pagerduty_routing_key": "monitoring_pagerduty_routing_key_file",
+    "monitoring_alertd_token": "monitoring_alertd_token_file",
 }
 
 
@@ -49,31 +51,31 @@ _KINDS: dict[str, tuple[str, Any]] = {
     "monitoring_alertmanager": ("hostport", None),
     "monitoring_webhook_url": ("url", None),
     "monitoring_rule_files": ("list", None),
-    "alertd_url": ("url", None),
-    "alertd_token_file": ("path", None),
-    "pagerduty_url": ("url", None),
-    "pagerduty_routing_key_file": ("path", None),
-    "pagerduty_ca_file": ("path", None),
-    "alert_delegate_down_for": ("duration", "2s"),
-    "alert_chain_stalled_for": ("duration", "5s"),
-    "alert_lag_blocks": ("int", 10),
-    "alert_lag_for": ("duration", "5s"),
-    "alert_missed_slots": ("int", None),
-    "alert_missed_slots_window": ("duration", "30s"),
-    "alert_peers_min": ("int", None),
-    "alert_peers_for": ("duration", "5s"),
-    "alert_paused_for": ("duration", "30s"),
-    "alert_version_skew_for": ("duration", "5m"),
-    "alert_mempool_max": ("int", None),
-    "alert_mempool_for": ("duration", "30s"),
-    "alert_disk_free_ratio": ("ratio", 0.02),
-    "alert_disk_for": ("duration", "10s"),
-    "alert_alertd_down_for": ("duration", "3s"),
-    "alert_group_wait": ("duration", None),
-    "alert_group_interval": ("duration", None),
-    "alert_repeat_interval": ("duration", None),
-    "alert_watchdog_repeat": ("duration", None),
-    "alert_docs_url": ("url", None),
+    "monitoring_alertd_url": ("url", None),
+    "monitoring_alertd_token_file": ("path", None),
+    "monitoring_pagerduty_url": ("url", None),
+    "monitoring_pagerduty_routing_key_file": ("path", None),
+    "monitoring_pagerduty_ca_file": ("path", None),
+    "monitoring_alert_delegate_down_for": ("duration", "2s"),
+    "monitoring_alert_chain_stalled_for": ("duration", "5s"),
+    "monitoring_alert_lag_blocks": ("int", 10),
+    "monitoring_alert_lag_for": ("duration", "5s"),
+    "monitoring_alert_missed_slots": ("int", None),
+    "monitoring_alert_missed_slots_window": ("duration", "30s"),
+    "monitoring_alert_peers_min": ("int", None),
+    "monitoring_alert_peers_for": ("duration", "5s"),
+    "monitoring_alert_paused_for": ("duration", "30s"),
+    "monitoring_alert_version_skew_for": ("duration", "5m"),
+    "monitoring_alert_mempool_max": ("int", None),
+    "monitoring_alert_mempool_for": ("duration", "30s"),
+    "monitoring_alert_disk_free_ratio": ("ratio", 0.02),
+    "monitoring_alert_disk_for": ("duration", "10s"),
+    "monitoring_alert_alertd_down_for": ("duration", "3s"),
+    "monitoring_alert_group_wait": ("duration", None),
+    "monitoring_alert_group_interval": ("duration", None),
+    "monitoring_alert_repeat_interval": ("duration", None),
+    "monitoring_alert_watchdog_repeat": ("duration", None),
+    "monitoring_alert_docs_url": ("url", None),
 }
 VAR_NAMES = frozenset(_KINDS)
 # What the lab's inventory sets (`all.vars`) so that a killed node alerts in seconds, not minutes.
@@ -172,10 +174,10 @@ class Settings:
             raise AlertingError("bad monitoring settings:\n  " + "\n  ".join(problems))
         interval = v["monitoring_interval"]
         derived = {
-            "alert_group_wait": interval,
-            "alert_group_interval": 5 * interval,
-            "alert_watchdog_repeat": 4 * interval,
-            "alert_peers_min": delegates * 2 // 3,  # below it a node cannot reach a quorum through its own peers
+            "monitoring_alert_group_wait": interval,
+            "monitoring_alert_group_interval": 5 * interval,
+            "monitoring_alert_watchdog_repeat": 4 * interval,
+            "monitoring_alert_peers_min": delegates * 2 // 3,  # below it a node cannot reach a quorum through its own peers
         }
         for name, value in derived.items():
             if v[name] is None:
@@ -188,35 +190,40 @@ class Settings:
             alertmanager=v["monitoring_alertmanager"],
             webhook_url=v["monitoring_webhook_url"],
             rule_files=tuple(v["monitoring_rule_files"]),
-            alertd_url=v["alertd_url"],
-            alertd_token_file=v["alertd_token_file"],
-            pagerduty_url=v["pagerduty_url"],
-            pagerduty_routing_key_file=v["pagerduty_routing_key_file"],
-            pagerduty_ca_file=v["pagerduty_ca_file"],
-            delegate_down_for=v["alert_delegate_down_for"],
-            chain_stalled_for=v["alert_chain_stalled_for"],
-            lag_blocks=v["alert_lag_blocks"],
-            lag_for=v["alert_lag_for"],
-            missed_slots=v["alert_missed_slots"],
-            missed_slots_window=v["alert_missed_slots_window"],
-            peers_min=v["alert_peers_min"],
-            peers_for=v["alert_peers_for"],
-            paused_for=v["alert_paused_for"],
-            version_skew_for=v["alert_version_skew_for"],
-            mempool_max=v["alert_mempool_max"],
-            mempool_for=v["alert_mempool_for"],
-            disk_free_ratio=v["alert_disk_free_ratio"],
-            disk_for=v["alert_disk_for"],
-            alertd_down_for=v["alert_alertd_down_for"],
-            group_wait=v["alert_group_wait"],
-            group_interval=v["alert_group_interval"],
-            repeat_interval=v["alert_repeat_interval"],
-            watchdog_repeat=v["alert_watchdog_repeat"],
-            docs_url=v["alert_docs_url"],
+            alertd_url=v["monitoring_alertd_url"],
+            alertd_token_file=v["monitoring_alertd_token_file"],
+            pagerduty_url=v["monitoring_pagerduty_url"],
+            pagerduty_routing_key_file=v["monitoring_pagerduty_routing_key_file"],
+            pagerduty_ca_file=v["monitoring_pagerduty_ca_file"],
+            delegate_down_for=v["monitoring_alert_delegate_down_for"],
+            chain_stalled_for=v["monitoring_alert_chain_stalled_for"],
+            lag_blocks=v["monitoring_alert_lag_blocks"],
+            lag_for=v["monitoring_alert_lag_for"],
+            missed_slots=v["monitoring_alert_missed_slots"],
+            missed_slots_window=v["monitoring_alert_missed_slots_window"],
+            peers_min=v["monitoring_alert_peers_min"],
+            peers_for=v["monitoring_alert_peers_for"],
+            paused_for=v["monitoring_alert_paused_for"],
+            version_skew_for=v["monitoring_alert_version_skew_for"],
+            mempool_max=v["monitoring_alert_mempool_max"],
+            mempool_for=v["monitoring_alert_mempool_for"],
+            disk_free_ratio=v["monitoring_alert_disk_free_ratio"],
+            disk_for=v["monitoring_alert_disk_for"],
+            alertd_down_for=v["monitoring_alert_alertd_down_for"],
+            group_wait=v["monitoring_alert_group_wait"],
+            group_interval=v["monitoring_alert_group_interval"],
+            repeat_interval=v["monitoring_alert_repeat_interval"],
+            watchdog_repeat=v["monitoring_alert_watchdog_repeat"],
+            docs_url=v["monitoring_alert_docs_url"],
         )
 
 
-_MINIMUM = {"alert_lag_blocks": 1, "alert_missed_slots": 1, "alert_peers_min": 0, "alert_mempool_max": 1}
+_MINIMUM = {
+    "monitoring_alert_lag_blocks": 1,
+    "monitoring_alert_missed_slots": 1,
+    "monitoring_alert_peers_min": 0,
+    "monitoring_alert_mempool_max": 1,
+}
 
 
 def _convert(var: Var, raw: Any) -> Any:
@@ -281,14 +288,14 @@ def _relations(v: Mapping[str, Any]) -> list[str]:
     """Durations that make no sense against the interval: a window needs two samples, a `for` one interval."""
     interval = v["monitoring_interval"]
     problems = []
-    for name in ("alert_chain_stalled_for", "alert_missed_slots_window"):
+    for name in ("monitoring_alert_chain_stalled_for", "monitoring_alert_missed_slots_window"):
         if v[name] < 2 * interval:
             problems.append(f"{name}: {fmt_duration(v[name])} holds fewer than 2 samples at monitoring_interval {interval:g}s")
-    for name in (
-        "alert_delegate_down_for", "alert_lag_for", "alert_peers_for", "alert_paused_for", "alert_version_skew_for",
-        "alert_mempool_for", "alert_disk_for", "alert_alertd_down_for", "alert_group_interval", "alert_repeat_interval",
-        "alert_watchdog_repeat",
+    for short in (
+        "delegate_down_for", "lag_for", "peers_for", "paused_for", "version_skew_for", "mempool_for", "disk_for",
+        "alertd_down_for", "group_interval", "repeat_interval", "watchdog_repeat",
     ):  # fmt: skip
+        name = f"monitoring_alert_{short}"
         if v[name] < interval:
             problems.append(f"{name}: {fmt_duration(v[name])} is shorter than monitoring_interval {interval:g}s")
     return problems
@@ -324,7 +331,7 @@ def settings_from_inventory(inv: Inventory) -> Settings:
 def targets_from_inventory(inv: Inventory) -> tuple[Target, ...]:
     """Each delegate's /metrics address: node_advertise_host (else ansible_host) and node_api_port."""
     out = []
-    default_port = content.role_defaults("iotex_common")["node_api_port"]
+    default_port = content.role_defaults("node")["node_api_port"]
     for h in inv.delegates:
         v = inv.raw_vars[h.name]
         address = str(v.get("node_advertise_host") or h.ansible_host)

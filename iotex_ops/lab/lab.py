@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +83,10 @@ class LabState:
     alertd_url: str = ""  # the remediation service (`iotex-ops alertd`) Alertmanager posts to
     alertd_state_dir: str = ""
     pager_dir: str = ""  # the PagerDuty-compatible receiver's directory (receiver.json, incidents)
+    # False: `up(chain=False)` left the delegates for the bootstrap drill to install and start, and alertd for
+    # `complete` to start once they run (the rehearsal); True once the chain runs and alertd watches it.
+    chain_started: bool = True
+    alertd_port: int = 0  # where alertd listens (the inventory's monitoring_alertd_url), once it is started
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,8 +126,76 @@ def _answering(url: str) -> bool:
     return NodeClient(url).alive(timeout=1.0)
 
 
+def _monitoring_alive(state: LabState) -> bool:
+    for name in ("prometheus", "alertmanager"):
+        try:
+            if alive(int((Path(state.monitoring_dir) / f"{name}.pid").read_text().strip())):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def is_up(state: LabState) -> bool:
-    return any(state.node_pid(n.name) is not None or _answering(n.api_url) for n in state.nodes)
+    if any(state.node_pid(n.name) is not None or _answering(n.api_url) for n in state.nodes):
+        return True
+    # a lab brought up for a bootstrap drill has no node yet, only its monitoring
+    return not state.chain_started and _monitoring_alive(state)
+
+
+# --- releases --------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where built releases are kept across labs: $IOTEX_OPS_CACHE_DIR, else $XDG_CACHE_HOME/iotex-ops."""
+    given = os.environ.get("IOTEX_OPS_CACHE_DIR")
+    if given:
+        return Path(given).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "iotex-ops"
+
+
+def release_key(version: str, protocols: tuple[int, ...]) -> str:
+    """What a built release depends on: the node's sources (their digest, as its manifest records it), its
+    version and its protocols. The same key is the same artifact, so it is built once."""
+    from iotex_node import artifact
+
+    files = {rel: p.read_bytes() for rel, p in artifact.package_files(artifact.package_dir())}
+    return f"{artifact.source_digest(files)[:24]}-{version}-p{'.'.join(map(str, protocols))}"
+
+
+def build_releases(dist: Path, releases: dict[str, tuple[str, tuple[int, ...]]], cache: Path | None = None) -> dict[str, bool]:
+    """Each release into `dist` (the artifact, its .sha256 and .manifest.json), built once per source: from the
+    cache when a release of the same sources, version and protocols was built before (by any lab, test or
+    bench on this machine), else built into the cache first. Returns version -> whether it was built now."""
+    from iotex_node import artifact
+
+    cache = (cache or cache_dir()) / "releases"
+    cache.mkdir(parents=True, exist_ok=True)
+    built: dict[str, bool] = {}
+    for version, protocols in releases.values():
+        entry = cache / release_key(version, protocols)
+        name = artifact.artifact_name(version)
+        built[version] = False
+        if not (entry / name).is_file():
+            # build beside the entry and rename it in: a concurrent lab sees the whole entry or none of it
+            tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=cache))
+            try:
+                artifact.build(version, protocols, tmp)
+                try:
+                    tmp.rename(entry)
+                    built[version] = True
+                except OSError:
+                    if not (entry / name).is_file():
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for f in sorted(entry.iterdir()):
+            dst = dist / f.name
+            try:
+                os.link(f, dst)  # read-only files: one copy on disk, whatever the number of labs
+            except OSError:
+                shutil.copy2(f, dst)
+    return built
 
 
 # --- up --------------------------------------------------------------------------------------------
@@ -170,7 +243,7 @@ def _inventory(
             "node_api_port": api,
             "node_key_file": str(src / "keystore.json"),
             "node_data_dir": str(host_dir / "node"),
-            "service_manager": "supervisord",
+            "node_service_manager": "supervisord",
             "node_autorestart": "false",  # alertd, not supervisord, brings a crashed lab node back
             "iotex_host_dir": str(host_dir),
             "iotex_releases_root": str(host_dir / "opt" / "iotex"),
@@ -225,8 +298,12 @@ def up(
     root: Path | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] = lambda s: None,
+    chain: bool = True,
 ) -> LabState:
-    from iotex_node import artifact, release
+    """Bring the lab up. chain=False (the rehearsal, whose first drill bootstraps a new chain): everything but
+    the chain: no delegate installed or started (the bootstrap drill's node.yml does it, on keys and a genesis
+    of its own), Prometheus and Alertmanager up, alertd left for `complete` once the nodes run."""
+    from iotex_node import release
     from iotex_node.testnet import TestnetSpec, free_ports, generate
     from iotex_ops.ansible import run_playbook
 
@@ -262,33 +339,34 @@ def up(
             say(f"creating {delegates} network-namespace hosts with sshd")
             netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
-        say("generating keys and genesis")
-        testnet = root / "testnet"
-        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
-        manifest = json.loads((testnet / "testnet.json").read_text())
-        dist = root / "dist"
-        dist.mkdir(exist_ok=True)
-        current = release.current()
-        say(
-            "building node releases "
-            + ", ".join(v for v, _ in DRILL_RELEASES.values())
-            + f" from this source ({current.version})"
-        )
-        for version, protocols in DRILL_RELEASES.values():
-            artifact.build(version, protocols, dist)
-        base = DRILL_RELEASES["base"][0]
         prom_port, am_port, alertd_port, pager_port = free_ports(4)
+        say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
+        token, _ = ops_services.prepare_alertd(root)
+        # the receiver starts (a process of its own) while this one makes the keys, genesis and releases
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            receiver_started = pool.submit(ops_services.start_receiver, root, pager_port)
+            testnet = root / "testnet"
+            generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
+            manifest = json.loads((testnet / "testnet.json").read_text())
+            dist = root / "dist"
+            dist.mkdir(exist_ok=True)
+            current = release.current()
+            t_rel = time.monotonic()
+            built = build_releases(dist, DRILL_RELEASES)
+            timings["releases_s"] = round(time.monotonic() - t_rel, 3)
+            versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
+            how = "built now" if any(built.values()) else "built before from these sources (cache)"
+            say(f"node releases {versions} from this source ({current.version}): {how}")
+            receiver = receiver_started.result()
+        base = DRILL_RELEASES["base"][0]
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
-        say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA)")
-        token, _ = ops_services.prepare_alertd(root)
-        receiver = ops_services.start_receiver(root, pager_port)
         ops = {
-            "alertd_url": f"http://127.0.0.1:{alertd_port}",
-            "alertd_token_file": str(token),
-            "pagerduty_url": receiver["url"],
-            "pagerduty_routing_key_file": receiver["routing_key_file"],
-            "pagerduty_ca_file": receiver["ca_file"],
+            "monitoring_alertd_url": f"http://127.0.0.1:{alertd_port}",
+            "monitoring_alertd_token_file": str(token),
+            "monitoring_pagerduty_url": receiver["url"],
+            "monitoring_pagerduty_routing_key_file": receiver["routing_key_file"],
+            "monitoring_pagerduty_ca_file": receiver["ca_file"],
             **LAB_ALERT_THRESHOLDS,
         }
         inv_doc = _inventory(
@@ -309,6 +387,8 @@ def up(
             )
             for name, hv in inv_doc["all"]["children"]["delegates"]["hosts"].items()
         ]
+        for n in nodes:  # a local host is its directory, there before anything is installed on it
+            Path(n.host_dir).mkdir(parents=True, exist_ok=True)
         state = LabState(
             mode=hosts,
             root=str(root),
@@ -326,24 +406,44 @@ def up(
             accounts_file=str(testnet / "accounts.secret.json"),
             alertd_state_dir=str(root / "alertd" / "state"),
             pager_dir=str(root / "pager"),
+            chain_started=False,
+            alertd_port=alertd_port,
         )
         _save(state)  # from here on `down` can find and remove everything
-        say("installing and starting the nodes with playbooks/site.yml")
         t_play = time.monotonic()
-        run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=on_event)
-        timings["playbook_s"] = round(time.monotonic() - t_play, 3)
-        say("starting Prometheus and Alertmanager")
-        stack = MonitoringStack(
-            monitoring_dir, [Target(n.name, n.api_url.removeprefix("http://")) for n in nodes], prom_port, am_port
-        )
-        stack.start(rendered=True, daemon=True)
-        _wait_first_block(state, timeout=120)
-        _wait_prometheus_sees(stack, len(nodes), timeout=30)
-        timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
-        say("starting alertd (Alertmanager's webhook -> pages and remediation runbooks)")
-        state.alertd_url = ops_services.start_alertd(root, inventory, alertd_port, receiver, state.alertmanager_url)
+        stack = _stack(state)
+        if chain:
+            say("installing and starting the nodes with playbooks/site.yml")
+            # site.yml renders the monitoring configs first: Prometheus and Alertmanager start on them as soon as
+            # the next play (the delegates') begins, and get ready while the nodes install
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                started: list[Any] = []
+
+                def seen(ev: dict[str, Any]) -> None:
+                    rendered = all((monitoring_dir / f).is_file() for f in ("prometheus.yml", "alertmanager.yml"))
+                    if ev.get("event") == "playbook_on_play_start" and rendered and not started:
+                        say("starting Prometheus and Alertmanager (while the delegates install)")
+                        started.append(pool.submit(stack.start, rendered=True, daemon=True))
+                    if on_event is not None:
+                        on_event(ev)
+
+                run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=seen)
+                timings["playbook_s"] = round(time.monotonic() - t_play, 3)
+                if started:
+                    started[0].result()
+        else:
+            say("rendering the monitoring configs (playbooks/monitoring.yml); the bootstrap drill installs the nodes")
+            run_playbook("monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
+            timings["playbook_s"] = round(time.monotonic() - t_play, 3)
+        if not stack.pids():
+            say("starting Prometheus and Alertmanager")
+            stack.start(rendered=True, daemon=True)
         state.timings = timings
         _save(state)
+        if chain:
+            _wait_first_block(state, timeout=120)
+            timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
+            complete(state, say=say)
         return state
     except BaseException:
         # Stop what was started, keep the files (logs, run artifacts) to read; `lab down` removes them.
@@ -356,6 +456,28 @@ def up(
             ops_services.stop(root)
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
+
+
+def _stack(state: LabState) -> MonitoringStack:
+    prom_port = int(state.prometheus_url.rsplit(":", 1)[1])
+    am_port = int(state.alertmanager_url.rsplit(":", 1)[1])
+    targets = [Target(n.name, n.api_url.removeprefix("http://")) for n in state.nodes]
+    return MonitoringStack(Path(state.monitoring_dir), targets, prom_port, am_port)
+
+
+def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> LabState:
+    """Once the delegates run: wait until Prometheus scrapes them all, then start alertd, which Alertmanager
+    posts to (`up` does it itself; after `up(chain=False)` the rehearsal calls it after its bootstrap drill)."""
+    if state.chain_started:
+        return state
+    root = Path(state.root)
+    _wait_prometheus_sees(_stack(state), len(state.nodes), timeout=30)
+    say("starting alertd (Alertmanager's webhook -> pages and remediation runbooks)")
+    receiver = json.loads((Path(state.pager_dir) / "receiver.json").read_text())
+    state.alertd_url = ops_services.start_alertd(root, Path(state.inventory), state.alertd_port, receiver, state.alertmanager_url)
+    state.chain_started = True
+    _save(state)
+    return state
 
 
 def _repo_lab_link() -> Path:

@@ -84,7 +84,7 @@ def make_lab(root: Path, delegates: int = 2, versions: tuple[str, ...] = ("1.0.0
             "vars": {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
-                "service_manager": "supervisord",
+                "node_service_manager": "supervisord",
                 "node_genesis_src": str(testnet / "genesis.json"),
                 "node_release_dir": str(dist),
                 "node_release_version": versions[0],

@@ -40,11 +40,11 @@ def _secrets(d: Path) -> dict[str, str]:
     (d / "routing.key").write_text(ROUTING_KEY + "\n")
     (d / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot read by the generator\n-----END CERTIFICATE-----\n")
     return {
-        "alertd_url": "http://127.0.0.1:9095",
-        "alertd_token_file": str(d / "webhook.token"),
-        "pagerduty_url": "https://127.0.0.1:8443/v2/enqueue",
-        "pagerduty_routing_key_file": str(d / "routing.key"),
-        "pagerduty_ca_file": str(d / "ca.pem"),
+        "monitoring_alertd_url": "http://127.0.0.1:9095",
+        "monitoring_alertd_token_file": str(d / "webhook.token"),
+        "monitoring_pagerduty_url": "https://127.0.0.1:8443/v2/enqueue",
+        "monitoring_pagerduty_routing_key_file": str(d / "routing.key"),
+        "monitoring_pagerduty_ca_file": str(d / "ca.pem"),
     }
 
 
@@ -61,7 +61,7 @@ def lab_inventory(tmp_path: Path, delegates: int = 4, **monitoring_vars: Any) ->
             "node_api_port": 21000 + i,
             "node_key_file": str(tmp_path / f"node{i}.keystore.json"),
             "node_data_dir": str(tmp_path / f"node{i}"),
-            "service_manager": "supervisord",
+            "node_service_manager": "supervisord",
         }
         for i in range(delegates)
     }
@@ -120,25 +120,35 @@ def test_production_defaults_and_the_labs_shorter_thresholds() -> None:
 def test_every_bad_setting_is_named_at_once() -> None:
     with pytest.raises(AlertingError) as exc:
         Settings.from_vars(
-            {"alert_lag_blocks": "many", "alert_disk_free_ratio": 10, "alertd_url": "ftp://x", "pagerduty_ca_file": "ca.pem"},
+            {
+                "monitoring_alert_lag_blocks": "many",
+                "monitoring_alert_disk_free_ratio": 10,
+                "monitoring_alertd_url": "ftp://x",
+                "monitoring_pagerduty_ca_file": "ca.pem",
+            },
             delegates=4,
         )
     msg = str(exc.value)
-    for name in ("alert_lag_blocks", "alert_disk_free_ratio", "alertd_url", "pagerduty_ca_file"):
+    for name in (
+        "monitoring_alert_lag_blocks",
+        "monitoring_alert_disk_free_ratio",
+        "monitoring_alertd_url",
+        "monitoring_pagerduty_ca_file",
+    ):
         assert name in msg
     assert "absolute path" in msg and "between 0 and 1" in msg
 
 
 def test_an_inline_secret_is_refused_with_the_file_setting_to_use() -> None:
-    with pytest.raises(AlertingError, match=r"pagerduty_routing_key: .*set pagerduty_routing_key_file"):
+    with pytest.raises(AlertingError, match=r"pagerduty_routing_key: .*set monitoring_pagerduty_routing_key_file"):
         Settings.from_vars({"pagerduty_routing_key": ROUTING_KEY}, delegates=4)
 
 
 def test_windows_that_hold_fewer_than_two_samples_are_refused() -> None:
-    with pytest.raises(AlertingError, match="alert_chain_stalled_for: 15s holds fewer than 2 samples"):
-        Settings.from_vars({"monitoring_interval": 10, "alert_chain_stalled_for": "15s"}, delegates=4)
-    with pytest.raises(AlertingError, match="alert_delegate_down_for: 1s is shorter than monitoring_interval"):
-        Settings.from_vars({"monitoring_interval": 5, "alert_delegate_down_for": "1s"}, delegates=4)
+    with pytest.raises(AlertingError, match="monitoring_alert_chain_stalled_for: 15s holds fewer than 2 samples"):
+        Settings.from_vars({"monitoring_interval": 10, "monitoring_alert_chain_stalled_for": "15s"}, delegates=4)
+    with pytest.raises(AlertingError, match="monitoring_alert_delegate_down_for: 1s is shorter than monitoring_interval"):
+        Settings.from_vars({"monitoring_interval": 5, "monitoring_alert_delegate_down_for": "1s"}, delegates=4)
 
 
 def test_the_role_declares_every_generator_variable_with_the_same_default() -> None:
@@ -193,7 +203,7 @@ def test_a_single_delegate_has_no_peers_alert_and_no_alertd_means_no_fallbacks()
 
 
 def test_runbook_url_comes_from_alert_docs_url(tmp_path: Path) -> None:
-    s = lab_settings(tmp_path, alert_docs_url="https://ops.example/alerting")
+    s = lab_settings(tmp_path, monitoring_alert_docs_url="https://ops.example/alerting")
     rules = [r for g in rule_groups(s)["groups"] for r in g["rules"]]
     urls = {r["alert"]: r["annotations"]["runbook_url"] for r in rules}
     assert urls["DelegateDown"] == "https://ops.example/alerting#delegatedown"
@@ -237,7 +247,9 @@ def test_alerts_go_to_alertd_and_the_fallbacks_straight_to_pagerduty(tmp_path: P
 
 def test_without_alertd_page_worthy_alerts_go_to_pagerduty_or_nowhere(tmp_path: Path) -> None:
     secrets = _secrets(tmp_path)
-    with_key = alertmanager_config(Settings.from_vars({"pagerduty_routing_key_file": secrets["pagerduty_routing_key_file"]}, 4))
+    with_key = alertmanager_config(
+        Settings.from_vars({"monitoring_pagerduty_routing_key_file": secrets["monitoring_pagerduty_routing_key_file"]}, 4)
+    )
     assert with_key["route"]["receiver"] == "null"
     assert with_key["route"]["routes"] == [
         {"receiver": "null", "matchers": ['alertname="Watchdog"']},
@@ -319,22 +331,24 @@ def test_render_a_lab_inventory_takes_the_monitoring_hosts_settings(tmp_path: Pa
 
 
 def test_the_monitoring_hosts_value_wins_as_in_ansible(tmp_path: Path) -> None:
-    inventory = lab_inventory(tmp_path, alert_lag_blocks=5)  # all: 10 (LAB_VARS), the monitoring host: 5
+    inventory = lab_inventory(tmp_path, monitoring_alert_lag_blocks=5)  # all: 10 (LAB_VARS), the monitoring host: 5
     assert settings_from_inventory(inv_mod.load(inventory)).lag_blocks == 5
 
 
 def test_delegates_that_disagree_without_monitoring_hosts_are_an_error_naming_each(tmp_path: Path) -> None:
     doc = yaml.safe_load(lab_inventory(tmp_path).read_text())
     del doc["all"]["children"]["monitoring"]
-    doc["all"]["children"]["delegates"]["hosts"]["node1"]["alert_lag_blocks"] = 7
+    doc["all"]["children"]["delegates"]["hosts"]["node1"]["monitoring_alert_lag_blocks"] = 7
     (tmp_path / "flat.yml").write_text(yaml.safe_dump(doc))
-    with pytest.raises(AlertingError, match=r"alert_lag_blocks differs between hosts \(node0=10, node1=7, node2=10, node3=10\)"):
+    with pytest.raises(
+        AlertingError, match=r"monitoring_alert_lag_blocks differs between hosts \(node0=10, node1=7, node2=10, node3=10\)"
+    ):
         settings_from_inventory(inv_mod.load(tmp_path / "flat.yml"))
 
 
 def test_a_jinja_value_is_refused_since_the_generator_cannot_evaluate_it(tmp_path: Path) -> None:
-    inventory = lab_inventory(tmp_path, alertd_url="http://{{ alertd_host }}:9095")
-    with pytest.raises(AlertingError, match=r"alertd_url: .*Jinja expression"):
+    inventory = lab_inventory(tmp_path, monitoring_alertd_url="http://{{ alertd_host }}:9095")
+    with pytest.raises(AlertingError, match=r"monitoring_alertd_url: .*Jinja expression"):
         render.render(inv_mod.load(inventory))
 
 
@@ -420,9 +434,9 @@ def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str) -> No
 
 
 def test_cli_bad_inventory_settings_exit_2(tmp_path: Path) -> None:
-    inventory = lab_inventory(tmp_path, alert_disk_free_ratio=5)
+    inventory = lab_inventory(tmp_path, monitoring_alert_disk_free_ratio=5)
     r = CliRunner().invoke(monitoring_group, ["render", "-i", str(inventory), "--out", str(tmp_path / "out")])
-    assert r.exit_code == 2 and "alert_disk_free_ratio: 5 must be between 0 and 1" in r.output
+    assert r.exit_code == 2 and "monitoring_alert_disk_free_ratio: 5 must be between 0 and 1" in r.output
     assert not (tmp_path / "out").exists()
 
 

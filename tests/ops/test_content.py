@@ -57,7 +57,7 @@ def test_by_default_the_content_is_the_package_own() -> None:
     assert resolve_playbook("site") == REPO / "playbooks" / "site.yml"
     assert {"first-aid", "hotfix-compatible"} <= set(loader.discover())
     assert "the package" in content.describe()
-    assert {"host", "iotex_common", "monitoring", "node_service"} <= set(content.role_names())
+    assert {"host", "iotex", "node", "monitoring", "node_service"} <= set(content.role_names())
     res = CliRunner().invoke(main, ["playbook", "list"])
     assert res.exit_code == 0 and f"playbooks in {REPO / 'playbooks'} (from the package" in res.stdout
     assert "  site\n" in res.stdout
@@ -68,8 +68,8 @@ def test_iotex_ops_home_wins_for_playbooks_roles_and_runbooks(own_content: Path)
     assert resolve_playbook("site") == own_content.resolve() / "playbooks" / "site.yml"
     assert set(loader.discover()) == {"noop"}  # its runbooks, not the package's
     assert loader.find("noop").source == str(own_content.resolve() / "runbooks" / "noop.py")
-    _edit_defaults(own_content, "iotex_common", "node_name:", "x_fork_only: 1\nnode_name:")
-    assert "x_fork_only" in known_vars() and "x_fork_only" in content.role_defaults("iotex_common")
+    _edit_defaults(own_content, "node", "node_name:", "x_fork_only: 1\nnode_name:")
+    assert "x_fork_only" in known_vars() and "x_fork_only" in content.role_defaults("node")
     res = CliRunner().invoke(main, ["runbook", "list", "--json"])
     assert res.exit_code == 0 and "noop" in res.stdout and "first-aid" not in res.stdout
 
@@ -92,9 +92,9 @@ def test_monitoring_variables_are_the_monitoring_role_defaults(own_content: Path
         assert v.name in KNOWN
     # a fork's default is what the generator uses: one source
     assert Settings.from_vars({}, delegates=4).lag_blocks == 30
-    _edit_defaults(own_content, "monitoring", "alert_lag_blocks: 30", "alert_lag_blocks: 12")
+    _edit_defaults(own_content, "monitoring", "monitoring_alert_lag_blocks: 30", "monitoring_alert_lag_blocks: 12")
     assert Settings.from_vars({}, delegates=4).lag_blocks == 12
-    assert {v.name: v.default for v in variables()}["alert_lag_blocks"] == 12
+    assert {v.name: v.default for v in variables()}["monitoring_alert_lag_blocks"] == 12
 
 
 def _inventory(tmp_path: Path, **host_vars: object) -> Path:
@@ -102,7 +102,7 @@ def _inventory(tmp_path: Path, **host_vars: object) -> Path:
     key.write_text("{}")
     host = {"ansible_host": "127.0.0.1", "ansible_user": "iotex", "ansible_port": 22, "ansible_connection": "local",
             "node_p2p_port": 4689, "node_api_port": 14015, "delegate_name": "d1", "node_key_file": str(key),
-            "node_data_dir": "/var/lib/iotex-node", "service_manager": "systemd", **host_vars}  # fmt: skip
+            "node_data_dir": "/var/lib/iotex-node", "node_service_manager": "systemd", **host_vars}  # fmt: skip
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {"children": {"delegates": {"hosts": {"d1": host}}}}}))
     assert check(load(path)) == []
@@ -125,7 +125,7 @@ def test_the_network_takes_the_roles_defaults_for_what_the_inventory_leaves_out(
 
 
 def test_the_network_follows_a_fork_of_the_roles(tmp_path: Path, own_content: Path) -> None:
-    _edit_defaults(own_content, "iotex_common", "iotex_releases_root: /opt/iotex", "iotex_releases_root: /opt/chain")
+    _edit_defaults(own_content, "iotex", "iotex_releases_root: /opt/iotex", "iotex_releases_root: /opt/chain")
     with network.load(_inventory(tmp_path), tmp_path / "known_hosts") as net:
         assert net.delegates[0].releases_root == "/opt/chain"
 

@@ -38,7 +38,7 @@ def _good(tmp_path: Path, n: int = 3) -> Path:
         json.dumps({"all": {"children": {"delegates": {"hosts": hosts}, "monitoring": {"hosts": {"mon1": {}}}}}})
     )
     (inv / "group_vars" / "delegates.yml").write_text(
-        "ansible_user: iotex\nnode_data_dir: /var/lib/iotex-node\nservice_manager: systemd\n"
+        "ansible_user: iotex\nnode_data_dir: /var/lib/iotex-node\nnode_service_manager: systemd\n"
     )
     return inv
 
@@ -55,7 +55,7 @@ def test_example_prod_is_read_by_ansible_and_only_lacks_its_keystores() -> None:
     )  # fmt: skip
     data = json.loads(out.stdout)
     assert sorted(data["delegates"]["hosts"]) == ["delegate-fra1", "delegate-iad1", "delegate-sfo1", "delegate-sgp1"]
-    assert data["_meta"]["hostvars"]["delegate-sfo1"]["service_manager"] == "supervisord"
+    assert data["_meta"]["hostvars"]["delegate-sfo1"]["node_service_manager"] == "supervisord"
     inv = I.load(EXAMPLE)
     assert len(inv.delegates) == 4 and "ops-fra1" in data["ops"]["hosts"]
     assert inv.host("delegate-fra1").service_manager == "systemd"  # from group_vars
@@ -79,25 +79,34 @@ def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
     inv = _good(tmp_path, 4)
     (inv / "host_vars" / "d0.yml").write_text("node_p2p_prot: 4690\nx_rack: b7\n")  # a typo, and a custom var
     (inv / "host_vars" / "d1.yml").write_text("ansible_host: 10.0.0.1\n")  # same host and ports as d0
-    (inv / "host_vars" / "d2.yml").write_text("service_manager: upstart\nnode_api_port: 4689\n")
+    (inv / "host_vars" / "d2.yml").write_text("node_service_manager: upstart\nnode_api_port: 4689\n")
     (inv / "keys" / "d3.json").unlink()
     problems = "\n".join(_problems(inv))
     assert "d0: unknown host var 'node_p2p_prot'" in problems
     assert "x_rack" not in problems
     assert "d1: node_p2p_port 4689 on 10.0.0.1 is also node_p2p_port of d0" in problems
     assert "d1: node_api_port 14014 on 10.0.0.1 is also node_api_port of d0" in problems
-    assert "d2: service_manager must be one of systemd, supervisord, not 'upstart'" in problems
+    assert "d2: node_service_manager must be one of systemd, supervisord, not 'upstart'" in problems
     assert "d2: node_p2p_port and node_api_port are both 4689" in problems
     assert "d3: node_key_file" in problems and "does not exist" in problems
     assert len(problems.splitlines()) == 6
+
+
+def test_a_var_renamed_for_the_role_prefix_is_named_with_its_new_name(tmp_path: Path) -> None:
+    inv = _good(tmp_path, 2)
+    (inv / "host_vars" / "d0.yml").write_text("supervisorctl_bin: /usr/bin/supervisorctl\nalert_lag_blocks: 5\n")
+    assert _problems(inv) == [
+        "d0: host var 'alert_lag_blocks' is now called 'monitoring_alert_lag_blocks'",
+        "d0: host var 'supervisorctl_bin' is now called 'node_supervisorctl_bin'",
+    ]
 
 
 def test_missing_required_vars_are_listed_per_host(tmp_path: Path) -> None:
     inv = _good(tmp_path, 2)
     (inv / "group_vars" / "delegates.yml").write_text("ansible_user: iotex\n")
     assert _problems(inv) == [
-        "d0: missing required vars: node_data_dir, service_manager",
-        "d1: missing required vars: node_data_dir, service_manager",
+        "d0: missing required vars: node_data_dir, node_service_manager",
+        "d1: missing required vars: node_data_dir, node_service_manager",
     ]
 
 
@@ -142,7 +151,7 @@ def test_cli_check_reports_problems_and_exit_status(tmp_path: Path) -> None:
     ok = CliRunner().invoke(inventory_group, ["check", "-i", str(inv)])
     assert ok.exit_code == 0, ok.output
     assert "3 host(s), ok" in ok.output
-    (inv / "host_vars" / "d1.yml").write_text("service_manager: cron\n")
+    (inv / "host_vars" / "d1.yml").write_text("node_service_manager: cron\n")
     bad = CliRunner().invoke(inventory_group, ["check", "-i", str(inv), "--json"])
     assert bad.exit_code == 1
     data = json.loads(bad.output)

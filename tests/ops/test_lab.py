@@ -1,17 +1,84 @@
-"""`iotex-ops lab up` refusals that need no lab. The labs themselves are brought up through the CLI and
-checked (status, Prometheus, inventory, exec, no secrets, `lab down` leaves nothing) by the modules that
-share them: tests/ops/lab_checks.py, used by test_alerting_e2e/test_drills (local) and test_drills_netns."""
+"""`iotex-ops lab up` refusals and pieces that need no lab (the release cache, a lab left for the bootstrap
+drill). The labs themselves are brought up through the CLI and checked (status, Prometheus, inventory, exec,
+no secrets, `lab down` leaves nothing) by the modules that share them: tests/ops/lab_checks.py, used by
+test_alerting_e2e/test_drills (local) and test_drills_netns."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from iotex_ops.cli import main
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.rehearsal import DRILLS, lab_needs_chain
 
 
 def test_a_lab_dir_too_long_for_unix_sockets_is_refused_before_anything_starts(tmp_path: Path) -> None:
     root = tmp_path / ("x" * 80)
     res = CliRunner().invoke(main, ["lab", "up", "--dir", str(root)])
     assert res.exit_code == 2 and "too long" in res.output and not root.exists()
+
+
+def test_releases_are_built_once_per_source_and_reused_by_every_lab(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    releases = {"base": ("0.1.0", (1,)), "incompatible": ("0.2.0", (1, 2))}
+    first, second = tmp_path / "dist1", tmp_path / "dist2"
+    first.mkdir()
+    second.mkdir()
+    assert lab_mod.build_releases(first, releases, cache) == {"0.1.0": True, "0.2.0": True}
+    assert lab_mod.build_releases(second, releases, cache) == {"0.1.0": False, "0.2.0": False}
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and "iotex-node-0.2.0.tar.gz" in names and len(names) == 6
+    for name in names:  # the same files: one copy on disk, linked into each lab
+        assert (first / name).stat().st_ino == (second / name).stat().st_ino
+    sha = (second / "iotex-node-0.2.0.tar.gz.sha256").read_text().split()[0]
+    assert hashlib.sha256((second / "iotex-node-0.2.0.tar.gz").read_bytes()).hexdigest() == sha
+    # another version or other protocols are another release, built when first asked for
+    third = tmp_path / "dist3"
+    third.mkdir()
+    assert lab_mod.build_releases(third, {"x": ("0.2.0", (1,))}, cache) == {"0.2.0": True}
+    assert lab_mod.release_key("0.2.0", (1,)) != lab_mod.release_key("0.2.0", (1, 2))
+    assert lab_mod.release_key("0.2.0", (1,)).split("-")[0] == lab_mod.release_key("0.1.0", (1,)).split("-")[0]
+
+
+def test_the_release_cache_is_where_the_environment_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTEX_OPS_CACHE_DIR", str(tmp_path / "c"))
+    assert lab_mod.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("IOTEX_OPS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert lab_mod.cache_dir() == tmp_path / "xdg" / "iotex-ops"
+
+
+def _state(tmp_path: Path, chain_started: bool) -> lab_mod.LabState:
+    mon = tmp_path / "mon"
+    mon.mkdir(exist_ok=True)
+    node = lab_mod.LabNode("node0", "127.0.0.1", "http://127.0.0.1:1", str(tmp_path / "home"), str(tmp_path))
+    return lab_mod.LabState(
+        mode="local", root=str(tmp_path), delegates=1, block_interval_ms=1000, inventory="", nodes=[node],
+        prometheus_url="http://127.0.0.1:2", alertmanager_url="http://127.0.0.1:3", monitoring_dir=str(mon),
+        created=0.0, chain_started=chain_started,
+    )  # fmt: skip
+
+
+def test_a_lab_left_for_the_bootstrap_drill_is_up_while_its_monitoring_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lab_mod, "_answering", lambda url: False)  # no node answers: none was started
+    waiting = _state(tmp_path, chain_started=False)
+    assert not lab_mod.is_up(waiting)  # nothing runs at all
+    (Path(waiting.monitoring_dir) / "prometheus.pid").write_text(f"{os.getpid()}\n")
+    assert lab_mod.is_up(waiting)
+    assert not lab_mod.is_up(_state(tmp_path, chain_started=True))  # a lab with a chain is up when a node is
+    doc = _state(tmp_path, chain_started=False).to_json()
+    assert lab_mod.LabState.from_json(dict(doc)).chain_started is False
+    doc.pop("chain_started")  # a lab.json written before the field: its chain was started by `up`
+    assert lab_mod.LabState.from_json(doc).chain_started is True
+
+
+def test_a_rehearsal_that_starts_with_bootstrap_gets_a_lab_without_a_chain() -> None:
+    assert not lab_needs_chain(DRILLS) and DRILLS[0] == "bootstrap"
+    assert lab_needs_chain(("first-aid", "bootstrap")) and lab_needs_chain(())

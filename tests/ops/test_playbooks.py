@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from iotex_node import config as config_mod
-from iotex_ops.ansible import PlaybookFailed, PlaybookResult, ProgressView, resolve_playbook, run_playbook
+from iotex_ops.ansible import PlaybookFailed, PlaybookResult, ProgressView, resolve_playbook, run_playbook, task_times
 from iotex_ops.cli.playbooks import playbook as playbook_cli
 from iotex_ops.errors import OpsError
 from tests.ops.playbook_lab import PlaybookLab, make_lab
@@ -133,9 +133,17 @@ def test_site_installs_release_renders_config_and_starts_finalizing_nodes(lab: L
 @pytest.mark.slow
 def test_second_run_changes_nothing(lab: Lab) -> None:
     pids = {h: lab.pid(h) for h in ("node0", "node1")}
+    before = len(lab.events)
     r = lab.run("site")
     assert r.ok and r.changed == {"mon": 0, "node0": 0, "node1": 0}
     assert {h: lab.pid(h) for h in pids} == pids
+    # A converged delegate host costs few modules (docs/performance.md): its directories, the release's
+    # record and the current link, the config and secrets' checksums, one supervisorctl status.
+    times = task_times(lab.events[before:])
+    for host in ("node0", "node1"):
+        ran = [t.task for t in times if t.host == host and t.status != "skipped"]
+        assert len(ran) <= 16, f"{host} ran {len(ran)} tasks on a converged host: {ran}"
+        assert "Copy the artifact and its checksum" not in ran and "The node answers on its API port" not in ran
 
 
 @pytest.mark.slow

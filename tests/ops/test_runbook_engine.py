@@ -95,7 +95,7 @@ def make_inventory(tmp_path: Path) -> Path:
         f"ansible_user: {getpass.getuser()}\n"
         "ansible_port: 22\n"
         "ansible_connection: local\n"
-        "service_manager: supervisord\n"
+        "node_service_manager: supervisord\n"
         f"iotex_network: {NETWORK}\n"
     )
     return inv

@@ -1,0 +1,124 @@
+"""The playbooks and `lab up`, old against new in one run: a tree of an older commit (its own venv) and this one.
+
+    python bench/playbooks.py --old /path/to/old-worktree [--converged 3] [--strategies free,linear,mitogen_free]
+
+Each tree, in turn, by its own Python (bench/_playbook_driver.py): a bare localnet start of 4 delegates to the
+first block (keys, genesis, 4 node processes: what `iotex-ops localnet` does), `lab up` of 4 local hosts to
+the first block finalized on every node, then converged runs of playbooks/site.yml on the lab (4 delegate
+hosts and the monitoring host, nothing to change) with the time of every task on every host. A speed
+reference goes with every figure; the machine is shared, so the old and new figures of one run are what to
+compare, not figures of different runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _speed import reference_line
+
+HERE = Path(__file__).resolve().parent
+NEW = HERE.parent
+
+
+def run_tree(tree: Path, args: argparse.Namespace, strategies: str) -> dict[str, Any]:
+    python = tree / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{tree}: no .venv (run `make .venv/.installed` there)")
+    base = Path(tempfile.mkdtemp(prefix="bpb", dir="/tmp"))
+    env = {
+        **os.environ,
+        "LC_ALL": "C.UTF-8",
+        "IOTEX_OPS_LAB_DIR": str(base / "default-lab"),
+        "IOTEX_OPS_STATE_DIR": str(base / "state"),
+        "IOTEX_OPS_CACHE_DIR": str(base / "cache"),  # a cold cache: the new tree builds its releases once, here
+    }
+    env.pop("IOTEX_OPS_HOME", None)
+    cmd = [str(python), str(HERE / "_playbook_driver.py"), "--root", str(base / "r"), "--converged", str(args.converged)]
+    cmd += ["--localnet-runs", str(args.localnet_runs), "--modes", args.modes]
+    if strategies:
+        cmd += ["--strategies", strategies]
+    try:
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"{tree}: the driver failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.1f}x" if a and b else "-"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--old", type=Path, required=True, help="a worktree of the older commit, with its own .venv")
+    ap.add_argument("--converged", type=int, default=3, help="converged runs of site.yml per tree (median)")
+    ap.add_argument("--localnet-runs", type=int, default=2)
+    ap.add_argument("--strategies", default="", help="the new tree's converged runs under each of these strategies too")
+    ap.add_argument("--modes", default="local", help="lab host modes, in turn: local and/or netns (root)")
+    ap.add_argument("--json", type=Path, help="also write both trees' raw figures here")
+    args = ap.parse_args()
+    print(reference_line(), flush=True)
+    old = run_tree(args.old.resolve(), args, "")
+    ref_old = reference_line()
+    print(f"old ({args.old}) done; {ref_old}", flush=True)
+    new = run_tree(NEW, args, args.strategies)
+    ref_new = reference_line()
+    print(f"new ({NEW}) done; {ref_new}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"old": old, "new": new, "speed": [ref_old, ref_new]}, indent=2))
+
+    med = statistics.median
+    ln_old, ln_new = med(old["localnet_first_block_s"]), med(new["localnet_first_block_s"])
+    print(f"\n{'figure':48} {'old':>9} {'new':>9} {'old/new':>8}")
+    print(f"{'localnet start -> first block (median)':48} {ln_old:8.2f}s {ln_new:8.2f}s {_ratio(ln_old, ln_new):>8}")
+    if "releases_build_s" in new:
+        print(f"new: the 3 drill releases, built once into the cache before lab up: {new['releases_build_s']['seconds']:.2f}s")
+    for mode in args.modes.split(","):
+        o, n = old["modes"][mode], new["modes"][mode]
+        c_old, c_new = o["converged"][0], n["converged"][0]
+        rows = [
+            (f"lab up ({mode}) -> first block", o["lab_up_first_block_s"], n["lab_up_first_block_s"]),
+            (f"lab up ({mode}), whole (alertd up)", o["lab_up_total_s"], n["lab_up_total_s"]),
+            ("  of which site.yml (fresh install)", o["lab_timings"].get("playbook_s"), n["lab_timings"].get("playbook_s")),
+            (f"converged site.yml, {mode} 4+1 hosts (median wall)", c_old["wall_median_s"], c_new["wall_median_s"]),
+            ("  CPU of the run's processes (median)", c_old["cpu_median_s"], c_new["cpu_median_s"]),
+        ]
+        for name, a, b in rows:
+            print(f"{name:48} {a:8.2f}s {b:8.2f}s {_ratio(a, b):>8}")
+        up_o, up_n = o["lab_up_first_block_s"], n["lab_up_first_block_s"]
+        print(f"{'lab up / localnet, same run (target <= 4x)':48} {_ratio(up_o, ln_old):>9} {_ratio(up_n, ln_new):>9}")
+        speedup = _ratio(c_old["wall_median_s"], c_new["wall_median_s"])
+        print(f"{'converged site.yml old/new (target >= 4x)':48} {'':>9} {speedup:>9}")
+        print(f"changed in the converged runs: old {c_old['changed']}, new {c_new['changed']}")
+        print(f"host-task results per converged run: old {c_old['host_task_results']} ({c_old['not_skipped']} not skipped), "
+              f"new {c_new['host_task_results']} ({c_new['not_skipped']} not skipped)")  # fmt: skip
+        for c in n["converged"][1:]:
+            err = f" ({c['error']})" if "error" in c else ""
+            print(f"new, strategy {c['strategy']}: converged site.yml {c.get('wall_median_s', 0):.2f}s wall, "
+                  f"{c.get('cpu_median_s', 0):.2f}s CPU, changed {c.get('changed')}{err}")  # fmt: skip
+        for label, fresh in (("old", o["fresh_per_task_s"]), ("new", n["fresh_per_task_s"])):
+            print(f"\n{label} ({mode}): seconds per task of lab up's site.yml (fresh install), summed over the hosts")
+            for task, s in list(fresh.items())[:10]:
+                print(f"  {s:6.2f}  {task}")
+        for label, c in (("old", c_old), ("new", c_new)):
+            print(f"\n{label} ({mode}): seconds per task, summed over the hosts (median of {args.converged} converged runs)")
+            for task, s in list(c["per_task_s"].items())[:14]:
+                print(f"  {s:6.2f}  {task}")
+            print("  per host: " + ", ".join(f"{h} {s:.2f}s" for h, s in c["per_host_s"].items()))
+    print(f"\n{ref_old} (old run); {ref_new} (new run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
