@@ -107,7 +107,7 @@ def init(home: Path, genesis_file: Path, keystore_file: Path, password_file: Pat
 @click.option("--home", type=click.Path(path_type=Path), required=True)
 def run(home: Path) -> None:
     """Run the node in the foreground until SIGTERM."""
-    from iotex_node.node import run as run_node
+    from iotex_node.startup import run as run_node
 
     sys.exit(run_node(home))
 
