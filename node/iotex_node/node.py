@@ -219,8 +219,10 @@ class Node:
         self._stop_event = stop
         await self.start()
         await stop.wait()
+        t = time.monotonic()
         log.info("node %s stopping", self.cfg.name)
         await self.stop()
+        log.info("node %s stopped in %.3f s", self.cfg.name, time.monotonic() - t)
 
     def _die(self, reason: str) -> None:
         """A fault the node must not continue past (storage failure): stop rather than risk the chain."""

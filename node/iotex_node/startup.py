@@ -16,12 +16,14 @@ logged in one line once the node is up, and exported as iotex_node_startup_secon
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from iotex_node.config import NodeConfig
@@ -106,6 +108,17 @@ class KeyLoader:
             raise self._error
         assert self._key is not None
         return self._key
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code` without the interpreter's teardown of every module (about 40 ms here,
+    a part of every restart). Only once the node has stopped: its database closed, its pid file removed, its
+    lock released; what is left to do is flushing the log and the standard streams, done here."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def run(home: Path) -> int:
