@@ -7,12 +7,15 @@ load, then runs the `hotfix-compatible` runbook `--runs` times, switching every 
 the lab's compatible release and back to its base release in turn (each run restarts all four). Per run it
 prints the runbook's own measures: the longest gap between finalized blocks during the rollout and the slots
 missed (gaps over 1.5 block intervals), with the run's duration and result; then the totals, beside the
-machine's speed reference. The lab is taken down on the way out.
+machine's speed reference, and after each run every delegate's own start-up moments (seconds since its
+process was created: interpreter, imports, p2p, peers, caught_up, endorsement, api...). The lab is taken
+down on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -23,8 +26,18 @@ from _speed import reference_line
 
 from iotex_ops import network as network_mod
 from iotex_ops.lab import lab as lab_mod
+from iotex_ops.nodeapi import NodeApiError, NodeClient
 from iotex_ops.runbook import Engine, RunStore, loader
 from iotex_ops.traffic import BackgroundLoad
+
+
+def _moments(client: NodeClient) -> dict[str, float]:
+    """The node's own start-up moments (iotex_node_startup_seconds: seconds since its process was created)."""
+    try:
+        text = client.metrics()
+    except NodeApiError:
+        return {}
+    return {m[1]: float(m[2]) for m in re.finditer(r'^iotex_node_startup_seconds\{phase="([a-z_]+)"\} (\S+)$', text, re.M)}
 
 
 def main() -> int:
@@ -58,6 +71,9 @@ def main() -> int:
                 print(f"run {n + 1}: to {version}: {res.result} in {res.duration_s:.1f} s; longest gap {gap} s, "
                       f"missed slots {missed}, blocks {m.get('blocks_during')}"
                       + (f"; error: {res.error}" if res.error else ""), flush=True)  # fmt: skip
+                for node in state.nodes:
+                    moments = _moments(NodeClient(node.api_url, name=node.name, timeout=3))
+                    print(f"  {node.name} restarted: " + ", ".join(f"{k} {v:.3f}" for k, v in moments.items()), flush=True)
         finally:
             load.stop()
         passed = sum(1 for r in rows if r[0] == "passed")
