@@ -442,6 +442,27 @@ def test_altered_or_unrecorded_bytecode_makes_a_release_corrupt(tmp_path: Path, 
     _one_line_error(_cli("release", "activate", "1.0.1", "--root", str(root)), "corrupt")
 
 
+@pytest.mark.slow  # the release's interpreter is another program: install compiles with it in a process of its own
+def test_install_compiles_with_the_interpreter_the_release_runs_with(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root, "--python", str(wrapper))
+    release = root / "releases/1.0.0"
+    assert (release / "python").read_text() == f"{wrapper}\n"
+    recorded = json.loads((release / "install.json").read_text())["bytecode"]
+    assert "lib/iotex_node/__pycache__/node." + sys.implementation.cache_tag + ".pyc" in recorded
+    _ok("release", "activate", "1.0.0", "--root", str(root))
+    # a source that does not compile with that interpreter is refused at install, not at the node's start
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    _one_line_error(_cli("release", "install", str(artifacts["1.0.1"]), "--root", str(root), "--python", str(broken)),
+                    "does not compile", "exit 3")  # fmt: skip
+    assert sorted(os.listdir(root / "releases")) == ["1.0.0"]
+
+
 @pytest.mark.slow  # runs the release's interpreter
 def test_an_installed_release_loads_the_node_from_its_bytecode(tmp_path: Path, artifacts: dict[str, Path]) -> None:
     root = tmp_path / "root"
