@@ -83,7 +83,7 @@ def build_network(tree: Path, where: Path, mode: str, interval_ms: int) -> tuple
         return net, None
     (where / "artifacts").mkdir()
     (where / "releases").mkdir()
-    _run([node, "release", "build", "--version", "0.1.0", "--out", str(where / "artifacts"), "--build-time", "0"])
+    _run([node, "release", "build", "--version", "0.1.0", "--out", str(where / "artifacts"), "--build-time", "1700000000"])
     art = where / "artifacts/iotex-node-0.1.0.tar.gz"
     _run([node, "release", "install", str(art), "--root", str(where / "releases"), "--python", python])
     _run([node, "release", "activate", "0.1.0", "--root", str(where / "releases")])
@@ -125,7 +125,11 @@ def restart_once(net: LocalNet, i: int, release: Path | None, tree: str, interva
     other = (i + 1) % len(net.nodes)
     c, oc = net.client(i), net.client(other)
     wait_own_proposal(net, i)
-    h_stop = c.chain(timeout=2.0).finalized_height
+    before = c.chain(timeout=2.0)
+    h_stop = before.finalized_height
+    # A signature counts from the first height it can only have signed after the restart: the next one,
+    # unless it had already voted there (then its stored vote may be in that block's certificate).
+    first_new = h_stop + (2 if (before.raw.get("consensus") or {}).get("step") not in (None, "propose") else 1)
     t0 = time.monotonic()
     net.kill(i, signal.SIGTERM)
     t_exit = time.monotonic()
@@ -147,7 +151,7 @@ def restart_once(net: LocalNet, i: int, release: Path | None, tree: str, interva
                 t_sync = now
             if mine > checked:
                 for b in c.blocks(checked + 1, mine, timeout=2.0):
-                    if me.address in b.voters and t_end is None:
+                    if b.height >= first_new and me.address in b.voters and t_end is None:
                         t_end = time.monotonic()
                 checked = mine
         except NodeApiError:

@@ -22,7 +22,7 @@ class _Writer:
 
 
 def _peer(node_id: str, height: int) -> Peer:
-    return Peer(node_id, "127.0.0.1:1", True, None, _Writer(), height=height)  # type: ignore[arg-type]
+    return Peer(node_id, "127.0.0.1:1", True, None, _Writer(), height=height)  # type: ignore[arg-type,unused-ignore]
 
 
 def _sent(peer: Peer) -> list[dict[str, object]]:
