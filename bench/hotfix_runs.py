@@ -1,6 +1,6 @@
 """The compatible hotfix, again and again on one lab: does a rolling restart of every delegate miss a slot?
 
-    python bench/hotfix_runs.py [--runs 5] [--hosts local|netns] [--load-tps 20]
+    python bench/hotfix_runs.py [--runs 5] [--hosts local|netns] [--load-tps 20] [--keep]
 
 Brings up a lab of 4 delegates at 1 s blocks (its own directories under /tmp), puts it under a background
 load, then runs the `hotfix-compatible` runbook `--runs` times, switching every delegate, one at a time, to
@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--hosts", choices=("local", "netns"), default="local")
     ap.add_argument("--load-tps", type=float, default=20.0)
+    ap.add_argument("--keep", action="store_true", help="leave the lab up (its directory is printed; `iotex-ops lab down --dir`)")
     args = ap.parse_args()
     print(reference_line(), flush=True)
     d = Path(tempfile.mkdtemp(prefix="bhf", dir="/tmp"))
@@ -84,8 +85,11 @@ def main() -> int:
         print(reference_line())
         return 0 if passed == len(rows) and missed == 0 else 1
     finally:
-        lab_mod.down(root)
-        shutil.rmtree(d, ignore_errors=True)
+        if args.keep:
+            print(f"the lab stays up in {root}")
+        else:
+            lab_mod.down(root)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
