@@ -189,7 +189,9 @@ out['imports_api'] = time.perf_counter() - t
 from pathlib import Path
 from iotex_node import config, genesis
 cfg = config.load(Path(sys.argv[1]))
+t = time.perf_counter()
 g = genesis.load(cfg.path(cfg.genesis))
+out['genesis'] = time.perf_counter() - t
 t = time.perf_counter()
 key = iotex_node.node.load_key(cfg)
 out['keystore'] = time.perf_counter() - t
