@@ -236,9 +236,7 @@ def run_tree(label: str, tree: Path, base: Path, args: argparse.Namespace) -> tu
     finally:
         net.stop()
     home = where / "probe-home"
-    shutil.copytree(net.nodes[0].home, home)
-    for f in ("node.lock", "admin.sock", "node.pid"):
-        (home / f).unlink(missing_ok=True)
+    shutil.copytree(net.nodes[0].home, home, ignore=shutil.ignore_patterns("admin.sock", "node.lock", "node.pid"))
     return out, probe(tree, home, release)
 
 
