@@ -22,11 +22,12 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.meta
 import yaml
+
+if TYPE_CHECKING:
+    import jinja2
 
 from iotex_ops.errors import OpsError
 
@@ -127,8 +128,14 @@ def role_default_help(role: str) -> dict[str, str]:
     return dict(_load(role)[1])
 
 
-_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - paths and names, not HTML
-_JINJA.filters.update(dirname=os.path.dirname, basename=os.path.basename, quote=lambda s: shlex.quote(str(s)))
+@functools.cache
+def _jinja() -> jinja2.Environment:
+    """Made (and jinja2 imported) on the first template: the command line's quick commands never need it."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - paths and names, not HTML
+    env.filters.update(dirname=os.path.dirname, basename=os.path.basename, quote=lambda s: shlex.quote(str(s)))
+    return env
 
 
 class RoleVars:
@@ -156,9 +163,13 @@ class RoleVars:
             raise ContentError(f"no value for {name}: neither the inventory nor a role's defaults ({roles_dir()}) set it")
         if not isinstance(raw, str) or "{" not in raw:
             return raw
+        import jinja2
+        import jinja2.meta
+
+        env = _jinja()
         try:
-            template = _JINJA.from_string(raw)
-            names = jinja2.meta.find_undeclared_variables(_JINJA.parse(raw))
+            template = env.from_string(raw)
+            names = jinja2.meta.find_undeclared_variables(env.parse(raw))
             context = {n: self._value(n, (*seen, name)) for n in names if n in self}
             return template.render(context)
         except jinja2.TemplateError as exc:

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 from iotex_ops.nodeapi import NodeApiError, NodeClient
 from iotex_ops.prom import Prometheus, PrometheusError
@@ -104,6 +106,8 @@ def collect(
 
 
 def table(rows: list[DelegateStatus], title: str = "delegates") -> Table:
+    from rich.table import Table
+
     t = Table(title=title)
     for col in ("delegate", "host", "pid", "height", "final", "version", "proto", "peers", "state", "last block", "up"):
         t.add_column(col)

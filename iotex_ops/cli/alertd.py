@@ -8,12 +8,10 @@ import time
 from pathlib import Path
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from iotex_ops.cli.common import OpsGroup, make_console
 from iotex_ops.errors import OpsError
-from iotex_ops.remediation import policy as policy_mod
+from iotex_ops.remediation import DEFAULT_POLICY
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -32,7 +30,7 @@ def alertd() -> None:
 @alertd.command("run")
 @click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help="The network's inventory.")
 @click.option("--token-file", type=click.Path(path_type=Path), required=True, help="Bearer token Alertmanager sends.")
-@click.option("--policy", "policy_file", type=click.Path(path_type=Path), default=policy_mod.DEFAULT_POLICY, show_default=True)
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path), default=DEFAULT_POLICY, show_default=True)
 @click.option("--listen", default="127.0.0.1:9095", show_default=True, help="HOST:PORT for webhooks, /metrics, /healthz.")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="State, journals, page queue [default: <state>/alertd].")
 @click.option("--pager-url", default="https://events.pagerduty.com/v2/enqueue", show_default=True)
@@ -106,6 +104,9 @@ def status_cmd(state_dir: Path | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, indent=2, default=str))
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     c = make_console()
     t = Table(title="alerts")
     for col in ("alert", "host", "status", "page", "attempts", "flaps", "last seen", "note"):
@@ -132,6 +133,9 @@ def status_cmd(state_dir: Path | None, as_json: bool) -> None:
 @click.option("--runbooks", "runbook_dirs", multiple=True, type=click.Path(path_type=Path))
 def check_policy_cmd(policy_file: Path, runbook_dirs: tuple[Path, ...]) -> None:
     """Validate a policy file and that the runbooks it names exist."""
+    from rich.table import Table
+
+    from iotex_ops.remediation import policy as policy_mod
     from iotex_ops.runbook import loader
 
     pol = policy_mod.load(policy_file)

@@ -11,19 +11,31 @@ monitoring ...`, a test's CliRunner). Other exit statuses belong to the commands
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
 
 from iotex_ops.errors import OpsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OPS_ERROR = 2
 
 
 def make_console(width: int | None = None) -> Console:
-    """Made per command, so that it writes to the stdout click (or CliRunner) gives the command."""
+    """Made per command, so that it writes to the stdout click (or CliRunner) gives the command. rich is imported
+    here, by the commands that print with it, not with the command line (`iotex-ops --help` starts without it)."""
+    from rich.console import Console
+
     return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+
+
+def default_console(stderr: bool = False) -> Console:
+    """rich's own default console (on stdout, or stderr), for the commands that print live views with it."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
 
 
 def exit_with(exc: OpsError) -> NoReturn:

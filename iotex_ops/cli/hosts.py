@@ -1,6 +1,8 @@
 """`iotex-ops inventory check` and `iotex-ops exec`: inventories and quick commands on many hosts.
 
 Registered in iotex_ops/cli/__init__.py with `main.add_command(inventory)` and `main.add_command(exec_cmd)`.
+The host layer (paramiko, fabric) and rich are imported by the commands that use them, not with the command
+line: `iotex-ops --help` and every other command start without them.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
 
-from iotex_ops import inventory as inv_mod
 from iotex_ops.cli.common import OpsCommand, OpsGroup, make_console
-from iotex_ops.hosts import CommandResult, Host, HostError, SSHPool, run_on
-from iotex_ops.network import host_for
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from iotex_ops.hosts import CommandResult, Host
 
 _INV = click.option(
     "-i", "--inventory", "inventory_path", required=True, type=click.Path(path_type=Path), help="Inventory file or directory."
@@ -37,6 +38,10 @@ def inventory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 def check_cmd(inventory_path: Path, as_json: bool) -> None:
     """Name every problem of an inventory (exit 1 if there is any), before any host is touched."""
+    from rich.markup import escape
+
+    from iotex_ops import inventory as inv_mod
+
     inv = inv_mod.load(inventory_path)
     problems = inv_mod.check(inv)
     if as_json:
@@ -53,6 +58,11 @@ def check_cmd(inventory_path: Path, as_json: bool) -> None:
 
 
 def _status_table(names: list[str], state: dict[str, Any], done: bool) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iotex_ops.hosts import CommandResult, HostError
+
     table = Table(title="exec" + (" (done)" if done else ""))
     for col in ("host", "status", "exit", "time", "output"):
         table.add_column(col)
@@ -74,6 +84,8 @@ def _status_table(names: list[str], state: dict[str, Any], done: bool) -> Table:
 
 
 def _json_row(name: str, outcome: CommandResult | Exception) -> dict[str, Any]:
+    from iotex_ops.hosts import CommandResult
+
     res = outcome if isinstance(outcome, CommandResult) else getattr(outcome, "result", None)
     return {
         "host": name,
@@ -107,6 +119,12 @@ def exec_cmd(
     command: str,
 ) -> None:
     """Run COMMAND on every selected host at once (SSH, or local for local hosts); exit 1 if any failed."""
+    from rich.live import Live
+
+    from iotex_ops import inventory as inv_mod
+    from iotex_ops.hosts import SSHPool, run_on
+    from iotex_ops.network import host_for
+
     inv = inv_mod.load(inventory_path)
     bad = [p for p in inv.load_problems]
     if bad:

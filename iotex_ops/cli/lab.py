@@ -9,13 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.live import Live
 
-from iotex_ops.cli.common import OpsCommand, OpsGroup
+from iotex_ops.cli.common import OpsCommand, OpsGroup, default_console
 from iotex_ops.errors import OpsError
-
-console = Console()
 
 
 @contextlib.contextmanager
@@ -45,7 +41,7 @@ def _print_status(state: Any, as_json: bool) -> None:
         doc |= {"prometheus": state.prometheus_url, "alertmanager": state.alertmanager_url}
         click.echo(json.dumps(doc, indent=2))
         return
-    console.print(table(rows, title=f"lab ({state.mode} hosts, {state.root})"))
+    default_console().print(table(rows, title=f"lab ({state.mode} hosts, {state.root})"))
 
 
 @lab.command()
@@ -57,8 +53,12 @@ def _print_status(state: Any, as_json: bool) -> None:
 def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_json: bool) -> None:
     """Build the lab: hosts, keys, genesis, release, playbooks, nodes, Prometheus and Alertmanager, alertd and
     a PagerDuty-compatible receiver."""
+    from rich.live import Live
+
     from iotex_ops.ansible import ProgressView
     from iotex_ops.lab import lab as lab_mod
+
+    console = default_console()
 
     view = ProgressView(title="site.yml")
     with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) if not as_json else _null():
@@ -99,6 +99,7 @@ def lab_status(root: Path | None, as_json: bool) -> None:
 @_root
 def down(root: Path | None) -> None:
     """Remove everything the lab made: processes, namespaces, links, files."""
+    console = default_console()
     from iotex_ops.lab import lab as lab_mod
 
     removed = lab_mod.down(root)
@@ -136,4 +137,4 @@ def status(inventory_path: Path | None, root: Path | None, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps({"delegates": [r.to_json() for r in rows]}, indent=2))
     else:
-        console.print(table(rows))
+        default_console().print(table(rows))

@@ -11,13 +11,7 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from iotex_ops import inventory as inv_mod
-from iotex_ops.alerting import check as check_mod
-from iotex_ops.alerting import render as render_mod
-from iotex_ops.alerting.settings import fmt_duration
 from iotex_ops.cli.common import OpsGroup, make_console
 
 
@@ -34,6 +28,13 @@ def monitoring_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
     """Write prometheus.yml, rules.yml, rules.test.yml and alertmanager.yml for the inventory's delegates."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iotex_ops import inventory as inv_mod
+    from iotex_ops.alerting import render as render_mod
+    from iotex_ops.alerting.settings import fmt_duration
+
     rendered = render_mod.render(inv_mod.load(inventory_path))
     written = render_mod.write_rendered(rendered, out_dir)
     s = rendered.settings
@@ -84,6 +85,11 @@ def render_cmd(inventory_path: Path, out_dir: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print every check with its output as JSON.")
 def check_cmd(directory: Path, files: bool, as_json: bool) -> None:
     """Check a rendered directory with promtool (config, rules, rule tests) and amtool (exit 1 on a problem)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iotex_ops.alerting import check as check_mod
+
     runs = check_mod.run_checks(directory, files=files)
     problems = [r for r in runs if not r.ok]
     if as_json:

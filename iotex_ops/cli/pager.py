@@ -10,17 +10,20 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from iotex_ops.cli.common import OpsGroup, make_console
 from iotex_ops.paging import events as ev
-from iotex_ops.paging.client import deliver, make_client
 from iotex_ops.paging.errors import DeliveryError, PagingError
-from iotex_ops.paging.receiver import STATUSES, LabClient, Receiver, default_dir, find, read_state
 from iotex_ops.paging.secret import ENV_VAR, RoutingKey
+
+if TYPE_CHECKING:
+    from iotex_ops.paging.receiver import LabClient, Receiver
+
+# The receiver (ssl, the lab CA's cryptography), the PagerDuty client (httpx) and rich are imported by the
+# commands that use them.
 
 _DIR_HELP = "The receiver's directory (default: $IOTEX_OPS_PAGER_DIR, else <lab root>/pager)."
 _DIR = click.option("--dir", "dir_", type=click.Path(path_type=Path), help=_DIR_HELP)
@@ -31,10 +34,14 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _dir(dir_: Path | None) -> Path:
+    from iotex_ops.paging.receiver import default_dir
+
     return dir_ if dir_ is not None else default_dir()
 
 
 def _lab_client(dir_: Path | None, url: str | None, ca_file: Path | None, token_file: Path | None) -> LabClient:
+    from iotex_ops.paging.receiver import LabClient
+
     if url is None:
         return LabClient.for_dir(_dir(dir_))
     if dir_ is not None:
@@ -58,6 +65,8 @@ def pager() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 def receiver_cmd(dir_: Path | None, port: int) -> None:
     """Run the lab's PagerDuty receiver (HTTPS on 127.0.0.1) in the foreground until SIGTERM or Ctrl-C."""
+    from iotex_ops.paging.receiver import Receiver
+
     d = _dir(dir_)
 
     def ready(r: Receiver) -> None:
@@ -82,12 +91,17 @@ def _when(value: str | None) -> str:
 @_URL
 @_CA
 @_TOKEN
-@click.option("--status", type=click.Choice(STATUSES), help="Only incidents with this status.")
+@click.option("--status", type=click.Choice(ev.STATUSES), help="Only incidents with this status.")
 @_JSON
 def incidents_cmd(
     dir_: Path | None, url: str | None, ca_file: Path | None, token_file: Path | None, status: str | None, as_json: bool
 ) -> None:
     """List the receiver's incidents: with --dir from its stored state (running or not), with --url over HTTPS."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iotex_ops.paging.receiver import read_state
+
     if url is not None:
         incidents = _lab_client(dir_, url, ca_file, token_file).incidents(status)
     else:
@@ -123,6 +137,11 @@ def incidents_cmd(
 @_JSON
 def events_cmd(dir_: Path | None, as_json: bool) -> None:
     """List the events the receiver accepted, in the order it received them."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iotex_ops.paging.receiver import read_state
+
     store = read_state(_dir(dir_))
     try:
         events = store.events()
@@ -215,6 +234,9 @@ def send_cmd(
 ) -> None:
     """Send one event now through the real client (one attempt; no queue): to check a routing key, a URL
     and TLS end to end."""
+    from iotex_ops.paging.client import deliver, make_client
+    from iotex_ops.paging.receiver import find
+
     lab_key_file: str | None = None
     if url is None:
         info = find(_dir(dir_))

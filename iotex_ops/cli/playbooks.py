@@ -6,12 +6,8 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.live import Live
 
-from iotex_ops.cli.common import OpsGroup
-
-console = Console(stderr=True)
+from iotex_ops.cli.common import OpsGroup, default_console
 
 
 def _parse_extravars(items: tuple[str, ...]) -> dict[str, object]:
@@ -62,7 +58,11 @@ def run_cmd(
     name: str, inventory: Path, limit: str | None, check: bool, extra: tuple[str, ...], runs_dir: Path | None, as_json: bool
 ) -> None:
     """Run playbook NAME (one of `playbook list`, or a path) on an inventory."""
+    from rich.live import Live
+
     from iotex_ops.ansible import ProgressView, resolve_playbook, run_playbook
+
+    console = default_console(stderr=True)
 
     extravars = _parse_extravars(extra)
     resolve_playbook(name)  # an unknown name (or no content) is refused before the progress view starts

@@ -9,37 +9,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from iotex_ops import network as network_mod
 from iotex_ops.cli.common import OpsCommand, OpsGroup, make_console
 from iotex_ops.errors import OpsError
-from iotex_ops.runbook import Engine, RunResult, Step, loader, plan
-from iotex_ops.runbook import params as params_mod
-from iotex_ops.runbook.events import (
-    ContinuousFailed,
-    Event,
-    Result,
-    Resumed,
-    RollbackEnd,
-    RollbackStart,
-    RollbackStop,
-    RunFailing,
-    RunStart,
-    StaleLock,
-    SteadyState,
-    StepEnd,
-    StepSkip,
-    StepStart,
-    Verify,
-)
-from iotex_ops.runbook.state import RunState
-from iotex_ops.runbook.store import RunStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from iotex_ops.runbook import RunResult, Step
+    from iotex_ops.runbook.events import Event
+
+# The engine, the host layer and rich are imported by the commands that use them (`iotex-ops --help` and the
+# other groups start without them).
 
 
 def default_inventory() -> Path:
@@ -61,10 +45,30 @@ class EventPrinter:
     the run as far as this printer has seen it."""
 
     def __init__(self, console: Console, prefix: str = "") -> None:
+        from iotex_ops.runbook.state import RunState
+
         self.console, self.prefix = console, prefix
         self.state = RunState()
 
     def __call__(self, ev: Event) -> None:
+        from rich.markup import escape
+
+        from iotex_ops.runbook.events import (
+            ContinuousFailed,
+            Resumed,
+            RollbackEnd,
+            RollbackStart,
+            RollbackStop,
+            RunFailing,
+            RunStart,
+            StaleLock,
+            SteadyState,
+            StepEnd,
+            StepSkip,
+            StepStart,
+            Verify,
+        )
+
         self.state.apply(ev)
         p, c, where = self.prefix, self.console, escape(ev.where)
         match ev:
@@ -107,6 +111,10 @@ class EventPrinter:
 
 
 def print_result(console: Console, res: RunResult) -> None:
+    from rich.markup import escape
+
+    from iotex_ops.runbook.events import Result
+
     colour = {Result.PASSED: "green", Result.FAILED: "red", Result.ROLLBACK_FAILED: "red bold"}.get(res.result, "red")
     console.print(f"[{colour}]{res.result.upper()}[/{colour}] {escape(res.runbook)} in {res.duration_s:.1f}s  run {res.run_id}")
     if res.error:
@@ -137,6 +145,10 @@ def runbook() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Every runbook found (--runbooks, $IOTEX_OPS_RUNBOOKS, then the toolkit's runbooks/: iotex_ops.content)."""
+    from rich.table import Table
+
+    from iotex_ops.runbook import loader
+
     books = loader.discover(runbook_dirs)
     if as_json:
         click.echo(json.dumps([{"name": b.name, "summary": b.summary, "source": b.source} for b in books.values()], indent=2))
@@ -155,6 +167,10 @@ def list_cmd(runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show_cmd(name: str, runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Parameters, steady state, steps, checks and rollbacks of a runbook."""
+    from rich.markup import escape
+
+    from iotex_ops.runbook import loader, plan
+
     b = loader.find(name, runbook_dirs)
     doc: dict[str, Any] = {
         "name": b.name,
@@ -186,6 +202,9 @@ def show_cmd(name: str, runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
 
 
 def _print_plan(c: Console, doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     for s in doc["steady_state"]:
         c.print(f"  steady state: {escape(s)}")
     for s in doc["continuous"]:
@@ -247,6 +266,10 @@ def run_cmd(
     wait_lock: float,
 ) -> None:
     """Run runbook NAME against the inventory's delegates."""
+    from iotex_ops import network as network_mod
+    from iotex_ops.runbook import Engine, loader, plan
+    from iotex_ops.runbook import params as params_mod
+
     b = loader.find(name, runbook_dirs)
     given = params_mod.parse_extra(list(extra))
     inventory_path = inventory_path or default_inventory()
@@ -282,6 +305,8 @@ def run_cmd(
 @_DIRS
 def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, ...]) -> None:
     """Continue a run that crashed or was interrupted, after its last completed step."""
+    from iotex_ops.runbook import Engine, loader
+
     c = make_console()
     engine = Engine(yes=yes, approve=None if yes else _approver(c), on_event=None if as_json else EventPrinter(c))
     res = engine.resume(run_id, lambda n: loader.find(n, runbook_dirs))
@@ -293,6 +318,10 @@ def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, 
 @click.option("--last", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def runs_cmd(as_json: bool, last: int) -> None:
     """Recent runs and how they ended (a run without an end can be resumed)."""
+    from rich.table import Table
+
+    from iotex_ops.runbook.store import RunStore
+
     store = RunStore()
     rows: list[dict[str, Any]] = [{"run_id": r.run_id, "runbook": r.runbook, "user": r.user,
              "result": r.result if r.finished else "unfinished (resumable)", "duration_s": r.duration_s if r.finished else None}
@@ -318,6 +347,10 @@ def runs_cmd(as_json: bool, last: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"drills": [...], "report": PATH}.')
 def rehearsal_cmd(delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool) -> None:
     """The five drills in order on the lab (brought up unless one is), under load; a summary and a report."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from iotex_ops import rehearsal as rehearsal_mod
 
     c = Console(file=sys.stderr if as_json else sys.stdout, highlight=False, soft_wrap=True)

@@ -9,14 +9,51 @@ See docs/paging.md.
 
 from __future__ import annotations
 
-from iotex_ops.paging import events
-from iotex_ops.paging.client import DEFAULT_URL, Outcome, deliver, make_client
-from iotex_ops.paging.errors import DeliveryError, InvalidEvent, PagingError, ReceiverError, RoutingKeyError
-from iotex_ops.paging.events import validate
-from iotex_ops.paging.pager import Pager
-from iotex_ops.paging.receiver import LabClient, Receiver, ReceiverStore, find, read_state
-from iotex_ops.paging.secret import RoutingKey
-from iotex_ops.paging.tls import LabCA
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iotex_ops.paging import events
+    from iotex_ops.paging.client import DEFAULT_URL, Outcome, deliver, make_client
+    from iotex_ops.paging.errors import DeliveryError, InvalidEvent, PagingError, ReceiverError, RoutingKeyError
+    from iotex_ops.paging.events import validate
+    from iotex_ops.paging.pager import Pager
+    from iotex_ops.paging.receiver import LabClient, Receiver, ReceiverStore, find, read_state
+    from iotex_ops.paging.secret import RoutingKey
+    from iotex_ops.paging.tls import LabCA
+
+# Each name is imported when first used (PEP 562), so that a module of the package (events, errors, secret)
+# and the command line's `pager` group come without the PagerDuty client (httpx) and the lab CA (cryptography).
+_WHERE = {
+    "DEFAULT_URL": "client",
+    "Outcome": "client",
+    "deliver": "client",
+    "make_client": "client",
+    "DeliveryError": "errors",
+    "InvalidEvent": "errors",
+    "PagingError": "errors",
+    "ReceiverError": "errors",
+    "RoutingKeyError": "errors",
+    "validate": "events",
+    "Pager": "pager",
+    "LabClient": "receiver",
+    "Receiver": "receiver",
+    "ReceiverStore": "receiver",
+    "find": "receiver",
+    "read_state": "receiver",
+    "RoutingKey": "secret",
+    "LabCA": "tls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_URL",

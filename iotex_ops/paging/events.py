@@ -20,6 +20,8 @@ from iotex_ops.paging.errors import InvalidEvent
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "warning", "error", "info")
+# The statuses of an incident (the lab's receiver keeps them as PagerDuty does).
+STATUSES = ("triggered", "acknowledged", "resolved")
 # PagerDuty's documented maximums; longer values are refused with a 400, so a page would be lost.
 MAX_SUMMARY_CHARS = 1024
 MAX_DEDUP_KEY_CHARS = 255

@@ -43,14 +43,13 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from iotex_ops.paging.errors import ReceiverError
-from iotex_ops.paging.events import now_iso, validate
+from iotex_ops.paging.events import STATUSES, now_iso, validate
 from iotex_ops.paging.secret import RoutingKey, write_key_file
 from iotex_ops.paging.tls import LabCA, client_ssl_context
 from iotex_ops.processes import alive
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("triggered", "acknowledged", "resolved")
 OPEN = ("triggered", "acknowledged")
 ENQUEUE_PATHS = ("/v2/enqueue", "/enqueue")
 MAX_BODY_BYTES = 1024 * 1024  # larger bodies are refused before they are read

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from iotex_ops.durations import parse_duration
+from iotex_ops.remediation import DEFAULT_POLICY as DEFAULT_POLICY  # re-exported: where it always was
 from iotex_ops.remediation.errors import PolicyError
 
 
@@ -183,9 +184,6 @@ def load(path: Path) -> Policy:
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
     return parse(doc, str(path))
-
-
-DEFAULT_POLICY = Path(__file__).with_name("default_policy.yml")
 
 
 # -- decisions (pure) ----------------------------------------------------------------------------------------

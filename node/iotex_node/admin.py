@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from iotex_node.node import Node
 
 
+# A stopping node waits at most this long for an admin request in flight (aiohttp's default is 60 s),
+# as for the HTTP API (api.SHUTDOWN_GRACE_S).
+SHUTDOWN_GRACE_S = 1.0
+
+
 class AdminError(NodeError):
     """The admin channel could not be reached or refused the request."""
 
@@ -116,7 +121,7 @@ async def start(node: Node) -> web.AppRunner:
     path = node.cfg.admin_socket
     if path.exists() or path.is_symlink():
         path.unlink()
-    runner = web.AppRunner(_app(node, token), access_log=None, handle_signals=False)
+    runner = web.AppRunner(_app(node, token), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     old = os.umask(0o177)  # the socket is created 0600
     try:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -749,14 +750,15 @@ def make_app(node: Node) -> web.Application:
     return app
 
 
-async def start(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start(node: Node, sock: socket.socket) -> tuple[web.AppRunner, str]:
+    """Serve the API on `sock`, a listening socket the node bound before it joined the network (node.start):
+    connections that arrived meanwhile wait in its backlog and are answered now."""
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
     runner = _ApiRunner(
         make_app(node), access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=SHUTDOWN_GRACE_S
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=512)
+    site = web.SockSite(runner, sock)
     await site.start()
-    sock = site._server.sockets[0]  # type: ignore[union-attr]
     bound = sock.getsockname()
     return runner, f"http://{bound[0]}:{bound[1]}"

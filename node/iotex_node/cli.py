@@ -107,9 +107,9 @@ def init(home: Path, genesis_file: Path, keystore_file: Path, password_file: Pat
 @click.option("--home", type=click.Path(path_type=Path), required=True)
 def run(home: Path) -> None:
     """Run the node in the foreground until SIGTERM."""
-    from iotex_node.node import run as run_node
+    from iotex_node import startup
 
-    sys.exit(run_node(home))
+    startup.exit_now(startup.run(home))
 
 
 @main.command()

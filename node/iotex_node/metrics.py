@@ -76,7 +76,19 @@ class Metrics:
             "iotex_disk_free_bytes", "Bytes the node's user may still write on its data directory's filesystem", registry=r
         )
         self.disk_size = Gauge("iotex_disk_size_bytes", "Size of the filesystem holding the node's data directory", registry=r)
+        self.startup = Gauge(
+            "iotex_node_startup_seconds",
+            "When each part of this process's start-up was done, in seconds since the process was created: "
+            "interpreter, config, imports, genesis, keystore, database, p2p, consensus, api; then peers (a quorum "
+            "connected), caught_up (synced the blocks missed), consensus_commit, endorsement (first precommit signed)",
+            ["phase"],
+            registry=r,
+        )
         self._disk_read_at: float | None = None
+
+    def set_startup(self, marks: dict[str, float]) -> None:
+        for phase, seconds in marks.items():
+            self.startup.labels(phase).set(seconds)
 
     def refresh_disk(self, data_dir: Path, now: float | None = None) -> None:
         """Set the disk gauges from `data_dir`'s filesystem, unless they were set less than DISK_REFRESH_S ago."""

@@ -11,10 +11,11 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,18 +27,19 @@ from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
 from iotex_node.actions import Action, parse_amount, parse_uint
 from iotex_node.chain import Chain, CommitInfo
-from iotex_node.config import PID_FILE, NodeConfig, read_secret_file, write_secret_file
+from iotex_node.config import NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height, halt_height_after
-from iotex_node.crypto import keystore
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
 from iotex_node.mempool import MempoolLimits
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
 from iotex_node.privval import Signed, SignLog, Verdict
+from iotex_node.startup import Phases
+from iotex_node.startup import load_key as load_key  # re-exported: tests and tools load a home's key
 from iotex_node.store import Store
-from iotex_node.sync import REQUEST_TIMEOUT, SYNC_BATCH, SYNC_GRACE, SyncState, network_height
+from iotex_node.sync import REQUEST_TIMEOUT, SYNC_BATCH, SYNC_GRACE, SyncState, grace_applies, network_height
 
 log = logging.getLogger("iotex_node")
 
@@ -59,7 +61,10 @@ class Node:
         key: PrivateKey,
         genesis: genesis_mod.Genesis,
         node_key: PrivateKey | None = None,
+        phases: Phases | None = None,
     ) -> None:
+        # Moments of this process's start-up (startup.py); in-process nodes (tests) count from here.
+        self.phases = phases or Phases(since_process_start=False)
         self.cfg = cfg
         self.key = key  # the delegate (operator) key: signs proposals and endorsements
         # The P2P identity is a separate key, so a hot standby of a delegate is a distinct peer.
@@ -121,6 +126,10 @@ class Node:
         self._height_started = time.monotonic()
         self._sync = SyncState()
         self._behind_since: float | None = None
+        # Whether this node has decided a height by consensus since it started. Until it has, a peer one
+        # block ahead is synced from at once (sync.grace_applies): a node that just (re)started heard little
+        # or nothing of the height its peers finalized meanwhile.
+        self._joined = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.started_at = time.time()
@@ -146,53 +155,74 @@ class Node:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from iotex_node import admin, api  # late: they import this module's types
-
-        await self.net.start()
-        try:
-            self.api_runner, self.api_url = await api.start(self, *_split(self.cfg.api_listen))
-            try:
-                self.admin_runner = await admin.start(self)
-            except BaseException:
-                await self.api_runner.cleanup()
-                raise
-        except BaseException:
-            await self.net.stop()  # a node that cannot serve does not stay half-started on the network
-            raise
+        """Join the network first, then serve the API: a restarted delegate dials its peers, asks them for the
+        blocks it missed and takes part in consensus while the API (aiohttp, the largest import) loads in a
+        thread. The API's port is bound before anything else, so a node that cannot serve never joins."""
         loop = asyncio.get_running_loop()
+        api_sock = _bind_tcp(*_split(self.cfg.api_listen))
+        try:
+            await self.net.start()
+        except BaseException:
+            api_sock.close()
+            raise
+        self.phases.mark("p2p")
         self._tasks = [
             loop.create_task(self._status_loop()),
             loop.create_task(self._sync_loop()),
             loop.create_task(self._tx_flush_loop()),
         ]
         self._start_height()
+        self.phases.mark("consensus")
+        try:
+            # Imported beside the event loop, which meanwhile handshakes with peers and syncs; they import
+            # this module's types, so they cannot be imported at its top anyway.
+            api, admin = await asyncio.to_thread(_import_interfaces)
+            self.api_runner, self.api_url = await api.start(self, api_sock)
+            try:
+                self.admin_runner = await admin.start(self)
+            except BaseException:
+                await self.api_runner.cleanup()
+                raise
+        except BaseException:
+            api_sock.close()
+            await self._stop_network()  # a node that cannot serve does not stay half-started on the network
+            raise
+        self.phases.mark("api")
+        self.metrics.set_startup(self.phases.marks)
         log.info(
             "node %s started: address=%s height=%d p2p=%s api=%s version=%s",
             self.cfg.name, self.key.address, self.chain.height, self.net.listen, self.api_url, __version__,
         )  # fmt: skip
+        log.info("start-up (seconds since the process was created): %s", self.phases.line())
 
-    async def stop(self) -> None:
+    async def _stop_network(self) -> None:
         for t in self._timers:
             t.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.net.stop()
+
+    async def stop(self) -> None:
+        await self._stop_network()
         await self.api_runner.cleanup()
         await self.admin_runner.cleanup()
         self.store.close()
         self._stopped.set()
 
     async def run_until_signalled(self) -> None:
-        await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        # Before start: a SIGTERM while starting (a service manager that gave up waiting) still stops cleanly.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         self._stop_event = stop
+        await self.start()
         await stop.wait()
+        t = time.monotonic()
         log.info("node %s stopping", self.cfg.name)
         await self.stop()
+        log.info("node %s stopped in %.3f s", self.cfg.name, time.monotonic() - t)
 
     def _die(self, reason: str) -> None:
         """A fault the node must not continue past (storage failure): stop rather than risk the chain."""
@@ -201,6 +231,13 @@ class Node:
         ev = getattr(self, "_stop_event", None)
         if ev is not None:
             ev.set()
+
+    def _startup_moment(self, name: str, what: str) -> None:
+        """Log and export, once per process, a moment of getting back to work after a start (startup.py)."""
+        t = self.phases.once(name)
+        if t is not None:
+            log.info("%s: %.3f s after the process was created", what, t)
+            self.metrics.set_startup({name: t})
 
     # --- operator controls -------------------------------------------------------------------------
 
@@ -496,6 +533,8 @@ class Node:
         vote = blk.sign_vote(self.key, self.genesis.chain_id, e.type, e.height, e.round, e.block_hash)
         if self._record_and_send(e.type, e.height, e.round, e.block_hash, {"t": "vote", **vote.to_wire()}) is None:
             return None
+        if e.type == blk.PRECOMMIT and e.block_hash is not None:
+            self._startup_moment("endorsement", f"first endorsement since start: precommit at {e.height}/{e.round}")
         return vote
 
     def _schedule_proposal(self, e: cs.Propose) -> None:
@@ -594,6 +633,9 @@ class Node:
         self.metrics.actions_finalized.inc(info.action_count)
         self._update_chain_metrics()
         self._behind_since = None
+        if not self._joined:
+            self._joined = True
+            self._startup_moment("consensus_commit", f"first height decided by consensus since start: {info.height}")
         self._broadcast_status()
         self._start_height()
 
@@ -640,6 +682,8 @@ class Node:
 
     def _on_connect(self, peer: Peer) -> None:
         self.metrics.peers.set(len(self.net.peers))
+        if peer.operator is not None and len(self.net.peers) + 1 >= blk.quorum(len(self._delegate_set())):
+            self._startup_moment("peers", f"connected to {len(self.net.peers)} peers (a quorum with this node)")
         peer.send(orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()}))
         for raw in self._own_msgs[-8:]:
             peer.send(raw)
@@ -675,6 +719,8 @@ class Node:
                 if type(h) is not int:
                     raise ProtocolViolation("status height is not an integer")
                 peer.height = h
+                if h > self.chain.height and not self._joined:
+                    self._maybe_sync()  # just started: ask now rather than at the sync loop's next tick
             elif t == "get_blocks":
                 self._serve_blocks(peer, msg)
             elif t == "get_block":
@@ -833,6 +879,8 @@ class Node:
             fault = ProtocolViolation(f"claimed height beyond {self.chain.height} but served no blocks", kind="false_status")
         if applied:
             log.info("synced %d block(s) from %s, now at %d", applied, peer.node_id, self.chain.height)
+            if not self._joined and self.is_synced():
+                self._startup_moment("caught_up", f"caught up to {self.chain.height} from peers")
             self._broadcast_status()
             self._start_height()
         elif self.hc is None:
@@ -918,7 +966,7 @@ class Node:
         if not ahead:
             self._behind_since = None
             return
-        if max(ahead) == height + 1:
+        if grace_applies(max(ahead), height, self._joined):
             if self._behind_since is None:
                 self._behind_since = now
                 return
@@ -1038,36 +1086,23 @@ def _split(hostport: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def load_key(cfg: NodeConfig) -> PrivateKey:
-    password = os.environ.get("IOTEX_KEYSTORE_PASSWORD")
-    if password is None:
-        password = read_secret_file(cfg.path(cfg.password_file), "keystore password")
-    return keystore.read(cfg.path(cfg.keystore), password)
-
-
-def run(home: Path) -> int:
-    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
-    from iotex_node import config as config_mod
-    from iotex_node.maintenance import NodeLock
-
-    cfg = config_mod.load(home)
-    # Held for the node's whole life (the kernel drops it if we die): a second node on this home, and the
-    # offline maintenance commands (rollback, restore), refuse while it is held.
-    lock = NodeLock(cfg.home, "node").acquire()
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (as asyncio would bind it for a server); OSError if it cannot be."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
     try:
-        logging.basicConfig(
-            level=getattr(logging, cfg.log_level.upper(), logging.INFO),
-            format=f"%(asctime)s %(levelname)s [{cfg.name}] %(name)s: %(message)s",
-        )
-        genesis = genesis_mod.load(cfg.path(cfg.genesis))
-        key = load_key(cfg)
-        node = Node(cfg, key, genesis)
-        pidfile = cfg.home / PID_FILE
-        pidfile.write_text(f"{os.getpid()}\n")
-        try:
-            asyncio.run(node.run_until_signalled())
-        finally:
-            pidfile.unlink(missing_ok=True)
-        return 1 if node.fatal else 0
-    finally:
-        lock.release()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(512)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _import_interfaces() -> tuple[types.ModuleType, types.ModuleType]:
+    from iotex_node import admin, api
+
+    return api, admin

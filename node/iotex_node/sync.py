@@ -100,3 +100,11 @@ class SyncState:
 
     def sent(self, peer: Peer, start: int, count: int, now: float) -> None:
         self.inflight[peer.node_id] = Request(peer, start, count, now)
+
+
+def grace_applies(best_claim: int, height: int, joined: bool) -> bool:
+    """Whether to wait SYNC_GRACE before asking for the block after `height`, the best peer claiming
+    `best_claim`: only when that is one block ahead and this node is deciding that block itself (it has
+    decided a height by consensus since it started). A node that just (re)started heard little or nothing
+    of the height its peers finalized meanwhile; waiting would only make it late for the next one too."""
+    return joined and best_claim == height + 1

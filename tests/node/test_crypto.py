@@ -60,6 +60,23 @@ def test_bech32_rejects_any_single_character_change(payload: bytes, data: st.Dat
     assert bech32.decode("io", text[:pos] + replacement + text[pos + 1 :]) is None
 
 
+def _bip173_polymod(values: list[int]) -> int:
+    """BIP-173's reference checksum loop, bit by bit."""
+    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if ((top >> i) & 1) else 0
+    return chk
+
+
+@given(st.lists(st.integers(0, 31), max_size=120))
+def test_bech32_checksum_is_bip173s_for_any_values(values: list[int]) -> None:
+    assert bech32._polymod(values) == _bip173_polymod(values)
+
+
 def test_bech32_rejects_wrong_prefix_uppercase_mixed_case_and_junk() -> None:
     text = bech32.encode("io", bytes(range(20)))
     assert bech32.decode("io", bech32.encode("it", bytes(range(20)))) is None

@@ -60,3 +60,44 @@ def test_full_node_joining_late_catches_up(localnet_factory) -> None:
     net.wait_height(target, nodes=[4], timeout=60)
     _agree(net, target, [0, 4])
     assert net.chain(4)["synced"]
+
+
+def _startup_moments(net, i: int) -> dict[str, float]:
+    text = net.client(i).metrics()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith('iotex_node_startup_seconds{phase="'):
+            name, value = line.split('"')[1], line.rsplit(" ", 1)[1]
+            out[name] = float(value)
+    return out
+
+
+def test_a_restarted_delegate_joins_before_its_api_and_endorses_again(localnet_factory) -> None:
+    net = localnet_factory(4)
+    net.start()
+    net.wait_height(4, timeout=60)
+    net.kill(1, signal.SIGTERM)
+    assert net.nodes[1].proc is not None and net.nodes[1].proc.returncode == 0  # a clean stop, fast exit included
+    stopped = net.chain(0)["finalized_height"]
+    net.wait_height(stopped + 2, nodes=[0, 2, 3], timeout=60)  # it misses blocks while down
+    net.start_node(1)
+
+    def endorsed() -> bool:
+        try:
+            return "endorsement" in _startup_moments(net, 1)
+        except OSError:
+            return False
+
+    net.wait_for("node1 to endorse again", endorsed, timeout=60)
+    m = _startup_moments(net, 1)
+    # It was on the network, in consensus and catching up before its API served; the moments come in order.
+    assert m["interpreter"] <= m["config"] <= m["imports"] <= m["database"] <= m["p2p"] <= m["consensus"] <= m["api"]
+    assert m["caught_up"] <= m["endorsement"]
+    log = net.nodes[1].log_path.read_text()
+    assert "caught up to" in log and "first endorsement since start" in log and "stopped in" in log
+    # It signs in certificates again (its own, of the blocks it decides), on the same chain as the others.
+    top = net.chain(1)["finalized_height"]
+    net.wait_height(top + 3, timeout=60)
+    blocks = net.client(1).blocks(top, top + 3)
+    assert any(net.nodes[1].address in b.voters for b in blocks)
+    _agree(net, top + 3, [0, 1, 2, 3])

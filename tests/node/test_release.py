@@ -409,6 +409,73 @@ def test_installed_release_runs_its_own_copy(tmp_path: Path, artifacts: dict[str
     assert out.stdout.split() == ["1.0.1", "[1,", "2]", BUILD_TIME]
 
 
+def test_install_compiles_the_package_once_and_records_its_bytecode(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root)
+    release = root / "releases/1.0.0"
+    recorded = json.loads((release / "install.json").read_text())["bytecode"]
+    sources = {p.relative_to(release) for p in (release / "lib").rglob("*.py")}
+    # One .pyc per source, for the interpreter the release runs with, read-only like the sources.
+    assert len(recorded) == len(sources) > 10
+    for rel, sha in recorded.items():
+        pyc = release / rel
+        assert pyc.parent.name == "__pycache__" and pyc.name.endswith(f".{sys.implementation.cache_tag}.pyc")
+        assert hashlib.sha256(pyc.read_bytes()).hexdigest() == sha
+        assert stat.S_IMODE(pyc.stat().st_mode) == 0o444
+        # checked-hash: Python uses it only while the source still has the hash it was compiled from
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11
+    _ok("release", "activate", "1.0.0", "--root", str(root))  # the deep check accepts the recorded bytecode
+
+
+def test_altered_or_unrecorded_bytecode_makes_a_release_corrupt(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root)
+    _install(artifacts["1.0.1"], root)
+    pycache = root / "releases/1.0.1/lib/iotex_node/__pycache__"
+    victim = next(pycache.glob("chain.*.pyc"))
+    os.chmod(pycache, 0o700)
+    os.chmod(victim, 0o644)
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    _one_line_error(_cli("release", "activate", "1.0.1", "--root", str(root)), "corrupt", victim.name)
+    victim.unlink()
+    (pycache / f"extra.{sys.implementation.cache_tag}.pyc").write_bytes(b"")
+    _one_line_error(_cli("release", "activate", "1.0.1", "--root", str(root)), "corrupt")
+
+
+@pytest.mark.slow  # the release's interpreter is another program: install compiles with it in a process of its own
+def test_install_compiles_with_the_interpreter_the_release_runs_with(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root, "--python", str(wrapper))
+    release = root / "releases/1.0.0"
+    assert (release / "python").read_text() == f"{wrapper}\n"
+    recorded = json.loads((release / "install.json").read_text())["bytecode"]
+    assert "lib/iotex_node/__pycache__/node." + sys.implementation.cache_tag + ".pyc" in recorded
+    _ok("release", "activate", "1.0.0", "--root", str(root))
+    # a source that does not compile with that interpreter is refused at install, not at the node's start
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    _one_line_error(_cli("release", "install", str(artifacts["1.0.1"]), "--root", str(root), "--python", str(broken)),
+                    "does not compile", "exit 3")  # fmt: skip
+    assert sorted(os.listdir(root / "releases")) == ["1.0.0"]
+
+
+@pytest.mark.slow  # runs the release's interpreter
+def test_an_installed_release_loads_the_node_from_its_bytecode(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root)
+    lib = root / "releases/1.0.0/lib"
+    env = {k: v for k, v in os.environ.items() if k not in ("IOTEX_PYTHON",)} | {"PYTHONPATH": str(lib)}
+    # As the launcher runs it (-B -P); -v reports each module read from a .pyc.
+    out = subprocess.run([sys.executable, "-B", "-P", "-v", "-c", "import iotex_node.node"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert f"code object from '{lib / 'iotex_node/__pycache__'}/node." in out.stderr
+    assert f"code object from '{lib / 'iotex_node/__pycache__'}/consensus." in out.stderr
+
+
 # --- switch ------------------------------------------------------------------------------------------
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_VALUE = {c: i for i, c in enumerate(CHARSET)}
 _GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+# For each value of the 5 bits shifted out of the checksum, the XOR of the generators those bits select:
+# one lookup per character instead of five conditional XORs (BIP-173's loop, about 4x faster in Python;
+# a node validates every address of its genesis at each start, thousands of them on a real network).
+_GEN_XOR = tuple(
+    _GEN[0] * (b & 1) ^ _GEN[1] * (b >> 1 & 1) ^ _GEN[2] * (b >> 2 & 1) ^ _GEN[3] * (b >> 3 & 1) ^ _GEN[4] * (b >> 4 & 1)
+    for b in range(32)
+)
 
 
 def _polymod(values: list[int]) -> int:
     chk = 1
     for v in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ v
-        for i in range(5):
-            chk ^= _GEN[i] if ((top >> i) & 1) else 0
+        chk = ((chk & 0x1FFFFFF) << 5 ^ v) ^ _GEN_XOR[chk >> 25]
     return chk
 
 
@@ -58,8 +65,8 @@ def decode(hrp: str, text: str) -> bytes | None:
     if pos < 1 or pos + 7 > len(text) or text[:pos] != hrp:
         return None
     try:
-        data = [CHARSET.index(c) for c in text[pos + 1 :]]
-    except ValueError:
+        data = [_VALUE[c] for c in text[pos + 1 :]]
+    except KeyError:
         return None
     if _polymod(_hrp_expand(hrp) + data) != 1:
         return None
