@@ -64,6 +64,12 @@ def next_run(s: Schedule, now: datetime) -> datetime | None:
     return None
 
 
+def run_id(s: Schedule, at: datetime) -> str:
+    """A scheduled run's id: its scheduled time (UTC, as every run id begins) and the schedule's name, so that
+    one occurrence is one run, whoever starts it and however often (a restarted scheduler finds it)."""
+    return f"{_aware(at, 'at').astimezone(UTC):%Y%m%dT%H%M%SZ}-{s.name}"
+
+
 def period_s(s: Schedule, now: datetime, samples: int = 24) -> float | None:
     """The schedule's period: the longest gap between its next `samples` start times (a weekly drill: 7 days).
     A run older than that means the drill has gone stale."""

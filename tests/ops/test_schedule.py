@@ -13,11 +13,12 @@ import pytest
 
 from iotex_ops.runbook import loader
 from iotex_ops.runbook.model import Param, Runbook, Step
+from iotex_ops.runbook.store import RunStore
 from iotex_ops.schedule import ChainTime, ScheduleError, decide, occurrences, parse, upcoming
 from iotex_ops.schedule import model as model_mod
 from iotex_ops.schedule.check import check, fault_tolerance
 from iotex_ops.schedule.state import ScheduleState
-from iotex_ops.schedule.timing import blocked, chain_blackout, next_run, period_s
+from iotex_ops.schedule.timing import blocked, chain_blackout, next_run, period_s, run_id
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a Tuesday
@@ -407,6 +408,14 @@ def test_a_due_run_near_a_halt_height_is_skipped_by_the_gate() -> None:
     assert d.run is None and "within 10 blocks (chain_blackout_blocks) of halt height 600" in d.records[0].reason
     far = ChainTime(height=500, at=at(2, 3), block_interval_s=1.0, halt_heights=(5000,))
     assert decide(s, since=at(1, 12), now=at(2, 3, 0, 1), chain=far).run == at(2, 3)
+
+
+def test_a_scheduled_run_s_id_is_its_schedule_and_time(tmp_path: Path) -> None:
+    s = parsed(sched(name="first-aid-weekly")).schedules[0]
+    rid = run_id(s, at(2, 3))
+    assert rid == "20261202T020000Z-first-aid-weekly"
+    assert RunStore(tmp_path).dir(rid).run_id == rid  # a valid run id for the store
+    assert run_id(s, at(2, 3).astimezone(UTC)) == rid  # the same occurrence, whatever zone it is given in
 
 
 def test_decisions_read_no_clock() -> None:
