@@ -218,3 +218,9 @@ def test_the_lab_s_drills_file_is_valid_and_runs_nothing(n: int) -> None:
     assert problems == [] and {s.drill for s in drills.schedules} == {"first-aid", "hotfix-compatible"}
     assert not any(s.enabled for s in drills.schedules)
     assert check(drills, loader.discover(), delegates=n, now=NOW) == []
+
+
+def test_runbook_show_gives_the_blast_radius() -> None:
+    doc = json.loads(run("runbook", "show", "first-aid", "--json").output)
+    assert doc["blast_radius"] == {"out_of_consensus": 1, "stops_chain": True}
+    assert "blast radius: 1 delegate(s) out of consensus at once" in run("runbook", "show", "hotfix-compatible").output
