@@ -24,7 +24,7 @@ from typing import Any
 from iotex_ops.runbook.model import ParamError, Runbook
 from iotex_ops.runbook.params import validate
 from iotex_ops.schedule.model import Drills, Problem, Schedule
-from iotex_ops.schedule.timing import ChainTime, blocked, chain_blackout, occurrences
+from iotex_ops.schedule.timing import ChainTime, blocked, chain_blackout, chain_mark, occurrences
 
 HORIZON_DAYS = 28  # how far ahead overlaps, windows and the chain's calendar are checked
 MAX_RUNS_CHECKED = 20_000  # per schedule in the horizon (a minutely drill is refused long before)
@@ -113,12 +113,12 @@ def _check_calendar(s: Schedule, times: list[datetime], drills: Drills, chain: C
         bad(s, fld, f"none of its {len(times)} run(s) in the next {days} days may run; the first: {first}")
     if chain is None:
         return
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()  # one problem per halt or activation: its first run near it
     for t in times:
-        why = chain_blackout(s, t, chain)
-        if why is not None and why.split(" (expected")[0] not in seen:
-            seen.add(why.split(" (expected")[0])
-            bad(s, "cron", f"its run at {t:%Y-%m-%d %H:%M %Z} is {why}")
+        mark = chain_mark(s, t, chain)
+        if mark is not None and mark not in seen:
+            seen.add(mark)
+            bad(s, "cron", f"its run at {t:%Y-%m-%d %H:%M %Z} is {chain_blackout(s, t, chain)}")
 
 
 def _check_together(drills: Drills, radii: Mapping[str, Radius], runs: Mapping[str, list[datetime]], f: int,

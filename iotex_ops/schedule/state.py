@@ -7,11 +7,13 @@ reviewed way to stop a schedule, a suspension the operator's quick one (Kubernet
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +69,17 @@ class ScheduleState:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One change at a time (two operators suspending at once both count): an flock beside the file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_suffix(".lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def suspended(self) -> dict[str, Suspension]:
         out = {}
         for name, v in (self._read().get("suspended") or {}).items():
@@ -79,21 +92,21 @@ class ScheduleState:
 
     def suspend(self, name: str, *, by: str, now: datetime, reason: str = "") -> Suspension:
         """Suspend a schedule (again: the first suspension is kept, and returned)."""
-        doc = self._read()
-        suspended = dict(doc.get("suspended") or {})
-        if name in suspended:
-            return self.suspended()[name]
-        s = Suspension(name, by, now.isoformat(), reason)
-        suspended[name] = {"by": by, "at": s.at, "reason": reason}
-        self._write({**doc, "suspended": suspended})
-        return s
+        with self._locked():
+            current = self.suspended()
+            if name in current:
+                return current[name]
+            doc = self._read()
+            s = Suspension(name, by, now.isoformat(), reason)
+            self._write({**doc, "suspended": {**(doc.get("suspended") or {}), name: {"by": by, "at": s.at, "reason": reason}}})
+            return s
 
     def resume(self, name: str) -> Suspension | None:
         """Lift a suspension: the one lifted, or None if it was not suspended."""
-        current = self.suspended()
-        if name not in current:
-            return None
-        doc = self._read()
-        suspended = {k: v for k, v in (doc.get("suspended") or {}).items() if k != name}
-        self._write({**doc, "suspended": suspended})
-        return current[name]
+        with self._locked():
+            current = self.suspended()
+            if name not in current:
+                return None
+            doc = self._read()
+            self._write({**doc, "suspended": {k: v for k, v in (doc.get("suspended") or {}).items() if k != name}})
+            return current[name]

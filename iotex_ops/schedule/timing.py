@@ -145,9 +145,9 @@ class ChainTime:
                       key=lambda m: m[1])  # fmt: skip
 
 
-def chain_blackout(s: Schedule, at: datetime, chain: ChainTime) -> str | None:
-    """Why a run starting at `at` (to its timeout) comes within `chain_blackout_blocks` of a halt height or a
-    protocol activation, by the chain's expected heights; or None."""
+def chain_mark(s: Schedule, at: datetime, chain: ChainTime) -> tuple[str, int] | None:
+    """The halt height or protocol activation (what, height) that a run starting at `at` (to its timeout) comes
+    within `chain_blackout_blocks` of, by the chain's expected heights; or None."""
     k = s.chain_blackout_blocks
     first = chain.height_at(_aware(at, "at"))
     last = chain.height_at(at + timedelta(seconds=s.timeout_s))
@@ -155,10 +155,21 @@ def chain_blackout(s: Schedule, at: datetime, chain: ChainTime) -> str | None:
         if h < chain.height - k:
             continue  # long past
         if first - k <= h <= last + k:
-            eta = chain.time_of(h).astimezone(s.tz)
-            return (f"within {k} blocks (chain_blackout_blocks) of {what} {h} "
-                    f"(expected about {eta:%Y-%m-%d %H:%M %Z}; the run covers heights ~{first:.0f}..{last:.0f})")  # fmt: skip
+            return what, h
     return None
+
+
+def chain_blackout(s: Schedule, at: datetime, chain: ChainTime) -> str | None:
+    """Why a run starting at `at` may not run for the chain's calendar (see `chain_mark`), or None."""
+    mark = chain_mark(s, at, chain)
+    if mark is None:
+        return None
+    what, h = mark
+    first = chain.height_at(at)
+    last = chain.height_at(at + timedelta(seconds=s.timeout_s))
+    eta = chain.time_of(h).astimezone(s.tz)
+    return (f"within {s.chain_blackout_blocks} blocks (chain_blackout_blocks) of {what} {h} "
+            f"(expected about {eta:%Y-%m-%d %H:%M %Z}; the run covers heights ~{first:.0f}..{last:.0f})")  # fmt: skip
 
 
 # -- what to do now ------------------------------------------------------------------------------------------
