@@ -148,7 +148,9 @@ def check_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], chain
     if not chain:
         chain_note = "not checked (--no-chain)"
     elif chain_time is None:
-        chain_note = "not checked: no delegate answered (" + "; ".join(chain_errors[:2]) + ")"
+        chain_note = (
+            "not checked: " + "; ".join(chain_errors[:2]) + (f" (+{len(chain_errors) - 2} more)" if len(chain_errors) > 2 else "")
+        )
     if as_json:
         doc: dict[str, Any] = {"file": str(loaded.path), "schedules": [s.name for s in loaded.drills.schedules],
                                "delegates": loaded.delegates, "f": fault_tolerance(loaded.delegates),

@@ -32,7 +32,7 @@ DRILLS = {
 }
 
 
-def write_inventory(tmp_path: Path, drills: Any = DRILLS, delegates: int = 4) -> Path:
+def write_inventory(tmp_path: Path, drills: Any = DRILLS, delegates: int = 4, api_port: int = 14100) -> Path:
     inv = tmp_path / "inv"
     inv.mkdir(parents=True)
     hosts = {}
@@ -45,7 +45,7 @@ def write_inventory(tmp_path: Path, drills: Any = DRILLS, delegates: int = 4) ->
             "ansible_port": 22,
             "ansible_connection": "local",
             "node_p2p_port": 4700 + i,
-            "node_api_port": 14100 + i,
+            "node_api_port": api_port + i,
             "delegate_name": f"d{i}",
             "node_key_file": str(key),
             "node_data_dir": f"/var/lib/iotex-node{i}",
@@ -224,3 +224,12 @@ def test_runbook_show_gives_the_blast_radius() -> None:
     doc = json.loads(run("runbook", "show", "first-aid", "--json").output)
     assert doc["blast_radius"] == {"out_of_consensus": 1, "stops_chain": True}
     assert "blast radius: 1 delegate(s) out of consensus at once" in run("runbook", "show", "hotfix-compatible").output
+
+
+def test_check_says_when_the_chain_could_not_be_read(tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, api_port=1)  # its delegates' APIs on loopback ports 1-4: nothing listens there
+    res = run("schedule", "check", "-i", str(inv), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["chain"] is None and doc["chain_note"].startswith("not checked: ") and len(doc["chain_errors"]) == 4
+    assert "d0" in doc["chain_note"]
