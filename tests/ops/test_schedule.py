@@ -3,6 +3,7 @@ blackouts, the chain-time blackout, the blast radius, and the due/missed/catch-u
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from iotex_ops.runbook import loader
 from iotex_ops.runbook.model import Param, Runbook, Step
@@ -440,3 +444,42 @@ def test_suspend_and_resume_live_in_the_state_dir(tmp_path: Path) -> None:
         state.suspended()
     with pytest.raises(ScheduleError, match="is not a network name"):
         ScheduleState(tmp_path, "../x")
+
+
+# -- occurrences, as properties (hypothesis) --------------------------------------------------------------------
+
+ZONES = ("Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "America/Santiago", "Asia/Kolkata", "UTC")
+CRONS = ("30 2 * * *", "0 * * * *", "*/20 1-3 * * *", "15 2,3 * * sun", "45 1 * 3,4,10,11 *", "0 0 1 * *", "59 23 * * *")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    zone=st.sampled_from(ZONES),
+    cron=st.sampled_from(CRONS),
+    start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31)),
+    hours=st.integers(min_value=1, max_value=24 * 40),
+)
+def test_occurrences_are_ordered_in_range_and_miss_no_wall_time(zone: str, cron: str, start: datetime, hours: int) -> None:
+    s = parsed(sched(cron=cron, timezone=zone)).schedules[0]
+    after = start.replace(tzinfo=UTC)
+    until = after + timedelta(hours=hours)
+    got = list(occurrences(s, after, until))
+    # strictly increasing, inside (after, until], in the schedule's zone
+    assert all(a < b for a, b in itertools.pairwise(got))
+    assert all(after < t <= until and t.tzinfo == s.tz for t in got)
+    # a wall time that exists (it reads back the same) is one the cron names
+    for t in got:
+        wall = t.replace(tzinfo=None)
+        if wall.replace(tzinfo=s.tz).astimezone(UTC) == t.astimezone(UTC):
+            assert croniter.match(cron, wall), (t, cron)
+    # no wall time the cron names is lost: each maps (a skipped one, one gap later) onto an occurrence
+    got_utc = {t.astimezone(UTC) for t in got}
+    first_wall = after.astimezone(s.tz).replace(tzinfo=None)
+    it = croniter(cron, first_wall - timedelta(hours=3))
+    while True:
+        wall = it.get_next(datetime)
+        instant = wall.replace(tzinfo=s.tz, fold=0).astimezone(UTC)
+        if instant > until:
+            break
+        if instant > after:
+            assert instant in got_utc, (wall, zone, cron)
