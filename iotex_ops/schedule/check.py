@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iotex_ops.runbook.model import ParamError, Runbook
@@ -129,7 +129,7 @@ def _check_together(drills: Drills, radii: Mapping[str, Radius], runs: Mapping[s
     spans: list[tuple[datetime, datetime, str]] = []
     for name, times in runs.items():
         dur = timedelta(seconds=by_name[name].timeout_s)
-        spans += [(t, t + dur, name) for t in times]
+        spans += [(t.astimezone(UTC), t.astimezone(UTC) + dur, name) for t in times]  # real time: see timing.py
     spans.sort()
     problems: list[Problem] = []
     reported: set[frozenset[str]] = set()
@@ -143,8 +143,12 @@ def _check_together(drills: Drills, radii: Mapping[str, Radius], runs: Mapping[s
                 if why is not None:
                     reported.add(names)
                     s = by_name[name]
-                    others = ", ".join(f"{by_name[a[2]].where} ({a[2]}, from {a[0]:%Y-%m-%d %H:%M %Z})" for a in active)
-                    problems.append(Problem(f"{s.where}.cron", f"its run at {start:%Y-%m-%d %H:%M %Z} overlaps {others}: {why}",
+                    others = ", ".join(
+                        f"{by_name[a[2]].where} ({a[2]}, from {a[0].astimezone(by_name[a[2]].tz):%Y-%m-%d %H:%M %Z})"
+                        for a in active
+                    )
+                    when = f"{start.astimezone(s.tz):%Y-%m-%d %H:%M %Z}"
+                    problems.append(Problem(f"{s.where}.cron", f"its run at {when} overlaps {others}: {why}",
                                             drills.source))  # fmt: skip
         active.append((start, end, name))
     return problems

@@ -9,7 +9,9 @@ in Europe/Paris is 02:30 Paris time, whatever the offset that day. Each wall tim
   occurrence (an hourly `30 * * * *` also has 03:30), the two are one run;
 * a wall time that happens twice (the hour repeated when clocks go back) runs once, at its first occurrence.
 
-Occurrences are returned as aware datetimes in the schedule's timezone, strictly increasing.
+Occurrences are returned as aware datetimes in the schedule's timezone, strictly increasing. Arithmetic and
+comparisons are done in UTC: Python adds a timedelta to an aware datetime in wall time, and compares or
+subtracts two datetimes of one tzinfo as wall times (ignoring `fold`), both wrong across a DST change.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def _aware(t: datetime, what: str = "now") -> datetime:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (got {t.isoformat()})")
     return t
+
+
+def _utc(t: datetime) -> datetime:
+    return t.astimezone(UTC)
+
+
+def later(t: datetime, seconds: float) -> datetime:
+    """`seconds` of real time after `t`, in `t`'s zone (not wall time: 02:30 CEST + 1 h is 02:30 CET)."""
+    assert t.tzinfo is not None
+    return (_utc(t) + timedelta(seconds=seconds)).astimezone(t.tzinfo)
 
 
 def occurrences(s: Schedule, after: datetime, until: datetime, limit: int = MAX_OCCURRENCES) -> Iterator[datetime]:
@@ -76,7 +88,7 @@ def period_s(s: Schedule, now: datetime, samples: int = 24) -> float | None:
     times = list(occurrences(s, now, now + timedelta(days=3660), limit=samples + 1))
     if len(times) < 2:
         return None
-    return max((b - a).total_seconds() for a, b in itertools.pairwise(times))
+    return max((_utc(b) - _utc(a)).total_seconds() for a, b in itertools.pairwise(times))
 
 
 # -- windows and blackouts -----------------------------------------------------------------------------------
@@ -95,7 +107,7 @@ def _boundaries(periods: Sequence[Period], start: datetime, end: datetime) -> li
                 marks.update(p.hours)
         for m in marks:
             t = datetime.combine(day, m).replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
-            if start < t < end:
+            if _utc(start) < _utc(t) < _utc(end):
                 out.append(t)
         day += timedelta(days=1)
     return sorted(out)
@@ -105,7 +117,7 @@ def blocked(s: Schedule, at: datetime, shared_blackouts: Sequence[Period] = ()) 
     """Why a run starting at `at` may not run, or None: the run (from `at` to its timeout) touches a blackout
     (the schedule's or the file's), or does not fit inside one of the schedule's windows."""
     local = _aware(at, "at").astimezone(s.tz)
-    end = local + timedelta(seconds=s.timeout_s)
+    end = later(local, s.timeout_s)
     blackouts = (*shared_blackouts, *s.blackouts)
     points = [local, *_boundaries((*blackouts, *s.windows), local, end)]
     for b in blackouts:
@@ -135,10 +147,10 @@ class ChainTime:
     activations: tuple[int, ...] = ()  # protocol activation heights still ahead
 
     def time_of(self, height: int) -> datetime:
-        return self.at + timedelta(seconds=(height - self.height) * self.block_interval_s)
+        return later(self.at, (height - self.height) * self.block_interval_s)
 
     def height_at(self, t: datetime) -> float:
-        return self.height + (t - self.at).total_seconds() / self.block_interval_s
+        return self.height + (_utc(t) - _utc(self.at)).total_seconds() / self.block_interval_s
 
     def marks(self) -> list[tuple[str, int]]:
         return sorted({("halt height", h) for h in self.halt_heights} | {("protocol activation", h) for h in self.activations},
@@ -150,7 +162,7 @@ def chain_mark(s: Schedule, at: datetime, chain: ChainTime) -> tuple[str, int] |
     within `chain_blackout_blocks` of, by the chain's expected heights; or None."""
     k = s.chain_blackout_blocks
     first = chain.height_at(_aware(at, "at"))
-    last = chain.height_at(at + timedelta(seconds=s.timeout_s))
+    last = chain.height_at(later(at, s.timeout_s))
     for what, h in chain.marks():
         if h < chain.height - k:
             continue  # long past
@@ -166,7 +178,7 @@ def chain_blackout(s: Schedule, at: datetime, chain: ChainTime) -> str | None:
         return None
     what, h = mark
     first = chain.height_at(at)
-    last = chain.height_at(at + timedelta(seconds=s.timeout_s))
+    last = chain.height_at(later(at, s.timeout_s))
     eta = chain.time_of(h).astimezone(s.tz)
     return (f"within {s.chain_blackout_blocks} blocks (chain_blackout_blocks) of {what} {h} "
             f"(expected about {eta:%Y-%m-%d %H:%M %Z}; the run covers heights ~{first:.0f}..{last:.0f})")  # fmt: skip
@@ -248,7 +260,7 @@ def decide(
                 why = chain_blackout(s, at, chain)
         if why is not None:
             raw.append(("skipped", why, at))
-        elif now - at > deadline:
+        elif _utc(now) - _utc(at) > deadline:
             raw.append(("missed", f"not started within its start deadline ({_fmt(s.start_deadline_s)})", at))
         elif not newest:
             raw.append(("missed", "superseded: at most one catch-up runs, the newest", at))
@@ -261,7 +273,7 @@ def decide(
             run = at
         handled = at
     records = _merge(raw)
-    late = (now - run).total_seconds() if run is not None else 0.0
+    late = (_utc(now) - _utc(run)).total_seconds() if run is not None else 0.0
     return Decision(run, late, records, handled, waiting)
 
 

@@ -483,3 +483,20 @@ def test_occurrences_are_ordered_in_range_and_miss_no_wall_time(zone: str, cron:
             break
         if instant > after:
             assert instant in got_utc, (wall, zone, cron)
+
+
+def test_durations_and_lateness_are_real_time_across_a_dst_change() -> None:
+    # 2026-10-25 in Paris: 02:30 CEST (00:30 UTC), then clocks go back; 90 minutes later is 03:00 CET (02:00 UTC)
+    s = parsed(sched(cron="30 2 * * *", timeout="90m", blackouts=[{"hours": "03:30-04:00"}])).schedules[0]
+    first_pass = datetime(2026, 10, 25, 2, 30, tzinfo=PARIS)
+    assert blocked(s, first_pass) is None  # in wall time it would end at 04:00 and touch the blackout
+    assert blocked(s, datetime(2026, 10, 26, 2, 30, tzinfo=PARIS)) is not None  # an ordinary day: it does
+    # found at 02:40 in the repeated hour (fold=1: 01:40 UTC), the 02:30 CEST run is 70 minutes late: missed
+    late = parsed(sched(cron="30 2 * * *", start_deadline="15m")).schedules[0]
+    d = decide(late, since=datetime(2026, 10, 24, 12, tzinfo=PARIS), now=datetime(2026, 10, 25, 2, 40, fold=1, tzinfo=PARIS))
+    assert d.run is None and d.records[0].kind == "missed"
+    on_time = decide(late, since=datetime(2026, 10, 24, 12, tzinfo=PARIS), now=datetime(2026, 10, 25, 2, 40, tzinfo=PARIS))
+    assert on_time.run == first_pass and on_time.late_s == 600.0
+    # a weekly schedule's period across the change is 7 days and an hour
+    weekly = parsed(sched(cron="0 3 * * sun")).schedules[0]
+    assert period_s(weekly, datetime(2026, 10, 12, tzinfo=UTC), samples=2) == 7 * 86400 + 3600  # Oct 18 CEST .. Oct 25 CET
