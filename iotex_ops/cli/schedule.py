@@ -41,8 +41,20 @@ _DIRS = click.option("--runbooks", "runbook_dirs", multiple=True, type=click.Pat
 _STATE = click.option("--state-dir", type=click.Path(path_type=Path), help="Default: $IOTEX_OPS_STATE_DIR.")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _now(at: str | None = None) -> datetime:
+    """Now, or the time `--at` names (ISO 8601 with an offset, e.g. 2026-12-24T09:00+01:00)."""
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        t = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScheduleError(f"--at {at!r}: expected an ISO 8601 time with an offset, e.g. 2026-12-24T09:00+01:00") from None
+    if t.tzinfo is None:
+        raise ScheduleError(f"--at {at!r}: give an offset (+01:00, Z): a time without one is ambiguous")
+    return t.astimezone(UTC)
+
+
+_AT = click.option("--at", "at", help="As of this time (ISO 8601 with offset) instead of now: a preview.")
 
 
 def _inventory(path: Path | None) -> inv_mod.Inventory:
@@ -98,10 +110,12 @@ def schedule() -> None:
 @_INV
 @_DIRS
 @_STATE
+@_AT
 @_JSON
-def list_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_dir: Path | None, as_json: bool) -> None:
+def list_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_dir: Path | None, at: str | None,
+             as_json: bool) -> None:  # fmt: skip
     """Every schedule: its drill, when it runs next, and whether it is enabled, suspended, approved by a person."""
-    now = _now()
+    now = _now(at)
     inv = _inventory(inventory_path)
     books = loader.discover(runbook_dirs)
     loaded = edge.require(inv, books, now)
@@ -185,11 +199,12 @@ def _chain_doc(chain: ChainTime | None) -> dict[str, Any] | None:
 @_STATE
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True, help="How far ahead.")
 @click.option("--chain/--no-chain", default=False, show_default=True, help="Also mark runs in a chain-time blackout.")
+@_AT
 @_JSON
 def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_dir: Path | None, days: int, chain: bool,
-             as_json: bool) -> None:  # fmt: skip
+             at: str | None, as_json: bool) -> None:  # fmt: skip
     """The runs to come, in time order, each with why it will not run if that is known now."""
-    now = _now()
+    now = _now(at)
     inv = _inventory(inventory_path)
     loaded = edge.require(inv, loader.discover(runbook_dirs), now)
     chain_time = _chain(inv, now)[0] if chain else None

@@ -65,14 +65,14 @@ def run(*args: str, state: Path | None = None) -> Result:
 
 def test_list_shows_schedules_next_runs_and_blast_radius(tmp_path: Path) -> None:
     inv = write_inventory(tmp_path)
-    res = run("schedule", "list", "-i", str(inv), "--json", state=tmp_path / "state")
+    res = run("schedule", "list", "-i", str(inv), "--json", "--at", "2026-12-01T12:00:00+00:00", state=tmp_path / "state")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["delegates"] == 4 and doc["f"] == 1 and doc["problems"] == []
     rows = {r["name"]: r for r in doc["schedules"]}
     assert rows["fa"]["blast_radius"] == "whole chain" and rows["hc"]["blast_radius"] == "1"
     assert rows["hc"]["approval"] is True and rows["fa"]["suspended"] is None
-    assert datetime.fromisoformat(rows["fa"]["next"]).strftime("%a %H:%M") == "Tue 04:00"
+    assert rows["fa"]["next"] == "2026-12-08T04:00:00+01:00" and rows["hc"]["next_utc"] == "2026-12-03T03:00:00+00:00"
     text = run("schedule", "list", "-i", str(inv), state=tmp_path / "state").output
     assert "first-aid" in text and "at most f = 1 out of consensus" in text
 
@@ -125,12 +125,19 @@ def test_inventory_check_also_checks_drills(tmp_path: Path) -> None:
 def test_next_lists_runs_in_time_order_with_why_not(tmp_path: Path) -> None:
     drills = {**DRILLS, "blackouts": [{"days": "thu", "reason": "no thursdays"}]}
     inv = write_inventory(tmp_path, drills)
-    res = run("schedule", "next", "-i", str(inv), "--days", "14", "--json", state=tmp_path / "state")
+    res = run("schedule", "next", "-i", str(inv), "--days", "14", "--at", "2026-12-01T12:00Z", "--json", state=tmp_path / "state")
     assert res.exit_code == 0, res.output
     runs = json.loads(res.output)["runs"]
     assert [r["utc"] for r in runs] == sorted(r["utc"] for r in runs) and len(runs) == 4
     assert {r["schedule"]: r["skip"] is None for r in runs} == {"fa": True, "hc": False}
     assert all("no thursdays" in r["skip"] for r in runs if r["schedule"] == "hc")
+    assert (runs[0]["schedule"], runs[0]["at"], runs[0]["utc"]) == (
+        "hc",
+        "2026-12-03T04:00:00+01:00",
+        "2026-12-03T03:00:00+00:00",
+    )
+    bad = run("schedule", "next", "-i", str(inv), "--at", "2026-12-01T12:00")
+    assert bad.exit_code == 2 and "give an offset" in bad.output
 
 
 def test_suspend_and_resume_are_state_not_inventory_edits(tmp_path: Path) -> None:
