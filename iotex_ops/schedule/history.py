@@ -120,6 +120,7 @@ class Scorecard:
     stats: Mapping[str, Stat]
     trend: tuple[RunRow, ...]  # the last N runs
     trend_direction: Mapping[str, str]  # figure (and "pass_rate") -> improving | worsening | steady | n/a
+    history: tuple[RunRow, ...] = ()  # every run, oldest first (the HTML page plots them; not in as_dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -173,7 +174,7 @@ def scorecard(
         vals = [v for v in (r.figures.get(k) for r in trend if r.result is not None) if v is not None]
         directions[k] = _direction(vals)
     return Scorecard(drill, len(runs), len(done), sum(r.passed for r in done), pass_rate, last, period_s, age, stale, freshness,
-                     score, stats, trend, directions)  # fmt: skip
+                     score, stats, trend, directions, tuple(runs))  # fmt: skip
 
 
 def scorecards(rows: Iterable[RunRow], *, now: float, periods: Mapping[str, float | None] | None = None,

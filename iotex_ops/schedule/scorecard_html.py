@@ -1,6 +1,6 @@
 """The HTML scorecard: one self-contained page (inline CSS and SVG, no JavaScript, nothing external), with a
 table of every drill's scorecard and, per drill, a plot of each of its figures over time drawn by matplotlib
-(passed runs as dots, failed ones as crosses). Written beside the rehearsals' reports
+(passed runs as dots, failed ones as crosses; unfinished runs are left out). Written beside the rehearsals' reports
 (`<state>/rehearsals/scorecard.html`) by `iotex-ops drill scorecard`.
 
 matplotlib is used through its object API (`matplotlib.figure.Figure` saved as SVG): no pyplot,
@@ -37,8 +37,9 @@ def _days(s: float | None) -> str:
 
 
 def plot_svg(card: Scorecard) -> str:
-    """One SVG of the drill's figures over time (one small plot per figure the runs have), or "" if none."""
-    shown = [k for k in FIGURES if any(r.figures.get(k) is not None for r in card.trend)]
+    """One SVG of the drill's figures over time, every run (one small plot per figure the runs have), or ""."""
+    done = [r for r in card.history if r.result is not None]  # a run without an end has no final figures
+    shown = [k for k in FIGURES if any(r.figures.get(k) is not None for r in done)]
     if not shown:
         return ""
     from matplotlib import rc_context  # imported when needed: ~0.3 s, and a font cache to build on first use
@@ -48,7 +49,7 @@ def plot_svg(card: Scorecard) -> str:
         fig = Figure(figsize=(3.2 * len(shown), 2.4), layout="constrained")
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, key in zip(axes, shown, strict=True):
-            rows = [r for r in card.trend if r.figures.get(key) is not None]
+            rows = [r for r in done if r.figures.get(key) is not None]
             xs = [datetime.fromtimestamp(r.started_at, UTC) for r in rows]
             ys = [float(r.figures[key] or 0.0) for r in rows]
             ax.plot(xs, ys, color="#888888", linewidth=0.8)
