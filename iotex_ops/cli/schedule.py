@@ -69,7 +69,9 @@ def _state(inv: inv_mod.Inventory, state_dir: Path | None) -> ScheduleState:
     return ScheduleState(state_dir or default_state_dir(), network_mod.network_id(inv))
 
 
-def _chain(inv: inv_mod.Inventory, now: datetime) -> tuple[ChainTime | None, list[str]]:
+def _chain(inv: inv_mod.Inventory) -> tuple[ChainTime | None, list[str]]:
+    """The chain's calendar as the nodes tell it now (the real now, also under --at: heights are read now)."""
+    now = datetime.now(UTC)
     try:
         net = network_mod.load(inv.path)
     except inv_mod.InventoryError as exc:
@@ -156,7 +158,7 @@ def check_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], chain
     now = _now()
     inv = _inventory(inventory_path)
     books = loader.discover(runbook_dirs)
-    chain_time, chain_errors = _chain(inv, now) if chain else (None, [])
+    chain_time, chain_errors = _chain(inv) if chain else (None, [])
     loaded = edge.require(inv, books, now, chain_time)
     chain_note = None
     if not chain:
@@ -207,7 +209,7 @@ def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
     now = _now(at)
     inv = _inventory(inventory_path)
     loaded = edge.require(inv, loader.discover(runbook_dirs), now)
-    chain_time = _chain(inv, now)[0] if chain else None
+    chain_time = _chain(inv)[0] if chain else None
     suspended = _state(inv, state_dir).suspended()
     runs: list[dict[str, Any]] = []
     for s in loaded.drills.schedules:
