@@ -158,7 +158,7 @@ def test_the_receiver_accepts_validates_and_keeps_change_events(receiver: Receiv
     assert status == 400 and body["errors"] == ["Invalid routing key"]
     assert [c["summary"] for c in receiver.store.changes()] == [drill_change()["payload"]["summary"]]
     assert receiver.store.incidents() == []
-    assert receiver.stats()["by_status"] == {202: 1, 400: 2}  # change requests are counted as the Events API's
+    assert receiver.stats()["by_status"] == {"202": 1, "400": 2}  # change requests are counted as the Events API's
 
 
 @pytest.mark.slow
