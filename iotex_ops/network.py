@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +316,17 @@ class Delegate:
         return "\n".join(res.stdout.rstrip("\n").splitlines()[-lines:])
 
 
+def network_id(inventory: Inventory, delegates: Sequence[HostSpec] | None = None) -> str:
+    """A network's stable name (`Network.id`), from its inventory alone: `iotex_network` if set, else a digest
+    of the delegates' API addresses (for what keys state by network without connecting: locks, schedules)."""
+    for v in inventory.raw_vars.values():
+        if v.get("iotex_network"):
+            return str(v["iotex_network"])
+    specs = inventory.delegates if delegates is None else delegates
+    key = ",".join(sorted(f"{h.ansible_host}:{h.node_api_port}" for h in specs))
+    return "net-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 @dataclass
 class Network:
     """The delegates of one inventory, plus what the toolkit needs around them (Prometheus, releases)."""
@@ -328,11 +339,7 @@ class Network:
     def id(self) -> str:
         """A stable name for locks: `iotex_network` if the inventory sets it, else a digest of the delegates'
         API addresses, so that two inventory paths for one network share a lock."""
-        for v in self.inventory.raw_vars.values():
-            if v.get("iotex_network"):
-                return str(v["iotex_network"])
-        key = ",".join(sorted(f"{d.spec.ansible_host}:{d.spec.node_api_port}" for d in self.delegates))
-        return "net-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        return network_id(self.inventory, [d.spec for d in self.delegates])
 
     def var(self, name: str, default: Any = None) -> Any:
         """A var as the delegates share it (the first delegate's value)."""

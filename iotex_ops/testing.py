@@ -29,6 +29,12 @@ Each fake stands in for one real part, in this process, and records what it was 
     on a socket, so a test using it is an integration test (marked `slow` in this project's suite).
     Use it as a context manager, or `start()` and `stop()`.
 
+`FakeAlertmanager`
+    Alertmanager's silences API v2 as a `Transport` of iotex_ops.alerting.silences (a callable, no
+    socket): POST /api/v2/silences creates (or updates, given an id), GET lists with each silence's
+    state, DELETE /api/v2/silence/{id} expires (404 for an unknown id); every call is kept in `calls`.
+    Its clock is `now` (an aware datetime), moved by `advance(seconds)`.
+
 Nothing here is imported by the toolkit itself.
 """
 
@@ -40,6 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +60,7 @@ from iotex_ops.runbook.events import Result
 if TYPE_CHECKING:
     from iotex_ops.remediation.service import Pages, Runner
 
-__all__ = ["FakeClock", "FakeHost", "FakePages", "FakePrometheus", "FakeRunner", "Reply"]
+__all__ = ["FakeAlertmanager", "FakeClock", "FakeHost", "FakePages", "FakePrometheus", "FakeRunner", "Reply"]
 
 
 # -- hosts ---------------------------------------------------------------------------------------------------
@@ -311,3 +318,53 @@ class _PrometheusHandler(BaseHTTPRequestHandler):
 if TYPE_CHECKING:  # the fakes keep to the protocols they stand in for (checked by mypy)
     _pages: Pages = FakePages()
     _runner: Runner = FakeRunner()
+
+
+# -- Alertmanager's silences ------------------------------------------------------------------------------------
+
+
+class FakeAlertmanager:
+    """Alertmanager's /api/v2/silences in this process: a `Transport` for `iotex_ops.alerting.silences.Silences`."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        self.silences: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, Any]] = []
+        self._n = 0
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def _state(self, s: Mapping[str, Any]) -> str:
+        starts, ends = _parse_time(s["startsAt"]), _parse_time(s["endsAt"])
+        if ends <= self.now:
+            return "expired"
+        return "active" if starts <= self.now else "pending"
+
+    def __call__(self, method: str, path: str, body: Any) -> Any:
+        from iotex_ops.alerting.silences import SilenceError
+
+        self.calls.append((method, path, body))
+        if method == "POST" and path == "/api/v2/silences":
+            missing = [k for k in ("matchers", "startsAt", "endsAt", "createdBy", "comment") if k not in body]
+            if missing or not body["matchers"]:
+                raise SilenceError(f"Alertmanager (fake): POST {path}: HTTP 400: missing {missing or ['matchers']}")
+            sid = body.get("id") or f"fake-{self._n:04d}"
+            self._n += 1
+            self.silences[sid] = {**body, "id": sid, "updatedAt": self.now.isoformat()}
+            return {"silenceID": sid}
+        if method == "GET" and path.startswith("/api/v2/silences"):
+            return [{**s, "status": {"state": self._state(s)}} for s in self.silences.values()]
+        if method == "DELETE" and path.startswith("/api/v2/silence/"):
+            sid = path.rsplit("/", 1)[1]
+            if sid not in self.silences:
+                raise SilenceError(f"Alertmanager (fake): DELETE {path}: HTTP 404: silence not found")
+            s = self.silences[sid]
+            if self._state(s) != "expired":
+                s["endsAt"] = self.now.isoformat()
+            return None
+        raise SilenceError(f"Alertmanager (fake): {method} {path}: HTTP 404: no such endpoint")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)

@@ -153,4 +153,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): starts (or replaces) the whole chain
+    out_of_consensus=0,
+    stops_chain=True,
 )

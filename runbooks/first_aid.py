@@ -138,4 +138,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): pauses every delegate together, then one alone while the rest finalize
+    out_of_consensus=1,
+    stops_chain=True,
 )

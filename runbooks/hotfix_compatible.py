@@ -112,4 +112,6 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): restarts one delegate at a time while consensus continues
+    out_of_consensus=1,
 )

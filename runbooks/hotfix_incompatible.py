@@ -164,4 +164,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): halts every delegate at one height
+    out_of_consensus=0,
+    stops_chain=True,
 )

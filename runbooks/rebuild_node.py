@@ -431,5 +431,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): stops and restores the one delegate `host`
+    out_of_consensus=1,
     lock_host_param="host",
 )

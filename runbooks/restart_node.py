@@ -215,5 +215,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): restarts the one delegate `host`
+    out_of_consensus=1,
     lock_host_param="host",
 )

@@ -110,5 +110,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): acts on the one delegate `host` (already out of consensus)
+    out_of_consensus=1,
     lock_host_param="host",
 )

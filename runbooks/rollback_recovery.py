@@ -184,4 +184,7 @@ RUNBOOK = Runbook(
         ),
     ),
     measure=measure,
+    # blast radius (drill schedules): stops every delegate
+    out_of_consensus=0,
+    stops_chain=True,
 )

@@ -86,9 +86,13 @@ main.add_command(runbook)
 main.add_command(rehearsal_cmd)
 
 from iotex_ops.cli.alertd import alertd  # noqa: E402
+from iotex_ops.cli.drill import drill  # noqa: E402
 from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
 from iotex_ops.cli.pager import pager  # noqa: E402
+from iotex_ops.cli.schedule import schedule  # noqa: E402
 
 main.add_command(alertd)
 main.add_command(pager)
 main.add_command(monitoring_group)
+main.add_command(schedule)
+main.add_command(drill)

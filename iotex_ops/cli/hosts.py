@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from iotex_ops.hosts import CommandResult, Host
+    from iotex_ops.inventory import Inventory, Problem
 
 _INV = click.option(
     "-i", "--inventory", "inventory_path", required=True, type=click.Path(path_type=Path), help="Inventory file or directory."
@@ -37,13 +38,16 @@ def inventory() -> None:
 @_INV
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 def check_cmd(inventory_path: Path, as_json: bool) -> None:
-    """Name every problem of an inventory (exit 1 if there is any), before any host is touched."""
+    """Name every problem of an inventory (exit 1 if there is any), before any host is touched.
+
+    Its drill schedules (drills.yml beside hosts.yml), when it has some, are checked too (as `iotex-ops schedule
+    check --no-chain`: the chain-time blackouts need the nodes)."""
     from rich.markup import escape
 
     from iotex_ops import inventory as inv_mod
 
     inv = inv_mod.load(inventory_path)
-    problems = inv_mod.check(inv)
+    problems = inv_mod.check(inv) + _schedule_problems(inv)
     if as_json:
         click.echo(json.dumps({"inventory": str(inventory_path), "hosts": [h.name for h in inv.hosts],
                                "problems": [p.as_dict() for p in problems]}, indent=2))  # fmt: skip
@@ -55,6 +59,20 @@ def check_cmd(inventory_path: Path, as_json: bool) -> None:
         console.print(f"{inventory_path}: {len(inv.hosts)} host(s), {verdict}")
     if problems:
         sys.exit(1)
+
+
+def _schedule_problems(inv: Inventory) -> list[Problem]:
+    from datetime import UTC, datetime
+
+    from iotex_ops import inventory as inv_mod
+    from iotex_ops.runbook import loader
+    from iotex_ops.schedule import drills_file, edge
+
+    if not drills_file(inv.path).is_file():
+        return []
+    loaded = edge.check_inventory(inv, loader.discover(), datetime.now(UTC))
+    assert loaded is not None
+    return [inv_mod.Problem(f"{p.field}: {p.message}" if p.field else p.message, file=p.source) for p in loaded.problems]
 
 
 def _status_table(names: list[str], state: dict[str, Any], done: bool) -> Table:

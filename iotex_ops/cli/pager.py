@@ -136,7 +136,10 @@ def incidents_cmd(
 @_DIR
 @_JSON
 def events_cmd(dir_: Path | None, as_json: bool) -> None:
-    """List the events the receiver accepted, in the order it received them."""
+    """List the events the receiver accepted, in the order it received them: pages, then change events.
+
+    With --json, one list: each page event as before, and each change event with `event_action` "change"
+    (no dedup key, no incident), in the order received."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -145,18 +148,31 @@ def events_cmd(dir_: Path | None, as_json: bool) -> None:
     store = read_state(_dir(dir_))
     try:
         events = store.events()
+        changes = store.changes()
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(events, indent=2))
+        as_events = [{"seq": c["seq"], "received_at": c["received_at"], "event_action": "change", "dedup_key": None,
+                      "incident_id": None, "effect": "recorded", "event": c["event"]} for c in changes]  # fmt: skip
+        merged = sorted([*events, *as_events], key=lambda e: (e["received_at"], e["event_action"] == "change", e["seq"]))
+        click.echo(json.dumps(merged, indent=2))
         return
+    console = make_console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"events ({len(events)})")
     for col in ("seq", "received", "action", "dedup key", "incident", "effect"):
         table.add_column(col)
     for e in events:
         incident = e["incident_id"] or "-"
         table.add_row(str(e["seq"]), _when(e["received_at"]), e["event_action"], escape(e["dedup_key"]), incident, e["effect"])
-    make_console(width=None if sys.stdout.isatty() else 200).print(table)
+    console.print(table)
+    table = Table(title=f"change events ({len(changes)}): announced, paging nobody")
+    for col in ("seq", "received", "summary", "source", "run"):
+        table.add_column(col)
+    for c in changes:
+        details = (c["event"].get("payload") or {}).get("custom_details") or {}
+        run = str(details.get("run_id") or "-") if isinstance(details, dict) else "-"
+        table.add_row(str(c["seq"]), _when(c["received_at"]), escape(c["summary"]), escape(c["source"] or "-"), escape(run))
+    console.print(table)
 
 
 @pager.command("faults")
@@ -206,7 +222,7 @@ def faults_cmd(
 
 
 @pager.command("send")
-@click.argument("action", type=click.Choice(ev.ACTIONS))
+@click.argument("action", type=click.Choice((*ev.ACTIONS, ev.CHANGE)))
 @click.option("--dedup-key", help="Required for acknowledge and resolve; generated for a trigger without one.")
 @click.option("--summary", default="iotex-ops test page", show_default=True)
 @click.option("--source", default="iotex-ops", show_default=True)
@@ -258,7 +274,9 @@ def send_cmd(
         if not sep or not k:
             raise PagingError(f"--detail must be KEY=VALUE, not {d!r}")
         custom[k] = v
-    if action == "trigger":
+    if action == ev.CHANGE:
+        event = ev.change(summary, source, custom_details=custom or None)
+    elif action == "trigger":
         event = ev.trigger(
             summary, source, severity=severity, dedup_key=dedup_key, runbook_url=runbook_url, custom_details=custom or None
         )

@@ -189,12 +189,18 @@ def show_cmd(name: str, runbook_dirs: tuple[Path, ...], as_json: bool) -> None:
         "steady_state": [c.description for c in b.steady_state],
         "continuous": [c.description for c in b.continuous],
         "steps": plan(b, None, {}),
+        "blast_radius": {"out_of_consensus": b.out_of_consensus, "stops_chain": b.stops_chain},
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))
         return
     c = make_console()
     c.print(f"[bold]{b.name}[/bold]: {escape(b.summary)}  ({b.source})")
+    if b.out_of_consensus is None:
+        c.print("  blast radius: not declared (cannot be scheduled)")
+    else:
+        stops = "; stops the whole chain on purpose" if b.stops_chain else ""
+        c.print(f"  blast radius: {b.out_of_consensus} delegate(s) out of consensus at once{stops}")
     for p in doc["params"]:
         req = "required" if p["required"] else f"default {p['default']!r}"
         c.print(f"  -e {p['name']}=<{p['type']}>  {escape(p['help'])} ({escape(req)})")

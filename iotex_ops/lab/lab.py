@@ -50,6 +50,36 @@ LOAD_ACCOUNTS = 20
 LAB_ALERT_THRESHOLDS: dict[str, Any] = dict(LAB_VARS)
 
 
+# The lab's drill schedules (inventory/drills.yml; docs/schedules.md): written disabled, so that `iotex-ops schedule
+# list|check|next` and `inventory check` have something to show on a lab and nothing runs by itself.
+LAB_DRILLS = """\
+# The lab's drill schedules (docs/schedules.md), written by `iotex-ops lab up`. Disabled, so nothing runs by
+# itself; `iotex-ops schedule list|check|next` show them, `enabled: true` makes one due.
+defaults:
+  timezone: UTC
+  start_deadline: 1m
+  chain_blackout_blocks: 20   # 20 s at the lab's 1 s blocks
+schedules:
+  - name: lab-first-aid
+    drill: first-aid
+    params: {hold_s: 3, blocks: 5}
+    cron: "0 4 * * *"
+    timeout: 5m
+    enabled: false
+  - name: lab-hotfix-compatible
+    drill: hotfix-compatible
+    params: {version: %(compatible)s}
+    cron: "30 4 * * *"
+    timeout: 10m
+    enabled: false
+"""
+
+
+def lab_drills() -> str:
+    """The lab's drills.yml, naming the lab's own compatible hotfix release."""
+    return LAB_DRILLS % {"compatible": DRILL_RELEASES["compatible"][0]}
+
+
 def default_root() -> Path:
     return Path(os.environ.get("IOTEX_OPS_LAB_DIR", "~/.local/state/iotex-ops/lab")).expanduser()
 
@@ -376,6 +406,7 @@ def up(
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+        (inventory.parent / "drills.yml").write_text(lab_drills())
         _link_repo_inventory(inventory.parent)
         nodes = [
             LabNode(

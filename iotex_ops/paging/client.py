@@ -21,11 +21,12 @@ from urllib.parse import urlsplit
 import pagerduty
 
 from iotex_ops.paging.errors import PagingError
+from iotex_ops.paging.events import CHANGE
 from iotex_ops.paging.secret import MASK, RoutingKey
 from iotex_ops.paging.tls import client_ssl_context
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
-ENQUEUE_PATH = "/v2/enqueue"  # the only path EventsApiV2Client.send_event posts to
+ENQUEUE_PATH = "/v2/enqueue"  # where EventsApiV2Client.send_event posts (send_change_event: /v2/change/enqueue)
 DEFAULT_TIMEOUT_S = 10.0
 
 # With one attempt per call the library logs every 429/5xx at ERROR as "exceeded maximum number of attempts
@@ -127,7 +128,11 @@ def redact(text: str, routing_key: RoutingKey) -> str:
 def deliver(client: pagerduty.EventsApiV2Client, event: dict[str, Any]) -> Outcome:
     """Send `event` (without routing key: the client adds it) once and classify the answer."""
     props = {k: v for k, v in event.items() if k not in ("event_action", "dedup_key")}
+    change = event.get("event_action") == CHANGE
     try:
+        if change:  # POST /v2/change/enqueue: the same answers and errors, and no dedup_key
+            client.send_change_event(payload=props.get("payload"), links=props.get("links"), images=props.get("images"))
+            return Outcome("accepted", 202, "Change event processed")
         dedup_key = client.send_event(event["event_action"], dedup_key=event.get("dedup_key"), **props)
     except pagerduty.HttpError as exc:
         response: Any = exc.response

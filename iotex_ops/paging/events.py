@@ -1,11 +1,15 @@
 """PagerDuty Events API v2 events: builders and the contract's validation (pure: no I/O).
 
-The contract is ../shared/reference/pagerduty-events-v2.openapi.json (POST /v2/enqueue) plus the limits
+The contract is ../shared/reference/pagerduty-events-v2.openapi.json (POST /v2/enqueue, and POST
+/v2/change/enqueue for change events: `change` and `validate_change`) plus the limits
 real PagerDuty enforces with a 400 ("'summary' is too long (maximum is 1024 characters)"). `validate` is
 shared by the lab receiver (to answer 400 as PagerDuty does) and by the Pager (to refuse a bad event at
 enqueue time, where the caller can still see the error, instead of dead-lettering it minutes later).
 
-Events built here carry no routing key: the Pager adds it, from memory, only when it sends.
+Events built here carry no routing key: the Pager adds it, from memory, only when it sends. A change event
+is queued as `{"event_action": "change", "payload": ..., "links": ...}`: `event_action` marks it in the
+Pager's queue and is not sent (the client posts the rest to /v2/change/enqueue); `validate_queued` checks
+either kind.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from iotex_ops.paging.errors import InvalidEvent
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
+CHANGE = "change"  # the queue's mark of a change event (never sent as such)
 SEVERITIES = ("critical", "warning", "error", "info")
 # The statuses of an incident (the lab's receiver keeps them as PagerDuty does).
 STATUSES = ("triggered", "acknowledged", "resolved")
@@ -117,8 +122,91 @@ def resolve(dedup_key: str) -> Event:
     return event
 
 
+def change(
+    summary: str,
+    source: str | None = None,
+    *,
+    custom_details: Mapping[str, Any] | None = None,
+    links: Iterable[Mapping[str, str]] = (),
+    images: Iterable[Mapping[str, str]] = (),
+    timestamp: str | datetime | None = None,
+) -> Event:
+    """A change event (a drill began or ended, a release rolled out): shown beside incidents, pages nobody.
+    Queued with `event_action: "change"` (see the module's doc); the summary is cut to 1024 characters."""
+    payload: dict[str, Any] = {
+        "summary": _truncate(summary, MAX_SUMMARY_CHARS) if isinstance(summary, str) else summary,
+        "timestamp": timestamp.isoformat() if isinstance(timestamp, datetime) else (timestamp or now_iso()),
+    }
+    if source is not None:
+        payload["source"] = source
+    if custom_details is not None:
+        payload["custom_details"] = dict(custom_details)
+    event: Event = {"event_action": CHANGE, "payload": payload}
+    link_list = [dict(link) for link in links]
+    if link_list:
+        event["links"] = link_list
+    image_list = [dict(image) for image in images]
+    if image_list:
+        event["images"] = image_list
+    _check(event)
+    return event
+
+
+def wire_change(event: Mapping[str, Any]) -> Event:
+    """The body of a queued change event as /v2/change/enqueue takes it (without the queue's mark)."""
+    return {k: v for k, v in event.items() if k != "event_action"}
+
+
+def validate_queued(doc: object) -> list[str]:
+    """What `validate` or `validate_change` says of an event in the Pager's queue (no routing key)."""
+    if isinstance(doc, dict) and doc.get("event_action") == CHANGE:
+        return validate_change(wire_change(doc), require_routing_key=False)
+    return validate(doc, require_routing_key=False)
+
+
+def validate_change(doc: object, *, require_routing_key: bool = True) -> list[str]:
+    """Every way `doc` breaks the Change Events contract (POST /v2/change/enqueue: `payload` with a `summary`,
+    optional `source`, `timestamp`, `custom_details`; `links`, `images`), one message per problem."""
+    if not isinstance(doc, dict):
+        return ["Event object format is unrecognized: the body must be a JSON object"]
+    errors: list[str] = []
+    if require_routing_key and _blank(doc.get("routing_key")):
+        errors.append("'routing_key' is missing or blank")
+    elif "routing_key" in doc and not isinstance(doc["routing_key"], str):
+        errors.append("'routing_key' must be a string")
+    payload = doc.get("payload")
+    if payload is None:
+        errors.append("'payload' is missing")
+    elif not isinstance(payload, dict):
+        errors.append("'payload' must be an object")
+    else:
+        summary = payload.get("summary")
+        if _blank(summary):
+            errors.append("'payload.summary' is missing or blank")
+        elif isinstance(summary, str) and len(summary) > MAX_SUMMARY_CHARS:
+            errors.append(f"'payload.summary' is too long (maximum is {MAX_SUMMARY_CHARS} characters)")
+        if "source" in payload and not isinstance(payload["source"], str):
+            errors.append("'payload.source' must be a string")
+        timestamp = payload.get("timestamp")
+        if timestamp is not None and not (isinstance(timestamp, str) and _is_datetime(timestamp)):
+            errors.append("'payload.timestamp' is not a valid date-time (ISO 8601, e.g. 2015-07-17T08:42:58.315+0000)")
+        if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
+            errors.append("'payload.custom_details' must be an object")
+    _check_refs(doc, "links", "href", ("text",), errors)
+    _check_refs(doc, "images", "src", ("href", "alt"), errors)
+    if not errors:
+        try:
+            size = len(json.dumps(doc).encode())
+        except (TypeError, ValueError):
+            errors.append("event is not JSON-serializable")
+        else:
+            if size > MAX_EVENT_BYTES:
+                errors.append(f"event is too large ({size} bytes; maximum is {MAX_EVENT_BYTES})")
+    return errors
+
+
 def _check(event: Event) -> None:
-    errors = validate(event, require_routing_key=False)
+    errors = validate_queued(event)
     if errors:
         raise InvalidEvent(errors)
 

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from iotex_ops.paging.client import DEFAULT_TIMEOUT_S, DEFAULT_URL, Outcome, deliver, make_client, redact
 from iotex_ops.paging.errors import InvalidEvent, PagingError
-from iotex_ops.paging.events import validate
+from iotex_ops.paging.events import validate_queued
 from iotex_ops.paging.secret import RoutingKey
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class Pager:
             # refused rather than stripped: a key must never be written to the queue, and a caller passing
             # one probably expects it to be used
             raise InvalidEvent(["'routing_key' must not be in a queued event: the Pager adds its own key when it sends"])
-        errors = validate(doc, require_routing_key=False)
+        errors = validate_queued(doc)  # a page, or a change event
         if errors:
             raise InvalidEvent(errors)
         text = json.dumps(doc, separators=(",", ":"))

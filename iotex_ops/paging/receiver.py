@@ -5,11 +5,14 @@ real PagerDuty do: 202 with the dedup_key; 400 naming every bad field; 400 "Inva
 key it does not know. Incidents are deduplicated like PagerDuty's: a trigger on an open incident with the
 same dedup_key is appended to it (a person is paged once per incident), acknowledge and resolve move it,
 ack/resolve of an unknown or resolved key is accepted and changes nothing, and a trigger on a resolved
-key opens a new incident. State is kept in sqlite in its directory, so it survives a restart.
+key opens a new incident. Change events (POST /v2/change/enqueue, and /change/enqueue) are validated against
+the same contract's ChangeEventPayload and kept in order; they open no incident and page nobody. State is
+kept in sqlite in its directory, so it survives a restart.
 
 Lab-only endpoints (not PagerDuty's), all behind `Authorization: Bearer <admin token>`:
-GET /incidents[?status=...], GET /events, GET /_lab/stats, GET|POST|DELETE /_lab/faults. A fault makes
-/v2/enqueue answer a status (429, 5xx, or 400) for N requests or S seconds, to rehearse outages.
+GET /incidents[?status=...], GET /events, GET /changes, GET /_lab/stats, GET|POST|DELETE /_lab/faults. A
+fault makes /v2/enqueue and /v2/change/enqueue answer a status (429, 5xx, or 400) for N requests or S
+seconds, to rehearse outages.
 
 Files in its directory (0700): receiver.db, routing_key and admin_token (0600, created once),
 tls/ (the lab CA), and receiver.json while it runs: url, ca_file, pid and the token FILE's path.
@@ -43,7 +46,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from iotex_ops.paging.errors import ReceiverError
-from iotex_ops.paging.events import STATUSES, now_iso, validate
+from iotex_ops.paging.events import STATUSES, now_iso, validate, validate_change
 from iotex_ops.paging.secret import RoutingKey, write_key_file
 from iotex_ops.paging.tls import LabCA, client_ssl_context
 from iotex_ops.processes import alive
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 OPEN = ("triggered", "acknowledged")
 ENQUEUE_PATHS = ("/v2/enqueue", "/enqueue")
+CHANGE_PATHS = ("/v2/change/enqueue", "/change/enqueue")
 MAX_BODY_BYTES = 1024 * 1024  # larger bodies are refused before they are read
 INFO_FILE = "receiver.json"
 
@@ -74,6 +78,13 @@ CREATE TABLE IF NOT EXISTS events (
     incident_id TEXT,
     effect TEXT NOT NULL,  -- opened, appended, acknowledged, resolved, ignored
     event TEXT NOT NULL    -- the event as received, without routing_key
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    source TEXT,
+    event TEXT NOT NULL    -- the change event as received, without routing_key
 );
 """
 _INCIDENT_COLS = (
@@ -174,6 +185,23 @@ class ReceiverStore:
             )
         return key, incident, effect
 
+    def record_change(self, event: dict[str, Any]) -> int:
+        """Keep a valid change event (routing key already checked and removed); its sequence number."""
+        p = event["payload"]
+        with self._lock, self._db as db:
+            cur = db.execute(
+                "INSERT INTO changes (received_at, summary, source, event) VALUES (?, ?, ?, ?)",
+                (now_iso(), p["summary"], p.get("source"), json.dumps(event)),
+            )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def changes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT seq, received_at, summary, source, event FROM changes ORDER BY seq").fetchall()
+        keys = ("seq", "received_at", "summary", "source")
+        return [{**dict(zip(keys, r[:4], strict=True)), "event": json.loads(r[4])} for r in rows]
+
     def incidents(self, status: str | None = None) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
             raise ReceiverError(f"unknown incident status {status!r} (one of {', '.join(STATUSES)})")
@@ -253,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ENQUEUE_PATHS:
             self._enqueue()
+        elif path in CHANGE_PATHS:
+            self._enqueue(change=True)
         elif path == "/_lab/faults":
             if self._authorized():
                 self._set_fault()
@@ -262,10 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         receiver = self.server.receiver
-        if url.path in ENQUEUE_PATHS:
+        if url.path in ENQUEUE_PATHS or url.path in CHANGE_PATHS:
             _json_response(self, 405, {"status": "error", "message": "use POST"}, {"Allow": "POST"})
             return
-        routes = {"/incidents", "/events", "/_lab/stats", "/_lab/faults"}
+        routes = {"/incidents", "/events", "/changes", "/_lab/stats", "/_lab/faults"}
         if url.path not in routes:
             self._not_found()
             return
@@ -279,6 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
             _json_response(self, 200, receiver.store.incidents(status))
         elif url.path == "/events":
             _json_response(self, 200, receiver.store.events())
+        elif url.path == "/changes":
+            _json_response(self, 200, receiver.store.changes())
         elif url.path == "/_lab/stats":
             _json_response(self, 200, receiver.stats())
         else:
@@ -324,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         _json_response(self, 200, fault.as_dict())
 
-    def _enqueue(self) -> None:
+    def _enqueue(self, change: bool = False) -> None:
         receiver = self.server.receiver
         body = self._read_body()
         if body is None:
@@ -342,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, {"status": "Unrecognized object", "message": "Event object format is unrecognized",
                                "errors": ["JSON parse error"]})  # fmt: skip
             return
-        errors = validate(event)
+        errors = validate_change(event) if change else validate(event)
         if errors:
             self._answer(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
             return
@@ -351,11 +383,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, {"status": "invalid event", "message": "Event object is invalid",
                                "errors": ["Invalid routing key"]})  # fmt: skip
             return
+        if change:
+            receiver.store.record_change(event)
+            self._answer(202, {"status": "success", "message": "Change event processed"})
+            return
         dedup_key, _, _ = receiver.store.apply(event)
         self._answer(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key})
 
     def _answer(self, status: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        if urlsplit(self.path).path in ENQUEUE_PATHS:  # stats count what the Events API answered
+        path = urlsplit(self.path).path
+        if path in ENQUEUE_PATHS or path in CHANGE_PATHS:  # stats count what the Events API answered
             self.server.receiver.count_request(status)
         _json_response(self, status, doc, headers)
 
@@ -710,6 +747,9 @@ class LabClient:
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/events"))
+
+    def changes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/changes"))
 
     def stats(self) -> dict[str, Any]:
         return dict(self._call("GET", "/_lab/stats"))

@@ -129,6 +129,12 @@ class Runbook:
     # the parameter naming the one host this runbook acts on (a remediation): its run then locks that host
     # and shares the network with other such runs, instead of locking the whole network as a drill does
     lock_host_param: str | None = None
+    # the blast radius, for drill schedules (iotex_ops/schedule/check.py): the most delegates the runbook takes
+    # out of consensus at once while the chain is meant to keep finalizing (None: not declared, and then it
+    # cannot be scheduled), and whether it stops the whole chain on purpose (every delegate paused, halted or
+    # stopped together: allowed alone, never beside another drill)
+    out_of_consensus: int | None = None
+    stops_chain: bool = False
     source: str = field(default="", compare=False)
 
     def step(self, name: str) -> Step:

@@ -81,6 +81,13 @@ def check_up(state: lab_mod.LabState) -> Footprint:
     assert sorted(r["metric"]["delegate"] for r in up if r["value"][1] == "1") == ["node0", "node1", "node2", "node3"]
     checked = runner.invoke(main, ["inventory", "check", "-i", state.inventory], env=env)
     assert checked.exit_code == 0 and "ok" in checked.output, checked.output
+    # the lab's drill schedules (disabled), checked with the chain's calendar read from its nodes
+    scheduled = runner.invoke(main, ["schedule", "check", "-i", state.inventory, "--json"], env=env)
+    assert scheduled.exit_code == 0, scheduled.output
+    sched_doc = json.loads(scheduled.output)
+    assert sched_doc["schedules"] == ["lab-first-aid", "lab-hotfix-compatible"] and sched_doc["f"] == 1
+    assert sched_doc["chain"] is not None and sched_doc["chain"]["height"] >= 1, sched_doc
+    assert sched_doc["chain"]["block_interval_s"] == state.block_interval_ms / 1000
     ran = runner.invoke(main, ["exec", "-i", state.inventory, "--limit", "delegates", "--json", "echo reached"], env=env)
     assert ran.exit_code == 0, ran.output
     hosts_seen = json.loads(ran.output)["hosts"]
