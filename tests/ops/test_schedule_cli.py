@@ -49,7 +49,7 @@ def write_inventory(tmp_path: Path, drills: Any = DRILLS, delegates: int = 4, ap
             "delegate_name": f"d{i}",
             "node_key_file": str(key),
             "node_data_dir": f"/var/lib/iotex-node{i}",
-            "service_manager": "systemd",
+            "node_service_manager": "systemd",
         }
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"delegates": {"hosts": hosts}}}}))
     assert inventory_check(inventory_load(inv)) == []
