@@ -156,4 +156,5 @@ RUNBOOK = Runbook(
     # blast radius (drill schedules): starts (or replaces) the whole chain
     out_of_consensus=0,
     stops_chain=True,
+    expected_alerts=("DelegateDown", "ChainStalled", "PeersLow", "DelegateLagging", "VersionSkew"),
 )

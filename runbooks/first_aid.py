@@ -141,4 +141,5 @@ RUNBOOK = Runbook(
     # blast radius (drill schedules): pauses every delegate together, then one alone while the rest finalize
     out_of_consensus=1,
     stops_chain=True,
+    expected_alerts=("ChainStalled", "DelegatePausedUnexpectedly", "DelegateLagging", "DelegateMissingSlots"),
 )

@@ -114,4 +114,5 @@ RUNBOOK = Runbook(
     measure=measure,
     # blast radius (drill schedules): restarts one delegate at a time while consensus continues
     out_of_consensus=1,
+    expected_alerts=("DelegateDown", "VersionSkew", "PeersLow", "DelegateLagging", "DelegateMissingSlots"),
 )

@@ -167,4 +167,5 @@ RUNBOOK = Runbook(
     # blast radius (drill schedules): halts every delegate at one height
     out_of_consensus=0,
     stops_chain=True,
+    expected_alerts=("ChainStalled", "DelegateDown", "VersionSkew", "PeersLow", "DelegateLagging", "DelegateMissingSlots"),
 )

@@ -187,4 +187,5 @@ RUNBOOK = Runbook(
     # blast radius (drill schedules): stops every delegate
     out_of_consensus=0,
     stops_chain=True,
+    expected_alerts=("ChainStalled", "DelegateDown", "PeersLow", "DelegateLagging", "DelegateMissingSlots"),
 )

@@ -135,6 +135,10 @@ class Runbook:
     # stopped together: allowed alone, never beside another drill)
     out_of_consensus: int | None = None
     stops_chain: bool = False
+    # the alerts this runbook causes on purpose on the hosts it touches (alert names of
+    # iotex_ops/alerting/rules.py): a drill's maintenance window silences them there, and any other alert that
+    # fires during the run is a stop condition for a scheduled drill
+    expected_alerts: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
 
     def step(self, name: str) -> Step:
