@@ -10,12 +10,9 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
 from iotex_ops.cli.common import OpsGroup, make_console
@@ -24,6 +21,9 @@ from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.schedule import history as hist
 from iotex_ops.schedule.model import drills_file, load
 from iotex_ops.schedule.timing import period_s
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 _STATE = click.option("--state-dir", type=click.Path(path_type=Path), help="Where the runs are; default: $IOTEX_OPS_STATE_DIR.")
@@ -59,6 +59,9 @@ def drill() -> None:
 @_JSON
 def history_cmd(name: str | None, last: int, days: float | None, state_dir: Path | None, as_json: bool) -> None:
     """Runs of drill NAME (or of every runbook), oldest first, with their figures."""
+    from rich.markup import escape
+    from rich.table import Table
+
     store = RunStore(state_dir or default_state_dir())
     since = time.time() - days * 86400 if days else None
     rows = hist.history(store, name, since=since, last=last)
@@ -118,6 +121,9 @@ def _periods(inventory_path: Path | None, now: datetime) -> tuple[dict[str, floa
 def scorecard_cmd(inventory_path: Path | None, only: str | None, window: int, html_path: Path | None, no_html: bool,
                   state_dir: Path | None, as_json: bool) -> None:  # fmt: skip
     """Per drill: runs, pass rate, last run, stale or not, median and worst of its figures, trend; and an HTML page with plots."""
+    from rich.markup import escape
+    from rich.table import Table
+
     now = time.time()
     store = RunStore(state_dir or default_state_dir())
     periods, source = _periods(inventory_path, datetime.fromtimestamp(now, UTC))

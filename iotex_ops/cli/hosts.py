@@ -65,11 +65,13 @@ def _schedule_problems(inv: Inventory) -> list[Problem]:
     from datetime import UTC, datetime
 
     from iotex_ops import inventory as inv_mod
-    from iotex_ops.runbook import loader
-    from iotex_ops.schedule import drills_file, edge
+    from iotex_ops.schedule import drills_file
 
     if not drills_file(inv.path).is_file():
         return []
+    from iotex_ops.runbook import loader
+    from iotex_ops.schedule import edge
+
     loaded = edge.check_inventory(inv, loader.discover(), datetime.now(UTC))
     assert loaded is not None
     return [inv_mod.Problem(f"{p.field}: {p.message}" if p.field else p.message, file=p.source) for p in loaded.problems]

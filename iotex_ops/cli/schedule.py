@@ -13,16 +13,12 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from iotex_ops import inventory as inv_mod
-from iotex_ops import network as network_mod
 from iotex_ops.cli.common import OpsGroup, make_console
 from iotex_ops.runbook import loader
 from iotex_ops.runbook.model import Runbook
@@ -32,6 +28,9 @@ from iotex_ops.schedule.check import fault_tolerance
 from iotex_ops.schedule.model import Drills, ScheduleError, drills_file, load
 from iotex_ops.schedule.state import ScheduleState
 from iotex_ops.schedule.timing import ChainTime, next_run, upcoming
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _INV = click.option("-i", "--inventory", "inventory_path", type=click.Path(path_type=Path),
                     help="Inventory (its drills.yml beside hosts.yml); default: the running lab's.")  # fmt: skip
@@ -66,11 +65,15 @@ def _inventory(path: Path | None) -> inv_mod.Inventory:
 
 
 def _state(inv: inv_mod.Inventory, state_dir: Path | None) -> ScheduleState:
+    from iotex_ops import network as network_mod
+
     return ScheduleState(state_dir or default_state_dir(), network_mod.network_id(inv))
 
 
 def _chain(inv: inv_mod.Inventory) -> tuple[ChainTime | None, list[str]]:
     """The chain's calendar as the nodes tell it now (the real now, also under --at: heights are read now)."""
+    from iotex_ops import network as network_mod
+
     now = datetime.now(UTC)
     try:
         net = network_mod.load(inv.path)
@@ -117,6 +120,9 @@ def schedule() -> None:
 def list_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_dir: Path | None, at: str | None,
              as_json: bool) -> None:  # fmt: skip
     """Every schedule: its drill, when it runs next, and whether it is enabled, suspended, approved by a person."""
+    from rich.markup import escape
+    from rich.table import Table
+
     now = _now(at)
     inv = _inventory(inventory_path)
     books = loader.discover(runbook_dirs)
@@ -155,6 +161,8 @@ def list_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
 @_JSON
 def check_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], chain: bool, as_json: bool) -> None:
     """Name every problem of the inventory's drills.yml (exit 1 if there is any)."""
+    from rich.markup import escape
+
     now = _now()
     inv = _inventory(inventory_path)
     books = loader.discover(runbook_dirs)
@@ -206,6 +214,9 @@ def _chain_doc(chain: ChainTime | None) -> dict[str, Any] | None:
 def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_dir: Path | None, days: int, chain: bool,
              at: str | None, as_json: bool) -> None:  # fmt: skip
     """The runs to come, in time order, each with why it will not run if that is known now."""
+    from rich.markup import escape
+    from rich.table import Table
+
     now = _now(at)
     inv = _inventory(inventory_path)
     loaded = edge.require(inv, loader.discover(runbook_dirs), now)
@@ -251,6 +262,8 @@ def _who() -> str:
 @_JSON
 def suspend_cmd(name: str, inventory_path: Path | None, state_dir: Path | None, reason: str, as_json: bool) -> None:
     """Suspend schedule NAME: its runs are skipped (and recorded so) until `resume`. The drills file is untouched."""
+    from rich.markup import escape
+
     inv = _inventory(inventory_path)
     _parsed(inv).schedule(name)  # an unknown name is refused, naming the known ones
     state = _state(inv, state_dir)
@@ -272,6 +285,8 @@ def suspend_cmd(name: str, inventory_path: Path | None, state_dir: Path | None, 
 @_JSON
 def resume_cmd(name: str, inventory_path: Path | None, state_dir: Path | None, as_json: bool) -> None:
     """Lift the suspension of schedule NAME: its next run happens as scheduled (missed ones are not caught up)."""
+    from rich.markup import escape
+
     inv = _inventory(inventory_path)
     _parsed(inv).schedule(name)
     state = _state(inv, state_dir)
