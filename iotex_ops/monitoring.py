@@ -72,10 +72,19 @@ class MonitoringStack:
         targets = tuple(settings_mod.Target(t.host or t.name, t.address) for t in self.targets)
         write_rendered(render_settings(s, targets, str(self.workdir)), self.workdir)
 
-    def start(self, timeout: float = 30.0, rendered: bool = False, daemon: bool = False) -> None:
-        """Start both; `rendered`: use the configs already in workdir (rendered by playbooks/monitoring.yml);
-        `daemon`: detach them from this process (the lab's outlive the command that started them)."""
+    def start(
+        self,
+        timeout: float = 30.0,
+        rendered: bool = False,
+        daemon: bool = False,
+        only: tuple[str, ...] = ("alertmanager", "prometheus"),
+    ) -> None:
+        """Start both (or `only` those of the two that are not running); `rendered`: use the configs already in
+        workdir (rendered by playbooks/monitoring.yml); `daemon`: detach them from this process (the lab's
+        outlive the command that started them)."""
         self._daemon = daemon
+        running = self.pids() | self._pidfile_pids()
+        wanted = [n for n in ("alertmanager", "prometheus") if n in only and n not in running]
         for binary in (PROMETHEUS_BIN, ALERTMANAGER_BIN):
             if shutil.which(binary) is None:
                 raise MonitoringError(
@@ -88,18 +97,21 @@ class MonitoringStack:
         for f in ("prometheus.yml", "alertmanager.yml"):
             if not (w / f).exists():
                 raise MonitoringError(f"{w / f} is missing: render it first (playbooks/monitoring.yml)")
-        self._spawn(
-            "alertmanager",
-            [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",
-             f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", "--cluster.listen-address="],
-        )  # fmt: skip
-        self._spawn(
-            "prometheus",
-            [PROMETHEUS_BIN, f"--config.file={w / 'prometheus.yml'}", f"--storage.tsdb.path={w / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"],
-        )  # fmt: skip
+        if "alertmanager" in wanted:
+            self._spawn(
+                "alertmanager",
+                [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",
+                 f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", "--cluster.listen-address="],
+            )  # fmt: skip
+        if "prometheus" in wanted:
+            self._spawn(
+                "prometheus",
+                [PROMETHEUS_BIN, f"--config.file={w / 'prometheus.yml'}", f"--storage.tsdb.path={w / 'prometheus-data'}",
+                 f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"],
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
-        for name, url in (("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)):
+        urls = {"prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url}
+        for name, url in ((n, urls[n]) for n in wanted):
             while True:
                 if name not in self.pids():
                     raise MonitoringError(f"{name} exited; see {w / (name + '.log')}")
@@ -122,6 +134,20 @@ class MonitoringStack:
         self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         pidfile.write_text(f"{self._procs[name].pid}\n")
+
+    def _pidfile_pids(self) -> dict[str, int]:
+        """Those of the two that a pidfile in workdir names and that run (started by another process)."""
+        out: dict[str, int] = {}
+        for name in ("alertmanager", "prometheus"):
+            try:
+                pid = int((self.workdir / f"{name}.pid").read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if Path(f"/proc/{pid}").exists() and not zombie(pid):
+                out[name] = pid
+                if daemon_pid := self._daemon_pids.get(name):
+                    out[name] = daemon_pid
+        return out
 
     def pids(self) -> dict[str, int]:
         out = {n: p.pid for n, p in self._procs.items() if p.poll() is None}

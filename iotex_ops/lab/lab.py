@@ -445,36 +445,28 @@ def up(
         stack = _stack(state)
         if chain:
             say("installing and starting the nodes with playbooks/site.yml")
-            # site.yml renders the monitoring configs first: Prometheus and Alertmanager start on them as soon as
-            # the next play (the delegates') begins, and get ready while the nodes install
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                started: list[Any] = []
-
-                def seen(ev: dict[str, Any]) -> None:
-                    rendered = all((monitoring_dir / f).is_file() for f in ("prometheus.yml", "alertmanager.yml"))
-                    if ev.get("event") == "playbook_on_play_start" and rendered and not started:
-                        say("starting Prometheus and Alertmanager (while the delegates install)")
-                        started.append(pool.submit(stack.start, rendered=True, daemon=True))
-                    if on_event is not None:
-                        on_event(ev)
-
-                run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=seen)
-                timings["playbook_s"] = round(time.monotonic() - t_play, 3)
-                if started:
-                    started[0].result()
+            run_playbook("site.yml", inventory, runs_dir=root / "runs", on_event=on_event)
         else:
             say("rendering the monitoring configs (playbooks/monitoring.yml); the bootstrap drill installs the nodes")
             run_playbook("monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
-            timings["playbook_s"] = round(time.monotonic() - t_play, 3)
-        if not stack.pids():
-            say("starting Prometheus and Alertmanager")
-            stack.start(rendered=True, daemon=True)
+        timings["playbook_s"] = round(time.monotonic() - t_play, 3)
         state.timings = timings
         _save(state)
         if chain:
-            _wait_first_block(state, timeout=120)
-            timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
-            complete(state, say=say)
+            # the nodes run (site.yml waited for their ports): Prometheus, Alertmanager and alertd start while
+            # the first block is made, and nothing alerts on a node that is not there yet
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                completed = pool.submit(complete, state, say)
+                _wait_first_block(state, timeout=120)
+                timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
+                completed.result()
+            _save(state)
+        else:
+            # Alertmanager only (a drill's maintenance window silences through it); Prometheus starts with alertd
+            # once the bootstrap drill has made the chain (`complete`): until then every node would be down and
+            # page, and no alertd would answer
+            say("starting Alertmanager")
+            stack.start(rendered=True, daemon=True, only=("alertmanager",))
         return state
     except BaseException:
         # Stop what was started, keep the files (logs, run artifacts) to read; `lab down` removes them.
@@ -502,10 +494,16 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     if state.chain_started:
         return state
     root = Path(state.root)
-    _wait_prometheus_sees(_stack(state), len(state.nodes), timeout=30)
-    say("starting alertd (Alertmanager's webhook -> pages and remediation runbooks)")
+    stack = _stack(state)
+    say("starting Prometheus, Alertmanager and alertd (Alertmanager's webhook -> pages and remediation runbooks)")
     receiver = json.loads((Path(state.pager_dir) / "receiver.json").read_text())
-    state.alertd_url = ops_services.start_alertd(root, Path(state.inventory), state.alertd_port, receiver, state.alertmanager_url)
+    # alertd starts beside Prometheus, so that its own down alert never fires on a lab coming up
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        monitoring = pool.submit(stack.start, rendered=True, daemon=True)
+        url = ops_services.start_alertd(root, Path(state.inventory), state.alertd_port, receiver, state.alertmanager_url)
+        monitoring.result()
+    _wait_prometheus_sees(stack, len(state.nodes), timeout=30)
+    state.alertd_url = url
     state.chain_started = True
     _save(state)
     return state
