@@ -186,12 +186,15 @@ class FakeRunner:
         with self.lock:
             self.calls.append(("run", run_id, params))
             self.started_runs.add(run_id)
+            out = self._next(runbook)
+        if out.result in (Result.DEFERRED, Result.REFUSED):  # as the engine: never began, no step ran
+            self.begun.set()
+            return out
         on_step("restart")
         self.begun.set()
         if not self.hold.wait(self.hold_timeout_s):
             raise TimeoutError(f"FakeRunner: run {run_id} held for more than {self.hold_timeout_s} s")
-        with self.lock:
-            return self._next(runbook)
+        return out
 
     def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome:
         with self.lock:
