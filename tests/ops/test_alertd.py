@@ -221,7 +221,9 @@ def test_a_locked_network_defers_without_counting_an_attempt(tmp_path: Path) -> 
 def test_a_page_is_acknowledged_only_when_its_remediation_really_starts(tmp_path: Path) -> None:
     """A restart-node run deferred because a drill holds the lock leaves the page triggered (nobody is on it);
     the run that later takes the lock and starts its first step acknowledges it, once."""
-    rig = Rig(tmp_path, FakeRunner({"restart-node": [Outcome("deferred", "network lab is locked by run drill-1"), Outcome("passed")]}))
+    rig = Rig(
+        tmp_path, FakeRunner({"restart-node": [Outcome("deferred", "network lab is locked by run drill-1"), Outcome("passed")]})
+    )
     try:
         rig.service.observe([alert()])
         rig.settle()
