@@ -82,6 +82,7 @@ class MaintenanceWindow:
         poll_s: float = 1.0,
         source: str | None = None,
         close: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.silences = silences
         self.url = url
@@ -92,6 +93,7 @@ class MaintenanceWindow:
         self.poll_s = poll_s
         self.source = source or f"iotex-ops@{socket.gethostname()}"
         self._close = close
+        self.clock = clock
 
     def __repr__(self) -> str:  # the announcer holds a routing key: never shown
         return f"MaintenanceWindow(alertmanager={self.url!r}, announces={self.announcer is not None})"
@@ -108,7 +110,7 @@ class MaintenanceWindow:
             ) from None
 
     def open(self, run: RunInfo) -> MaintenanceOpen:
-        now = datetime.now(UTC)
+        now = self.clock()
         ends = now + timedelta(seconds=run.timeout_s + self.grace_s)
         text = mw.comment(run.run_id, run.network)
         ids: list[str] = []
