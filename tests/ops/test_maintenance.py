@@ -411,3 +411,44 @@ def test_the_journal_events_round_trip_and_fold() -> None:
     for ev in (o, c):
         assert events_mod.from_doc(events_mod.to_doc(ev)) == ev
     assert fold([o, c]).open_silences == ["b"]
+
+
+CLI_DRILL = '''
+from iotex_ops.runbook import Runbook, Step
+
+RUNBOOK = Runbook(
+    name="cli-drill",
+    summary="a drill for the command line",
+    steps=(Step("touch", lambda ctx: None, "touch nothing"),),
+    expected_alerts=("DelegateDown",),
+)
+'''
+
+
+def test_the_command_line_fails_closed_in_one_line_and_no_maintenance_runs_anyway(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "cli_drill.py").write_text(CLI_DRILL)
+    gv = rig.inv / "group_vars" / "delegates.yml"
+    gv.write_text(gv.read_text() + "iotex_alertmanager_url: http://am.test:9093\n")
+
+    def down(method: str, path: str, body: Any) -> Any:
+        raise SilenceError(f"Alertmanager at http://am.test:9093: {method} {path}: [Errno 111] Connection refused")
+
+    real = edge.from_network
+    monkeypatch.setattr(edge, "from_network", lambda net, store=None: real(net, store, transport=down))
+    monkeypatch.setenv("IOTEX_OPS_STATE_DIR", str(rig.state))
+    args = ["runbook", "run", "cli-drill", "-i", str(rig.inv), "--yes", "--runbooks", str(books)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: maintenance window: Alertmanager at http://am.test:9093") and res.stderr.count("\n") == 1
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, [*args, "--no-maintenance"])
+    assert res.exit_code == 0, res.output
+    assert "not silenced and will page" in res.stdout
