@@ -413,7 +413,7 @@ def test_the_journal_events_round_trip_and_fold() -> None:
     assert fold([o, c]).open_silences == ["b"]
 
 
-CLI_DRILL = '''
+CLI_DRILL = """
 from iotex_ops.runbook import Runbook, Step
 
 RUNBOOK = Runbook(
@@ -422,7 +422,7 @@ RUNBOOK = Runbook(
     steps=(Step("touch", lambda ctx: None, "touch nothing"),),
     expected_alerts=("DelegateDown",),
 )
-'''
+"""
 
 
 def test_the_command_line_fails_closed_in_one_line_and_no_maintenance_runs_anyway(
