@@ -360,6 +360,9 @@ def test_time_to_detect_is_measured_per_expected_alert_and_the_scorecard_reads_i
     store = RunStore(rig.state)
     figures = history.figures(store.summary("r-detect"), state)
     assert figures["time_to_detect_s"] == 4.0  # the worst of the drill's alerts
+    card = history.scorecard("test-drill", history.history(store, "test-drill"), now=state.ended_at or 0)
+    assert card.detect["DelegateDown"].worst == 2.5 and card.stats["time_to_detect_s"].worst == 4.0
+    assert card.as_dict()["time_to_detect_by_alert"]["ChainStalled"] == {"median": 4.0, "worst": 4.0, "runs": 1}
 
 
 def test_silences_are_expired_only_once_the_expected_alerts_stopped(rig: Rig) -> None:
