@@ -255,8 +255,7 @@ class Engine:
         try:
             return self._run(runbook, network, typed, run_id, window)
         finally:
-            if window is not None:
-                window.close()
+            self._release(window)
 
     def _run(self, runbook: Runbook, network: Network, typed: dict[str, Any], run_id: str, window: Window | None) -> RunResult:
         run = self.store.dir(run_id)
@@ -299,9 +298,14 @@ class Engine:
             try:
                 window.check()
             except BaseException:
-                window.close()
+                self._release(window)
                 raise
         return window
+
+    def _release(self, window: Window | None) -> None:
+        """Close a window this engine built ("auto"); one it was given stays its owner's, for its next runs."""
+        if window is not None and self.maintenance == "auto":
+            window.close()
 
     @contextlib.contextmanager
     def _session(
@@ -365,8 +369,7 @@ class Engine:
                 ctx = self._context(runbook, run_id, typed, net, journal, journal.run.path, memory=dict(before.memory))
                 return self._drive(runbook, ctx, journal, before, resumed=True, window=window)
         finally:
-            if window is not None:
-                window.close()
+            self._release(window)
             if network is None:
                 net.close()
 
