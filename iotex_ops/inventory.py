@@ -44,6 +44,7 @@ _TOOLKIT_VARS = {
     "node_extra_args",
     "iotex_network",  # a name for the network (run locks); default: a digest of the delegates' addresses
     "iotex_prometheus_url",  # the Prometheus that scrapes the delegates, for runbook verifications
+    "iotex_alertmanager_url",  # the Alertmanager drills silence their expected alerts in (else monitoring_alertmanager)
     "node_supervisorctl_bin",
     "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
 }

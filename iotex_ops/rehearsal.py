@@ -126,8 +126,12 @@ def rehearse(
     drills: tuple[str, ...] = DRILLS,
     say: Callable[[str], None] = lambda s: None,
     on_event: Callable[[str, Event], None] | None = None,
+    maintenance: bool = True,
 ) -> dict[str, Any]:
-    """Run the drills; returns {"drills": [...], "report": path, ...}. Never raises for a failing drill."""
+    """Run the drills; returns {"drills": [...], "report": path, ...}. Never raises for a failing drill.
+    Each drill runs in its maintenance window (the lab's Alertmanager silences its expected alerts, the lab's
+    PagerDuty receiver gets a change event at its start and end): a passing rehearsal pages nobody.
+    `maintenance=False`: no window (`--no-maintenance`), the drills' alerts page."""
     unknown = [d for d in drills if d not in DRILLS]
     if unknown:
         raise RehearsalError(f"unknown drill(s) {', '.join(unknown)}; the drills are {', '.join(DRILLS)}")
@@ -146,7 +150,7 @@ def rehearse(
                 load.start()
                 time.sleep(2.0)  # the load is flowing before the drill's steady state is checked
             say(f"drill {name}")
-            rows.append(_drill(name, books, state, params[name], state_dir, load, on_event))
+            rows.append(_drill(name, books, state, params[name], state_dir, load, on_event, maintenance))
             if not state.chain_started:
                 # the bootstrap drill made the chain: now Prometheus must see every node, and alertd watches them
                 try:
@@ -187,6 +191,7 @@ def _drill(
     state_dir: Path,
     load: BackgroundLoad | None,
     on_event: Callable[[str, Event], None] | None,
+    maintenance: bool = True,
 ) -> DrillRow:
     h0 = _height(state)
     started = time.time()
@@ -203,7 +208,7 @@ def _drill(
 
     # between two drills the remediation service may take a host's lock for a moment (an alert the last
     # drill raised): wait for it rather than fail the rehearsal
-    engine = Engine(RunStore(state_dir), yes=True, on_event=seen, lock_wait_s=60)
+    engine = Engine(RunStore(state_dir), yes=True, on_event=seen, lock_wait_s=60, maintenance="auto" if maintenance else "off")
     res: RunResult | None = None
     try:
         with network_mod.load(state.inventory) as net:

@@ -135,7 +135,8 @@ class FakeHost(Host):
 
 
 class FakePages:
-    """alertd's pages, recorded: each event is {"action", "key", ...} (trigger adds summary, severity, details)."""
+    """alertd's pages, recorded: each event is {"action", "key", ...} (trigger adds summary, severity, details);
+    also a drill's change events (`change`, action "change")."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -150,6 +151,15 @@ class FakePages:
 
     def resolve(self, dedup_key: str) -> None:
         self._add({"action": "resolve", "key": dedup_key})
+
+    def change(self, event: Mapping[str, Any]) -> None:
+        """A change event (`paging.events.change`), as a drill's maintenance window announces it."""
+        payload = dict(event.get("payload") or {})
+        self._add({"action": "change", "key": None, "summary": payload.get("summary"), "source": payload.get("source"),
+                   "details": dict(payload.get("custom_details") or {}), "links": list(event.get("links") or ())})  # fmt: skip
+
+    def changes(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["action"] == "change"]
 
     def _add(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -186,12 +196,15 @@ class FakeRunner:
         with self.lock:
             self.calls.append(("run", run_id, params))
             self.started_runs.add(run_id)
+            out = self._next(runbook)
+        if out.result in (Result.DEFERRED, Result.REFUSED):  # as the engine: never began, no step ran
+            self.begun.set()
+            return out
         on_step("restart")
         self.begun.set()
         if not self.hold.wait(self.hold_timeout_s):
             raise TimeoutError(f"FakeRunner: run {run_id} held for more than {self.hold_timeout_s} s")
-        with self.lock:
-            return self._next(runbook)
+        return out
 
     def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome:
         with self.lock:

@@ -146,7 +146,7 @@ def scorecard_cmd(inventory_path: Path | None, only: str | None, window: int, ht
     c = _console()
     table = Table(title="drill scorecard")
     for col in ("drill", "runs", "pass rate", "last run (UTC)", "last result", "stale", "score", "median duration",
-                "worst downtime", "worst gap", "trend"):  # fmt: skip
+                "worst downtime", "worst gap", "worst detect", "trend"):  # fmt: skip
         table.add_column(col)
     for card in cards:
         last = card.last_run
@@ -155,9 +155,13 @@ def scorecard_cmd(inventory_path: Path | None, only: str | None, window: int, ht
             escape(card.drill), str(card.runs), _num(card.pass_rate), _ts(last.started_at if last else None),
             escape(str(last.result) if last and last.result else ("unfinished" if last else "-")), stale, _num(card.score),
             _num(card.stats["duration_s"].median), _num(card.stats["downtime_s"].worst), _num(card.stats["longest_gap_s"].worst),
-            escape(card.trend_direction.get("pass_rate", "n/a")),
+            _num(card.stats["time_to_detect_s"].worst), escape(card.trend_direction.get("pass_rate", "n/a")),
         )  # fmt: skip
     c.print(table)
+    for card in cards:
+        if card.detect:
+            per = ", ".join(f"{name} {_num(st.median)}s (worst {_num(st.worst)}s)" for name, st in card.detect.items())
+            c.print(f"time to detect, {escape(card.drill)}: {escape(per)}")
     if not cards:
         c.print(f"no runs under {escape(str(store.runs_dir))}")
     if written:

@@ -55,6 +55,8 @@ class EventPrinter:
 
         from iotex_ops.runbook.events import (
             ContinuousFailed,
+            MaintenanceClose,
+            MaintenanceOpen,
             Resumed,
             RollbackEnd,
             RollbackStart,
@@ -108,6 +110,16 @@ class EventPrinter:
                 )
             case Resumed():
                 c.print(f"{p}[bold]resumed[/bold]; completed before: {escape(', '.join(ev.done_steps) or 'none')}")
+            case MaintenanceOpen():
+                if ev.silences:
+                    told = ", change event sent" if ev.announced else ""
+                    what = f"{', '.join(ev.alerts)} on {', '.join(ev.hosts)} until {ev.ends_at}{told}"
+                    c.print(f"{p}maintenance: {len(ev.silences)} silence(s) in {escape(ev.alertmanager)}: {escape(what)}")
+                else:
+                    c.print(f"{p}[yellow]maintenance: {escape(ev.note)}[/yellow]")
+            case MaintenanceClose():
+                err = f" [red]({escape(ev.error)})[/red]" if ev.error else ""
+                c.print(f"{p}maintenance: {len(ev.silences)} silence(s) expired ({escape(ev.reason)}){err}")
 
 
 def print_result(console: Console, res: RunResult) -> None:
@@ -132,6 +144,14 @@ _DIRS = click.option(
     multiple=True,
     type=click.Path(path_type=Path, file_okay=False),
     help="More runbook directories.",
+)
+
+
+_NO_MAINTENANCE = click.option(
+    "--no-maintenance",
+    is_flag=True,
+    help="Run a drill without its maintenance window (no Alertmanager silences, no change events): its "
+    "expected alerts page. Without it, a drill whose Alertmanager cannot be reached does not start.",
 )
 
 
@@ -259,6 +279,7 @@ def _finish(res: RunResult, as_json: bool) -> None:
     "--wait-lock", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
     help="Seconds to wait for the network's lock (e.g. while a remediation runs) before refusing.",
 )  # fmt: skip
+@_NO_MAINTENANCE
 @_DIRS
 def run_cmd(
     name: str,
@@ -270,6 +291,7 @@ def run_cmd(
     known_hosts: Path | None,
     runbook_dirs: tuple[Path, ...],
     wait_lock: float,
+    no_maintenance: bool,
 ) -> None:
     """Run runbook NAME against the inventory's delegates."""
     from iotex_ops import network as network_mod
@@ -298,6 +320,7 @@ def run_cmd(
         on_event=None if as_json else EventPrinter(c),
         known_hosts=known_hosts,
         lock_wait_s=wait_lock,
+        maintenance="off" if no_maintenance else "auto",
     )
     with network_mod.load(inventory_path, known_hosts) as net:
         res = engine.run(b, net, given)
@@ -308,13 +331,16 @@ def run_cmd(
 @click.argument("run_id")
 @click.option("--yes", is_flag=True, help="Approve destructive steps without asking.")
 @click.option("--json", "as_json", is_flag=True)
+@_NO_MAINTENANCE
 @_DIRS
-def resume_cmd(run_id: str, yes: bool, as_json: bool, runbook_dirs: tuple[Path, ...]) -> None:
-    """Continue a run that crashed or was interrupted, after its last completed step."""
+def resume_cmd(run_id: str, yes: bool, as_json: bool, no_maintenance: bool, runbook_dirs: tuple[Path, ...]) -> None:
+    """Continue a run that crashed or was interrupted, after its last completed step (a drill's silences that
+    the interrupted run left are expired, and new ones made for the rest of it)."""
     from iotex_ops.runbook import Engine, loader
 
     c = make_console()
-    engine = Engine(yes=yes, approve=None if yes else _approver(c), on_event=None if as_json else EventPrinter(c))
+    engine = Engine(yes=yes, approve=None if yes else _approver(c), on_event=None if as_json else EventPrinter(c),
+                    maintenance="off" if no_maintenance else "auto")  # fmt: skip
     res = engine.resume(run_id, lambda n: loader.find(n, runbook_dirs))
     _finish(res, as_json)
 
@@ -351,7 +377,10 @@ def runs_cmd(as_json: bool, last: int) -> None:
 )
 @click.option("--drill", "drills", multiple=True, help="Only these drills (repeatable), in the rehearsal's order.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"drills": [...], "report": PATH}.')
-def rehearsal_cmd(delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool) -> None:
+@_NO_MAINTENANCE
+def rehearsal_cmd(
+    delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool, no_maintenance: bool
+) -> None:
     """The five drills in order on the lab (brought up unless one is), under load; a summary and a report."""
     from rich.console import Console
     from rich.markup import escape
@@ -370,7 +399,7 @@ def rehearsal_cmd(delegates: int, hosts: str, load_tps: float, drills: tuple[str
 
     out = rehearsal_mod.rehearse(
         delegates, hosts, load_tps=load_tps, drills=order, say=lambda s: c.print(f"[bold]rehearsal:[/bold] {escape(s)}"),
-        on_event=on_event,
+        on_event=on_event, maintenance=not no_maintenance,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps({"drills": out["drills"], "report": out["report"], "duration_s": out["duration_s"],

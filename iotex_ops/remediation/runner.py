@@ -42,8 +42,9 @@ class EngineRunner:
             if isinstance(ev, StepStart):
                 on_step(ev.where)
 
-        # unattended: destructive steps are what the policy asked for, so no confirmation is asked
-        return Engine(self.runs, yes=True, on_event=on_event, report=self.report)
+        # unattended: destructive steps are what the policy asked for, so no confirmation is asked; no maintenance
+        # window: a remediation answers an alert, it never silences one (its page says what it does)
+        return Engine(self.runs, yes=True, on_event=on_event, report=self.report, maintenance=None)
 
     def journal(self, run_id: str) -> Path:
         return self.runs.dir(run_id).journal

@@ -1,7 +1,8 @@
 """The remediation service's core: alerts in, pages and remediation runs out.
 
 Each alert (by Alertmanager fingerprint) is an incident with one page (a PagerDuty dedup key). Firing opens
-the page; a remediation runbook picked by the policy starts under its limits and acknowledges the page; the
+the page; a remediation runbook picked by the policy starts under its limits and, once its first step really
+runs (not when it is deferred because a drill holds the lock), acknowledges the page; the
 page is resolved once the alert has stayed resolved for `resolve_after` (a flapping alert keeps one page);
 when automation is done without a fix (attempts used up, circuit breaker open, parameters refused) the page
 escalates: a second, critical page (an acknowledged PagerDuty incident cannot be re-triggered) that carries
@@ -512,15 +513,22 @@ class Service:
         self.store.update_alert(row.fingerprint, attempts=attempt, last_start=now, note="")
         self._write("remediation_start", remediation=rid, fingerprint=row.fingerprint, alert=row.alertname, host=host,
                     runbook=rem.runbook, params=params, run_id=run_id, attempt=attempt)  # fmt: skip
-        progress = {"runbook": rem.runbook, "run_id": run_id, "attempt": attempt, "state": "running"}
+        progress = {"runbook": rem.runbook, "run_id": run_id, "attempt": attempt, "state": "starting"}
         details = self._details(row, remediation=progress)
         self._page_trigger(row, details)  # the page's details follow the remediation
-        if row.page != "acknowledged":
-            self._page("acknowledge", row.page_key)
-            self.store.update_alert(row.fingerprint, page="acknowledged")
-            self._write("page_ack", fingerprint=row.fingerprint, dedup_key=row.page_key)
+        # not acknowledged yet: only once the run really starts (its first step, see `_work`); a run deferred
+        # because a drill holds the lock leaves the page triggered, so nobody thinks it is being handled
         self._count("remediations_started")
         return rid
+
+    def _acknowledge(self, fingerprint: str, run_id: str) -> None:
+        """The remediation's first step began: its page is acknowledged (once; never a resolved page)."""
+        row = self.store.alert(fingerprint)
+        if row is None or row.page != "triggered":
+            return
+        self._page("acknowledge", row.page_key)
+        self.store.update_alert(row.fingerprint, page="acknowledged")
+        self._write("page_ack", fingerprint=row.fingerprint, dedup_key=row.page_key, run_id=run_id)
 
     def _spawn(self, rid: int, resume: bool) -> None:
         t = threading.Thread(target=self._work, args=(rid, resume), name=f"remediation-{rid}", daemon=True)
@@ -531,9 +539,20 @@ class Service:
         with self._lock:
             r = self.store.remediation(rid)
 
+        acked = threading.Event()
+
         def on_step(step: str) -> None:
             with self._lock:
                 self.store.update_remediation(rid, step=step)
+                if not acked.is_set():  # the run really started (it holds the lock, a step runs): ack its page
+                    acked.set()
+                    try:
+                        with self.store.transaction():
+                            with self._isolated("acknowledge", r.fingerprint):
+                                self._acknowledge(r.fingerprint, r.run_id)
+                            self._send_pages()
+                    except Exception as exc:  # the page stays triggered: a person looks, which is the safe side
+                        self._write("error", where="acknowledge", remediation=rid, error=f"{type(exc).__name__}: {exc}")
 
         try:
             out = self.runner.resume(r.run_id, on_step) if resume else self.runner.run(r.run_id, r.runbook, r.params, on_step)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import getpass
 import os
 import secrets
@@ -40,6 +41,7 @@ from iotex_ops import network as network_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.network import Delegate, Network
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook import maintenance as maintenance_mod
 from iotex_ops.runbook import params as params_mod
 from iotex_ops.runbook.context import RunContext, _Shared
 from iotex_ops.runbook.events import (
@@ -47,6 +49,8 @@ from iotex_ops.runbook.events import (
     CheckRow,
     ContinuousFailed,
     Event,
+    MaintenanceClose,
+    MaintenanceOpen,
     Measures,
     Phase,
     Result,
@@ -66,14 +70,18 @@ from iotex_ops.runbook.events import (
     Verify,
 )
 from iotex_ops.runbook.lock import NetworkLock
+from iotex_ops.runbook.maintenance import MaintenanceError, RunInfo, Window
 from iotex_ops.runbook.model import Check, CheckResult, ParamError, Runbook, RunbookError, Step
 from iotex_ops.runbook.state import RunState
 from iotex_ops.runbook.store import RunDir, RunJournal, RunStore, default_state_dir
 
-__all__ = ["Engine", "RunResult", "StepFailed", "default_state_dir", "plan"]
+__all__ = ["Engine", "MaintenanceError", "RunResult", "StepFailed", "default_state_dir", "plan"]
 
 # how long an abandoned action (timed out, or the steady state lost) may take to end before the engine moves on
 ACTION_GRACE_S = 10.0
+# at a drill's end, how long to wait for its expected alerts to stop firing (or pending) before its silences
+# are expired, so that expiring them does not page for what the drill caused
+SETTLE_S = 30.0
 
 
 class StepFailed(OpsError):
@@ -173,7 +181,14 @@ def plan(runbook: Runbook, network: Network | None, params: Mapping[str, Any]) -
 
 class Engine:
     """Runs runbooks into a run store (default: the state dir's); one instance per command. `on_event` sees
-    every event as it is journaled. `known_hosts` is for the network a `resume` opens itself."""
+    every event as it is journaled. `known_hosts` is for the network a `resume` opens itself.
+
+    `maintenance`: the maintenance window of drills (runbooks with `expected_alerts`; runbook/maintenance.py).
+    "auto" (the default): built from the network's inventory when it names an Alertmanager
+    (`iotex_ops.schedule.maintenance.from_network`), none otherwise; a `Window`: that one; "off": none, and
+    the run's journal says the drill's alerts were not silenced (`--no-maintenance`); None: none, nothing
+    journaled (alertd's remediations). `maintenance_timeout_s`: how long its silences last before the grace
+    (default: the runbook's own bound, `maintenance.run_timeout_s`; the scheduler gives a schedule's timeout)."""
 
     def __init__(
         self,
@@ -186,7 +201,12 @@ class Engine:
         report: bool = True,
         action_grace_s: float = ACTION_GRACE_S,
         lock_wait_s: float = 0.0,
+        maintenance: Window | str | None = "auto",
+        maintenance_timeout_s: float | None = None,
+        settle_s: float = SETTLE_S,
     ) -> None:
+        if isinstance(maintenance, str) and maintenance not in ("auto", "off"):
+            raise RunbookError(f"maintenance must be 'auto', 'off', a window or None, not {maintenance!r}")
         self.store = store if store is not None else RunStore()
         self.yes = yes
         self.approve = approve
@@ -195,6 +215,9 @@ class Engine:
         self.report = report
         self.action_grace_s = action_grace_s
         self.lock_wait_s = lock_wait_s
+        self.maintenance = maintenance
+        self.maintenance_timeout_s = maintenance_timeout_s
+        self.settle_s = settle_s
         self._abort = threading.Event()
         self._abort_reason = ""
 
@@ -228,6 +251,14 @@ class Engine:
         run = self.store.dir(run_id)
         if run.path.exists():
             raise RunbookError(f"run {run_id} exists already ({run.path}): `iotex-ops runbook resume {run_id}` continues it")
+        window = self._window(runbook, network)  # fails closed here, before the run exists, if Alertmanager is down
+        try:
+            return self._run(runbook, network, typed, run_id, window)
+        finally:
+            self._release(window)
+
+    def _run(self, runbook: Runbook, network: Network, typed: dict[str, Any], run_id: str, window: Window | None) -> RunResult:
+        run = self.store.dir(run_id)
         with self._session(network, run_id, runbook, typed, lambda: self.store.create(run_id)) as (journal, previous):
             self._write(
                 journal,
@@ -249,7 +280,32 @@ class Engine:
             if previous:
                 self._write(journal, StaleLock(previous=previous))
             ctx = self._context(runbook, run_id, typed, network, journal, run.path)
-            return self._drive(runbook, ctx, journal, RunState(), resumed=False)
+            return self._drive(runbook, ctx, journal, RunState(), resumed=False, window=window)
+
+    def _window(self, runbook: Runbook, net: Network) -> Window | None:
+        """The maintenance window of a drill on `net` (checked: Alertmanager answers), or None."""
+        if not runbook.expected_alerts or self.maintenance is None or self.maintenance == "off":
+            return None
+        if self.maintenance == "auto":
+            # the one place the engine reaches the features' edges (Alertmanager, PagerDuty), lazily
+            from iotex_ops.schedule.maintenance import from_network
+
+            window: Window | None = from_network(net, self.store)
+        else:
+            assert not isinstance(self.maintenance, str)
+            window = self.maintenance
+        if window is not None:
+            try:
+                window.check()
+            except BaseException:
+                self._release(window)
+                raise
+        return window
+
+    def _release(self, window: Window | None) -> None:
+        """Close a window this engine built ("auto"); one it was given stays its owner's, for its next runs."""
+        if window is not None and self.maintenance == "auto":
+            window.close()
 
     @contextlib.contextmanager
     def _session(
@@ -289,7 +345,14 @@ class Engine:
         if network is not None and network.id != start.network:
             raise RunbookError(f"run {run_id} ran on network {start.network}, not on {network.id}")
         net = network if network is not None else network_mod.load(start.inventory, self.known_hosts)
+        window: Window | None = None
         try:
+            window = self._window(runbook, net)
+            if window is None and before.open_silences and self.maintenance not in (None, "off"):
+                raise MaintenanceError(
+                    f"run {run_id} left silences {', '.join(before.open_silences)} and the inventory names no Alertmanager "
+                    "to expire them: set iotex_alertmanager_url, or resume with --no-maintenance"
+                )
             with self._session(net, run_id, runbook, typed, lambda: self.store.open(run_id)) as (journal, previous):
                 self._write(
                     journal,
@@ -304,8 +367,9 @@ class Engine:
                 if previous:
                     self._write(journal, StaleLock(previous=previous))
                 ctx = self._context(runbook, run_id, typed, net, journal, journal.run.path, memory=dict(before.memory))
-                return self._drive(runbook, ctx, journal, before, resumed=True)
+                return self._drive(runbook, ctx, journal, before, resumed=True, window=window)
         finally:
+            self._release(window)
             if network is None:
                 net.close()
 
@@ -329,11 +393,29 @@ class Engine:
             self.on_event(stamped)
         return stamped
 
-    def _drive(self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool) -> RunResult:
-        """`prog`: what the run had done before (a resume), empty for a new run."""
+    def _drive(
+        self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool, window: Window | None = None
+    ) -> RunResult:
+        """`prog`: what the run had done before (a resume), empty for a new run. The maintenance window (if
+        any) is opened before the first step and closed at the end, whatever happens in between."""
         t0 = time.monotonic()
         # the context's journal writes go through the engine too, so that the live view sees memos and marks
         ctx.journal = _Tee(journal, self)
+        m = _Maintenance(self, rb, ctx, journal, window, prog)
+        try:
+            failed = m.open(resumed)
+            if failed is not None:
+                return failed
+            res = self._body(rb, ctx, journal, prog, resumed, t0, m)
+        except BaseException as exc:  # interrupted, or the engine itself failed: nothing stays silenced
+            m.close(f"aborted: {_short(exc)}")
+            raise
+        m.announce_end(res)
+        return res
+
+    def _body(
+        self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool, t0: float, m: _Maintenance
+    ) -> RunResult:
         error: str | None = None
         failing = prog.failing
         started_steps: list[str] = []
@@ -366,7 +448,13 @@ class Engine:
                 measures = dict(rb.measure(ctx))
             except Exception as exc:  # a measure that cannot be taken is reported, not fatal
                 measures = {"error": _short(exc)}
+        detected = m.detect()
+        if detected is not None:
+            measures["time_to_detect_s"] = detected
+        if rb.measure is not None or detected is not None:
             self._write(journal, Measures(values=measures))
+        m.settle()
+        m.close("end")
         result = Result.PASSED if failing is None else (Result.ROLLBACK_FAILED if rollback_errors else Result.FAILED)
         if rollback_errors:
             error = f"{error}; ROLLBACK FAILED: " + "; ".join(rollback_errors)
@@ -663,3 +751,95 @@ class _Tee:
 
     def append(self, ev: Event) -> Event:
         return self._engine._write(self._journal, ev)
+
+
+class _Maintenance:
+    """One run's maintenance window as the engine drives it: opened after run_start (or, on a resume, after
+    the interrupted run's silences are expired), its silence ids journaled, expired at the end or on an abort."""
+
+    def __init__(
+        self, engine: Engine, rb: Runbook, ctx: RunContext, journal: RunJournal, window: Window | None, prog: RunState
+    ) -> None:
+        self.engine, self.rb, self.ctx, self.journal, self.window = engine, rb, ctx, journal, window
+        self.left = list(prog.open_silences)  # silences an interrupted run left (a resume)
+        self.ids: list[str] = []
+        self.all_ids: list[str] = []
+        self.closed = True
+        self.info: RunInfo | None = None
+
+    def _info(self) -> RunInfo:
+        net = self.ctx.network
+        scope = maintenance_mod.scope(self.rb, [d.name for d in net.delegates], self.ctx.params)
+        timeout = self.engine.maintenance_timeout_s
+        if timeout is None:
+            timeout = maintenance_mod.run_timeout_s(self.rb, len(scope.hosts))
+        state = self.journal.snapshot()
+        return RunInfo(run_id=self.ctx.run_id, drill=self.rb.name, network=net.id, scope=scope, timeout_s=timeout,
+                       run_dir=self.journal.run.path, started_at=state.started_at or time.time())  # fmt: skip
+
+    def open(self, resumed: bool) -> RunResult | None:
+        """Open the window; a failed run (journaled, nothing touched) if it cannot be opened."""
+        w = self.window
+        if self.left:
+            if w is None:
+                self.engine._write(self.journal, MaintenanceClose(silences=(), reason="resume",
+                                   error=f"not expired (no maintenance window): {', '.join(self.left)}"))  # fmt: skip
+            else:
+                done, err = w.expire(self.left)
+                self.engine._write(self.journal, MaintenanceClose(silences=tuple(done), reason="resume", error=err))
+        if not self.rb.expected_alerts:
+            return None
+        if w is None:
+            if self.engine.maintenance == "off":
+                self.engine._write(self.journal, MaintenanceOpen(
+                    alerts=tuple(sorted(self.rb.expected_alerts)),
+                    note="--no-maintenance: the drill's expected alerts are not silenced and will page"))  # fmt: skip
+            return None
+        self.info = self._info()
+        try:
+            opened = w.open(self.info)
+        except MaintenanceError as exc:
+            error = str(exc)
+            self.engine._write(self.journal, RunEnd(result=Result.FAILED, error=error, duration_s=0.0))
+            return RunResult(self.ctx.run_id, self.rb.name, Result.FAILED, error, 0.0, self.journal.run.path)
+        self.engine._write(self.journal, opened)
+        self.ids = list(opened.silences)
+        self.all_ids += self.ids
+        self.closed = False
+        return None
+
+    def detect(self) -> dict[str, float] | None:
+        """Time to detect each expected alert that fired (from the first step's start); None: not measured."""
+        if self.window is None or self.info is None:
+            return None
+        state = self.journal.snapshot()
+        starts = [r.started for r in state.steps.values() if r.started is not None]
+        fault = min(starts) if starts else None
+        info = self.info = dataclasses.replace(self.info, fault_at=fault)
+        try:
+            return self.window.detect(info, time.time())
+        except Exception:  # a measure that cannot be taken is not a failure of the drill
+            return {}
+
+    def settle(self) -> None:
+        if self.window is not None and self.info is not None and not self.closed:
+            with contextlib.suppress(Exception):
+                self.window.settle(self.info, self.engine.settle_s)
+
+    def close(self, reason: str) -> None:
+        if self.closed or self.window is None:
+            return
+        self.closed = True
+        try:
+            done, err = self.window.expire(self.ids)
+        except Exception as exc:  # never let expiring hide the run's own outcome
+            done, err = [], _short(exc)
+        with contextlib.suppress(Exception):
+            self.engine._write(self.journal, MaintenanceClose(silences=tuple(done), reason=reason, error=err))
+
+    def announce_end(self, res: RunResult) -> None:
+        if self.window is None or self.info is None:
+            return
+        report = res.report_html.resolve().as_uri() if res.report_html else None
+        with contextlib.suppress(Exception):
+            self.window.announce_end(self.info, result=str(res.result), silences=self.all_ids, report=report)

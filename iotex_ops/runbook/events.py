@@ -32,7 +32,9 @@ The events, in the order a run writes them:
 | `run_failing` | RunFailing | the run failed: the rollback phase begins |
 | `rollback_start`, `rollback_end` | RollbackStart, RollbackEnd | one rollback (of a step, on a host) |
 | `rollback_stop` | RollbackStop | the point of no return: nothing before it is undone |
-| `measures` | Measures | the runbook's measures |
+| `maintenance_open` | MaintenanceOpen | a drill's silences were created (ids) and its start announced |
+| `maintenance_close` | MaintenanceClose | the run's silences were expired (at its end, on a resume, after an abort) |
+| `measures` | Measures | the runbook's measures (and a drill's time to detect per expected alert) |
 | `run_end` | RunEnd | last: the result |
 """
 
@@ -371,6 +373,41 @@ class RollbackStop(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MaintenanceOpen(Event):
+    """A drill's maintenance window opened: the Alertmanager silences of the alerts it expects on the hosts it
+    touches (their ids, to expire them at the end, on a resume, or as a dead run's), and the change event sent.
+    With `--no-maintenance` (or an unreachable Alertmanager and that flag) `silences` is empty and `note` says why."""
+
+    kind: ClassVar[str] = "maintenance_open"
+    silences: tuple[str, ...] = ()
+    alerts: tuple[str, ...] = ()  # the expected alert names silenced
+    hosts: tuple[str, ...] = ()  # the hosts the per-host alerts are silenced on
+    alertmanager: str = ""
+    ends_at: str = ""  # the silences' end (RFC 3339): the run's timeout plus a grace
+    announced: bool = False  # a change event was queued for PagerDuty
+    note: str = ""
+
+    @classmethod
+    def _from(cls, doc: Mapping[str, Any]) -> MaintenanceOpen:
+        return cls(**{**_pick(cls, doc), "silences": _strs(doc.get("silences")), "alerts": _strs(doc.get("alerts")),
+                      "hosts": _strs(doc.get("hosts"))})  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaintenanceClose(Event):
+    """Silences of this run expired: at its end, before a resume reopens the window, or after an abort."""
+
+    kind: ClassVar[str] = "maintenance_close"
+    silences: tuple[str, ...] = ()  # the ids expired
+    reason: str = ""  # end | resume | aborted
+    error: str | None = None  # what could not be expired (Alertmanager unreachable): they end at their end time
+
+    @classmethod
+    def _from(cls, doc: Mapping[str, Any]) -> MaintenanceClose:
+        return cls(**{**_pick(cls, doc), "silences": _strs(doc.get("silences"))})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Measures(Event):
     kind: ClassVar[str] = "measures"
     values: Mapping[str, Any] = field(default_factory=dict)
@@ -409,7 +446,7 @@ class Unknown(Event):
 
 _TYPES: tuple[type[Event], ...] = (RunStart, StaleLock, Resumed, SteadyState, Approval, Phase, StepStart, Verify, StepEnd,
                                    StepSkip, Memo, Mark, ContinuousFailed, RunFailing, RollbackStart, RollbackEnd,
-                                   RollbackStop, Measures, RunEnd)  # fmt: skip
+                                   RollbackStop, MaintenanceOpen, MaintenanceClose, Measures, RunEnd)  # fmt: skip
 KINDS: dict[str, type[Event]] = {c.kind: c for c in _TYPES}  # step_end: StepEnd, or StepDone (see from_doc)
 
 

@@ -19,6 +19,8 @@ from iotex_ops.runbook.events import (
     CheckRow,
     ContinuousFailed,
     Event,
+    MaintenanceClose,
+    MaintenanceOpen,
     Mark,
     Measures,
     Memo,
@@ -103,6 +105,9 @@ class RunState:
     measures_event: Measures | None = None
     resumes: list[Resumed] = field(default_factory=list)
     stale_locks: list[StaleLock] = field(default_factory=list)
+    # the drill's maintenance window: every open and close, and the silences not expired yet
+    maintenance: list[MaintenanceOpen | MaintenanceClose] = field(default_factory=list)
+    open_silences: list[str] = field(default_factory=list)
     # the moments worth a line on a plot, in order: marks, the steady state lost, the failure, the rollback's
     # start, rollbacks that failed
     moments: list[Event] = field(default_factory=list)
@@ -287,6 +292,14 @@ class RunState:
     def _stale_lock(self, ev: StaleLock) -> None:
         self.stale_locks.append(ev)
 
+    def _maintenance_open(self, ev: MaintenanceOpen) -> None:
+        self.maintenance.append(ev)
+        self.open_silences.extend(s for s in ev.silences if s not in self.open_silences)
+
+    def _maintenance_close(self, ev: MaintenanceClose) -> None:
+        self.maintenance.append(ev)
+        self.open_silences = [s for s in self.open_silences if s not in ev.silences]
+
 
 _HANDLERS: dict[type[Event], Any] = {
     RunStart: RunState._run_start,
@@ -309,6 +322,8 @@ _HANDLERS: dict[type[Event], Any] = {
     Measures: RunState._measures,
     Resumed: RunState._resumed,
     StaleLock: RunState._stale_lock,
+    MaintenanceOpen: RunState._maintenance_open,
+    MaintenanceClose: RunState._maintenance_close,
 }
 
 

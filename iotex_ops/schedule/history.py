@@ -45,6 +45,7 @@ class RunRow:
     user: str
     figures: Mapping[str, float | None] = field(default_factory=dict)
     error: str | None = None
+    detect: Mapping[str, float] = field(default_factory=dict)  # time to detect per expected alert that fired
 
     @property
     def passed(self) -> bool:
@@ -53,7 +54,7 @@ class RunRow:
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "runbook": self.runbook, "started_at": self.started_at, "ended_at": self.ended_at,
                 "result": str(self.result) if self.result else "unfinished", "user": self.user, "error": self.error,
-                **{k: self.figures.get(k) for k in FIGURES}}  # fmt: skip
+                **{k: self.figures.get(k) for k in FIGURES}, "time_to_detect_by_alert": dict(self.detect)}  # fmt: skip
 
 
 def _num(v: Any) -> float | None:
@@ -77,9 +78,17 @@ def figures(summary: RunSummary, state: RunState) -> dict[str, float | None]:
     return out
 
 
+def detections(state: RunState) -> dict[str, float]:
+    """Time to detect per alert name, when the run measured it per expected alert (a drill's maintenance window)."""
+    ttd = state.measures.get("time_to_detect_s")
+    if not isinstance(ttd, Mapping):
+        return {}
+    return {str(k): v for k, v in ((k, _num(x)) for k, x in ttd.items()) if v is not None}
+
+
 def row(summary: RunSummary, state: RunState) -> RunRow:
     return RunRow(summary.run_id, summary.runbook, summary.started_at, summary.ended_at, summary.result, summary.user,
-                  figures(summary, state), summary.error)  # fmt: skip
+                  figures(summary, state), summary.error, detections(state))  # fmt: skip
 
 
 def history(store: RunStore, runbook: str | None = None, since: float | None = None, last: int | None = None) -> list[RunRow]:
@@ -121,6 +130,7 @@ class Scorecard:
     trend: tuple[RunRow, ...]  # the last N runs
     trend_direction: Mapping[str, str]  # figure (and "pass_rate") -> improving | worsening | steady | n/a
     history: tuple[RunRow, ...] = ()  # every run, oldest first (the HTML page plots them; not in as_dict)
+    detect: Mapping[str, Stat] = field(default_factory=dict)  # time to detect per expected alert: median, worst
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +139,7 @@ class Scorecard:
             "stale": self.stale, "freshness": round(self.freshness, 4), "score": round(self.score, 4),
             "figures": {k: v.as_dict() for k, v in self.stats.items()},
             "trend": [r.as_dict() for r in self.trend], "trend_direction": dict(self.trend_direction),
+            "time_to_detect_by_alert": {k: v.as_dict() for k, v in self.detect.items()},
         }  # fmt: skip
 
 
@@ -173,8 +184,12 @@ def scorecard(
     for k in FIGURES:
         vals = [v for v in (r.figures.get(k) for r in trend if r.result is not None) if v is not None]
         directions[k] = _direction(vals)
+    detect = {}
+    for name in sorted({n for r in done for n in r.detect}):
+        vals = [r.detect[name] for r in done if name in r.detect]
+        detect[name] = Stat(round(statistics.median(vals), 3), max(vals), len(vals))
     return Scorecard(drill, len(runs), len(done), sum(r.passed for r in done), pass_rate, last, period_s, age, stale, freshness,
-                     score, stats, trend, directions, tuple(runs))  # fmt: skip
+                     score, stats, trend, directions, tuple(runs), detect)  # fmt: skip
 
 
 def scorecards(rows: Iterable[RunRow], *, now: float, periods: Mapping[str, float | None] | None = None,

@@ -218,6 +218,32 @@ def test_a_locked_network_defers_without_counting_an_attempt(tmp_path: Path) -> 
         rig.close()
 
 
+def test_a_page_is_acknowledged_only_when_its_remediation_really_starts(tmp_path: Path) -> None:
+    """A restart-node run deferred because a drill holds the lock leaves the page triggered (nobody is on it);
+    the run that later takes the lock and starts its first step acknowledges it, once."""
+    rig = Rig(
+        tmp_path, FakeRunner({"restart-node": [Outcome("deferred", "network lab is locked by run drill-1"), Outcome("passed")]})
+    )
+    try:
+        rig.service.observe([alert()])
+        rig.settle()
+        assert rig.runner.runs() == 1
+        assert "acknowledge" not in rig.pages.actions(KEY)
+        row = rig.service.store.alert(rig.service.store.alerts()[0].fingerprint)
+        assert row is not None and row.page == "triggered"
+        assert "page_ack" not in [e["event"] for e in rig.journal()]
+        rig.clock.advance(4)
+        rig.settle()
+        assert rig.runner.runs() == 2
+        assert rig.pages.actions(KEY).count("acknowledge") == 1
+        actions = rig.pages.actions(KEY)
+        assert actions.index("acknowledge") > 1  # after the open and the first progress trigger
+        [ack] = [e for e in rig.journal() if e["event"] == "page_ack"]
+        assert ack["run_id"] == rig.runner.calls[1][1]  # the run that really started
+    finally:
+        rig.close()
+
+
 def test_an_alertmanager_that_restarted_empty_resolves_nothing(rig: Rig) -> None:
     rig.service.observe([alert()])
     rig.settle()
@@ -243,7 +269,7 @@ def test_a_network_locked_for_long_backs_off_and_escalates_after_defer_for(tmp_p
             rig.clock.advance(3)
         runs = rig.runner.runs()
         assert 4 <= runs <= 12  # 2 s doubling to a minute, not every 2 s for two minutes
-        assert rig.pages.actions(KEY).count("acknowledge") == 1
+        assert rig.pages.actions(KEY).count("acknowledge") == 0  # no run ever started: nobody is on it
         [esc] = [e for e in rig.pages.events if e["key"] == KEY + "/escalated"]
         assert "could not start" in esc["summary"] and "drill-9" in esc["summary"]
     finally:

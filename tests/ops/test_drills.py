@@ -6,17 +6,24 @@ starts a new chain, whatever the earlier tests left).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from iotex_ops.alerting.silences import Silences
+from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
+from iotex_ops.paging.receiver import read_state
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook import maintenance as mw
 from iotex_ops.runbook.store import RunStore
 from iotex_ops.traffic import read_accounts
 from tests.ops import lab_checks
@@ -108,6 +115,82 @@ def test_a_second_run_is_refused_by_the_lock_and_a_killed_run_resumes_without_re
     assert any(e["event"] == "step_skip" and e.get("step") == "verify-stopped" for e in events)
     assert events[-1]["event"] == "run_end" and events[-1]["result"] == "passed"
     assert not any(c["paused"] for c in chains(lab))
+    # the killed run's silences were expired by the resume, which made its own and expired them at the end
+    closes = [e for e in events if e["event"] == "maintenance_close"]
+    assert [c["reason"] for c in closes] == ["resume", "end"] and closes[0]["silences"], closes
+    assert Silences(lab.alertmanager_url).ours() == []
+
+
+def test_a_rehearsal_pages_nobody_its_drills_are_silenced_and_announced(lab: lab_mod.LabState, state: Path) -> None:
+    """bootstrap, first-aid and hotfix-compatible (DelegateDown in its rolling restart, ChainStalled and paused
+    delegates in first-aid): no incident at the receiver, the drills' silences listed in Alertmanager while they
+    run and expired after, two change events per drill, and time to detect in the measures."""
+    root = Path(lab.root)
+    sil = Silences(lab.alertmanager_url)
+    seen: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OpsError):
+                seen.update({s.id: s for s in sil.ours()})
+            stop.wait(0.5)
+
+    before = _incident_ids(root)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        drills = ["--drill", "bootstrap", "--drill", "first-aid", "--drill", "hotfix-compatible"]
+        res = ops(["rehearsal", *drills, "--json"], root, state, timeout=900)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert res.returncode == 0, dump(res)
+    doc = result_json(res)
+    runs = {d["name"]: d["run_id"] for d in doc["drills"]}
+    assert list(runs) == ["bootstrap", "first-aid", "hotfix-compatible"]
+    # listed while the drills ran, each naming its run; none left after
+    named = {r[0] for s in seen.values() if (r := mw.run_of(s.comment))}
+    assert named == set(runs.values()), seen
+    assert all(s.created_by == "iotex-ops" for s in seen.values())
+    assert sil.ours() == []
+    for name, run_id in runs.items():
+        events = journal_mod.read(state / "runs" / run_id / "journal.jsonl")
+        [opened] = [e for e in events if e["event"] == "maintenance_open"]
+        [closed] = [e for e in events if e["event"] == "maintenance_close"]
+        assert opened["silences"] and sorted(closed["silences"]) == sorted(opened["silences"]), name
+        assert set(opened["silences"]) <= set(seen), name
+    # nobody was paged: no new incident (DelegateDown, ChainStalled...), and two change events per drill
+    new = _incident_ids(root) - before
+    assert not new, _incidents(root, new)
+    store = read_state(root / "pager")
+    try:
+        changes = store.changes()
+    finally:
+        store.close()
+    for name, run_id in runs.items():
+        mine = [c for c in changes if c["event"]["payload"].get("custom_details", {}).get("run_id") == run_id]
+        assert len(mine) == 2, (name, mine)
+        start, end = (c["event"]["payload"] for c in mine)
+        assert "started" in start["summary"] and end["custom_details"]["result"] == "passed"
+        assert end["custom_details"]["silences"] == start["custom_details"]["silences"]
+    # detection is still measured, from what Prometheus saw while the alerts were silenced
+    by = {d["name"]: d for d in doc["drills"]}
+    detected = by["first-aid"]["measures"].get("time_to_detect_s")
+    assert isinstance(detected, dict), by["first-aid"]["measures"]
+    assert all(v >= 0 for v in detected.values())
+
+
+def _incident_ids(root: Path) -> set[str]:
+    return {i["id"] for i in _incidents(root)}
+
+
+def _incidents(root: Path, only: set[str] | None = None) -> list[dict[str, Any]]:
+    store = read_state(root / "pager")
+    try:
+        return [i for i in store.incidents() if only is None or i["id"] in only]
+    finally:
+        store.close()
 
 
 def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state: Path) -> None:
