@@ -1,4 +1,4 @@
-"""`iotex-ops schedule list | check | next | suspend | resume`: the drill schedules of an inventory.
+"""`iotex-ops schedule list | check | next | approve | suspend | resume`: the drill schedules of an inventory.
 
 Registered in iotex_ops/cli/__init__.py. The logic is in iotex_ops/schedule/ (docs/schedules.md); this module
 reads the inventory, the runbooks, the clock and (for check and next, unless --no-chain) the nodes, and prints.
@@ -280,6 +280,36 @@ def resume_cmd(name: str, inventory_path: Path | None, state_dir: Path | None, a
         click.echo(json.dumps({"schedule": name, "network": state.network, "lifted": lifted.as_dict() if lifted else None}))
         return
     make_console().print(f"{escape(name)} resumed" if lifted else f"{escape(name)} was not suspended")
+
+
+@schedule.command("approve")
+@click.argument("run_id", metavar="RUN")
+@_INV
+@_STATE
+@click.option("--by", default=None, help="Who approves [default: user@host].")
+@click.option("--note", default="", help="Why, or what was checked (kept with the approval).")
+@_JSON
+def approve_cmd(run_id: str, inventory_path: Path | None, state_dir: Path | None, by: str | None, note: str,
+                as_json: bool) -> None:  # fmt: skip
+    """Approve scheduled run RUN (TIME-SCHEDULE, as `schedule next` and `scheduler status` show it) of a schedule
+    with `approval: true`: before its time or while it waits; unapproved past its start deadline it is missed."""
+    from iotex_ops.schedule import service
+    from iotex_ops.schedule.records import SchedulerDB, db_path
+
+    inv = _inventory(inventory_path)
+    drills = _parsed(inv)
+    root = state_dir or default_state_dir()
+    network = network_mod.network_id(inv)
+    db = SchedulerDB(db_path(root, network))
+    try:
+        a = service.approve(drills, db, run_id, by=by or _who(), now=_now().timestamp(), note=note)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "network": network, "approval": a.as_dict()}))
+        return
+    when = datetime.fromtimestamp(a.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    make_console().print(f"{escape(run_id)} approved by {escape(a.by)} at {when}; the scheduler starts it at its time")
 
 
 def _parsed(inv: inv_mod.Inventory) -> Drills:

@@ -30,7 +30,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,8 +215,30 @@ class Engine:
                 raise ParamError(f"{runbook.name}: " + "; ".join(problems))
         return typed
 
-    def run(self, runbook: Runbook, network: Network, given: Mapping[str, Any], run_id: str | None = None) -> RunResult:
-        """Run `runbook` on `network` (the caller closes it) with the parameters `given`, into a new run."""
+    def check_steady_state(self, runbook: Runbook, network: Network, given: Mapping[str, Any]) -> SteadyState:
+        """The runbook's steady-state checks on `network` now, journaled nowhere (a scheduler's gate): the event
+        `run(..., steady_state=)` journals as the run's own steady state before. Raises what `prepare` raises."""
+        typed = self.prepare(runbook, network, given)
+        ctx = self._context(runbook, "steady-state", typed, network, None, self.store.dir("preflight").path)
+        results = [(c, self._verify(c, ctx)) for c in runbook.steady_state]
+        rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
+        return SteadyState(phase="before", ok=all(r.ok for _, r in results), checks=rows)
+
+    def run(
+        self,
+        runbook: Runbook,
+        network: Network,
+        given: Mapping[str, Any],
+        run_id: str | None = None,
+        *,
+        preamble: Sequence[Event] = (),
+        steady_state: SteadyState | None = None,
+    ) -> RunResult:
+        """Run `runbook` on `network` (the caller closes it) with the parameters `given`, into a new run.
+
+        preamble: events journaled right after run_start (a scheduled run's gate verdicts). steady_state: the
+        steady state before, already checked by the caller (`check_steady_state`, just before): journaled as
+        the run's own instead of checking again (a failing one fails the run before any step, as always)."""
         typed = self.prepare(runbook, network, given)
         destructive = runbook.destructive_steps
         if destructive and not self.yes and self.approve is None:
@@ -248,8 +270,10 @@ class Engine:
             )
             if previous:
                 self._write(journal, StaleLock(previous=previous))
+            for ev in preamble:
+                self._write(journal, ev)
             ctx = self._context(runbook, run_id, typed, network, journal, run.path)
-            return self._drive(runbook, ctx, journal, RunState(), resumed=False)
+            return self._drive(runbook, ctx, journal, RunState(), resumed=False, checked=steady_state)
 
     @contextlib.contextmanager
     def _session(
@@ -329,7 +353,9 @@ class Engine:
             self.on_event(stamped)
         return stamped
 
-    def _drive(self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool) -> RunResult:
+    def _drive(
+        self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool, checked: SteadyState | None = None
+    ) -> RunResult:
         """`prog`: what the run had done before (a resume), empty for a new run."""
         t0 = time.monotonic()
         # the context's journal writes go through the engine too, so that the live view sees memos and marks
@@ -340,7 +366,7 @@ class Engine:
         if failing is None:
             try:
                 if not resumed:
-                    self._steady_state(rb, ctx, journal, "before", strict=True)
+                    self._steady_state(rb, ctx, journal, "before", strict=True, checked=checked)
                 with self._continuous(rb, ctx, journal):
                     self._steps(rb, ctx, journal, prog, started_steps)
                 self._steady_state(rb, ctx, journal, "after", strict=True)
@@ -382,15 +408,20 @@ class Engine:
                 res.error = (res.error + "; " if res.error else "") + f"report not written: {exc}"
         return res
 
-    def _steady_state(self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool) -> None:
+    def _steady_state(
+        self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool, checked: SteadyState | None = None
+    ) -> None:
         if not rb.steady_state:
             return
-        results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
-        rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
-        ok = all(r.ok for _, r in results)
+        if checked is not None:
+            rows = checked.checks
+        else:
+            results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
+            rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
+        ok = all(r.ok for r in rows)
         self._write(journal, SteadyState(phase=phase, ok=ok, checks=rows))
         if strict and not ok:
-            bad = "; ".join(f"{c.description}: {r.detail or r.value}" for c, r in results if not r.ok)
+            bad = "; ".join(f"{r.check}: {r.detail or r.value}" for r in rows if not r.ok)
             raise StepFailed(f"steady state {phase}", None, bad)
 
     def _verify(self, check: Check, ctx: RunContext) -> CheckResult:

@@ -467,6 +467,7 @@ def test_occurrences_are_ordered_in_range_and_miss_no_wall_time(zone: str, cron:
     # strictly increasing, inside (after, until], in the schedule's zone
     assert all(a < b for a, b in itertools.pairwise(got))
     assert all(after < t <= until and t.tzinfo == s.tz for t in got)
+
     # a wall time that exists (it reads back the same) is one the cron names, or a skipped one moved one gap
     # later (Lord Howe's gap is 30 minutes: a skipped 02:00 runs at 02:30, which exists)
     def exists(w: datetime) -> bool:
