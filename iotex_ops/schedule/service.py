@@ -179,7 +179,8 @@ class Scheduler:
         self.active: str | None = None  # the run id this service is driving now
         self._thread: threading.Thread | None = None
         self._warm: dict[str, tuple[float, SteadyState | str]] = {}  # run id -> (when, steady state or why not)
-        self._lock = threading.Lock()  # the db, between the tick and the run's thread
+        # the db's connection, between the tick and the run's thread (reentrant: a run inside `tick` in tests)
+        self._lock = threading.RLock()
 
     # -- start --
 
@@ -241,8 +242,8 @@ class Scheduler:
         while not stop.is_set():
             try:
                 self.tick()
-            except OpsError as exc:  # an unreadable drills file, a state dir gone: said, and tried again
-                self.say(f"error: {exc}")
+            except Exception as exc:  # an unreadable drills file, a state dir gone: said (one line), tried again
+                self.say(f"error: {exc}" if isinstance(exc, OpsError) else f"error: {type(exc).__name__}: {exc}")
                 stop.wait(5.0)
             stop.wait(tick_s)
         if self._thread is not None:
@@ -250,6 +251,10 @@ class Scheduler:
             self._thread.join()
 
     def tick(self) -> None:
+        with self._lock:
+            self._tick()
+
+    def _tick(self) -> None:
         now = self.clock()
         self._reap()
         self._resume_orphans()
@@ -471,7 +476,8 @@ class Scheduler:
 
     def _resume(self, rid: str, drill: str) -> Outcome:
         runbook = self.driver.runbook(drill)
-        r = self.db.run(rid)
+        with self._lock:
+            r = self.db.run(rid)
         params: Mapping[str, Any] = {}
         with contextlib.suppress(OpsError):
             params = self.drills().schedule(r.schedule).params if r else {}
