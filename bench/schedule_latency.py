@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,6 +129,7 @@ def main() -> None:
         db.close()
         if own:
             lab_mod.down(root)
+            shutil.rmtree(tmp, ignore_errors=True)
     if latencies:
         p50 = statistics.median(latencies)
         print(f"scheduled time -> first step over {len(latencies)} runs: p50 {p50:.3f}s, max {max(latencies):.3f}s "

@@ -25,6 +25,7 @@ from iotex_ops.runbook.events import (
     CheckRow,
     ContinuousFailed,
     Event,
+    Gate,
     Mark,
     Measures,
     Memo,
@@ -94,6 +95,7 @@ EVERY_KIND: list[Event] = [
     RollbackStop(step="a", reason="point of no return"),
     Measures(values={"downtime_s": 1.0}),
     RunEnd(result=Result.FAILED, error="boom", duration_s=9.0, measures={"downtime_s": 1.0}),
+    Gate(gate="alerts", ok=True, detail="none firing"),  # (a scheduled run's come after run_start; here last)
 ]
 
 

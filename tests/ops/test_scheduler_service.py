@@ -470,3 +470,64 @@ def test_schedule_approve_records_who_and_scheduler_status_shows_it(tmp_path: Pa
     assert bad.exit_code == 2 and bad.output.startswith("error: ") and "Traceback" not in bad.output
     st = CliRunner().invoke(main, ["scheduler", "status", "-i", str(inv), "--state-dir", str(state), "--json"])
     assert st.exit_code == 0, st.output
+
+
+# -- through the real engine ----------------------------------------------------------------------------------
+
+
+def test_the_engine_journals_the_gates_after_run_start_and_the_checked_steady_state_once(tmp_path: Path) -> None:
+    from iotex_ops import network as network_mod
+    from iotex_ops.runbook.model import Check, CheckResult
+    from tests.ops.test_runbook_engine import Recorder, engine, events, make_inventory, of, run
+
+    probes: list[int] = []
+
+    def finalizing(ctx: Any) -> CheckResult:
+        probes.append(1)
+        return CheckResult(True, 7, "")
+
+    rec = Recorder()
+    rb = Runbook(name="gated", summary="s", steady_state=(Check("finalizing", finalizing, timeout=1),),
+                 steps=(Step("a", rec("a"), "a"),))  # fmt: skip
+    inv, eng = make_inventory(tmp_path), engine(tmp_path / "state")
+    with network_mod.load(inv) as net:
+        ss = eng.check_steady_state(rb, net, {})
+    assert ss.ok and ss.phase == "before" and probes == [1]
+    gates = (Gate(gate="schedule", ok=True, detail="enabled"), Gate(gate="lock", ok=True, detail="free"))
+    res = run(eng, rb, inv, {}, run_id=RUN, preamble=gates, steady_state=ss)
+    assert res.result == "passed" and probes == [1, 1]  # before: not checked again (once more: after)
+    evs = events(res.run_dir)
+    assert [e["event"] for e in evs[:4]] == ["run_start", "gate", "gate", "steady_state"]
+    assert [(g["gate"], g["ok"]) for g in of(evs, "gate")] == [("schedule", True), ("lock", True)]
+    assert [e["phase"] for e in of(evs, "steady_state")] == ["before", "after"]
+    from iotex_ops.runbook.store import RunStore
+
+    assert [g.gate for g in RunStore(tmp_path / "state").state(RUN).gates] == ["schedule", "lock"]
+
+
+def test_a_stop_condition_aborts_a_real_engine_run_and_rolls_it_back(tmp_path: Path) -> None:
+    from tests.ops.test_runbook_engine import Recorder, _join, engine, events, make_inventory, of, run
+
+    rec = Recorder()
+    release = threading.Event()
+
+    def long(ctx: Any) -> None:
+        rec.calls.append("long")
+        release.wait(30)
+
+    def stop() -> str | None:
+        return "unexpected alert: DelegateDown on d3" if "long" in rec.calls else None
+
+    rb = Runbook(name="stoppable", summary="s", steps=(
+        Step("first", rec("first"), "first", rollback=rec("undo-first"), retry_delay=0.01),
+        Step("long", long, "takes long", timeout=60, rollback=rec("undo-long"), retry_delay=0.01),
+    ))  # fmt: skip
+    try:
+        res = run(engine(tmp_path / "state"), with_stop(rb, stop, poll_s=0.1), make_inventory(tmp_path), {})
+    finally:
+        release.set()
+        _join("long")
+    assert res.result == "failed" and "unexpected alert: DelegateDown on d3" in (res.error or "")
+    assert rec.calls == ["first", "long", "undo-long", "undo-first"]
+    [lost] = of(events(res.run_dir), "continuous_failed")
+    assert lost["check"] == STOP_CHECK and lost["detail"] == "unexpected alert: DelegateDown on d3"
