@@ -31,7 +31,7 @@ from iotex_ops.schedule import edge
 from iotex_ops.schedule.check import fault_tolerance
 from iotex_ops.schedule.model import Drills, ScheduleError, drills_file, load
 from iotex_ops.schedule.state import ScheduleState
-from iotex_ops.schedule.timing import ChainTime, next_run, upcoming
+from iotex_ops.schedule.timing import ChainTime, next_run, run_id, upcoming
 
 _INV = click.option("-i", "--inventory", "inventory_path", type=click.Path(path_type=Path),
                     help="Inventory (its drills.yml beside hosts.yml); default: the running lab's.")  # fmt: skip
@@ -215,7 +215,8 @@ def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
     for s in loaded.drills.schedules:
         for u in upcoming(s, now, now + timedelta(days=days), suspended=s.name in suspended,
                           shared_blackouts=loaded.drills.blackouts, chain=chain_time):  # fmt: skip
-            runs.append({"schedule": s.name, "drill": s.drill, "timezone": s.timezone, **u.as_dict()})
+            runs.append({"schedule": s.name, "drill": s.drill, "timezone": s.timezone, "run_id": run_id(s, u.at),
+                         "approval": s.approval, **u.as_dict()})  # fmt: skip
     runs.sort(key=lambda r: (r["utc"], r["schedule"]))
     if as_json:
         click.echo(json.dumps({"file": str(loaded.path), "from": now.isoformat(), "days": days, "runs": runs}, indent=2))
@@ -228,6 +229,8 @@ def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
     for r in runs:
         local = _local(r["at"], r["timezone"])
         will = "yes" if r["skip"] is None else f"no: {escape(r['skip'])}"
+        if r["skip"] is None and r["approval"]:
+            will = f"once approved: `schedule approve {escape(r['run_id'])}`"
         table.add_row(local.strftime("%a %Y-%m-%d %H:%M %Z"), datetime.fromisoformat(r["utc"]).strftime("%m-%d %H:%M"),
                       escape(r["schedule"]), escape(r["drill"]), will)  # fmt: skip
     c.print(table)

@@ -470,6 +470,8 @@ def test_schedule_approve_records_who_and_scheduler_status_shows_it(tmp_path: Pa
     assert bad.exit_code == 2 and bad.output.startswith("error: ") and "Traceback" not in bad.output
     st = CliRunner().invoke(main, ["scheduler", "status", "-i", str(inv), "--state-dir", str(state), "--json"])
     assert st.exit_code == 0, st.output
+    nxt = CliRunner().invoke(main, ["schedule", "next", "-i", str(inv), "--days", "2", "--json"])
+    assert nxt.exit_code == 0 and f'"run_id": "{rid}"' in nxt.output, nxt.output  # what `approve` takes
 
 
 # -- through the real engine ----------------------------------------------------------------------------------
