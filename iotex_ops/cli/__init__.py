@@ -90,9 +90,11 @@ from iotex_ops.cli.drill import drill  # noqa: E402
 from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
 from iotex_ops.cli.pager import pager  # noqa: E402
 from iotex_ops.cli.schedule import schedule  # noqa: E402
+from iotex_ops.cli.scheduler import scheduler  # noqa: E402
 
 main.add_command(alertd)
 main.add_command(pager)
 main.add_command(monitoring_group)
 main.add_command(schedule)
 main.add_command(drill)
+main.add_command(scheduler)

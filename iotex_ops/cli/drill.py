@@ -20,6 +20,7 @@ from iotex_ops.errors import OpsError
 from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.schedule import history as hist
 from iotex_ops.schedule.model import drills_file, load
+from iotex_ops.schedule.records import all_records
 from iotex_ops.schedule.timing import period_s
 
 if TYPE_CHECKING:
@@ -65,12 +66,25 @@ def history_cmd(name: str | None, last: int, days: float | None, state_dir: Path
     store = RunStore(state_dir or default_state_dir())
     since = time.time() - days * 86400 if days else None
     rows = hist.history(store, name, since=since, last=last)
+    # the scheduler's decisions that started no run (missed, skipped, a gate that failed), with their reasons
+    decisions = all_records(store.root, drill=name, since=since)[-last:]
     if as_json:
-        click.echo(json.dumps({"state_dir": str(store.root), "drill": name, "runs": [r.as_dict() for r in rows]}, indent=2))
+        doc = {"state_dir": str(store.root), "drill": name, "runs": [r.as_dict() for r in rows],
+               "not_started": [d.as_dict() for d in decisions]}  # fmt: skip
+        click.echo(json.dumps(doc, indent=2))
         return
     c = _console()
+    if decisions:
+        nt = Table(title="scheduled runs not started (the scheduler's records)")
+        for col in ("schedule", "drill", "scheduled (UTC)", "count", "kind", "reason"):
+            nt.add_column(col)
+        for d in decisions:
+            when = _ts(d.first) + (f" .. {_ts(d.last)}" if d.last != d.first else "")
+            nt.add_row(escape(d.schedule), escape(d.drill), when, str(d.count), d.kind, escape(d.reason))
     if not rows:
         c.print(f"no runs{f' of {escape(name)}' if name else ''} under {escape(str(store.runs_dir))}")
+        if decisions:
+            c.print(nt)
         return
     table = Table(title=f"drill history{f': {escape(name)}' if name else ''}")
     for col in ("run", "drill", "started (UTC)", "result", *hist.FIGURES.values()):
@@ -81,6 +95,8 @@ def history_cmd(name: str | None, last: int, days: float | None, state_dir: Path
         table.add_row(escape(r.run_id), escape(r.runbook), _ts(r.started_at), f"[{style}]{escape(result)}[/{style}]",
                       *(_num(r.figures.get(k)) for k in hist.FIGURES))  # fmt: skip
     c.print(table)
+    if decisions:
+        c.print(nt)
 
 
 def _periods(inventory_path: Path | None, now: datetime) -> tuple[dict[str, float | None], str]:

@@ -33,15 +33,23 @@ def lab() -> None:
 
 
 def _print_status(state: Any, as_json: bool) -> None:
+    from iotex_ops.lab import ops_services
     from iotex_ops.status import collect, table
 
     rows = collect(state.endpoints(), prometheus_url=state.prometheus_url, pid_of=lambda ep: state.node_pid(ep.name))
+    services = ops_services.services(Path(state.root))
     if as_json:
         doc = {"mode": state.mode, "delegates": [r.to_json() for r in rows]}
-        doc |= {"prometheus": state.prometheus_url, "alertmanager": state.alertmanager_url}
+        doc |= {"prometheus": state.prometheus_url, "alertmanager": state.alertmanager_url, "services": services}
         click.echo(json.dumps(doc, indent=2))
         return
-    default_console().print(table(rows, title=f"lab ({state.mode} hosts, {state.root})"))
+    console = default_console()
+    console.print(table(rows, title=f"lab ({state.mode} hosts, {state.root})"))
+    for s in services:
+        running = f"[green]running[/green] (pid {s['pid']})" if s["running"] else "[red]not running[/red]"
+        console.print(f"  {s['service']:15} {running}")
+    if getattr(state, "scheduler_state_dir", ""):
+        console.print(f"  drill schedules: `iotex-ops scheduler status --state-dir {state.scheduler_state_dir}`")
 
 
 @lab.command()

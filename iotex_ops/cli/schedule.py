@@ -1,4 +1,4 @@
-"""`iotex-ops schedule list | check | next | suspend | resume`: the drill schedules of an inventory.
+"""`iotex-ops schedule list | check | next | approve | suspend | resume`: the drill schedules of an inventory.
 
 Registered in iotex_ops/cli/__init__.py. The logic is in iotex_ops/schedule/ (docs/schedules.md); this module
 reads the inventory, the runbooks, the clock and (for check and next, unless --no-chain) the nodes, and prints.
@@ -27,7 +27,7 @@ from iotex_ops.schedule import edge
 from iotex_ops.schedule.check import fault_tolerance
 from iotex_ops.schedule.model import Drills, ScheduleError, drills_file, load
 from iotex_ops.schedule.state import ScheduleState
-from iotex_ops.schedule.timing import ChainTime, next_run, upcoming
+from iotex_ops.schedule.timing import ChainTime, next_run, run_id, upcoming
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -226,7 +226,8 @@ def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
     for s in loaded.drills.schedules:
         for u in upcoming(s, now, now + timedelta(days=days), suspended=s.name in suspended,
                           shared_blackouts=loaded.drills.blackouts, chain=chain_time):  # fmt: skip
-            runs.append({"schedule": s.name, "drill": s.drill, "timezone": s.timezone, **u.as_dict()})
+            runs.append({"schedule": s.name, "drill": s.drill, "timezone": s.timezone, "run_id": run_id(s, u.at),
+                         "approval": s.approval, **u.as_dict()})  # fmt: skip
     runs.sort(key=lambda r: (r["utc"], r["schedule"]))
     if as_json:
         click.echo(json.dumps({"file": str(loaded.path), "from": now.isoformat(), "days": days, "runs": runs}, indent=2))
@@ -239,6 +240,8 @@ def next_cmd(inventory_path: Path | None, runbook_dirs: tuple[Path, ...], state_
     for r in runs:
         local = _local(r["at"], r["timezone"])
         will = "yes" if r["skip"] is None else f"no: {escape(r['skip'])}"
+        if r["skip"] is None and r["approval"]:
+            will = f"once approved: `schedule approve {escape(r['run_id'])}`"
         table.add_row(local.strftime("%a %Y-%m-%d %H:%M %Z"), datetime.fromisoformat(r["utc"]).strftime("%m-%d %H:%M"),
                       escape(r["schedule"]), escape(r["drill"]), will)  # fmt: skip
     c.print(table)
@@ -295,6 +298,39 @@ def resume_cmd(name: str, inventory_path: Path | None, state_dir: Path | None, a
         click.echo(json.dumps({"schedule": name, "network": state.network, "lifted": lifted.as_dict() if lifted else None}))
         return
     make_console().print(f"{escape(name)} resumed" if lifted else f"{escape(name)} was not suspended")
+
+
+@schedule.command("approve")
+@click.argument("run_id", metavar="RUN")
+@_INV
+@_STATE
+@click.option("--by", default=None, help="Who approves [default: user@host].")
+@click.option("--note", default="", help="Why, or what was checked (kept with the approval).")
+@_JSON
+def approve_cmd(run_id: str, inventory_path: Path | None, state_dir: Path | None, by: str | None, note: str,
+                as_json: bool) -> None:  # fmt: skip
+    """Approve scheduled run RUN (TIME-SCHEDULE, as `schedule next` and `scheduler status` show it) of a schedule
+    with `approval: true`: before its time or while it waits; unapproved past its start deadline it is missed."""
+    from rich.markup import escape
+
+    from iotex_ops import network as network_mod
+    from iotex_ops.schedule import service
+    from iotex_ops.schedule.records import SchedulerDB, db_path
+
+    inv = _inventory(inventory_path)
+    drills = _parsed(inv)
+    root = state_dir or default_state_dir()
+    network = network_mod.network_id(inv)
+    db = SchedulerDB(db_path(root, network))
+    try:
+        a = service.approve(drills, db, run_id, by=by or _who(), now=_now().timestamp(), note=note)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "network": network, "approval": a.as_dict()}))
+        return
+    when = datetime.fromtimestamp(a.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    make_console().print(f"{escape(run_id)} approved by {escape(a.by)} at {when}; the scheduler starts it at its time")
 
 
 def _parsed(inv: inv_mod.Inventory) -> Drills:

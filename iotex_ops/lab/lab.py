@@ -35,6 +35,7 @@ from iotex_ops.lab import ops_services
 from iotex_ops.lab.daemons import alive, kill_pidfile
 from iotex_ops.monitoring import MonitoringStack, Target, stop_from_pidfiles
 from iotex_ops.nodeapi import NodeClient
+from iotex_ops.runbook.store import default_state_dir
 
 STATE_FILE = "lab.json"
 NETNS_SUBNET = "10.247.0.0/16"
@@ -117,6 +118,8 @@ class LabState:
     # `complete` to start once they run (the rehearsal); True once the chain runs and alertd watches it.
     chain_started: bool = True
     alertd_port: int = 0  # where alertd listens (the inventory's monitoring_alertd_url), once it is started
+    # the drill scheduler's state and runs: the operator's state dir when the lab came up (`drill history` there)
+    scheduler_state_dir: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -504,6 +507,9 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
         monitoring.result()
     _wait_prometheus_sees(stack, len(state.nodes), timeout=30)
     state.alertd_url = url
+    say("starting the drill scheduler (inventory/drills.yml: its schedules are disabled, nothing runs by itself)")
+    state.scheduler_state_dir = str(default_state_dir().resolve())
+    ops_services.start_scheduler(root, Path(state.inventory), Path(state.scheduler_state_dir), Path(state.alertd_state_dir))
     state.chain_started = True
     _save(state)
     return state

@@ -1,5 +1,6 @@
-"""The lab's ops services: a PagerDuty-compatible receiver (HTTPS, its own CA) and `iotex-ops alertd`, both
-as daemons that outlive `lab up`, with a policy whose windows suit a lab (seconds, not minutes)."""
+"""The lab's ops services: a PagerDuty-compatible receiver (HTTPS, its own CA), `iotex-ops alertd` and the
+drill scheduler (`iotex-ops scheduler serve`), as daemons that outlive `lab up`, with a policy whose windows
+suit a lab (seconds, not minutes)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class OpsServicesError(OpsError):
 
 
 def _paths(root: Path) -> dict[str, Path]:
-    return {"pager": root / "pager", "alertd": root / "alertd"}
+    return {"pager": root / "pager", "alertd": root / "alertd", "scheduler": root / "scheduler"}
 
 
 def prepare_alertd(root: Path) -> tuple[Path, Path]:
@@ -124,8 +125,67 @@ def stop_alertd(root: Path, kill: bool = False) -> int | None:
     return kill_pidfile(d / "alertd.pid", ("alertd",), timeout=30, sig=signal.SIGKILL if kill else signal.SIGTERM)
 
 
+def start_scheduler(root: Path, inventory: Path, state_dir: Path, alertd_state_dir: Path, timeout: float = 30.0) -> int:
+    """Start the drill scheduler on the lab's inventory (its drills.yml, disabled as written: nothing runs until
+    a schedule is enabled); its pid once it serves. Its runs go to `state_dir`'s run store, as the operator's."""
+    d = _paths(root)["scheduler"]
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = d / "scheduler.log"
+    start = log.stat().st_size if log.exists() else 0
+    argv = [IOTEX_OPS, "scheduler", "serve", "-i", str(inventory), "--state-dir", str(state_dir),
+            "--alertd-state-dir", str(alertd_state_dir)]  # fmt: skip
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    pid = spawn(argv, d / "scheduler.pid", log, env=env)
+
+    def ready() -> bool:
+        try:
+            with open(log, "rb") as f:
+                f.seek(start)
+                return b"scheduler: serving network" in f.read()
+        except OSError:
+            return False
+
+    _wait("the scheduler", ready, pid, log, timeout)
+    return pid
+
+
+def stop_scheduler(root: Path, kill: bool = False) -> int | None:
+    """Stop the scheduler: SIGTERM lets a running drill end (15 s, then it is killed: its next start resumes
+    it); kill=True is kill -9."""
+    import signal
+
+    pidfile = _paths(root)["scheduler"] / "scheduler.pid"
+    return kill_pidfile(pidfile, ("scheduler",), timeout=15, sig=signal.SIGKILL if kill else signal.SIGTERM)
+
+
+def scheduler_pid(root: Path) -> int | None:
+    try:
+        pid = int((_paths(root)["scheduler"] / "scheduler.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def services(root: Path) -> list[dict[str, Any]]:
+    """The lab's ops services and whether each runs (`lab status`)."""
+    out = []
+    d = _paths(root)
+    named = (("alertd", d["alertd"] / "alertd.pid"), ("scheduler", d["scheduler"] / "scheduler.pid"),
+             ("pager receiver", d["pager"] / "receiver.pid"))  # fmt: skip
+    for name, pidfile in named:
+        try:
+            pid: int | None = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        out.append({"service": name, "pid": pid, "running": bool(pid and alive(pid))})
+    return out
+
+
 def stop(root: Path) -> list[str]:
     stopped = []
+    pid = stop_scheduler(root)  # first: it would start a drill on a lab going down
+    if pid is not None:
+        stopped.append(f"scheduler {pid}")
     pid = stop_alertd(root)
     if pid is not None:
         stopped.append(f"alertd {pid}")
@@ -133,6 +193,12 @@ def stop(root: Path) -> list[str]:
     if pid is not None:
         stopped.append(f"PagerDuty receiver {pid}")
     return stopped
+
+
+def restart_scheduler(state: Any) -> int:
+    """Start the lab's scheduler again (after `stop_scheduler`), as `lab up` started it."""
+    root = Path(state.root)
+    return start_scheduler(root, Path(state.inventory), Path(state.scheduler_state_dir), Path(state.alertd_state_dir))
 
 
 def restart_alertd(state: Any) -> str:

@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,8 +238,30 @@ class Engine:
                 raise ParamError(f"{runbook.name}: " + "; ".join(problems))
         return typed
 
-    def run(self, runbook: Runbook, network: Network, given: Mapping[str, Any], run_id: str | None = None) -> RunResult:
-        """Run `runbook` on `network` (the caller closes it) with the parameters `given`, into a new run."""
+    def check_steady_state(self, runbook: Runbook, network: Network, given: Mapping[str, Any]) -> SteadyState:
+        """The runbook's steady-state checks on `network` now, journaled nowhere (a scheduler's gate): the event
+        `run(..., steady_state=)` journals as the run's own steady state before. Raises what `prepare` raises."""
+        typed = self.prepare(runbook, network, given)
+        ctx = self._context(runbook, "steady-state", typed, network, None, self.store.dir("preflight").path)
+        results = [(c, self._verify(c, ctx)) for c in runbook.steady_state]
+        rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
+        return SteadyState(phase="before", ok=all(r.ok for _, r in results), checks=rows)
+
+    def run(
+        self,
+        runbook: Runbook,
+        network: Network,
+        given: Mapping[str, Any],
+        run_id: str | None = None,
+        *,
+        preamble: Sequence[Event] = (),
+        steady_state: SteadyState | None = None,
+    ) -> RunResult:
+        """Run `runbook` on `network` (the caller closes it) with the parameters `given`, into a new run.
+
+        preamble: events journaled right after run_start (a scheduled run's gate verdicts). steady_state: the
+        steady state before, already checked by the caller (`check_steady_state`, just before): journaled as
+        the run's own instead of checking again (a failing one fails the run before any step, as always)."""
         typed = self.prepare(runbook, network, given)
         destructive = runbook.destructive_steps
         if destructive and not self.yes and self.approve is None:
@@ -253,11 +275,20 @@ class Engine:
             raise RunbookError(f"run {run_id} exists already ({run.path}): `iotex-ops runbook resume {run_id}` continues it")
         window = self._window(runbook, network)  # fails closed here, before the run exists, if Alertmanager is down
         try:
-            return self._run(runbook, network, typed, run_id, window)
+            return self._run(runbook, network, typed, run_id, window, preamble, steady_state)
         finally:
             self._release(window)
 
-    def _run(self, runbook: Runbook, network: Network, typed: dict[str, Any], run_id: str, window: Window | None) -> RunResult:
+    def _run(
+        self,
+        runbook: Runbook,
+        network: Network,
+        typed: dict[str, Any],
+        run_id: str,
+        window: Window | None,
+        preamble: Sequence[Event] = (),
+        steady_state: SteadyState | None = None,
+    ) -> RunResult:
         run = self.store.dir(run_id)
         with self._session(network, run_id, runbook, typed, lambda: self.store.create(run_id)) as (journal, previous):
             self._write(
@@ -279,8 +310,10 @@ class Engine:
             )
             if previous:
                 self._write(journal, StaleLock(previous=previous))
+            for ev in preamble:
+                self._write(journal, ev)
             ctx = self._context(runbook, run_id, typed, network, journal, run.path)
-            return self._drive(runbook, ctx, journal, RunState(), resumed=False, window=window)
+            return self._drive(runbook, ctx, journal, RunState(), resumed=False, window=window, checked=steady_state)
 
     def _window(self, runbook: Runbook, net: Network) -> Window | None:
         """The maintenance window of a drill on `net` (checked: Alertmanager answers), or None."""
@@ -394,10 +427,18 @@ class Engine:
         return stamped
 
     def _drive(
-        self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool, window: Window | None = None
+        self,
+        rb: Runbook,
+        ctx: RunContext,
+        journal: RunJournal,
+        prog: RunState,
+        resumed: bool,
+        window: Window | None = None,
+        checked: SteadyState | None = None,
     ) -> RunResult:
         """`prog`: what the run had done before (a resume), empty for a new run. The maintenance window (if
-        any) is opened before the first step and closed at the end, whatever happens in between."""
+        any) is opened before the first step and closed at the end, whatever happens in between. `checked`: a
+        steady state the caller checked just before (a scheduled run's gate), journaled instead of checked again."""
         t0 = time.monotonic()
         # the context's journal writes go through the engine too, so that the live view sees memos and marks
         ctx.journal = _Tee(journal, self)
@@ -406,7 +447,7 @@ class Engine:
             failed = m.open(resumed)
             if failed is not None:
                 return failed
-            res = self._body(rb, ctx, journal, prog, resumed, t0, m)
+            res = self._body(rb, ctx, journal, prog, resumed, t0, m, checked)
         except BaseException as exc:  # interrupted, or the engine itself failed: nothing stays silenced
             m.close(f"aborted: {_short(exc)}")
             raise
@@ -414,7 +455,15 @@ class Engine:
         return res
 
     def _body(
-        self, rb: Runbook, ctx: RunContext, journal: RunJournal, prog: RunState, resumed: bool, t0: float, m: _Maintenance
+        self,
+        rb: Runbook,
+        ctx: RunContext,
+        journal: RunJournal,
+        prog: RunState,
+        resumed: bool,
+        t0: float,
+        m: _Maintenance,
+        checked: SteadyState | None = None,
     ) -> RunResult:
         error: str | None = None
         failing = prog.failing
@@ -422,7 +471,7 @@ class Engine:
         if failing is None:
             try:
                 if not resumed:
-                    self._steady_state(rb, ctx, journal, "before", strict=True)
+                    self._steady_state(rb, ctx, journal, "before", strict=True, checked=checked)
                 with self._continuous(rb, ctx, journal):
                     self._steps(rb, ctx, journal, prog, started_steps)
                 self._steady_state(rb, ctx, journal, "after", strict=True)
@@ -470,15 +519,20 @@ class Engine:
                 res.error = (res.error + "; " if res.error else "") + f"report not written: {exc}"
         return res
 
-    def _steady_state(self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool) -> None:
+    def _steady_state(
+        self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool, checked: SteadyState | None = None
+    ) -> None:
         if not rb.steady_state:
             return
-        results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
-        rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
-        ok = all(r.ok for _, r in results)
+        if checked is not None:
+            rows = checked.checks
+        else:
+            results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
+            rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
+        ok = all(r.ok for r in rows)
         self._write(journal, SteadyState(phase=phase, ok=ok, checks=rows))
         if strict and not ok:
-            bad = "; ".join(f"{c.description}: {r.detail or r.value}" for c, r in results if not r.ok)
+            bad = "; ".join(f"{r.check}: {r.detail or r.value}" for r in rows if not r.ok)
             raise StepFailed(f"steady state {phase}", None, bad)
 
     def _verify(self, check: Check, ctx: RunContext) -> CheckResult:

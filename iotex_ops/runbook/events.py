@@ -18,6 +18,7 @@ The events, in the order a run writes them:
 | `run_start` | RunStart | first: who, where, the network, the (redacted) parameters |
 | `stale_lock` | StaleLock | the network's lock was taken over from a dead holder |
 | `resumed` | Resumed | a `resume` began; what was done before |
+| `gate` | Gate | a scheduled run's safety gate and its verdict (the scheduler service, before the run acts) |
 | `steady_state` | SteadyState | the steady-state checks before, after, after the rollback |
 | `approval` | Approval | a destructive step was approved (or not) |
 | `phase` | Phase | a step begins: its label on the plot, its hosts |
@@ -200,6 +201,18 @@ class SteadyState(Event):
         checks = tuple(CheckRow.from_doc(c) for c in doc.get("checks") or () if isinstance(c, Mapping))
         return cls(seq=doc.get("seq", 0), ts=doc.get("ts", 0.0), phase=str(doc.get("phase")), ok=bool(doc.get("ok")),
                    checks=checks)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate(Event):
+    """A safety gate the scheduler service passed before starting the run (docs/schedules.md): its name, its
+    verdict and why. Journaled right after run_start, in the gates' order; a failing gate starts no run (its
+    verdict is in the scheduler's records instead)."""
+
+    kind: ClassVar[str] = "gate"
+    gate: str
+    ok: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -444,7 +457,7 @@ class Unknown(Event):
         return dict(self.values)
 
 
-_TYPES: tuple[type[Event], ...] = (RunStart, StaleLock, Resumed, SteadyState, Approval, Phase, StepStart, Verify, StepEnd,
+_TYPES: tuple[type[Event], ...] = (RunStart, StaleLock, Resumed, Gate, SteadyState, Approval, Phase, StepStart, Verify, StepEnd,
                                    StepSkip, Memo, Mark, ContinuousFailed, RunFailing, RollbackStart, RollbackEnd,
                                    RollbackStop, MaintenanceOpen, MaintenanceClose, Measures, RunEnd)  # fmt: skip
 KINDS: dict[str, type[Event]] = {c.kind: c for c in _TYPES}  # step_end: StepEnd, or StepDone (see from_doc)

@@ -19,6 +19,7 @@ from iotex_ops.runbook.events import (
     CheckRow,
     ContinuousFailed,
     Event,
+    Gate,
     MaintenanceClose,
     MaintenanceOpen,
     Mark,
@@ -96,6 +97,7 @@ class RunState:
     marks: list[Mark] = field(default_factory=list)
     # the steady state, the failure and the rollback
     steady_state: list[SteadyState] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)  # a scheduled run's safety gates, in their order
     continuous_failed: list[ContinuousFailed] = field(default_factory=list)
     failing: RunFailing | None = None  # the failure that began the rollback phase
     rollbacks: dict[tuple[str, str | None], RollbackRun] = field(default_factory=dict)
@@ -193,6 +195,9 @@ class RunState:
 
     def _steady_state(self, ev: SteadyState) -> None:
         self.steady_state.append(ev)
+
+    def _gate(self, ev: Gate) -> None:
+        self.gates.append(ev)
 
     def _phase(self, ev: Phase) -> None:
         self.phases.append(ev)
@@ -305,6 +310,7 @@ _HANDLERS: dict[type[Event], Any] = {
     RunStart: RunState._run_start,
     RunEnd: RunState._run_end,
     SteadyState: RunState._steady_state,
+    Gate: RunState._gate,
     Phase: RunState._phase,
     StepStart: RunState._step_start,
     Verify: RunState._verify,

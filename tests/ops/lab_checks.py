@@ -103,7 +103,9 @@ def check_up(state: lab_mod.LabState) -> Footprint:
     assert all(s not in repr(state) for s in secrets(root))
     urls = [n.api_url for n in state.nodes] + [state.prometheus_url, state.alertmanager_url, state.alertd_url]
     pids = [p for p in (state.node_pid(n.name) for n in state.nodes) if p is not None]
-    for f in ("alertd/alertd.pid", "pager/receiver.pid"):
+    services = json.loads(runner.invoke(main, ["lab", "status", "--json"], env=env).output)["services"]
+    assert all(s["running"] for s in services) and {s["service"] for s in services} == {"alertd", "scheduler", "pager receiver"}
+    for f in ("alertd/alertd.pid", "pager/receiver.pid", "scheduler/scheduler.pid"):
         pids.append(int((root / f).read_text().strip()))
     return Footprint(root, state.mode, pids, {int(u.rsplit(":", 1)[1]) for u in urls})
 

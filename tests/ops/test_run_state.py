@@ -25,6 +25,7 @@ from iotex_ops.runbook.events import (
     CheckRow,
     ContinuousFailed,
     Event,
+    Gate,
     MaintenanceClose,
     MaintenanceOpen,
     Mark,
@@ -105,6 +106,7 @@ EVERY_KIND: list[Event] = [
     MaintenanceClose(silences=("s1",), reason="end"),
     Measures(values={"downtime_s": 1.0}),
     RunEnd(result=Result.FAILED, error="boom", duration_s=9.0, measures={"downtime_s": 1.0}),
+    Gate(gate="alerts", ok=True, detail="none firing"),  # (a scheduled run's come after run_start; here last)
 ]
 
 

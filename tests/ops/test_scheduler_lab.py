@@ -1,0 +1,189 @@
+"""The scheduler service on the shared local lab (`iotex-ops scheduler serve`, started by `lab up`): a schedule
+due in a few seconds runs first-aid by itself; killed with -9 mid-drill and restarted, the run is resumed, not
+started twice; a gate (an unrelated delegate down) keeps a due drill from starting, saying why; a stop
+condition (a delegate killed during the drill) aborts it and rolls it back.
+
+Each test writes the lab's inventory/drills.yml (the service reads it again when it changes) with one
+schedule due at the next minute at least ~15 s away (cron has minutes), and puts the lab's own (disabled)
+file back after. Each leaves the lab healthy (alertd restarts a killed node)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from iotex_ops import inventory as inv_mod
+from iotex_ops import network as network_mod
+from iotex_ops.cli import main
+from iotex_ops.lab import lab as lab_mod
+from iotex_ops.lab import ops_services
+from iotex_ops.prom import Prometheus
+from iotex_ops.runbook.events import ContinuousFailed, Gate, Resumed, RollbackStart, RunStart, StepStart
+from iotex_ops.runbook.store import RunStore
+from iotex_ops.schedule.driver import STOP_CHECK
+from iotex_ops.schedule.records import RunRow, SchedulerDB, db_path
+from iotex_ops.schedule.service import GATES
+from tests.ops.conftest import SharedLab
+
+pytestmark = pytest.mark.slow
+
+
+class Lab:
+    def __init__(self, state: lab_mod.LabState) -> None:
+        self.state = state
+        self.root = Path(state.root)
+        self.drills = Path(state.inventory).parent / "drills.yml"
+        self.state_dir = Path(state.scheduler_state_dir)
+        self.network = network_mod.network_id(inv_mod.load(state.inventory))
+        self.store = RunStore(self.state_dir)
+
+    def schedule(self, name: str, min_lead_s: float = 15.0, **over: Any) -> tuple[str, datetime]:
+        """Write a drills file with one first-aid schedule due at the next minute >= min_lead_s away."""
+        at = (datetime.now(UTC) + timedelta(seconds=min_lead_s + 59)).replace(second=0, microsecond=0)
+        s = {"name": name, "drill": "first-aid", "params": {"hold_s": 3, "blocks": 5, "single_check": False},
+             "cron": f"{at.minute} {at.hour} * * *", "timeout": "5m", **over}  # fmt: skip
+        self.drills.write_text(yaml.safe_dump({"defaults": {"timezone": "UTC", "start_deadline": "1m"}, "schedules": [s]}))
+        return f"{at:%Y%m%dT%H%M%SZ}-{name}", at
+
+    def run_row(self, rid: str) -> RunRow | None:
+        path = db_path(self.state_dir, self.network)
+        if not path.exists():
+            return None
+        db = SchedulerDB(path, readonly=True)
+        try:
+            return db.run(rid)
+        finally:
+            db.close()
+
+    def wait_decided(self, rid: str, timeout: float) -> RunRow:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.run_row(rid)
+            if r is not None and r.status in ("ended", "not_started"):
+                return r
+            time.sleep(0.5)
+        log = (self.root / "scheduler" / "scheduler.log").read_text()[-3000:]
+        raise AssertionError(f"{rid} not decided within {timeout}s: {self.run_row(rid)}\n{log}")
+
+    def wait_event(self, rid: str, what: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.store.started(rid) and any(what(e) for e in self.store.events(rid)):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{rid}: the event did not come within {timeout}s")
+
+    def firing(self) -> list[str]:
+        with Prometheus(self.state.prometheus_url, timeout=3) as p:
+            rows = p.query('ALERTS{alertstate="firing"}')
+        return [r["metric"]["alertname"] + "@" + r["metric"].get("host", "") for r in rows
+                if r["metric"].get("severity") != "info"]  # fmt: skip
+
+    def wait_quiet(self, timeout: float = 120.0) -> None:
+        """Every node up and no alert firing (but the heartbeat): the next test starts on a healthy lab."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # Prometheus busy: asked again
+                if not self.firing() and all(self.state.node_pid(n.name) for n in self.state.nodes):
+                    return
+            time.sleep(1)
+        raise AssertionError(f"the lab is not quiet after {timeout}s: {self.firing()}")
+
+
+def _holding(e: Any) -> bool:
+    return isinstance(e, StepStart) and e.step == "hold"
+
+
+@pytest.fixture
+def lab(shared_lab: SharedLab) -> Iterator[Lab]:
+    lab = Lab(shared_lab.get())
+    assert ops_services.scheduler_pid(lab.root), "lab up starts the scheduler"
+    lab.wait_quiet()
+    try:
+        yield lab
+    finally:
+        lab.drills.write_text(lab_mod.lab_drills())
+        if ops_services.scheduler_pid(lab.root) is None:
+            ops_services.restart_scheduler(lab.state)
+        lab.wait_quiet()
+
+
+def test_the_lab_starts_the_scheduler_and_its_drills_stay_disabled(lab: Lab) -> None:
+    res = CliRunner().invoke(main, ["lab", "status", "--json"], env={"IOTEX_OPS_LAB_DIR": str(lab.root)})
+    assert res.exit_code == 0, res.output
+    assert '"service": "scheduler"' in res.output
+    assert all(s["enabled"] is False for s in yaml.safe_load(lab_mod.lab_drills())["schedules"])
+
+
+def test_a_due_schedule_runs_first_aid_by_itself_and_the_history_shows_it(lab: Lab) -> None:
+    rid, at = lab.schedule("lab-due")
+    r = lab.wait_decided(rid, timeout=(at - datetime.now(UTC)).total_seconds() + 120)
+    assert r.status == "ended" and r.result == "passed", r
+    events = lab.store.events(rid)
+    gates = [e for e in events if isinstance(e, Gate)]
+    assert [g.gate for g in gates] == list(GATES) and all(g.ok for g in gates)
+    first = next(e for e in events if isinstance(e, StepStart))
+    latency = first.ts - at.timestamp()
+    assert latency < 5.0, f"first step {latency:.2f}s after its time"
+    res = CliRunner().invoke(main, ["drill", "history", "first-aid", "--state-dir", str(lab.state_dir), "--json"])
+    assert res.exit_code == 0 and rid in res.output
+
+
+def test_killed_mid_drill_the_restarted_service_resumes_the_run_not_starting_it_twice(lab: Lab) -> None:
+    rid, at = lab.schedule("lab-kill", params={"hold_s": 12, "blocks": 5, "single_check": False})
+    lab.wait_event(
+        rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=(at - datetime.now(UTC)).total_seconds() + 60
+    )
+    pid = ops_services.stop_scheduler(lab.root, kill=True)
+    assert pid is not None
+    time.sleep(1)
+    ops_services.restart_scheduler(lab.state)
+    r = lab.wait_decided(rid, timeout=120)
+    assert r.status == "ended" and r.result == "passed", r
+    events = lab.store.events(rid)
+    assert sum(isinstance(e, RunStart) for e in events) == 1  # started once
+    assert sum(isinstance(e, Resumed) for e in events) == 1  # and resumed by the new service
+    assert len([x for x in lab.store.ids() if x == rid]) == 1
+
+
+def test_a_gate_keeps_a_due_drill_from_starting_with_a_delegate_down_and_says_why(lab: Lab) -> None:
+    victim = lab.state.nodes[-1].name
+    rid, at = lab.schedule("lab-gate", min_lead_s=20)
+    # down a few seconds before its time: the alert fires, alertd opens an incident and restarts the node
+    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds() - 7))
+    node = lab.state.node_pid(victim)
+    assert node
+    os.kill(node, signal.SIGKILL)
+    r = lab.wait_decided(rid, timeout=90)
+    assert r.status == "not_started", r
+    assert "DelegateDown on " + victim in r.reason, r.reason
+    assert not lab.store.exists(rid)  # nothing ran
+    res = CliRunner().invoke(main, ["drill", "history", "first-aid", "--state-dir", str(lab.state_dir)])
+    assert res.exit_code == 0 and "DelegateDown" in res.output, res.output
+
+
+def test_a_stop_condition_aborts_a_scheduled_drill_and_rolls_it_back(lab: Lab) -> None:
+    victim = lab.state.nodes[-1].name
+    rid, at = lab.schedule("lab-stop", params={"hold_s": 25, "blocks": 5, "single_check": False})
+    lab.wait_event(
+        rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=(at - datetime.now(UTC)).total_seconds() + 60
+    )
+    node = lab.state.node_pid(victim)
+    assert node
+    os.kill(node, signal.SIGKILL)
+    r = lab.wait_decided(rid, timeout=120)
+    assert r.status == "ended" and r.result in ("failed", "rollback_failed"), r
+    events = lab.store.events(rid)
+    stops = [e for e in events if isinstance(e, ContinuousFailed)]
+    assert stops and stops[0].check == STOP_CHECK and f"DelegateDown on {victim}" in stops[0].detail, stops
+    assert any(isinstance(e, RollbackStart) and e.step == "pause-all" for e in events)
