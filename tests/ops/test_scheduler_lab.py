@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,11 +25,14 @@ from click.testing import CliRunner
 
 from iotex_ops import inventory as inv_mod
 from iotex_ops import network as network_mod
+from iotex_ops.alerting.silences import Silences
 from iotex_ops.cli import main
+from iotex_ops.errors import OpsError
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.lab import ops_services
+from iotex_ops.paging.receiver import LabClient, read_state
 from iotex_ops.prom import Prometheus
-from iotex_ops.runbook.events import ContinuousFailed, Gate, Resumed, RollbackStart, RunStart, StepStart
+from iotex_ops.runbook.events import ContinuousFailed, Gate, MaintenanceOpen, Resumed, RollbackStart, RunStart, StepStart
 from iotex_ops.runbook.store import RunStore
 from iotex_ops.schedule.driver import STOP_CHECK
 from iotex_ops.schedule.records import RunRow, SchedulerDB, db_path
@@ -126,9 +130,42 @@ def test_the_lab_starts_the_scheduler_and_its_drills_stay_disabled(lab: Lab) -> 
 
 
 def test_a_due_schedule_runs_first_aid_by_itself_and_the_history_shows_it(lab: Lab) -> None:
+    """...in a maintenance window: its silences listed in Alertmanager while it runs and expired after, no
+    incident at the receiver, a change event at its start and one at its end; history and scorecard show it."""
+    sil = Silences(lab.state.alertmanager_url)
+    seen: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OpsError):
+                seen.update({x.id: x for x in sil.ours()})
+            stop.wait(0.5)
+
+    incidents_before = {i["id"] for i in LabClient.for_dir(lab.state.pager_dir).incidents()}
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     rid, at = lab.schedule("lab-due")
-    r = lab.wait_decided(rid, timeout=(at - datetime.now(UTC)).total_seconds() + 120)
+    try:
+        r = lab.wait_decided(rid, timeout=(at - datetime.now(UTC)).total_seconds() + 120)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
     assert r.status == "ended" and r.result == "passed", r
+    opened = [e for e in lab.store.events(rid) if isinstance(e, MaintenanceOpen)]
+    assert len(opened) == 1 and opened[0].silences, opened
+    assert set(opened[0].silences) <= set(seen)  # listed while the drill ran
+    assert all(rid in x.comment and x.created_by == "iotex-ops" for x in seen.values() if x.id in opened[0].silences)
+    assert not [x for x in sil.ours() if x.id in opened[0].silences]  # expired after
+    assert {i["id"] for i in LabClient.for_dir(lab.state.pager_dir).incidents()} <= incidents_before
+    store = read_state(Path(lab.state.pager_dir))
+    try:
+        changes = [c for c in store.changes() if c["event"]["payload"].get("custom_details", {}).get("run_id") == rid]
+    finally:
+        store.close()
+    assert len(changes) == 2, changes
+    card = CliRunner().invoke(main, ["drill", "scorecard", "--state-dir", str(lab.state_dir), "--json"])
+    assert card.exit_code == 0 and "first-aid" in card.output, card.output
     events = lab.store.events(rid)
     gates = [e for e in events if isinstance(e, Gate)]
     assert [g.gate for g in gates] == list(GATES) and all(g.ok for g in gates)
