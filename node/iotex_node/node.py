@@ -7,6 +7,7 @@ this module is the only place where time, sockets and timers meet them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -94,6 +95,7 @@ class Node:
             supported_protocols=supported,
         )
         self.journal = self._open_journal(cfg)
+        self._durable_next: asyncio.Future[None] | None = None
         if self.journal is not None:
             self.chain.mempool.on_removed = self._on_mempool_removed
         if genesis.min_fee == 0:
@@ -287,10 +289,30 @@ class Node:
             self.journal.add(action.hash, action.sender, action.nonce, orjson.dumps(wire))
 
     def durable(self) -> Awaitable[None] | None:
-        """Done once every action admitted so far is in the journal (None: no journal, nothing to wait for)."""
+        """Done once every action admitted so far is in the journal (None: no journal, nothing to wait for).
+        The submissions of one turn of the event loop share one barrier (one wake-up from the writer thread)."""
         if self.journal is None:
             return None
-        return asyncio.wrap_future(self.journal.barrier())
+        if self._durable_next is None:
+            loop = asyncio.get_running_loop()
+            self._durable_next = loop.create_future()
+            loop.call_soon(self._send_barrier, loop, self._durable_next)
+        return asyncio.shield(self._durable_next)  # a client that goes away cancels only its own wait
+
+    def _send_barrier(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        self._durable_next = None
+        assert self.journal is not None
+
+        def settle(done: concurrent.futures.Future[None]) -> None:
+            if fut.done():
+                return
+            exc = done.exception()
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+        self.journal.barrier().add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
 
     async def _reload_mempool(self) -> None:
         """Re-admit what the journal holds; drop (with the reason, for GET /v1/actions/{hash}) what no longer
