@@ -195,12 +195,18 @@ class MempoolJournal:
     def flush(self, timeout: float = 10.0) -> None:
         self.barrier().result(timeout)
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer and close the file."""
+    def stop(self) -> None:
+        """Write what is queued and stop the writer, leaving the file open: for a process about to end. Closing
+        it would checkpoint the WAL into the file first (about 15 ms of a node's stop, for nothing: the next
+        open reads the WAL as it is)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout=10.0)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer and close the file."""
+        self.stop()
         with self._dbl:
             self._db.close()
 

@@ -220,7 +220,7 @@ class Node:
         await self.api_runner.cleanup()
         await self.admin_runner.cleanup()
         if self.journal is not None:
-            self.journal.close()  # writes what is queued
+            self.journal.stop()  # writes what is queued (the process ends next: no WAL checkpoint)
         self.store.close()
         self._stopped.set()
 
@@ -316,10 +316,16 @@ class Node:
 
     async def _reload_mempool(self) -> None:
         """Re-admit what the journal holds; drop (with the reason, for GET /v1/actions/{hash}) what no longer
-        can be; re-gossip what was restored, for peers that lost theirs."""
+        can be; re-gossip what was restored, for peers that lost theirs. Never stops the start."""
         j = self.journal
         if j is None:
             return
+        try:
+            await self._reload_from(j)
+        except Exception:  # a bug here must not keep the node from serving: it only loses what was not restored
+            log.exception("mempool journal %s: re-admitting it failed; the node goes on", j.path)
+
+    async def _reload_from(self, j: MempoolJournal) -> None:
         t0 = time.monotonic()
         loaded = await asyncio.to_thread(j.load)
         for h, code, reason in loaded.dropped:
