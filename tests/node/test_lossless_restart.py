@@ -10,10 +10,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from iotex_node import actions
+from iotex_node import actions, artifact
 from iotex_node.sdk import ChainParams, transfer
 from iotex_ops.lab.localnet import LocalNet
 from iotex_ops.traffic import read_accounts
@@ -95,11 +96,18 @@ def test_kill9_of_a_node_holding_accepted_transfers_then_each_is_final_once(loca
 
 @pytest.mark.slow
 @pytest.mark.network
-@pytest.mark.timeout(240)
-def test_halt_at_a_height_stop_and_restart_then_each_accepted_transfer_is_final_once(localnet_factory) -> None:
-    """The non-compatible hotfix's path: halt at H, stop, start (the new release), clear the halt."""
+@pytest.mark.timeout(300)
+def test_halt_at_a_height_and_restart_on_another_release_then_each_accepted_transfer_is_final_once(
+    localnet_factory, tmp_path: Path
+) -> None:
+    """The non-compatible hotfix's path: halt at H on release 1.0.0, stop, start release 1.1.0 on the same home,
+    clear the halt."""
+    out, root = tmp_path / "dist", tmp_path / "opt"
+    out.mkdir()
+    old = artifact.install(artifact.build("1.0.0", (1,), out).artifact, root).path
+    new = artifact.install(artifact.build("1.1.0", (1, 2), out).artifact, root).path
     net = localnet_factory(1, accounts=SENDERS)
-    net.start()
+    net.start_node(0, release=old)
     net.wait_height(1, timeout=60)
     halt = (net.heights()[0] or 0) + 2
     admin(net, 0, "/halt", {"height": halt})
@@ -107,8 +115,9 @@ def test_halt_at_a_height_stop_and_restart_then_each_accepted_transfer_is_final_
     hashes = _submit(net, {})  # accepted while halted: held until the network resumes
     assert _mempool(net) == len(hashes)
     net.stop_node(0)  # the hotfix stops every node once halted
-    net.start_node(0)
+    net.start_node(0, release=new)
     net.wait_for("the node to answer", lambda: net.chain(0) is not None, 60)
+    assert net.get(0, "/v1/chain")["node_version"] == "1.1.0"
     assert _mempool(net) == len(hashes)
     admin(net, 0, "/halt", {"clear": True})
     _all_final_once(net, hashes)
