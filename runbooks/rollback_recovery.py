@@ -94,15 +94,18 @@ def resubmit(ctx: RunContext) -> None:
     actions = list(wires.values())
     target = ctx.delegates[0]
     refused = 0
+    known = 0
     for i in range(0, len(actions), BATCH):
         result = target.api.submit_batch(actions[i : i + BATCH], timeout=30)
         for r in result.results:
-            if not r.accepted:
+            if not r.accepted and r.code == "duplicate":
+                known += 1  # the node put it back in its mempool itself (its journal, after the rollback)
+            elif not r.accepted:
                 refused += 1
                 ctx.log(f"refused: {r.code} ({r.field or '-'}): {r.message or ''}"[:200])
     ctx.remember("resubmitted", len(actions))
     ctx.remember("refused", refused)
-    ctx.log(f"re-submitted {len(actions)} displaced actions ({refused} refused)")
+    ctx.log(f"re-submitted {len(actions)} displaced actions ({known} already pending again, {refused} refused)")
 
 
 def final_once(ctx: RunContext) -> CheckResult:

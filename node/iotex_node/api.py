@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -423,10 +424,28 @@ async def _read_counted(request: web.Request) -> Any:
         raise
 
 
+async def _durable(node: Node) -> None:
+    """Answer 2xx for an admitted action only once it is in the node's mempool journal (mempool_store.py)."""
+    wait = node.durable()
+    if wait is None:
+        return
+    try:
+        await wait
+    except sqlite3.Error as exc:
+        raise ApiError(
+            503,
+            "not_durable",
+            f"admitted, but the node could not write it to its mempool journal ({exc}): it may still become final, "
+            "but would not survive a restart of this node; check GET /v1/actions/{hash} before sending it again",
+        ) from None
+
+
 async def post_action(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     wire = await _read_counted(request)
     status, body = _submit_one(node, wire)
+    if status == 202:
+        await _durable(node)
     return _json(body, status)
 
 
@@ -463,6 +482,8 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         status, body = _submit_one(node, wire)
         accepted += status == 202
         results.append(body)
+    if accepted:
+        await _durable(node)  # one group commit for the whole batch
     return _json({"accepted": accepted, "results": results}, 200)
 
 

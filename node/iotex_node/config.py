@@ -12,6 +12,7 @@ import tomli_w
 
 from iotex_node.actions import parse_amount
 from iotex_node.errors import ConfigError, InvalidInput
+from iotex_node.mempool_store import check_durability
 
 CONFIG_FILE = "config.toml"
 ADMIN_SOCKET = "admin.sock"
@@ -57,6 +58,10 @@ class NodeConfig:
     # The lowest fee this node's mempool admits. None: the genesis minimum (and at least 1). It can only
     # raise the genesis minimum, never lower it: the node refuses to start with a lower one.
     mempool_min_fee: int | None = None
+    # The mempool's journal (mempool_store.py): where, and when an accepted action counts as on disk
+    # (fsync: before the 2xx answer, survives power loss; write: survives a kill -9; off: no journal).
+    mempool_journal: str = "data/mempool.db"
+    mempool_durability: str = "fsync"
     propose_timeout_ms: int = 1500
     vote_timeout_ms: int = 500
     max_block_actions: int = 5000
@@ -80,6 +85,11 @@ class NodeConfig:
 
     def to_toml(self) -> dict[str, Any]:
         mempool: dict[str, Any] = {"max_total": self.mempool_max_total, "max_per_sender": self.mempool_max_per_sender}
+        # Written only when not the default, so that a home stays readable by a release older than these keys.
+        if self.mempool_journal != NodeConfig.mempool_journal:
+            mempool["journal"] = self.mempool_journal
+        if self.mempool_durability != NodeConfig.mempool_durability:
+            mempool["durability"] = self.mempool_durability
         if self.mempool_min_fee is not None:
             mempool["min_fee"] = str(self.mempool_min_fee)  # an amount: may exceed TOML's 64-bit integers
         return {
@@ -143,7 +153,12 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "rate_limit_per_second": ("rate_limit_per_second", float),
         "rate_limit_burst": ("rate_limit_burst", int),
     },
-    "mempool": {"max_total": ("mempool_max_total", int), "max_per_sender": ("mempool_max_per_sender", int)},
+    "mempool": {
+        "max_total": ("mempool_max_total", int),
+        "max_per_sender": ("mempool_max_per_sender", int),
+        "journal": ("mempool_journal", str),
+        "durability": ("mempool_durability", str),
+    },
     "consensus": {
         "propose_timeout_ms": ("propose_timeout_ms", int),
         "vote_timeout_ms": ("vote_timeout_ms", int),
@@ -187,6 +202,7 @@ def load(home: Path) -> NodeConfig:
     _hostport(cfg.api_listen, "api.listen")
     for i, peer in enumerate(cfg.peers):
         _hostport(peer, f"p2p.peers[{i}]")
+    check_durability(cfg.mempool_durability, f"{path}: mempool.durability")
     if cfg.halt_height < 0:
         raise ConfigError(f"{path}: consensus.halt_height must be 0 (none) or a block height")
     for name in ("undo_depth", "max_frame_bytes", "max_inbound_peers", "max_body_bytes",

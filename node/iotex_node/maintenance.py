@@ -43,6 +43,7 @@ from iotex_node import actions as actions_mod
 from iotex_node import config as config_mod
 from iotex_node import execution as ex
 from iotex_node import genesis as genesis_mod
+from iotex_node import mempool_store
 from iotex_node.chain import Chain
 from iotex_node.config import PID_FILE, NodeConfig
 from iotex_node.controls import Controls
@@ -351,6 +352,8 @@ class RollbackReport:
     state_root: str
     backup: str | None = None
     actions_file: str | None = None
+    # How many of the removed actions were put back in the node's mempool journal (re-admitted at its start).
+    requeued_actions: int = 0
     cleared_meta: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     noop: bool = False
@@ -444,6 +447,10 @@ def rollback(
             timings["commit"] = time.monotonic() - t
         finally:
             store.close()
+        if wires:
+            t = time.monotonic()
+            _requeue(cfg, wires, report)
+            timings["requeue"] = time.monotonic() - t
         say("verify")
         t = time.monotonic()
         _verify_opens(cfg, genesis, height, target_hash, target_root)
@@ -452,6 +459,25 @@ def rollback(
         report.timings = {k: round(v, 4) for k, v in timings.items()}
         say("done")
         return report
+
+
+def _requeue(cfg: NodeConfig, wires: list[Any], report: RollbackReport) -> None:
+    """Put the removed blocks' actions back in the node's mempool journal: at its start the node re-admits those
+    still valid and records why the others never will be (GET /v1/actions/{hash}). The blocks are gone already;
+    a journal that cannot take them only costs a note (the actions file has them all)."""
+    if cfg.mempool_durability == "off":
+        report.notes.append("mempool.durability is off: the removed actions are only in the actions file")
+        return
+    path = cfg.path(cfg.mempool_journal)
+    rows = []
+    for w in wires:
+        a = actions_mod.parse(w, verify=False)
+        rows.append((a.hash, a.sender, a.nonce, orjson.dumps(w)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report.requeued_actions = mempool_store.append_offline(path, rows)
+    except (OSError, sqlite3.Error) as exc:
+        report.notes.append(f"the removed actions could not be put back in the mempool journal {path}: {exc}")
 
 
 def _root_at(store: Store, genesis: genesis_mod.Genesis, height: int) -> bytes:

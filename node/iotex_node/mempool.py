@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from iotex_node.actions import Action
 from iotex_node.errors import Rejected
 
+# Told which actions left the pool: (final hashes, displaced actions with the reason each never will be).
+# The node journals both (mempool_store.py); the pool itself does no I/O.
+RemovedHook = Callable[[list[bytes], list[tuple[Action, str, str]]], None]
+
 # Rejection codes (also the `reason` label of iotex_api_rejections_total).
 DUPLICATE = "duplicate"
 NONCE_TOO_LOW = "nonce_too_low"
@@ -31,6 +35,9 @@ MEMPOOL_FULL = "mempool_full"
 SENDER_QUOTA = "sender_quota_exceeded"
 FEE_TOO_LOW = "fee_too_low"
 REPLACEMENT_UNDERPRICED = "replacement_underpriced"
+# Why an action accepted earlier left the pool without becoming final (GET /v1/actions/{hash} says so).
+NONCE_TAKEN = "nonce_taken"
+REPLACED = "replaced"
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Mempool:
         self._by_hash: dict[bytes, Action] = {}
         # Recently finalized or refused hashes, so a replayed action gets a precise answer.
         self._recent_final: OrderedDict[bytes, None] = OrderedDict()
+        self.on_removed: RemovedHook | None = None
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -97,6 +105,9 @@ class Mempool:
             raise Rejected(INSUFFICIENT_BALANCE, f"balance {balance} cannot pay {what}")
         if existing is not None:
             del self._by_hash[existing.hash]
+            if self.on_removed is not None:
+                why = f"replaced by action {action.hash.hex()} (same nonce {action.nonce}, higher fee {action.fee})"
+                self.on_removed([], [(existing, REPLACED, why)])
         self._by_sender.setdefault(action.sender, {})[action.nonce] = action
         self._by_hash[action.hash] = action
 
@@ -121,18 +132,31 @@ class Mempool:
     def remove_committed(self, actions: list[Action] | tuple[Action, ...], committed_nonce: Callable[[str], int]) -> None:
         """Drop what a final block included, and anything of those senders its nonces made stale."""
         senders = set()
+        included: dict[tuple[str, int], bytes] = {}
         for a in actions:
             senders.add(a.sender)
+            included[(a.sender, a.nonce)] = a.hash
             self._remember(a.hash)
+        final: list[bytes] = []
+        displaced: list[tuple[Action, str, str]] = []
         for sender in senders:
             pending = self._by_sender.get(sender)
             if not pending:
                 continue
             floor = committed_nonce(sender)
             for n in [n for n in pending if n <= floor]:
-                self._by_hash.pop(pending.pop(n).hash, None)
+                gone = pending.pop(n)
+                self._by_hash.pop(gone.hash, None)
+                winner = included.get((sender, n))
+                if winner == gone.hash:
+                    final.append(gone.hash)
+                else:
+                    by = f"action {winner.hex()}" if winner is not None else "another action"
+                    displaced.append((gone, NONCE_TAKEN, f"nonce {n} of {sender} was taken by {by}, now final"))
             if not pending:
                 del self._by_sender[sender]
+        if self.on_removed is not None and (final or displaced):
+            self.on_removed(final, displaced)
 
     def _remember(self, h: bytes) -> None:
         self._recent_final[h] = None

@@ -7,11 +7,13 @@ this module is the only place where time, sockets and timers meet them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import time
 import types
 from collections import OrderedDict
@@ -21,6 +23,7 @@ from typing import Any
 import orjson
 
 from iotex_node import __version__, msgcheck, release
+from iotex_node import actions as actions_mod
 from iotex_node import block as blk
 from iotex_node import consensus as cs
 from iotex_node import execution as ex
@@ -32,7 +35,8 @@ from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height, halt_height_after
 from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
-from iotex_node.mempool import MempoolLimits
+from iotex_node.mempool import DUPLICATE, NONCE_TAKEN, NONCE_TOO_LOW, MempoolLimits
+from iotex_node.mempool_store import MempoolJournal
 from iotex_node.metrics import Metrics
 from iotex_node.p2p import Network, Peer, ProtocolViolation
 from iotex_node.privval import Signed, SignLog, Verdict
@@ -90,6 +94,10 @@ class Node:
             max_block_actions=cfg.max_block_actions,
             supported_protocols=supported,
         )
+        self.journal = self._open_journal(cfg)
+        self._durable_next: asyncio.Future[None] | None = None
+        if self.journal is not None:
+            self.chain.mempool.on_removed = self._on_mempool_removed
         if genesis.min_fee == 0:
             log.warning(
                 "the genesis sets no min_fee: blocks of other nodes may include actions of any fee; this node "
@@ -173,10 +181,14 @@ class Node:
         ]
         self._start_height()
         self.phases.mark("consensus")
+        # The journaled mempool is re-admitted beside the API's import (off consensus's path), and before the
+        # API serves, so that a client's next nonce follows what it was told was accepted before the restart.
+        reload = loop.create_task(self._reload_mempool())
         try:
             # Imported beside the event loop, which meanwhile handshakes with peers and syncs; they import
             # this module's types, so they cannot be imported at its top anyway.
             api, admin = await asyncio.to_thread(_import_interfaces)
+            await reload
             self.api_runner, self.api_url = await api.start(self, api_sock)
             try:
                 self.admin_runner = await admin.start(self)
@@ -207,6 +219,8 @@ class Node:
         await self._stop_network()
         await self.api_runner.cleanup()
         await self.admin_runner.cleanup()
+        if self.journal is not None:
+            self.journal.stop()  # writes what is queued (the process ends next: no WAL checkpoint)
         self.store.close()
         self._stopped.set()
 
@@ -238,6 +252,119 @@ class Node:
         if t is not None:
             log.info("%s: %.3f s after the process was created", what, t)
             self.metrics.set_startup({name: t})
+
+    # --- the mempool's journal (mempool_store.py) ---------------------------------------------------
+
+    def _open_journal(self, cfg: NodeConfig) -> MempoolJournal | None:
+        if cfg.mempool_durability == "off":
+            return None
+        path = cfg.path(cfg.mempool_journal)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return MempoolJournal(path, cfg.mempool_durability)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("mempool journal %s cannot be used: %s; accepted actions are NOT kept across restarts", path, exc)
+            return None
+
+    def _on_mempool_removed(self, final: list[bytes], displaced: list[tuple[Action, str, str]]) -> None:
+        j = self.journal
+        assert j is not None
+        j.remove(final)
+        for a, code, reason in displaced:
+            self._note_dropped(a.hash, code, reason)
+
+    def _note_dropped(self, h: bytes, code: str, reason: str) -> None:
+        """An action accepted once that will never be final: its status says why, also after a restart."""
+        self._remember_rejected(h, code, reason)
+        if self.journal is not None:
+            self.journal.drop(h, code, reason)
+
+    def _remember_rejected(self, h: bytes, code: str, reason: str) -> None:
+        self._rejected[h] = (code, reason)
+        if len(self._rejected) > 100_000:
+            self._rejected.popitem(last=False)
+
+    def _journal_add(self, action: Action, wire: dict[str, Any]) -> None:
+        if self.journal is not None:
+            self.journal.add(action.hash, action.sender, action.nonce, orjson.dumps(wire))
+
+    def durable(self) -> Awaitable[None] | None:
+        """Done once every action admitted so far is in the journal (None: no journal, nothing to wait for).
+        The submissions of one turn of the event loop share one barrier (one wake-up from the writer thread)."""
+        if self.journal is None:
+            return None
+        if self._durable_next is None:
+            loop = asyncio.get_running_loop()
+            self._durable_next = loop.create_future()
+            loop.call_soon(self._send_barrier, loop, self._durable_next)
+        return asyncio.shield(self._durable_next)  # a client that goes away cancels only its own wait
+
+    def _send_barrier(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        self._durable_next = None
+        assert self.journal is not None
+
+        def settle(done: concurrent.futures.Future[None]) -> None:
+            if fut.done():
+                return
+            exc = done.exception()
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+        self.journal.barrier().add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
+
+    async def _reload_mempool(self) -> None:
+        """Re-admit what the journal holds; drop (with the reason, for GET /v1/actions/{hash}) what no longer
+        can be; re-gossip what was restored, for peers that lost theirs. Never stops the start."""
+        j = self.journal
+        if j is None:
+            return
+        try:
+            await self._reload_from(j)
+        except Exception:  # a bug here must not keep the node from serving: it only loses what was not restored
+            log.exception("mempool journal %s: re-admitting it failed; the node goes on", j.path)
+
+    async def _reload_from(self, j: MempoolJournal) -> None:
+        t0 = time.monotonic()
+        loaded = await asyncio.to_thread(j.load)
+        for h, code, reason in loaded.dropped:
+            self._remember_rejected(h, code, reason)
+        restored = final = dropped = 0
+        for i, (h, raw) in enumerate(loaded.pending):
+            if i % 256 == 255:
+                await asyncio.sleep(0)  # consensus and peers go on between chunks
+            try:
+                wire = orjson.loads(raw)
+                # The node wrote the row after checking the signature; the hash check catches a damaged row.
+                action = actions_mod.parse(wire, verify=False)
+                if action.hash != h:
+                    raise ValueError("its content does not match its stored hash")
+            except (ValueError, NodeError) as exc:
+                self._note_dropped(h, "corrupt", f"its mempool journal entry is unreadable: {exc}")
+                dropped += 1
+                continue
+            if self.chain.receipt(h) is not None:
+                j.remove([h])  # final before the restart; its removal had not been written yet
+                final += 1
+                continue
+            try:
+                self.chain.submit(action)
+            except Rejected as exc:
+                if exc.code == DUPLICATE:
+                    continue  # gossip brought it back first
+                code = NONCE_TAKEN if exc.code == NONCE_TOO_LOW else exc.code
+                self._note_dropped(h, code, f"not restored to the mempool at the node's start: {exc.reason}")
+                dropped += 1
+                continue
+            self._tx_outbox.append(wire)
+            restored += 1
+        if loaded.pending or loaded.problem:
+            log.info(
+                "mempool journal: %d action(s) restored, %d already final, %d dropped (why: GET /v1/actions/HASH) in %.3f s",
+                restored, final, dropped, time.monotonic() - t0,
+            )  # fmt: skip
+        self.metrics.mempool_size.set(len(self.chain.mempool))
 
     # --- operator controls -------------------------------------------------------------------------
 
@@ -745,6 +872,7 @@ class Node:
                 self.chain.submit(a)
             except NodeError:
                 continue
+            self._journal_add(a, w)
             fresh.append(w)
         if fresh:
             self._broadcast({"t": "txs", "a": fresh}, exclude=peer)
@@ -1003,11 +1131,12 @@ class Node:
             self.chain.submit(action)
         except Rejected as exc:
             if exc.code != "duplicate":
-                self._rejected[action.hash] = (exc.code, exc.reason)
-                if len(self._rejected) > 100_000:
-                    self._rejected.popitem(last=False)
+                self._remember_rejected(action.hash, exc.code, exc.reason)
             raise
-        self._tx_outbox.append(action.to_wire())
+        self._rejected.pop(action.hash, None)  # accepted now (e.g. after a rollback put it back in play)
+        wire = action.to_wire()
+        self._tx_outbox.append(wire)
+        self._journal_add(action, wire)
         return action
 
     def action_status(self, h: bytes) -> dict[str, Any] | None:
