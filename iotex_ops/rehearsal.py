@@ -8,7 +8,7 @@ no transaction the network accepted during a drill was lost, and writes a combin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,6 +183,17 @@ def rehearse(
     }
 
 
+def _blocks_finalized(name: str, h0: int | None, h1: int | None, measures: Mapping[str, Any]) -> int | None:
+    """Blocks the drill's chain finalized while it ran: from genesis for bootstrap (a new chain); on top of the
+    height a rollback returned to (its measure `target_height`: the blocks after it were reversed, then made
+    again); else the finalized height's growth."""
+    if h1 is None or name == "bootstrap":
+        return h1
+    target = measures.get("target_height")
+    base = target if isinstance(target, int) and not isinstance(target, bool) else h0
+    return None if base is None else h1 - base
+
+
 def _drill(
     name: str,
     books: dict[str, Any],
@@ -226,7 +237,7 @@ def _drill(
         "passed" if res.result == "passed" else "failed",
         res.duration_s,
         downtime_s=m.get("downtime_s") if isinstance(m.get("downtime_s"), int | float) else None,
-        blocks_finalized=(h1 - h0) if (h0 is not None and h1 is not None and name != "bootstrap") else h1,
+        blocks_finalized=_blocks_finalized(name, h0, h1, m),
         run_id=res.run_id,
         started=started,
         ended=ended,
