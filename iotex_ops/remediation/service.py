@@ -100,6 +100,9 @@ class Service:
     # page events decided in the current transaction; sent when their alert's changes are kept (a change
     # rolled back sends nothing); a crash between sending and committing repeats an event, which dedups
     _outbox: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    # journal lines of the current transaction, written once it commits (see `_transaction`)
+    _lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _lines_thread: int | None = None
     _missing: dict[str, int] = field(default_factory=dict)  # fingerprint -> reconciles it was missing from
     _pruned_at: float = 0.0
 
@@ -110,7 +113,7 @@ class Service:
 
     def observe(self, alerts: list[Alert]) -> None:
         """One Alertmanager notification (already validated whole)."""
-        with self._lock, self.store.transaction():
+        with self._lock, self._transaction():
             for a in alerts:
                 with self._isolated("observe", a.fingerprint):
                     self._observe(a)
@@ -123,7 +126,7 @@ class Service:
         go on."""
         starts: list[tuple[int, bool]] = []
         with self._lock:
-            with self.store.transaction():
+            with self._transaction():
                 now = self.clock()
                 with self._isolated("watchdog", None):
                     self._watchdog(now)
@@ -145,9 +148,28 @@ class Service:
                 self._spawn(rid, resume)
 
     @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One store transaction whose journal lines are written once it commits. A crash (kill -9) before
+        the commit leaves neither the change nor its line, so the restarted service decides again and journals
+        it once: the journal never says a remediation started that the store does not hold. On a rollback
+        only the errors are written (what was undone did not happen)."""
+        self._lines_thread = threading.get_ident()
+        ok = False
+        try:
+            with self.store.transaction():
+                yield
+            ok = True
+        finally:
+            lines, self._lines, self._lines_thread = self._lines, [], None
+            for event, fields in lines:
+                if ok or event == "error":
+                    self._write(event, **fields)
+
+    @contextlib.contextmanager
     def _isolated(self, what: str, fingerprint: str | None) -> Iterator[None]:
-        """One alert's changes and pages, kept or dropped together (a savepoint and the outbox's tail)."""
-        mark = len(self._outbox)
+        """One alert's changes, pages and journal lines, kept or dropped together (a savepoint and the
+        outbox's and the journal lines' tails)."""
+        mark, lines_mark = len(self._outbox), len(self._lines)
         self.store.db.execute("SAVEPOINT one_alert")
         try:
             yield
@@ -155,6 +177,7 @@ class Service:
             self.store.db.execute("ROLLBACK TO one_alert")
             self.store.db.execute("RELEASE one_alert")
             del self._outbox[mark:]
+            del self._lines[lines_mark:]
             error = f"{type(exc).__name__}: {exc}"
             self._write("error", where=what, fingerprint=fingerprint, error=error)
             self._count("errors")
@@ -198,7 +221,7 @@ class Service:
         were interrupted, start the ones recorded but never started. No run is started twice."""
         with self._lock:
             todo: list[tuple[int, bool]] = []
-            with self.store.transaction():
+            with self._transaction():
                 for r in self.store.remediations("state='running'"):
                     ended = self.runner.ended(r.run_id)
                     if ended is not None:
@@ -220,7 +243,7 @@ class Service:
             return
         fetched_at = self.clock()
         active = [a for a in self.active_alerts() if a.name != self.policy.watchdog_alert]
-        with self._lock, self.store.transaction():
+        with self._lock, self._transaction():
             now = self.clock()
             fps = {a.fingerprint for a in active}
             for row in self.store.alerts("status='firing'"):
@@ -313,7 +336,9 @@ class Service:
         self.counters[name] = self.counters.get(name, 0) + n
 
     def _write(self, event: str, **fields: Any) -> None:
-        if self._journal is not None:
+        if self._lines_thread is not None and self._lines_thread == threading.get_ident():
+            self._lines.append((event, fields))  # this thread's open transaction writes it once it commits
+        elif self._journal is not None:
             self._journal.write(event, **fields)
 
     def _page_key(self, a: Alert) -> str:
@@ -547,7 +572,7 @@ class Service:
                 if not acked.is_set():  # the run really started (it holds the lock, a step runs): ack its page
                     acked.set()
                     try:
-                        with self.store.transaction():
+                        with self._transaction():
                             with self._isolated("acknowledge", r.fingerprint):
                                 self._acknowledge(r.fingerprint, r.run_id)
                             self._send_pages()
@@ -560,7 +585,7 @@ class Service:
             out = Outcome(Result.FAILED, f"{type(exc).__name__}: {exc}")
         with self._lock:
             try:
-                with self.store.transaction():
+                with self._transaction():
                     with self._isolated("record", r.fingerprint):
                         self._record_end(rid, out)
                     self._send_pages()

@@ -4,6 +4,7 @@ watchdog, and the webhook's HTTP face (401/400/413 change nothing)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -353,6 +354,42 @@ def test_restarted_mid_remediation_it_resumes_the_run_instead_of_starting_anothe
     assert runner.runs() == 1  # no second run
     assert rig.pages.actions(KEY).count("trigger") >= 2
     runner.hold.set()
+    svc2.stop(wait_s=5)
+    svc2.store.close()
+    rig.close()
+
+
+def test_a_crash_before_the_commit_leaves_no_journal_line_and_the_restart_journals_the_start_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.runner.hold.clear()
+    rig.service.observe([alert()])
+    store = rig.service.store
+
+    class Killed(BaseException):
+        """kill -9 between the decision and its COMMIT (nothing after it runs)."""
+
+    real = store.transaction
+
+    @contextlib.contextmanager
+    def dies_at_commit() -> Iterator[Any]:
+        with real() as db:
+            yield db
+            raise Killed  # inside the transaction: SQLite rolls it back, as a dead process's would be
+
+    store.transaction = dies_at_commit  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        rig.service.tick()
+    store.transaction = real  # type: ignore[method-assign]
+    assert not rig.service.running()
+    assert "remediation_start" not in [e["event"] for e in rig.journal()]  # the journal holds what the store holds
+    svc2 = rig.new_service()
+    svc2.recover()
+    svc2.tick()
+    for t in list(svc2._workers.values()):
+        t.join(timeout=10)
+    starts = [e for e in rig.journal() if e["event"] == "remediation_start"]
+    assert len(starts) == 1 and starts[0]["remediation"] == svc2.store.remediations("1=1")[0].id
+    rig.runner.hold.set()
     svc2.stop(wait_s=5)
     svc2.store.close()
     rig.close()
