@@ -1,4 +1,4 @@
-"""The node role's own modules (playbooks/roles/node/library): their logic in-process, no Ansible run, no
+"""The node role's own modules (playbooks/roles/iotex/library): their logic in-process, no Ansible run, no
 process or socket (fakes for `iotex-node init`, supervisord and the API port)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "node" / "library"
+LIBRARY = Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "iotex" / "library"
 
 
 def _load(name: str) -> ModuleType:
