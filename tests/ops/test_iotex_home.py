@@ -4,6 +4,7 @@ process or socket (fakes for `iotex-node init`, supervisord and the API port).""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ def _load(name: str) -> ModuleType:
 
 home_mod = _load("iotex_home")
 sup_mod = _load("iotex_supervisord")
+rel_mod = _load("iotex_release_state")
 
 
 def _mode(p: Path) -> int:
@@ -278,3 +280,28 @@ def test_a_node_that_dies_or_never_answers_fails_the_start(tmp_path: Path) -> No
         _converge(_sup_params(tmp_path), FakeSupervisor(state="STOPPED", after_start="RUNNING"), port=lambda h, p: False)
     with pytest.raises(sup_mod.SupervisordError, match="state must be"):
         _converge(_sup_params(tmp_path, state="paused"), FakeSupervisor())
+
+
+# --- iotex_release_state ---------------------------------------------------------------------------------
+
+
+def test_release_state_installed_active_and_a_foreign_artifact_refused(tmp_path: Path) -> None:
+    sha = "ab" * 32
+    assert rel_mod.state(str(tmp_path), "1.0.0", sha) == {"changed": False, "installed": False, "current": "", "active": False}
+    rel = tmp_path / "releases" / "1.0.0"
+    rel.mkdir(parents=True)
+    (rel / "install.json").write_text(json.dumps({"sha256": sha.upper()}))
+    assert rel_mod.state(str(tmp_path), "1.0.0", sha)["installed"] is True
+    (tmp_path / "current").symlink_to("releases/1.0.0")
+    assert rel_mod.state(str(tmp_path), "1.0.0", sha + "\n") == {
+        "changed": False,
+        "installed": True,
+        "current": "1.0.0",
+        "active": True,
+    }
+    assert rel_mod.state(str(tmp_path), "1.0.1", sha)["current"] == "1.0.0"
+    with pytest.raises(rel_mod.ReleaseStateError, match="already installed from another artifact"):
+        rel_mod.state(str(tmp_path), "1.0.0", "cd" * 32)
+    (rel / "install.json").write_text("{")
+    with pytest.raises(rel_mod.ReleaseStateError, match="unreadable install record"):
+        rel_mod.state(str(tmp_path), "1.0.0", sha)
