@@ -259,6 +259,14 @@ def test_stop_start_and_restart_as_asked(tmp_path: Path) -> None:
     assert _converge(_sup_params(tmp_path, state="restarted"), sup)["action"] == "restart" and sup.calls == ["stop", "start"]
 
 
+def test_a_node_failing_to_start_is_stopped_and_started_again(tmp_path: Path) -> None:
+    (tmp_path / "supervisord.conf").write_text("[program:iotex-node]\n")
+    (tmp_path / "supervisord.conf").chmod(0o600)
+    sup = FakeSupervisor(state="BACKOFF", after_start="RUNNING")
+    r = _converge(_sup_params(tmp_path), sup)
+    assert r["action"] == "start" and sup.calls == ["stop", "start"]
+
+
 def test_check_mode_reports_and_does_nothing(tmp_path: Path) -> None:
     sup = FakeSupervisor(running=False)
     r = _converge(_sup_params(tmp_path), sup, check=True)

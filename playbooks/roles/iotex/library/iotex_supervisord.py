@@ -70,7 +70,7 @@ node_state: {description: The program's state name before any action., type: str
 BAD_NAME = 10
 NOT_RUNNING = 70
 ALREADY_STARTED = 60
-UP = ("RUNNING", "STARTING", "BACKOFF")
+UP = ("RUNNING", "STARTING")  # BACKOFF (failing to start, retrying) is started again: stopped, then started
 FAILED = ("FATAL", "EXITED", "UNKNOWN")
 
 
@@ -250,7 +250,7 @@ def converge(
     result["action"] = action
 
     if action and not check:
-        if action in ("stop", "restart") and running:
+        if (action in ("stop", "restart") and running) or node == "BACKOFF":
             sup.stop(name)
         if action in ("start", "restart"):
             sup.start(name)
