@@ -101,6 +101,21 @@ def converged(inventory: Path, runs_dir: Path, runs: int, strategy: str | None) 
     }
 
 
+def _share_interpreter(lab_mod: Any) -> None:
+    """Wrap the lab's inventory so that every local host uses the shared ansible_python_interpreter of `all`."""
+    inventory = lab_mod._inventory
+
+    def shared(*a: Any, **kw: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = inventory(*a, **kw)
+        for group in doc["all"]["children"].values():
+            for hv in group["hosts"].values():
+                if hv.get("ansible_connection") == "local":
+                    hv.pop("ansible_python_interpreter", None)
+        return doc
+
+    lab_mod._inventory = shared
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, required=True)
@@ -109,8 +124,17 @@ def main() -> int:
     ap.add_argument("--converged", type=int, default=3)
     ap.add_argument("--strategies", default="", help="comma-separated; empty: the tree's default only")
     ap.add_argument("--modes", default="local", help="host modes of the lab: local, netns (root)")
+    ap.add_argument(
+        "--shared-interpreter",
+        action="store_true",
+        help="local hosts share one path to the modules' Python (one Mitogen interpreter for all, as before issue 13's "
+        "per-host interpreters): the lab's inventory without its per-host ansible_python_interpreter",
+    )
     args = ap.parse_args()
     from iotex_ops.lab import lab as lab_mod
+
+    if args.shared_interpreter:
+        _share_interpreter(lab_mod)
 
     out: dict[str, Any] = {"python": sys.executable, "cwd_tree": str(Path(lab_mod.__file__).resolve().parents[2])}
     args.root.mkdir(parents=True, exist_ok=True)

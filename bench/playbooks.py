@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 NEW = HERE.parent
 
 
-def run_tree(tree: Path, args: argparse.Namespace, strategies: str) -> dict[str, Any]:
+def run_tree(tree: Path, args: argparse.Namespace, strategies: str, shared_interpreter: bool = False) -> dict[str, Any]:
     python = tree / ".venv" / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"{tree}: no .venv (run `make .venv/.installed` there)")
@@ -46,6 +46,8 @@ def run_tree(tree: Path, args: argparse.Namespace, strategies: str) -> dict[str,
     cmd += ["--localnet-runs", str(args.localnet_runs), "--modes", args.modes]
     if strategies:
         cmd += ["--strategies", strategies]
+    if shared_interpreter:
+        cmd += ["--shared-interpreter"]
     try:
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
@@ -67,16 +69,30 @@ def main() -> int:
     ap.add_argument("--strategies", default="", help="the new tree's converged runs under each of these strategies too")
     ap.add_argument("--modes", default="local", help="lab host modes, in turn: local and/or netns (root)")
     ap.add_argument("--json", type=Path, help="also write both trees' raw figures here")
+    ap.add_argument("--baseline", type=Path, help="a third tree (e.g. the commit the issue's targets are relative to)")
+    ap.add_argument(
+        "--also-shared", action="store_true", help="the new tree once more with one Mitogen interpreter for all local hosts"
+    )
     args = ap.parse_args()
     print(reference_line(), flush=True)
+    extra: list[tuple[str, dict[str, Any], str]] = []
+    if args.baseline:
+        base = run_tree(args.baseline.resolve(), args, "")
+        extra.append((f"baseline {args.baseline}", base, reference_line()))
+        print(f"baseline ({args.baseline}) done; {extra[-1][2]}", flush=True)
     old = run_tree(args.old.resolve(), args, "")
     ref_old = reference_line()
     print(f"old ({args.old}) done; {ref_old}", flush=True)
     new = run_tree(NEW, args, args.strategies)
     ref_new = reference_line()
     print(f"new ({NEW}) done; {ref_new}", flush=True)
+    if args.also_shared:
+        shared = run_tree(NEW, args, "", shared_interpreter=True)
+        extra.append(("new, one shared Mitogen interpreter", shared, reference_line()))
+        print(f"new, shared interpreter, done; {extra[-1][2]}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"old": old, "new": new, "speed": [ref_old, ref_new]}, indent=2))
+        doc = {"old": old, "new": new, "speed": [ref_old, ref_new], "extra": {k: (v, r) for k, v, r in extra}}
+        args.json.write_text(json.dumps(doc, indent=2))
 
     med = statistics.median
     ln_old, ln_new = med(old["localnet_first_block_s"]), med(new["localnet_first_block_s"])
@@ -116,6 +132,16 @@ def main() -> int:
             for task, s in list(c["per_task_s"].items())[:14]:
                 print(f"  {s:6.2f}  {task}")
             print("  per host: " + ", ".join(f"{h} {s:.2f}s" for h, s in c["per_host_s"].items()))
+    for label, doc, ref in extra:
+        print(f"\n{label} ({ref}): localnet {med(doc['localnet_first_block_s']):.2f}s")
+        for mode in args.modes.split(","):
+            m, n = doc["modes"][mode], new["modes"][mode]
+            c, cn = m["converged"][0], n["converged"][0]
+            up, upn = m["lab_up_first_block_s"], n["lab_up_first_block_s"]
+            play, playn = m["lab_timings"].get("playbook_s"), n["lab_timings"].get("playbook_s")
+            print(f"  lab up ({mode}) -> first block {up:.2f}s (it/new {_ratio(up, upn)}), site.yml fresh {play:.2f}s "
+                  f"(it/new {_ratio(play, playn)}), converged {c['wall_median_s']:.2f}s wall {c['cpu_median_s']:.2f}s CPU "
+                  f"(it/new {_ratio(c['wall_median_s'], cn['wall_median_s'])}), changed {c['changed']}")  # fmt: skip
     print(f"\n{ref_old} (old run); {ref_new} (new run)")
     return 0
 

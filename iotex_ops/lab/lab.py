@@ -239,6 +239,23 @@ def _module_python() -> str:
     return str(system) if os.access(system, os.X_OK) else sys.executable
 
 
+def host_interpreter(host_dir: Path) -> Path:
+    """A local host's own path to the modules' Python (a symlink in its directory to _module_python()).
+
+    Mitogen keeps one interpreter per connection, keyed by the interpreter's path: local hosts that share
+    one path share one interpreter, which runs their modules one at a time. A path per host gives each its
+    own, so the delegates' modules run side by side as they do on real hosts (docs/performance.md)."""
+    link = host_dir / "python3"
+    target = _module_python()
+    if not (link.is_symlink() and os.readlink(link) == target):
+        host_dir.mkdir(parents=True, exist_ok=True)
+        tmp = host_dir / ".python3.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        tmp.replace(link)
+    return link
+
+
 def _inventory(
     mode: str,
     root: Path,
@@ -263,6 +280,7 @@ def _inventory(
                 "ansible_connection": "local",
                 "ansible_user": os.environ.get("USER", "root"),
                 "ansible_port": 22,
+                "ansible_python_interpreter": str(host_dir / "python3"),  # its own (host_interpreter)
             }
         else:
             h = netns_hosts.hosts[i]
@@ -312,6 +330,7 @@ def _inventory(
                     "hosts": {
                         "controller": {
                             "ansible_connection": "local",
+                            "ansible_python_interpreter": str(root / "hosts" / "controller" / "python3"),
                             "iotex_host_dir": str(root / "hosts" / "controller"),
                             "monitoring_dir": str(monitoring_dir),
                             "monitoring_alertmanager": alertmanager,
@@ -423,6 +442,9 @@ def up(
         ]
         for n in nodes:  # a local host is its directory, there before anything is installed on it
             Path(n.host_dir).mkdir(parents=True, exist_ok=True)
+            if hosts == "local":
+                host_interpreter(Path(n.host_dir))
+        host_interpreter(root / "hosts" / "controller")
         state = LabState(
             mode=hosts,
             root=str(root),

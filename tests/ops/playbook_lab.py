@@ -14,6 +14,7 @@ import yaml
 from iotex_node import artifact
 from iotex_node.testnet import TestnetSpec, generate
 from iotex_ops.lab.daemons import kill_pidfile
+from iotex_ops.lab.lab import host_interpreter
 
 BUILD_TIME = 1_700_000_000
 
@@ -67,6 +68,8 @@ def make_lab(root: Path, delegates: int = 2, versions: tuple[str, ...] = ("1.0.0
         api_ports[name] = int(node["api"].rsplit(":", 1)[1])
         src = testnet / name
         host_vars[name] = {
+            # each host its own path to the modules' Python: its own Mitogen interpreter, as in the lab
+            "ansible_python_interpreter": str(host_interpreter(d)),
             "iotex_host_dir": str(d),
             "iotex_releases_root": str(d / "opt" / "iotex"),
             "iotex_node_home": str(d / "node"),
@@ -84,6 +87,7 @@ def make_lab(root: Path, delegates: int = 2, versions: tuple[str, ...] = ("1.0.0
             "vars": {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
+                "iotex_python": sys.executable,  # the node's (the toolkit's venv), not the hosts' module Python
                 "node_service_manager": "supervisord",
                 "node_genesis_src": str(testnet / "genesis.json"),
                 "node_release_dir": str(dist),

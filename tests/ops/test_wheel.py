@@ -111,6 +111,9 @@ def test_an_installed_wheel_finds_its_playbooks_and_runbooks(tmp_path: Path) -> 
     lab = make_lab(tmp_path / "lab", delegates=1)
     doc = yaml.safe_load(lab.inventory.read_text())
     doc["all"]["vars"]["ansible_python_interpreter"] = str(venv / "bin" / "python")
+    doc["all"]["vars"]["iotex_python"] = str(venv / "bin" / "python")
+    for hv in doc["all"]["children"]["delegates"]["hosts"].values():
+        hv.pop("ansible_python_interpreter", None)  # the installed toolkit's interpreter for the modules too
     lab.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
     res = ops("playbook", "run", "site", "-i", lab.inventory, "--check", "--json", "--runs-dir", tmp_path / "runs", timeout=600)
     out = json.loads(res.stdout)
