@@ -282,14 +282,15 @@ class Scheduler:
             return
         if since >= now:
             return
-        chain = None
+        chain, chain_error = None, None
         if self.chain is not None and next(occurrences(s, _utc(since), _utc(now), limit=1), None) is not None:
             try:
                 chain = self.chain(_utc(now))
-            except Exception as exc:  # the chain-time blackout cannot be checked: said, the other gates still run
-                self.say(f"{s.name}: the chain's calendar cannot be read: {exc}")
+            except Exception as exc:  # the chain-time blackout cannot be checked: the occurrence is skipped
+                chain_error = str(exc) or type(exc).__name__
+                self.say(f"{s.name}: the chain's calendar cannot be read: {chain_error}")
         d = decide(s, since=_utc(since), now=_utc(now), suspended=suspended, busy=False, shared_blackouts=drills.blackouts,
-                   chain=chain)  # fmt: skip
+                   chain=chain, chain_error=chain_error)  # fmt: skip
         # busy is the gates' business (the lock gate, the overlap with this service's own run): the decision
         # only says which occurrence is due; claimed, it is recorded before anything else happens
         with self.db.transaction():
