@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,6 +107,29 @@ def _height_of(d: Delegate) -> Any:
     return status_of
 
 
+def _fates(d: Delegate, hashes: list[str]) -> dict[str, Any]:
+    """How the accepted transfers ended: final, displaced (with the node's reason), or lost."""
+
+    def one(h: str) -> tuple[str, str | None]:
+        try:
+            st = d.api.action(h, timeout=3)
+        except NodeApiError:
+            return "lost", None
+        if st is not None and st.final:
+            return "final", None
+        if st is not None and st.status == "rejected":
+            return "displaced", st.code
+        return "lost", None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(one, hashes))
+    codes: dict[str, int] = {}
+    for _kind, code in got:
+        if code:
+            codes[code] = codes.get(code, 0) + 1
+    return {"lost": sum(k == "lost" for k, _ in got), "displaced": sum(k == "displaced" for k, _ in got), "codes": codes}
+
+
 def _healthy(d: Delegate, peer: Delegate) -> bool:
     try:
         c = d.api.chain(timeout=1)
@@ -141,7 +165,13 @@ def flood(ctx: RunContext) -> None:
     spam_nonces = {k.address: observer.api.account(k.address, timeout=5).pending_nonce for k in spam}
     delegates = [d.operator for d in observer.api.delegates(timeout=5).candidates if d.active]
     tgt = flood_attacks.Target(
-        chain.chain_id, min_fee, chain.genesis_hash or "", delegates, chain.finalized_height, spam, spam_nonces
+        chain.chain_id,
+        min_fee,
+        chain.genesis_hash or "",
+        delegates,
+        chain.finalized_height,
+        [k.secret().hex() for k in spam],
+        spam_nonces,
     )
     fd, tmp = tempfile.mkstemp(prefix="flood-honest-", suffix=".secret.json")
     try:
@@ -156,7 +186,7 @@ def flood(ctx: RunContext) -> None:
             ctx.wait(float(ctx.params["baseline_s"]))
             t1 = time.time()
             ctx.event("flood_start", host=target.name, attacks=list(plan.attacks), duration_s=plan.duration_s)
-            tally = flood_attacks.run(plan, tgt)
+            tally = flood_attacks.run_niced(plan, tgt)
             t2 = time.time()
             ctx.event("flood_end", host=target.name, requests=tally.requests)
             deadline = time.monotonic() + 30
@@ -167,6 +197,7 @@ def flood(ctx: RunContext) -> None:
         finally:
             load.stop()
         lost = load.lost(since=t0, wait=60)
+        fate = _fates(observer, [h for t, h in load.accepted if t >= t0])
         status_of = _height_of(observer)
         base = watch.latencies([a for a in load.accepted if t0 <= a[0] < t1], status_of)
         under = watch.latencies([a for a in load.accepted if t1 <= a[0] < t2], status_of)
@@ -174,8 +205,14 @@ def flood(ctx: RunContext) -> None:
     finally:
         Path(tmp).unlink(missing_ok=True)
     interval = (chain.block_interval_ms or 1000) / 1000
-    blocks = [b for b in observer.api.blocks(max(1, tgt.height)) if t1 - interval <= b.timestamp <= t2 + interval]
-    gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(blocks)]
+    span = observer.api.blocks(max(1, tgt.height))
+
+    def missed(a: float, b: float) -> tuple[int, int]:
+        inside = [x for x in span if a - interval <= x.timestamp <= b + interval]
+        return missed_slots([y.timestamp - x.timestamp for x, y in itertools.pairwise(inside)], interval), len(inside)
+
+    base_missed, _ = missed(t0, t1)
+    flood_missed, flood_blocks = missed(t1, t2)
     rss_peak, fds_peak = watch.peak(t1, t2 + 5)
     measures = {
         "host": target.name,
@@ -183,10 +220,15 @@ def flood(ctx: RunContext) -> None:
         "flood_p99_s": percentile(under, 99),
         "baseline_n": len(base),
         "flood_n": len(under),
-        "missed_slots": missed_slots(gaps, interval),
-        "blocks_in_flood": len(blocks),
+        "missed_slots": flood_missed,
+        "baseline_missed_slots": base_missed,
+        "blocks_in_flood": flood_blocks,
         "accepted_honest": lost["accepted"],
-        "lost": lost["lost"],
+        # not final and no reason why: lost. Not final with a reason (the honest load re-used a nonce after a
+        # refusal, so another of its transfers took it): displaced, and its sender can learn why.
+        "lost": fate["lost"],
+        "displaced": fate["displaced"],
+        "displaced_codes": fate["codes"],
         "rss_before_mb": round(watch.before(t1), 1),
         "rss_peak_mb": round(rss_peak, 1),
         "open_files_peak": fds_peak,

