@@ -127,7 +127,9 @@ def _fates(d: Delegate, hashes: list[str]) -> dict[str, Any]:
     for _kind, code in got:
         if code:
             codes[code] = codes.get(code, 0) + 1
-    return {"lost": sum(k == "lost" for k, _ in got), "displaced": sum(k == "displaced" for k, _ in got), "codes": codes}
+    lost = [h for h, (k, _) in zip(hashes, got, strict=True) if k == "lost"]
+    displaced = sum(k == "displaced" for k, _ in got)
+    return {"lost": len(lost), "displaced": displaced, "codes": codes, "examples": lost[:5]}
 
 
 def _healthy(d: Delegate, peer: Delegate) -> bool:
@@ -160,6 +162,7 @@ def flood(ctx: RunContext) -> None:
         duration_s=float(ctx.params["flood_s"]),
         attacks=_attacks(ctx),
         sources=loopback_sources(api_host, 8),
+        max_rps=float(ctx.params["rps"]),
     ).scaled(float(ctx.params["intensity"]))
     plan.check()
     spam_nonces = {k.address: observer.api.account(k.address, timeout=5).pending_nonce for k in spam}
@@ -229,6 +232,7 @@ def flood(ctx: RunContext) -> None:
         "lost": fate["lost"],
         "displaced": fate["displaced"],
         "displaced_codes": fate["codes"],
+        "lost_examples": fate["examples"],
         "rss_before_mb": round(watch.before(t1), 1),
         "rss_peak_mb": round(rss_peak, 1),
         "open_files_peak": fds_peak,
@@ -270,6 +274,7 @@ RUNBOOK = Runbook(
         Param("tail_s", float, default=3.0, help="seconds of honest load after the node is healthy again", minimum=0),
         Param("tps", float, default=20.0, help="honest transfers a second, through every delegate", minimum=1),
         Param("intensity", float, default=1.0, help="every attack's count times this", minimum=0.05),
+        Param("rps", float, default=300.0, help="the flood's HTTP requests a second, all attacks together", minimum=1),
         Param("attacks", str, default="all", help=f"comma-separated among: {', '.join(ATTACKS)}"),
         Param("accounts_file", str, default="", help="funded accounts (default: the lab's)"),
         Param("recovery_s", float, default=5.0, help="the node must be healthy this soon after the flood", minimum=0.1),

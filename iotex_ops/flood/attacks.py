@@ -83,6 +83,7 @@ class Flood:
         self.tally = Tally()
         self._pools = _pools(plan.sources)
         self._deadline = 0.0
+        self._next_slot = 0.0
         self._rng = random.Random(7)
         self._batch_req = b""
         self._bad_reqs: list[bytes] = []
@@ -122,11 +123,17 @@ class Flood:
     def _left(self) -> float:
         return self._deadline - time.monotonic()
 
-    def _budget(self) -> bool:
+    async def _budget(self) -> bool:
+        """Room for one more HTTP request (the flood's count, time and rate bounds), waiting for its turn."""
         if self.tally.requests >= self.plan.max_requests or self._left() <= 0:
             return False
         self.tally.requests += 1
-        return True
+        now = time.monotonic()
+        self._next_slot = max(self._next_slot, now) + 1 / self.plan.max_rps
+        wait = self._next_slot - now
+        if wait > 0:
+            await asyncio.sleep(min(wait, max(0.0, self._left())))
+        return self._left() > 0
 
     async def _open(self, host: str, port: int, attack: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         src = next(self._pools[_GROUP.get(attack, "other")])
@@ -177,7 +184,7 @@ class Flood:
         reader, writer = conn
         try:
             for _ in range(rounds):
-                if not self._budget():
+                if not await self._budget():
                     return
                 try:
                     writer.write(request)

@@ -38,6 +38,7 @@ MAX_SOURCES = 32
 MAX_SPAM = 20_000
 MAX_P2P_SOCKETS = 500
 MAX_REQUESTS = 200_000  # all HTTP requests of one flood, across attacks
+MAX_RPS = 20_000.0
 
 
 class FloodError(OpsError):
@@ -61,6 +62,7 @@ class FloodPlan:
     p2p_sockets: int = 100
     sources: tuple[str, ...] = field(default=())  # source addresses (127.0.0.x) the attackers bind to
     max_requests: int = 50_000
+    max_rps: float = 300.0  # HTTP requests a second, all attacks together (a bound on the flood's rate too)
     request_timeout_s: float = 15.0  # an API answer later than this is a hang (the node's body timeout is 10 s)
 
     def check(self) -> FloodPlan:
@@ -83,6 +85,8 @@ class FloodPlan:
         for host in (self.api_host, self.p2p_host, *self.sources):
             if not in_lab(host):
                 raise FloodError(f"{host!r} is neither loopback nor a private (lab) address: a flood stays in the lab")
+        if not 0 < self.max_rps <= MAX_RPS:
+            raise FloodError(f"max_rps must be in (0, {MAX_RPS:g}], not {self.max_rps:g}")
         if not 0 < self.request_timeout_s <= 60:
             raise FloodError("request_timeout_s must be in (0, 60]")
         return self

@@ -80,7 +80,7 @@ def _flood(
     p2p_host, p2p_port = cfg.p2p_listen.rsplit(":", 1)
     plan = FloodPlan(
         api_host=api_host, api_port=int(api_port), p2p_host=p2p_host, p2p_port=int(p2p_port), duration_s=duration_s,
-        sources=loopback_sources(api_host, 8), **kw,
+        sources=loopback_sources(api_host, 8), **{"max_rps": 5000.0, **kw},
     )  # fmt: skip
     target = fa.Target(c.chain_id, c.min_fee or 1, c.genesis_hash or "", [], c.finalized_height)
     samples: list[tuple[float, int]] = []

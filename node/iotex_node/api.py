@@ -176,9 +176,9 @@ class ConnectionLimits:
             self._by_client.pop(client, None)
 
 
-# Refused connections are answered before their request is read, then closed: the answer, and this long for
-# the client to read it (the socket is gone by then whatever the client does).
-REFUSED_LINGER_S = 1.0
+# Refused connections are answered at once, before their request is read, and closed when the client closes
+# or after this long, whichever comes first.
+REFUSED_LINGER_S = 0.5
 _REFUSED = {
     "client_connections": (429, "Too Many Requests", "too many open connections from this client; close some first"),
     "too_many_connections": (503, "Service Unavailable", "the node has too many open API connections; retry shortly"),
@@ -276,6 +276,9 @@ class _ApiRequestHandler(web_protocol.RequestHandler):
                 app[NODE_KEY].metrics.api_rejections.labels(why).inc()
                 app[NODE_KEY].metrics.api_requests.labels("other", "refused", str(_REFUSED[why][0])).inc()
                 assert isinstance(transport, asyncio.Transport)
+                # Half-close after the answer, and keep reading (and dropping) what the client sends: closing now
+                # would reset a connection whose request is still arriving, and the reset can destroy the answer.
+                # The transport closes itself when the client does; one that does not is cut after the linger.
                 transport.write(refused_response(why))
                 if transport.can_write_eof():
                     transport.write_eof()

@@ -41,6 +41,7 @@ def test_a_default_plan_is_within_its_bounds_and_runs_every_attack() -> None:
         ({"spam": -1}, "spam must be in"),
         ({"attacks": ("connections", "nuke")}, "unknown attack(s) nuke"),
         ({"max_requests": 10**9}, "max_requests"),
+        ({"max_rps": 0}, "max_rps"),
     ],
 )
 def test_a_plan_out_of_bounds_is_refused(kw: dict[str, object], words: str) -> None:
