@@ -563,7 +563,14 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         # A malformed action (a wrong type, range or pattern: what the OpenAPI schema of an action says) is a
         # client bug, refused like POST /v1/actions refuses it, and before any action of the batch is admitted.
         # What only the node can tell (a signature, the mempool's rules) is answered per action.
-        for i, wire in enumerate(doc["actions"]):
+        # The batch's cost beyond the request's one token is paid first: the checks below cost per action too.
+        n = len(doc["actions"])
+        owed = n / BATCH_ACTIONS_PER_TOKEN - 1
+        if owed > 0 and not request.app[LIMITER_KEY].allow(request.remote or "?", owed):
+            problem = ApiError(429, "rate_limited", f"a batch of {n} actions costs more than this client has left; slow down")
+        for i, wire in enumerate(doc["actions"] if problem is None else ()):
+            if i and i % BATCH_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big batch must not hold the event loop that runs consensus
             try:
                 actions.check(wire)
             except InvalidInput as exc:
@@ -573,13 +580,6 @@ async def post_actions_batch(request: web.Request) -> web.Response:
     if problem is not None:
         node.metrics.api_rejections.labels(problem.code).inc()
         raise problem
-    # One token was paid for the request; the rest of the batch's cost now (each action is a signature to check).
-    owed = len(doc["actions"]) / BATCH_ACTIONS_PER_TOKEN - 1
-    if owed > 0 and not request.app[LIMITER_KEY].allow(request.remote or "?", owed):
-        node.metrics.api_rejections.labels("rate_limited").inc()
-        raise ApiError(
-            429, "rate_limited", f"a batch of {len(doc['actions'])} actions costs more than this client has left; slow down"
-        )
     results = []
     accepted = 0
     bad_signatures = 0
