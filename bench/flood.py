@@ -5,9 +5,9 @@ node with its limits on and off (what the limits prevent).
     python bench/flood.py [--flood-s 20] [--baseline-s 15] [--tps 20] [--runs 1] [--lab DIR] [--solo]
 
 Brings up a local 4-delegate lab (or uses the one at --lab) and runs runbooks/flood.py through the engine,
-flooding the last delegate. --solo: a one-delegate node process flooded for 6 s with many connections, slow
-clients and idle P2P sockets, with the node's limits on, then off (iotex_ops/flood/solo.py). Prints the speed
-reference first and last.
+flooding the last delegate. --solo: a one-delegate node process flooded for 15 s with many connections, slow
+clients, idle P2P sockets and batches of bad signatures, with the node's default limits, then every limit off
+(iotex_ops/flood/solo.py). --no-lab: only that. Prints the speed reference first and last.
 """
 
 from __future__ import annotations
@@ -36,13 +36,18 @@ def drill(state: lab_mod.LabState, store: RunStore, params: dict[str, Any]) -> t
     return str(res.result), dict(res.measures)
 
 
+SOLO_S = 15.0
+
+
 def solo(tmp: Path) -> None:
     from iotex_ops.flood.solo import LIMITS_OFF, flood_solo
 
-    plan = {"attacks": ("connections", "slowloris", "p2p_idle"), "connections": 120, "slow_clients": 150, "p2p_sockets": 150}
-    print("solo node, 6 s flood (120 connections, 150 slow clients, 150 idle P2P sockets):")
+    plan = {"attacks": ("connections", "slowloris", "p2p_idle", "batch"), "connections": 120, "slow_clients": 150,
+            "p2p_sockets": 150}  # fmt: skip
+    print(f"solo node, {SOLO_S:g} s flood (120 connections, 150 slow clients, 150 idle P2P sockets, 4 clients posting "
+          "2000-action batches of bad signatures), default limits vs every limit off:")  # fmt: skip
     for name, overrides in (("limits on", {}), ("limits off", LIMITS_OFF)):
-        r = flood_solo(tmp / name.replace(" ", "-"), overrides, 6.0, **plan)
+        r = flood_solo(tmp / name.replace(" ", "-"), overrides, SOLO_S, **plan)
         t = r["tally"]
         print(
             f"  {name:10}: 429 {t.statuses[429]}, 503 {t.statuses[503]}, other 5xx "
