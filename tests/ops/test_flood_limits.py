@@ -1,8 +1,8 @@
 """The flood limits matter: the same flood (iotex_ops/flood) against a one-delegate node process with its limits
 on, then with them off (every limit set very high). With them on, slow clients are cut at the header timeout,
-one client's connections beyond its cap are answered 429 with Retry-After, the node's open files stay low and
-no request hangs; with them off, the slow clients hold their sockets for the whole flood and the open files
-climb with the attackers' sockets. bench/flood.py --limits off prints the same comparison on the lab."""
+one client's connections beyond its cap are answered 429 with Retry-After, idle P2P sockets are cut at the
+handshake timeout and no request hangs; with them off, nothing pushes back and the slow clients and idle P2P
+sockets hold theirs (the node's open files) for the whole flood. `bench/flood.py --solo` prints the figures."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from iotex_ops.flood.solo import LIMITS_OFF, flood_solo
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 FLOOD_S = 6.0
-ON = {"header_timeout_s": 2.0, "max_connections_per_client": 32}
+ON = {"header_timeout_s": 2.0, "max_connections_per_client": 32, "handshake_timeout_s": 2.0}
 PLAN = {"attacks": ("connections", "slowloris", "p2p_idle"), "connections": 120, "slow_clients": 150, "p2p_sockets": 150}
 
 
@@ -43,5 +43,7 @@ def test_with_the_limits_off_the_same_flood_holds_the_nodes_sockets(results: dic
     t: fa.Tally = off["tally"]
     assert t.statuses[429] == 0, t.as_dict()  # nothing pushes back
     assert t.slow_held_s >= FLOOD_S - 1.5, t.as_dict()  # slow clients held their sockets the whole flood
-    # the attackers' sockets are the node's open files: 150 slow clients and 150 idle P2P sockets more
-    assert off["peak_fds"] >= on["peak_fds"] + 150, (on["peak_fds"], off["peak_fds"])
+    assert t.p2p_held_s >= FLOOD_S - 1.5, t.as_dict()  # and the idle P2P sockets theirs
+    # the held sockets are the node's open files: at least the 150 slow clients and 150 idle P2P sockets
+    assert off["peak_fds"] >= 300, off["peak_fds"]
+    assert on["tally"].p2p_held_s <= ON["handshake_timeout_s"] + 2.5, on["tally"].as_dict()
