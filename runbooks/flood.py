@@ -177,12 +177,15 @@ def flood(ctx: RunContext) -> None:
         spam_nonces,
     )
     fd, tmp = tempfile.mkstemp(prefix="flood-honest-", suffix=".secret.json")
+    stops: list[Any] = []
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump([k.secret().hex() for k in honest], fh)
         tps = float(ctx.params["tps"])
         apis = [d.api_url for d in ctx.delegates]
-        watch = Watch(observer.api, _sampler(target)).start()
+        watch = Watch(observer.api, _sampler(target))
+        stops.append(watch.stop)
+        watch.start()
         load = BackgroundLoad(apis, Path(tmp), tps=tps, batch=max(1, int(tps // 4)), fee=2 * min_fee, max_seconds=600).start()
         try:
             t0 = time.time()
@@ -204,8 +207,9 @@ def flood(ctx: RunContext) -> None:
         status_of = _height_of(observer)
         base = watch.latencies([a for a in load.accepted if t0 <= a[0] < t1], status_of)
         under = watch.latencies([a for a in load.accepted if t1 <= a[0] < t2], status_of)
-        watch.stop()
     finally:
+        for stop in stops:
+            stop()
         Path(tmp).unlink(missing_ok=True)
     interval = (chain.block_interval_ms or 1000) / 1000
     span = observer.api.blocks(max(1, tgt.height))

@@ -29,7 +29,8 @@ class Watch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         end = time.monotonic() + self.max_seconds
