@@ -190,6 +190,9 @@ def _print_summary(console: Any, doc: dict[str, Any]) -> None:
             return "-"
         return f"{v:,}{unit}" if isinstance(v, int) else f"{v:,.3f}{unit}" if isinstance(v, float) and v < 100 else f"{v:,}{unit}"
 
+    def g(v: Any) -> str:
+        return "-" if v is None else f"{v:,.1f}"
+
     lat, bi = doc["latency_s"], doc["block_interval_s"]
     t = Table(title=f"load: {doc['target_tps']:g} TPS offered for {doc['duration_s']:g} s, seed {doc['seed']}")
     t.add_column("figure")
@@ -213,7 +216,7 @@ def _print_summary(console: Any, doc: dict[str, Any]) -> None:
     for col in ("node", "version", "CPU % of one core", "RSS MiB (end)", "RSS MiB (peak)"):
         nodes.add_column(col)
     for name, n in doc["nodes"].items():
-        nodes.add_row(name, str(n.get("version")), f(n.get("cpu_percent")), f(n.get("rss_mib")), f(n.get("rss_peak_mib")))
+        nodes.add_row(name, str(n.get("version")), *(g(n.get(k)) for k in ("cpu_percent", "rss_mib", "rss_peak_mib")))
     console.print(nodes)
     for p in doc["problems"]:
         console.print(f"[red]inconsistent:[/red] {p}")

@@ -20,7 +20,7 @@ from iotex_node import sdk
 from iotex_ops.errors import OpsError
 from iotex_ops.traffic.accounts import AccountsError, read_accounts
 from iotex_ops.traffic.nonces import CountingNonces
-from iotex_ops.traffic.senders import Signed, SyncSender, signed_transfer
+from iotex_ops.traffic.senders import MAX_BATCH, Signed, SyncSender, signed_transfer
 from iotex_ops.traffic.stats import LoadStats
 from iotex_ops.traffic.transport import HttpNodeApi, NodeApi, Unavailable
 
@@ -40,14 +40,15 @@ class BackgroundLoad:
         accounts_file: Path,
         *,
         tps: float = 20.0,
-        batch: int = 10,
+        batch: int | None = None,
         max_seconds: float = 3600,
         fee: int | None = None,
         api: NodeApi | None = None,
     ) -> None:
         """`fee`: what each transfer pays; None pays the node's minimum (`min_fee` of /v1/chain), and a
         lower fee is raised to it, since the node would refuse it (`fee_too_low`). `api`: how nodes are
-        reached (HTTP by default)."""
+        reached (HTTP by default). `batch`: transfers per request (default: a tenth of a second's worth, 10 at
+        least), so that one thread offers hundreds a second."""
         if not api_urls:
             raise OpsError("background load: no node API to send to")
         if not 0 < tps <= 2000 or not 0 < max_seconds <= MAX_SECONDS:
@@ -59,10 +60,13 @@ class BackgroundLoad:
         except AccountsError as exc:
             raise AccountsError(f"background load: {exc}") from None
         self.apis = list(api_urls)
-        self.tps, self.batch, self.max_seconds, self.fee = tps, batch, max_seconds, fee
+        self.tps, self.max_seconds, self.fee = tps, max_seconds, fee
+        self.batch = batch or max(10, min(MAX_BATCH, int(tps // 10)))
         self.api = api or HttpNodeApi()
         self.stats = LoadStats()
         self.accepted: list[tuple[float, str]] = []  # (unix time, hash)
+        self.offered: list[tuple[float, int]] = []  # (unix time, transfers) per batch offered (signed to be sent)
+        self.behind_s = 0.0  # how far the loop fell behind its rate at worst (it could not offer `tps`)
         self.nonces: CountingNonces[int] = CountingNonces()
         self._sender = SyncSender(self.stats, self.api, timeout=5)
         self._chain: sdk.ChainParams | None = None  # what is paid: max(fee, the node's min_fee), once read
@@ -124,6 +128,7 @@ class BackgroundLoad:
             self._send_batch(n)
             n += 1
             next_at += interval
+            self.behind_s = max(self.behind_s, time.monotonic() - next_at)
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def _send_batch(self, n: int) -> None:
@@ -149,6 +154,7 @@ class BackgroundLoad:
             )
         if not batch:
             return
+        self.offered.append((time.time(), len(batch)))
         try:
             codes = self._sender.post(api, batch)
         except Unavailable:
@@ -162,11 +168,28 @@ class BackgroundLoad:
             else:
                 self.nonces.forget(s.sender)
 
-    def lost(self, since: float = 0.0, until: float | None = None, wait: float = 30.0) -> dict[str, Any]:
-        """Accepted actions (submitted in [since, until]) that are not final, after waiting up to `wait` s."""
+    def offered_between(self, since: float = 0.0, until: float | None = None) -> int:
+        return sum(n for t, n in self.offered if t >= since and (until is None or t <= until))
+
+    def lost(
+        self, since: float = 0.0, until: float | None = None, wait: float = 30.0, from_height: int | None = None
+    ) -> dict[str, Any]:
+        """Accepted actions (submitted in [since, until]) that are not final, after waiting up to `wait` s; with
+        how many were offered meanwhile. `from_height`: the actions are looked for in the finalized blocks from
+        there to the tip first (a few requests, however many actions), and only those not found are asked for
+        one by one (GET /v1/actions/{hash})."""
         chosen = [h for t, h in self.accepted if t >= since and (until is None or t <= until)]
+        offered = self.offered_between(since, until)
         deadline = time.monotonic() + wait
         pending = list(chosen)
+        seen: set[str] = set()
+        next_height = from_height
+        while pending and next_height is not None:
+            next_height = self._final_hashes(next_height, seen)
+            pending = [h for h in pending if h not in seen]
+            if not pending or time.monotonic() > deadline or next_height is None:
+                break
+            time.sleep(1.0)
         while pending:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 statuses = list(pool.map(self._status, pending))
@@ -174,7 +197,30 @@ class BackgroundLoad:
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
-        return {"accepted": len(chosen), "final": len(chosen) - len(pending), "lost": len(pending), "examples": pending[:5]}
+        return {
+            "offered": offered,
+            "accepted": len(chosen),
+            "final": len(chosen) - len(pending),
+            "lost": len(pending),
+            "examples": pending[:5],
+        }
+
+    def _final_hashes(self, start: int, into: set[str]) -> int | None:
+        """Add the hashes of the actions in the finalized blocks from `start` to the tip (one node's) to `into`;
+        the next height to read, or None when no node answers."""
+        for j in range(len(self.apis)):
+            url = self._api(j)
+            try:
+                tip = int(self.api.get(url, "/v1/chain", timeout=3)["finalized_height"])
+                h = start
+                while h <= tip:
+                    block = self.api.get(url, f"/v1/blocks/{h}", timeout=10)
+                    into.update(sdk.action_hash(w) for w in block.get("actions") or ())
+                    h += 1
+                return h
+            except (Unavailable, KeyError, TypeError, ValueError, sdk.InvalidAction):
+                continue
+        return None
 
     def _status(self, h: str) -> str:
         for j in range(len(self.apis)):
