@@ -108,6 +108,7 @@ def run_cmd(
     from iotex_ops.traffic import report as report_mod
 
     console = Console(file=sys.stderr if as_json else sys.stdout, highlight=False, soft_wrap=True)
+    load_mod.check_numbers(tps, duration, accounts, drain)
     mix = load_mod.parse_mix(mix_text)
     if batch and not 1 <= batch <= 2000:
         raise load_mod.LoadError(f"--batch must be in [1, 2000], not {batch}")

@@ -107,18 +107,23 @@ class LoadSpec:
     def check(self) -> None:
         if not self.targets:
             raise LoadError("no node to send to: the inventory lists no delegate (or --nodes selected none)")
-        if not 0 < self.tps <= MAX_TPS:
-            raise LoadError(f"--tps must be in (0, {MAX_TPS:,.0f}], not {self.tps:g}")
-        if not 0 < self.duration_s <= MAX_DURATION_S:
-            raise LoadError(f"--duration must be in (0, {MAX_DURATION_S:,.0f}] seconds, not {self.duration_s:g}")
+        check_numbers(self.tps, self.duration_s, self.accounts, self.drain_s)
         if self.use_funded and len(self.funded) < 2:
             raise LoadError(f"sending from the funded accounts needs at least 2 of them, not {len(self.funded)}")
         if not self.use_funded and not self.funded:
             raise LoadError("no funded account to pay the load's accounts from")
-        if self.accounts and not 2 <= self.accounts <= MAX_ACCOUNTS:
-            raise LoadError(f"--accounts must be in [2, {MAX_ACCOUNTS:,}], not {self.accounts}")
-        if not 0 <= self.drain_s <= 600:
-            raise LoadError(f"the drain must be in [0, 600] seconds, not {self.drain_s:g}")
+
+
+def check_numbers(tps: float, duration_s: float, accounts: int = 0, drain_s: float = 30.0) -> None:
+    """The run's numbers within their bounds, else a LoadError naming the option (before anything is read)."""
+    if not (math.isfinite(tps) and 0 < tps <= MAX_TPS):
+        raise LoadError(f"--tps must be in (0, {MAX_TPS:,.0f}], not {tps:g}")
+    if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+        raise LoadError(f"--duration must be in (0, {MAX_DURATION_S:,.0f}] seconds, not {duration_s:g}")
+    if accounts and not 2 <= accounts <= MAX_ACCOUNTS:
+        raise LoadError(f"--accounts must be in [2, {MAX_ACCOUNTS:,}], not {accounts}")
+    if not (math.isfinite(drain_s) and 0 <= drain_s <= 600):
+        raise LoadError(f"--drain must be in [0, 600] seconds, not {drain_s:g}")
 
 
 def auto_accounts(tps: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,25 @@ def test_process_gauges_are_read_from_a_metrics_page() -> None:
         "process_resident_memory_bytes 1.048576e+08\niotex_block_height 3\n"
     )
     assert load_mod.process_gauges(text) == {"process_cpu_seconds_total": 12.5, "process_resident_memory_bytes": 104857600.0}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--tps", "0"], "--tps must be in"),
+        (["--duration", "nan"], "--duration must be in"),
+        (["--accounts", "1"], "--accounts must be in"),
+        (["--mix", "transfer=80"], "--mix: the shares add up to 80"),
+        (["--batch", "5000"], "--batch must be in"),
+        (["-i", "/nowhere/inventory.yml"], "inventory /nowhere/inventory.yml does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_naming_it_and_no_traceback(args: list[str], says: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    env = {"IOTEX_OPS_LAB_DIR": str(tmp_path / "no-lab"), "IOTEX_OPS_STATE_DIR": str(tmp_path / "state")}
+    res = CliRunner().invoke(main, ["load", "run", *args], env=env)
+    assert res.exit_code == 2, res.output
+    assert says in res.output and "Traceback" not in res.output and res.output.startswith("error:")
