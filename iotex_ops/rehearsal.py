@@ -24,9 +24,9 @@ from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.traffic import BackgroundLoad
 
 DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
-# drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
-# the others stop every node, and a node's mempool does not outlive its process
-NO_LOSS = ("first-aid", "hotfix-compatible")
+# drills after which every transaction accepted meanwhile must be final: all of them under load (a node's
+# mempool outlives its process since the mempool journal, so the drills that stop every node lose nothing either)
+NO_LOSS = ("first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
 # rollback-recovery re-submits the displaced actions: new traffic is held from the moment the nodes stop
 # until those are re-submitted, or new actions would take their nonces (as an operator holds the gateway)
 HOLD_TRAFFIC = {"rollback-recovery": ("stop", "resubmit")}

@@ -25,6 +25,7 @@ from iotex_ops.traffic.stats import LoadStats
 from iotex_ops.traffic.transport import HttpNodeApi, NodeApi, Unavailable
 
 MAX_SECONDS = 6 * 3600
+RETRY_DOWN_S = 1.0  # a node that did not answer gets its accounts' next batch after this long
 # The fee paid when the node does not say its minimum (a node before `min_fee` in /v1/chain): the default
 # genesis minimum, 0.01 IOTX.
 FALLBACK_FEE = sdk.DEFAULT_MIN_FEE
@@ -75,6 +76,9 @@ class BackgroundLoad:
         self._running.set()
         self._thread = threading.Thread(target=self._loop, name="background-load", daemon=True)
         self._rng = random.Random(11)
+        # account k talks to node k % len(nodes) only; a node that fails is left alone for RETRY_DOWN_S
+        self._pinned = [list(range(i, len(self.keys), len(self.apis))) for i in range(len(self.apis))]
+        self._failed_at: dict[int, float] = {}
 
     def __repr__(self) -> str:
         return f"BackgroundLoad(tps={self.tps}, accounts={len(self.keys)}, nodes={len(self.apis)})"
@@ -104,16 +108,21 @@ class BackgroundLoad:
     def _api(self, i: int) -> str:
         return self.apis[i % len(self.apis)]
 
-    def _resync(self, k: int) -> None:
-        for j in range(len(self.apis)):
-            try:
-                doc = self.api.get(self._api(k + j), f"/v1/accounts/{self.keys[k].address}", timeout=2)
-                self.nonces.set(k, int(doc["pending_nonce"]))
-                self.stats.resyncs += 1
-                return
-            except (Unavailable, KeyError, ValueError, TypeError):
-                continue
-        self.nonces.forget(k)
+    def _nodes_up(self) -> list[int]:
+        """The nodes (with accounts pinned to them) that did not fail in the last RETRY_DOWN_S seconds."""
+        now = time.monotonic()
+        return [i for i, mine in enumerate(self._pinned) if mine and now - self._failed_at.get(i, -RETRY_DOWN_S) >= RETRY_DOWN_S]
+
+    def _resync(self, k: int, node: int) -> bool:
+        """Read account k's next nonce from its own node (whose pending nonce counts what that node accepted)."""
+        try:
+            doc = self.api.get(self.apis[node], f"/v1/accounts/{self.keys[k].address}", timeout=2)
+            self.nonces.set(k, int(doc["pending_nonce"]))
+        except (Unavailable, KeyError, ValueError, TypeError):
+            self.nonces.forget(k)
+            return False
+        self.stats.resyncs += 1
+        return True
 
     def _loop(self) -> None:
         interval = self.batch / self.tps
@@ -128,25 +137,39 @@ class BackgroundLoad:
             self._send_batch(n)
             n += 1
             next_at += interval
-            self.behind_s = max(self.behind_s, time.monotonic() - next_at)
+            late = time.monotonic() - next_at
+            self.behind_s = max(self.behind_s, late)
+            if late > 1.0:
+                next_at = time.monotonic()  # what could not be offered in time is not offered in a burst later
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def _send_batch(self, n: int) -> None:
-        api = self._api(n)
+        """One batch from the accounts pinned to one node that answers, to that node. Each account talks to its
+        own node only, as a wallet does: a nonce is never read from a node that has not seen the account's
+        latest actions yet (a race that signs a second action with a nonce already taken). While a node is down
+        its accounts wait and the others carry the rate."""
+        up = self._nodes_up()
+        if not up:
+            self.stats.unavailable += self.batch
+            return
+        node = up[n % len(up)]
+        api = self.apis[node]
         if self._chain is None:
             try:
                 read = sdk.ChainParams.from_chain_info(self.api.get(api, "/v1/chain", timeout=2))
             except (Unavailable, sdk.InvalidAction):
+                self._failed_at[node] = time.monotonic()
                 self.stats.unavailable += self.batch
                 return
             self._chain = sdk.ChainParams(read.chain_id, max(self.fee or 0, read.min_fee))
+        mine = self._pinned[node]
         batch: list[Signed] = []
         for _ in range(self.batch):
-            k = self._rng.randrange(len(self.keys))
-            if not self.nonces.known(k):
-                self._resync(k)
-                if not self.nonces.known(k):
-                    continue
+            k = mine[self._rng.randrange(len(mine))]
+            if not self.nonces.known(k) and not self._resync(k, node):
+                self._failed_at[node] = time.monotonic()
+                self.stats.unavailable += self.batch - len(batch)
+                break
             to = self.keys[(k + 1 + self._rng.randrange(len(self.keys) - 1)) % len(self.keys)]
             nonce = self.nonces.take(k)
             batch.append(
@@ -158,9 +181,11 @@ class BackgroundLoad:
         try:
             codes = self._sender.post(api, batch)
         except Unavailable:
+            self._failed_at[node] = time.monotonic()
             for k in {s.sender for s in batch}:
-                self.nonces.forget(k)  # re-read when the network answers again
+                self.nonces.forget(k)  # re-read from its node when it answers again
             return
+        self._failed_at.pop(node, None)
         now = time.time()
         for s, code in zip(batch, codes, strict=False):
             if code is None:

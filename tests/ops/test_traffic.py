@@ -237,7 +237,8 @@ def test_the_background_load_resyncs_forgets_refused_nonces_and_finds_lost_actio
     hashes = [h for _, h in bg.accepted]
     api.statuses = dict.fromkeys(hashes[1:], "finalized")
     lost = bg.lost(wait=0)
-    assert lost == {"accepted": len(hashes), "final": len(hashes) - 1, "lost": 1, "examples": hashes[:1]}
+    assert lost == {"offered": 8, "accepted": len(hashes), "final": len(hashes) - 1, "lost": 1, "examples": hashes[:1]}
+    assert {w["sender"] for w in sent} <= {KEYS[0].address, KEYS[2].address}, "node n0's accounts only"
     api.down = True
     before = bg.stats.unavailable
     bg._send_batch(1)
