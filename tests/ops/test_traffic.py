@@ -250,6 +250,38 @@ def test_the_background_load_names_an_unreadable_accounts_file(tmp_path: Path) -
         BackgroundLoad(["http://n0"], tmp_path / "nowhere")
 
 
+class OneNodeDown(FakeApi):
+    """Node n1 refuses connections; n0 answers and keeps its blocks (every batch it took, one block each)."""
+
+    def get(self, api: str, path: str, *, timeout: float) -> Any:
+        if api == "http://n1":
+            raise Unavailable(f"{api}{path}: connection refused")
+        if path == "/v1/chain":
+            return {"chain_id": 5, "min_fee": self.min_fee, "finalized_height": len(self.batches)}
+        if path.startswith("/v1/blocks/"):
+            return {"actions": self.batches[int(path.rsplit("/", 1)[1]) - 1]}
+        return super().get(api, path, timeout=timeout)
+
+    def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any:
+        if api == "http://n1":
+            raise Unavailable(f"{api}{path}: connection refused")
+        return super().post(api, path, body, timeout=timeout)
+
+
+def test_the_background_load_keeps_each_account_on_its_node_and_finds_final_actions_in_blocks(tmp_path: Path) -> None:
+    accounts = _write(tmp_path / "a.json", [k.secret().hex() for k in KEYS])
+    api = OneNodeDown()
+    bg = BackgroundLoad(["http://n0", "http://n1"], accounts, batch=6, api=api)
+    for n in range(6):
+        bg._send_batch(n)
+    # n1 failed once: its accounts (1 and 3) wait, nothing of theirs was ever sent elsewhere; n0's carry the rate
+    assert {w["sender"] for b in api.batches for w in b} == {KEYS[0].address, KEYS[2].address}
+    assert sum(len(b) for b in api.batches) >= 5 * 6 and bg.stats.unavailable == 6
+    assert bg.offered_between() == sum(len(b) for b in api.batches)
+    lost = bg.lost(wait=0, from_height=1)  # every accepted action is in n0's blocks: no status asked
+    assert lost["lost"] == 0 and lost["final"] == lost["accepted"] == len(bg.accepted) == bg.offered_between()
+
+
 async def test_the_open_loop_pins_accounts_to_nodes_and_counts_nonces_from_one() -> None:
     class Recorder:
         def __init__(self) -> None:
