@@ -445,11 +445,19 @@ async def _load(
     refused: dict[str, int] = {}
     accepted = 0
 
+    ours = {k.address for k in keys}
+    early: dict[tuple[str, int], float] = {}  # the load's actions seen final before their answer came back
+
     def on_answer(s: Signed, code: str | None, t: float) -> None:
         nonlocal accepted
         if code is None:
             accepted += 1
-            pending[(s.wire["sender"], int(s.wire["nonce"]))] = t
+            key = (s.wire["sender"], int(s.wire["nonce"]))
+            seen = early.pop(key, None)
+            if seen is None:
+                pending[key] = t
+            else:
+                rec.latencies.append((t, seen - t))
         else:
             refused[code] = refused.get(code, 0) + 1
 
@@ -474,15 +482,19 @@ async def _load(
                     while height < tip:
                         b = await api.get(observe.url, f"/v1/blocks/{height + 1}")
                         seen = time.time()
-                        ours = 0
+                        mine = 0
                         for a in b.get("actions") or ():
-                            t = pending.pop((a.get("sender"), a.get("nonce")), None)
+                            key = (a.get("sender"), a.get("nonce"))
+                            t = pending.pop(key, None)
                             if t is not None:
-                                ours += 1
+                                mine += 1
                                 rec.latencies.append((t, seen - t))
+                            elif key[0] in ours:
+                                mine += 1
+                                early[key] = seen
                         h = b["header"]
                         rec.blocks.append(
-                            BlockSeen(int(h["height"]), int(h["timestamp_ms"]), len(b.get("actions") or ()), ours, seen)
+                            BlockSeen(int(h["height"]), int(h["timestamp_ms"]), len(b.get("actions") or ()), mine, seen)
                         )
                         height += 1
                 except (Unavailable, KeyError, TypeError, ValueError):
