@@ -74,7 +74,7 @@ def _funded(funded: Path | None, net: Any, lab_state: Any, inventory: Path) -> t
 @click.option("--funded", type=click.Path(path_type=Path), help="Funded accounts (a JSON list of secrets) that pay.")
 @click.option("--mix", "mix_text", default="transfer=100", show_default=True, help="Shares: transfer=90,stake=10.")
 @click.option("--seed", type=int, default=None, help="Seed of accounts and choices (default: random).")
-@click.option("--nodes", help="Only these delegates (names or API URLs, comma-separated).")
+@click.option("--nodes", help="Only these delegates (names or API URLs, comma-separated); URLs alone need no inventory.")
 @click.option("--batch", type=int, default=0, help="Actions per request (default: TPS/10 within 10..500).")
 @click.option("--drain", type=float, default=30.0, show_default=True, help="Seconds to wait after the load for accepted actions.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), help="Where load.json and load.html go.")
@@ -112,17 +112,26 @@ def run_cmd(
     mix = load_mod.parse_mix(mix_text)
     if batch and not 1 <= batch <= 2000:
         raise load_mod.LoadError(f"--batch must be in [1, 2000], not {batch}")
-    lab_state = lab_mod.load_state()
-    if inventory is None:
-        if lab_state is None or not lab_mod.is_up(lab_state):
-            raise load_mod.LoadError("no inventory given (-i INV) and no lab is up (`iotex-ops lab up`)")
-        inventory = Path(lab_state.inventory)
-    if not inventory.exists():
-        raise load_mod.LoadError(f"inventory {inventory} does not exist")
-    with network_mod.load(inventory) as net:
-        targets = _targets(net, nodes)
-        accounts_file, source = _funded(funded, net, lab_state, inventory)
-        prometheus_url = net.prometheus_url
+    urls = [x.strip() for x in (nodes or "").split(",") if x.strip()]
+    prometheus_url: str | None = None
+    if inventory is None and urls and all(u.startswith(("http://", "https://")) for u in urls):
+        # any network, by its nodes' API URLs alone (a localnet, a staging network): the funded accounts are given
+        if funded is None:
+            raise load_mod.LoadError("--nodes given as URLs without an inventory: give the funded accounts with --funded FILE")
+        targets = [load_mod.Target(u.split("//", 1)[1].rstrip("/"), u.rstrip("/")) for u in urls]
+        accounts_file, source = funded, "--funded"
+    else:
+        lab_state = lab_mod.load_state()
+        if inventory is None:
+            if lab_state is None or not lab_mod.is_up(lab_state):
+                raise load_mod.LoadError("no inventory given (-i INV, or --nodes URL,... --funded FILE) and no lab is up")
+            inventory = Path(lab_state.inventory)
+        if not inventory.exists():
+            raise load_mod.LoadError(f"inventory {inventory} does not exist")
+        with network_mod.load(inventory) as net:
+            targets = _targets(net, nodes)
+            accounts_file, source = _funded(funded, net, lab_state, inventory)
+            prometheus_url = net.prometheus_url
     try:
         keys = read_accounts(accounts_file, at_least=2 if use_funded else 1)
     except AccountsError as exc:
@@ -208,6 +217,8 @@ def _print_summary(console: Any, doc: dict[str, Any]) -> None:
         ("drop rate", f"{doc['drop_rate']:.2%}"),
         ("submit->final p50/p95/p99/max", " / ".join(f(lat[k], " s") for k in ("p50", "p95", "p99", "max"))),
         ("block interval p50/max", f"{f(bi['p50'], ' s')} / {f(bi['max'], ' s')}"),
+        ("offered->answer p50/p99 (queue, admission)", " / ".join(f(doc["answer_s"][k], " s") for k in ("p50", "p99"))),
+        ("observer lag p50/max (behind block time)", " / ".join(f(doc["observer_lag_s"][k], " s") for k in ("p50", "max"))),
         ("versions", ", ".join(doc["versions"])),
     ]
     for k, v in rows:

@@ -448,8 +448,13 @@ async def _load(
     ours = {k.address for k in keys}
     early: dict[tuple[str, int], float] = {}  # the load's actions seen final before their answer came back
 
+    answered_batch: set[float] = set()
+
     def on_answer(s: Signed, code: str | None, t: float) -> None:
         nonlocal accepted
+        if t not in answered_batch:  # once per request (its actions share their offer time)
+            answered_batch.add(t)
+            rec.answers.append(time.time() - t)
         if code is None:
             accepted += 1
             key = (s.wire["sender"], int(s.wire["nonce"]))
@@ -554,6 +559,8 @@ async def _load(
     rec.accepted = accepted
     rec.refused = refused
     rec.meta["generator_behind_s"] = round(ol.behind_s, 3)
+    rec.meta["nonces_reread"] = ol.stats.resyncs  # accounts that stopped after a refusal and read their nonce again
+    rec.meta["not_offered"] = ol.skipped  # slots of the rate left empty: every account of a node was waiting
     rec.meta["drained"] = not pending
     figures = resources.figures()
     source = "the nodes' /metrics (process_* gauges)"

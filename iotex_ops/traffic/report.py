@@ -55,6 +55,7 @@ class Recording:
     samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # (t, offered, accepted, finalized) cumulative
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {url, version, cpu_percent, rss_mib, ...}
     meta: dict[str, Any] = field(default_factory=dict)  # accounts, mix, batch, drained, prometheus...
+    answers: list[float] = field(default_factory=list)  # seconds from offered to the node's answer, per request
 
     @property
     def finalized(self) -> int:
@@ -156,6 +157,10 @@ def summarize(rec: Recording) -> dict[str, Any]:
             "p50": None if not intervals else round(percentile(intervals, 0.5) or 0.0, 3),
             "max": None if not intervals else round(max(intervals), 3),
         },
+        # where latency goes: waiting for the node's answer (queue + admission), and the observer's own lag behind
+        # the blocks' timestamps (its process starved of CPU shows here, not in the chain)
+        "answer_s": latency_summary(rec.answers),
+        "observer_lag_s": latency_summary([b.seen_at - b.timestamp_ms / 1000 for b in rec.blocks]),
         "blocks": len(rec.blocks),
         "blocks_loaded": sum(1 for b in rec.blocks if b.ours > 0),
         "max_actions_per_block": max((b.actions for b in rec.blocks), default=0),
@@ -301,6 +306,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
         ("drop rate", _fmt(doc.get("drop_rate"))),
         ("submit→final p50 / p95 / p99 / max", " / ".join(_fmt(lat.get(k), " s") for k in ("p50", "p95", "p99", "max"))),
         ("block interval p50 / max", f"{_fmt(bi.get('p50'), ' s')} / {_fmt(bi.get('max'), ' s')}"),
+        ("offered→answer p50 / p99", " / ".join(_fmt((doc.get("answer_s") or {}).get(k), " s") for k in ("p50", "p99"))),
+        ("observer lag p50 / max", " / ".join(_fmt((doc.get("observer_lag_s") or {}).get(k), " s") for k in ("p50", "max"))),
         ("blocks (loaded)", f"{_fmt(doc.get('blocks'))} ({_fmt(doc.get('blocks_loaded'))})"),
         ("seed", _fmt(doc.get("seed"))),
         ("accounts", _fmt(doc.get("accounts"))),

@@ -300,3 +300,35 @@ async def test_the_open_loop_pins_accounts_to_nodes_and_counts_nonces_from_one()
         assert {w["sender"] for w in wires} == senders
         for s in senders:
             assert [w["nonce"] for w in wires if w["sender"] == s] == list(range(1, 1 + sum(w["sender"] == s for w in wires)))
+
+
+async def test_the_open_loop_reads_a_refused_accounts_nonce_again_before_it_sends_more() -> None:
+    class OnceRefused:
+        """Refuses each sender's nonce 2 the first time (as a node that missed it would); GET answers the
+        accounts' next nonces from what it accepted."""
+
+        def __init__(self) -> None:
+            self.accepted: dict[str, list[int]] = {}
+            self.refused: set[str] = set()
+
+        async def post(self, api: str, path: str, body: Any) -> Any:
+            results = []
+            for w in body["actions"]:
+                mine = self.accepted.setdefault(w["sender"], [])
+                if w["nonce"] != len(mine) + 1 or (w["nonce"] == 2 and w["sender"] not in self.refused):
+                    self.refused.add(w["sender"])
+                    results.append({"error": {"code": "nonce_gap", "message": "no"}})
+                else:
+                    mine.append(w["nonce"])
+                    results.append({"hash": sdk.action_hash(w)})
+            return {"accepted": sum("hash" in r for r in results), "results": results}
+
+        async def get(self, api: str, path: str) -> Any:
+            return {"pending_nonce": len(self.accepted.get(path.rsplit("/", 1)[1], [])) + 1}
+
+    node = OnceRefused()
+    run = await open_loop(["http://n0"], KEYS, chain_id=5, fee=10, tps=400, seconds=1.0, batch=4, api=node)
+    assert run.stats.resyncs >= 1 and node.refused
+    for sender, nonces in node.accepted.items():  # what each sender got accepted has no gap: it went on after 2
+        assert nonces == list(range(1, len(nonces) + 1)), sender
+    assert sum(len(n) for n in node.accepted.values()) > len(KEYS) * 2
