@@ -203,7 +203,7 @@ def _print_summary(console: Any, doc: dict[str, Any]) -> None:
     def g(v: Any) -> str:
         return "-" if v is None else f"{v:,.1f}"
 
-    lat, bi = doc["latency_s"], doc["block_interval_s"]
+    lat, bi, sample = doc["latency_s"], doc["block_interval_s"], doc.get("not_final_sample")
     t = Table(title=f"load: {doc['target_tps']:g} TPS offered for {doc['duration_s']:g} s, seed {doc['seed']}")
     t.add_column("figure")
     t.add_column("value")
@@ -212,7 +212,7 @@ def _print_summary(console: Any, doc: dict[str, Any]) -> None:
         ("accepted", f(doc["accepted"])),
         ("refused", f(doc["refused"]) + (f"  {doc['refused_by_reason']}" if doc["refused_by_reason"] else "")),
         ("finalized", f(doc["finalized"])),
-        ("lost (accepted, never final)", f(doc["lost"])),
+        ("lost (accepted, not final after the drain)", f(doc["lost"]) + (f"  sampled: {sample}" if sample else "")),
         ("finalized TPS (chain)", f(doc["finalized_tps"])),
         ("drop rate", f"{doc['drop_rate']:.2%}"),
         ("submit->final p50/p95/p99/max", " / ".join(f(lat[k], " s") for k in ("p50", "p95", "p99", "max"))),

@@ -43,6 +43,7 @@ FUND_TIMEOUT_S = 120.0
 STAKE_AMOUNT = 10**15  # rau a stake action locks (0.001 IOTX): votes, not a change of the delegate set
 TRANSFER_AMOUNT = 1
 ACTION_KINDS = ("transfer", "stake")
+NOT_FINAL_SAMPLE = 100  # accepted actions never seen final whose status is asked after the drain
 
 
 class LoadError(OpsError):
@@ -447,6 +448,7 @@ async def _load(
 
     ours = {k.address for k in keys}
     early: dict[tuple[str, int], float] = {}  # the load's actions seen final before their answer came back
+    hashes: dict[tuple[str, int], str] = {}  # of the accepted actions, to ask about those never seen final
 
     answered_batch: set[float] = set()
 
@@ -461,6 +463,7 @@ async def _load(
             seen = early.pop(key, None)
             if seen is None:
                 pending[key] = t
+                hashes[key] = s.hash
             else:
                 rec.latencies.append((t, seen - t))
         else:
@@ -550,6 +553,17 @@ async def _load(
             if rec.finalized != last_fin:
                 last_fin, last_change = rec.finalized, time.monotonic()
         await asyncio.sleep(0.3)
+        # those not seen final: still waiting in a mempool (a backlog the drain did not clear), or refused for good?
+        sample = [hashes[k] for k in list(pending)[:NOT_FINAL_SAMPLE]]
+        statuses: dict[str, int] = {}
+        for h in sample:
+            try:
+                st = str((await api.get(observe.url, f"/v1/actions/{h}")).get("status"))
+            except (Unavailable, AttributeError):
+                st = "unknown"
+            statuses[st] = statuses.get(st, 0) + 1
+        if statuses:
+            rec.meta["not_final_sample"] = statuses
         for task in (obs, samp):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
