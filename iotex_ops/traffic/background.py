@@ -65,7 +65,7 @@ class BackgroundLoad:
         self.batch = batch or max(10, min(MAX_BATCH, int(tps // 10)))
         self.api = api or HttpNodeApi()
         self.stats = LoadStats()
-        self.accepted: list[tuple[float, str]] = []  # (unix time, hash)
+        self.accepted: list[tuple[float, str]] = []  # (unix time it was offered, hash)
         self.offered: list[tuple[float, int]] = []  # (unix time, transfers) per batch offered (signed to be sent)
         self.behind_s = 0.0  # how far the loop fell behind its rate at worst (it could not offer `tps`)
         self.nonces: CountingNonces[int] = CountingNonces()
@@ -177,7 +177,8 @@ class BackgroundLoad:
             )
         if not batch:
             return
-        self.offered.append((time.time(), len(batch)))
+        offered_at = time.time()
+        self.offered.append((offered_at, len(batch)))
         try:
             codes = self._sender.post(api, batch)
         except Unavailable:
@@ -186,10 +187,10 @@ class BackgroundLoad:
                 self.nonces.forget(k)  # re-read from its node when it answers again
             return
         self._failed_at.pop(node, None)
-        now = time.time()
         for s, code in zip(batch, codes, strict=False):
             if code is None:
-                self.accepted.append((now, s.hash))
+                # stamped when offered, as `offered` is: a drill's window counts each action on one side of it
+                self.accepted.append((offered_at, s.hash))
             else:
                 self.nonces.forget(s.sender)
 
