@@ -403,7 +403,7 @@ def rehearsal_cmd(
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps({"drills": out["drills"], "report": out["report"], "duration_s": out["duration_s"],
-                               "load": out["load"]}, indent=2, default=str))  # fmt: skip
+                               "load": out["load"], "load_tps": out["load_tps"]}, indent=2, default=str))  # fmt: skip
     else:
         table = Table(title=f"rehearsal: {delegates} delegates on {hosts} hosts, {out['duration_s']:.0f} s")
         for col in ("drill", "result", "duration", "downtime", "blocks finalized", "offered tx", "final tx", "lost tx"):
