@@ -24,12 +24,16 @@ from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.traffic import BackgroundLoad
 
 DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
-# drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
-# the others stop every node, and a node's mempool does not outlive its process
-NO_LOSS = ("first-aid", "hotfix-compatible")
+# drills after which every transaction accepted meanwhile must be final: all of them under load (a node's
+# mempool outlives its process since the mempool journal, so the drills that stop every node lose nothing either)
+NO_LOSS = ("first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
 # rollback-recovery re-submits the displaced actions: new traffic is held from the moment the nodes stop
 # until those are re-submitted, or new actions would take their nonces (as an operator holds the gateway)
 HOLD_TRAFFIC = {"rollback-recovery": ("stop", "resubmit")}
+
+
+# the background load's default rate: the Mainnet Rehearsal drilled under 300+ finalized TPS
+DEFAULT_LOAD_TPS = 300.0
 
 
 class RehearsalError(OpsError):
@@ -49,6 +53,8 @@ class DrillRow:
     report_html: str | None = None
     error: str | None = None
     lost_actions: int | None = None
+    offered_actions: int | None = None  # the background load's transfers offered while the drill ran
+    final_actions: int | None = None  # of those the network accepted, final after the drill
     measures: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +64,8 @@ class DrillRow:
             "duration_s": round(self.duration_s, 3),
             "downtime_s": self.downtime_s,
             "blocks_finalized": self.blocks_finalized,
+            "offered_actions": self.offered_actions,
+            "final_actions": self.final_actions,
             "lost_actions": self.lost_actions,
             "run_id": self.run_id,
             "started": self.started,
@@ -122,7 +130,7 @@ def rehearse(
     root: Path | None = None,
     *,
     state_dir: Path | None = None,
-    load_tps: float = 20.0,
+    load_tps: float = DEFAULT_LOAD_TPS,
     drills: tuple[str, ...] = DRILLS,
     say: Callable[[str], None] = lambda s: None,
     on_event: Callable[[str, Event], None] | None = None,
@@ -169,7 +177,7 @@ def rehearse(
     extra = {
         "lab": {"mode": state.mode, "delegates": state.delegates, "root": state.root, "started_by_rehearsal": started_lab},
         "lab_up_s": round(lab_s, 3),
-        "load": load.stats.to_json() if load else None,
+        "load": None if load is None else {**load.stats.to_json(), "offered": load.offered_between(), "behind_s": load.behind_s},
         "load_tps": load_tps,
     }
     html, js = report.write_rehearsal(out, [r.to_json() for r in rows], t0, ended, state.prometheus_url, extra)
@@ -246,8 +254,14 @@ def _drill(
         measures=m,
     )
     if load is not None:
-        lost = load.lost(since=started, until=ended, wait=30.0 if name in NO_LOSS else 5.0)
-        row.lost_actions = lost["lost"]
+        target = m.get("target_height")
+        # the blocks the drill's actions can be in: from the lower of where it began and where a rollback returned to
+        heights = [h for h in (h0, target) if isinstance(h, int) and not isinstance(h, bool)]
+        base = min(heights) if heights else None
+        lost = load.lost(
+            since=started, until=ended, wait=30.0 if name in NO_LOSS else 5.0, from_height=None if base is None else base + 1
+        )
+        row.lost_actions, row.offered_actions, row.final_actions = lost["lost"], lost["offered"], lost["final"]
         row.measures = {**m, "load": lost}
         if name in NO_LOSS and lost["lost"] and row.result == "passed":
             row.result = "failed"

@@ -87,6 +87,7 @@ main.add_command(rehearsal_cmd)
 
 from iotex_ops.cli.alertd import alertd  # noqa: E402
 from iotex_ops.cli.drill import drill  # noqa: E402
+from iotex_ops.cli.load import load  # noqa: E402
 from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
 from iotex_ops.cli.pager import pager  # noqa: E402
 from iotex_ops.cli.schedule import schedule  # noqa: E402
@@ -98,3 +99,4 @@ main.add_command(monitoring_group)
 main.add_command(schedule)
 main.add_command(drill)
 main.add_command(scheduler)
+main.add_command(load)
