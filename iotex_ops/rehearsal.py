@@ -1,6 +1,6 @@
-"""The rehearsal: the five drills in order on the lab, under a bounded background load, with one report.
+"""The rehearsal: the six drills in order on the lab, under a bounded background load, with one report.
 
-bootstrap (a new chain) -> first-aid -> hotfix-compatible -> hotfix-incompatible -> rollback-recovery.
+bootstrap (a new chain) -> first-aid -> hotfix-compatible -> hotfix-incompatible -> rollback-recovery -> flood.
 Each drill is a normal runbook run (its own journal and report); the rehearsal adds the load, checks that
 no transaction the network accepted during a drill was lost, and writes a combined report.
 """
@@ -23,10 +23,14 @@ from iotex_ops.runbook.events import Event, Phase, RunEnd, RunFailing, StepDone,
 from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.traffic import BackgroundLoad
 
-DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
+DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood")
 # drills after which every transaction accepted meanwhile must be final: all of them under load (a node's
 # mempool outlives its process since the mempool journal, so the drills that stop every node lose nothing either)
-NO_LOSS = ("first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
+NO_LOSS = ("first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood")
+# drills that run honest load of their own (the flood measures its honest transfers' latency with and without
+# the flood, from the same funded accounts): the background load is held for the whole drill, and the row's
+# offered, final and lost are the drill's own honest load's
+OWN_LOAD = ("flood",)
 # rollback-recovery re-submits the displaced actions: new traffic is held from the moment the nodes stop
 # until those are re-submitted, or new actions would take their nonces (as an operator holds the gateway)
 HOLD_TRAFFIC = {"rollback-recovery": ("stop", "resubmit")}
@@ -93,6 +97,7 @@ def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
         "hotfix-compatible": {"version": rel["compatible"]},
         "hotfix-incompatible": {"version": rel["incompatible"], "halt_in": 10},
         "rollback-recovery": {"blocks": 10},
+        "flood": {"flood_s": 15, "baseline_s": 10, "tail_s": 1},
     }
 
 
@@ -229,6 +234,8 @@ def _drill(
     # drill raised): wait for it rather than fail the rehearsal
     engine = Engine(RunStore(state_dir), yes=True, on_event=seen, lock_wait_s=60, maintenance="auto" if maintenance else "off")
     res: RunResult | None = None
+    if load is not None and name in OWN_LOAD:
+        load.hold()
     try:
         with network_mod.load(state.inventory) as net:
             res = engine.run(books[name], net, params)
@@ -253,7 +260,14 @@ def _drill(
         error=res.error,
         measures=m,
     )
-    if load is not None:
+    if name in OWN_LOAD:
+        accepted, lost_n = m.get("accepted_honest"), m.get("lost")
+        if isinstance(accepted, int) and isinstance(lost_n, int):
+            d = m.get("displaced")
+            displaced = d if isinstance(d, int) else 0
+            row.offered_actions, row.lost_actions = accepted + sum((m.get("refused_honest") or {}).values()), lost_n
+            row.final_actions = accepted - lost_n - displaced
+    elif load is not None:
         target = m.get("target_height")
         # the blocks the drill's actions can be in: from the lower of where it began and where a rollback returned to
         heights = [h for h in (h0, target) if isinstance(h, int) and not isinstance(h, bool)]

@@ -381,7 +381,7 @@ def runs_cmd(as_json: bool, last: int) -> None:
 def rehearsal_cmd(
     delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool, no_maintenance: bool
 ) -> None:
-    """The five drills in order on the lab (brought up unless one is), under load; a summary and a report."""
+    """The six drills in order on the lab (brought up unless one is), under load; a summary and a report."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

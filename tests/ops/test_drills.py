@@ -198,7 +198,7 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     assert res.returncode == 0, dump(res)
     doc = result_json(res)
     names = [d["name"] for d in doc["drills"]]
-    assert names == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery"]
+    assert names == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood"]
     assert all(d["result"] == "passed" for d in doc["drills"]), json.dumps(doc["drills"], indent=1)[:3000]
     for d in doc["drills"]:
         assert d["duration_s"] > 0 and d["run_id"] and os.path.exists(d["report_html"])
@@ -210,6 +210,8 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     assert by["hotfix-incompatible"]["measures"]["protocol"] == 2
     assert by["hotfix-incompatible"]["downtime_s"] > 0
     assert by["rollback-recovery"]["measures"]["resubmitted"] > 0  # the background load's actions were displaced
+    # the flood's row is its own honest load's (the background load is held meanwhile)
+    assert by["flood"]["measures"]["accepted_honest"] > 0 and by["flood"]["measures"]["lost"] == 0
     assert doc["load"]["accepted"] > 100
     report = json.loads(Path(doc["report"]).with_suffix(".json").read_text())
     assert [d["name"] for d in report["drills"]] == names
