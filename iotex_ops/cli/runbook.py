@@ -382,6 +382,7 @@ def rehearsal_cmd(
     delegates: int, hosts: str, load_tps: float, drills: tuple[str, ...], as_json: bool, no_maintenance: bool
 ) -> None:
     """The six drills in order on the lab (brought up unless one is), under load; a summary and a report."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -405,9 +406,12 @@ def rehearsal_cmd(
         click.echo(json.dumps({"drills": out["drills"], "report": out["report"], "duration_s": out["duration_s"],
                                "load": out["load"], "load_tps": out["load_tps"]}, indent=2, default=str))  # fmt: skip
     else:
-        table = Table(title=f"rehearsal: {delegates} delegates on {hosts} hosts, {out['duration_s']:.0f} s")
-        for col in ("drill", "result", "duration", "downtime", "blocks finalized", "offered tx", "final tx", "lost tx"):
-            table.add_column(col)
+        table = Table(title=f"rehearsal: {delegates} delegates on {hosts} hosts, {out['duration_s']:.0f} s",
+                      box=box.SIMPLE_HEAD, collapse_padding=True)  # fmt: skip
+        # narrow headers and no wrapping: the table fits 80 columns (CI logs, a pipe) without cutting a drill's name
+        table.add_column("drill", no_wrap=True)
+        for col in ("result", "time", "down", "blocks", "offered", "final", "lost"):
+            table.add_column(col, no_wrap=True, min_width=len(col), justify="left" if col == "result" else "right")
         for d in out["drills"]:
             res = "[green]passed[/green]" if d["result"] == "passed" else "[red]failed[/red]"
             down = f"{d['downtime_s']:.2f}s" if d["downtime_s"] is not None else "-"
