@@ -383,6 +383,7 @@ def test_a_crash_before_the_commit_leaves_no_journal_line_and_the_restart_journa
     assert not rig.service.running()
     assert "remediation_start" not in [e["event"] for e in rig.journal()]  # the journal holds what the store holds
     svc2 = rig.new_service()
+    rig.runner.hold.set()  # the new service's run goes through
     svc2.recover()
     svc2.tick()
     for t in list(svc2._workers.values()):
