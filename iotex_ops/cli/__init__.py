@@ -98,3 +98,11 @@ main.add_command(monitoring_group)
 main.add_command(schedule)
 main.add_command(drill)
 main.add_command(scheduler)
+
+from iotex_ops.cli.client import account, action, chain, rewards, stake  # noqa: E402
+
+main.add_command(account)
+main.add_command(action)
+main.add_command(stake)
+main.add_command(chain)
+main.add_command(rewards)
