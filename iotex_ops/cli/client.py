@@ -30,7 +30,7 @@ def _fail(ctx: click.Context | None, exc: OpsError) -> NoReturn:
     from iotex_ops.client.errors import ClientError
 
     err = exc if isinstance(exc, ClientError) else ClientError(str(exc), getattr(exc, "code", None) or "node_error")
-    if ctx is not None and ctx.meta.get("iotex_json"):
+    if ctx is not None and ctx.meta.get("iotex_json") and not err.emitted:
         click.echo(json.dumps(err.to_json()))
     click.echo(f"{click.style('error:', fg='red')} {err}", err=True)
     sys.exit(err.exit_code)
@@ -168,8 +168,13 @@ def _send(
         text.append(f"why: {out.error}")
     if out.status == "finalized":
         text.append(f"balance after: about {iotx(p.balance_after)} IOTX")
+    problem = out.problem()
+    if problem is not None:
+        doc.update(problem.to_json())  # one object: what was sent, and why it did not end well
+        problem.emitted = True
     _emit(as_json, doc, text)
-    out.check()
+    if problem is not None:
+        raise problem
 
 
 # --- account -------------------------------------------------------------------------------------------
@@ -967,9 +972,15 @@ def rewards_distribute(
         f"fees: {iotx(report.fees)} IOTX",
     ] + (["verified on chain: every voter paid exactly once"] if report.verified else [])
     text += [f"problem: {p}" for p in report.problems]
-    _emit(kw["as_json"], report.to_json(), text)
+    doc = report.to_json()
+    problem = None
     if report.problems:
-        raise ClientError(f"{len(report.problems)} problems found on chain (see above)", "not_verified", EXIT_NOT_DONE)
+        problem = ClientError(f"{len(report.problems)} problems found on chain (see above)", "not_verified", EXIT_NOT_DONE)
+        doc.update(problem.to_json())
+        problem.emitted = True
+    _emit(kw["as_json"], doc, text)
+    if problem is not None:
+        raise problem
 
 
 class _WatchOnly:

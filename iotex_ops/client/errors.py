@@ -21,6 +21,7 @@ class ClientError(OpsError):
         super().__init__(message)
         self.code = code
         self.exit_code = exit_code
+        self.emitted = False  # with --json: already part of the one object the command printed
 
     def to_json(self) -> dict[str, object]:
         return {"error": {"code": self.code, "message": str(self), "exit_code": self.exit_code}}

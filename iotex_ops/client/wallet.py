@@ -164,17 +164,20 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hash": self.hash, "status": self.status}
-        for k in ("height", "error", "bucket"):
+        for k in ("height", "bucket"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
+        if self.error is not None:
+            out["reason"] = self.error
         return {**out, **self.extra}
 
-    def check(self) -> None:
-        """Raise (exit 3) unless it ended well or was only meant to be sent."""
+    def problem(self) -> ClientError | None:
+        """The error (exit 3) when it did not end well; None when it did, or was only meant to be sent."""
         if self.status in ("failed", "rejected"):
-            raise ClientError(f"action {self.hash} {self.status}: {self.error}", self.status, EXIT_NOT_DONE)
+            return ClientError(f"action {self.hash} {self.status}: {self.error}", self.status, EXIT_NOT_DONE)
         if self.status == "pending":
-            raise ClientError(f"action {self.hash} is not final yet: {self.error}", "not_final", EXIT_NOT_DONE)
+            return ClientError(f"action {self.hash} is not final yet: {self.error}", "not_final", EXIT_NOT_DONE)
+        return None
 
 
 def submit(node: NodeClient, signed: Any) -> str:
