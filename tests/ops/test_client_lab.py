@@ -201,8 +201,9 @@ def test_drill_round_stake_epoch_claim_bookkeep_distribute_statement(client: Cli
     assert client.refused("rewards", "claim", "1000000000", "--from", "d0owner", "--yes", "--password-env", PASSWORD_ENV,
                           code="balance_too_low")  # fmt: skip
     plan = tmp_path / "plan.csv"
-    summary = client.json("rewards", "bookkeep", "--delegate", "delegate0", "--from-epoch", str(epoch), "--to-epoch", str(epoch),
-                          "--percentage", "90", "--include-block-rewards", "--min-payout", "0.001", "--out", str(plan))  # fmt: skip
+    span = ("--delegate", "delegate0", "--from-epoch", str(epoch), "--to-epoch", str(epoch))
+    summary = client.json("rewards", "bookkeep", *span, "--percentage", "90", "--include-block-rewards", "--min-payout", "0.001",
+                          "--out", str(plan))  # fmt: skip
     assert summary["voters"] >= 3 and int(summary["to_voters"]) > 0
     lines = plan.read_text().splitlines()
     assert lines[0] == "delegate,from_epoch,to_epoch,voter,amount_rau,amount_iotx"
