@@ -6,7 +6,8 @@ weighted votes of their buckets for the delegate at the epoch's end (the votes t
 reward). Shares are exact fractions, summed per voter over the epochs, then floored to whole rau:
 - what a voter is owed below `min_payout` is carried to the next run as that voter's (not paid as dust);
 - the fractions of a rau, and the pool of an epoch in which nobody voted for the delegate, are carried as the
-  run's remainder, and shared in the next run by the same weights as that run's pool (never lost).
+  run's remainder, and shared in the next run by that run's votes (each voter's share of each epoch's
+  votes, summed over its epochs): never lost.
 So, exactly: paid + carried to voters + remainder = (rewards x percentage) + what was carried in.
 The plan depends only on its inputs; its payouts are in address order.
 """
@@ -123,6 +124,7 @@ def bookkeep(
         raise ClientError(f"percentage {percentage * 100} is not from 0 to 100", "bad_input")
     carried_in = carried_in or Carry()
     due: dict[str, Fraction] = {}
+    weight: dict[str, Fraction] = {}  # each voter's share of the votes, summed over the epochs
     remainder = carried_in.remainder
     reward = 0
     for e in sorted(epochs, key=lambda e: e.epoch):
@@ -137,10 +139,11 @@ def bookkeep(
         for voter, v in e.votes.items():
             if v:
                 due[voter] = due.get(voter, Fraction(0)) + pool * v / total
-    # The carried remainder is shared by this run's weights (a run with no voter carries it on).
-    shared = sum(due.values(), Fraction(0))
-    if shared > 0 and remainder > 0:
-        due = {v: d + remainder * d / shared for v, d in due.items()}
+                weight[voter] = weight.get(voter, Fraction(0)) + Fraction(v, total)
+    # The carried remainder is shared by this run's votes (a run with no voter carries it on).
+    weights = sum(weight.values(), Fraction(0))
+    if weights > 0 and remainder > 0:
+        due = {v: due[v] + remainder * w / weights for v, w in weight.items()}
         remainder = Fraction(0)
     for voter, amount in carried_in.voters.items():
         due[voter] = due.get(voter, Fraction(0)) + amount
