@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from iotex_ops.cli.common import OpsCommand, OpsGroup
 from iotex_ops.errors import OpsError
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _fail(ctx: click.Context | None, exc: OpsError) -> NoReturn:
     sys.exit(err.exit_code)
 
 
-class ClientCommand(click.Command):
+class ClientCommand(OpsCommand):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -44,7 +45,7 @@ class ClientCommand(click.Command):
             _fail(ctx, exc)
 
 
-class ClientGroup(click.Group):
+class ClientGroup(OpsGroup):
     command_class = ClientCommand
     group_class = type
 
