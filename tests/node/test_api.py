@@ -675,8 +675,8 @@ async def test_unknown_and_missing_fields(client: Client, net: NetHomes) -> None
     wire = transfer(net.accounts[0], net.accounts[1].address, 1)
     status, body = await client.post("/v1/actions", dict(wire, memo="hi"))
     assert_error(status, body, 400, "invalid_action", mention="memo")
-    status, body = await client.post("/v1/actions", dict(wire, payload={**wire["payload"], "memo": "x"}))
-    assert_error(status, body, 400, "invalid_action", mention="memo")
+    status, body = await client.post("/v1/actions", dict(wire, payload={**wire["payload"], "note": "x"}))
+    assert_error(status, body, 400, "invalid_action", mention="note")
     missing = {k: v for k, v in wire.items() if k != "nonce"}
     status, body = await client.post("/v1/actions", missing)
     assert_error(status, body, 400, "invalid_action", mention="nonce")
