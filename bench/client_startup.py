@@ -47,9 +47,19 @@ def main() -> int:
             res = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
             walls.append(time.perf_counter() - t0)
             assert "IOTX" in res.stdout
-    print(json.dumps({"command": "iotex-ops account balance ADDRESS", "runs": args.runs, "wall_s_min": round(min(walls), 3),
-                      "wall_s_median": round(statistics.median(walls), 3), "wall_s_max": round(max(walls), 3),
-                      "cpus": os.cpu_count()}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "command": "iotex-ops account balance ADDRESS",
+                "runs": args.runs,
+                "wall_s_min": round(min(walls), 3),
+                "wall_s_median": round(statistics.median(walls), 3),
+                "wall_s_max": round(max(walls), 3),
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

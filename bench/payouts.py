@@ -38,8 +38,14 @@ def main() -> int:
     args = ap.parse_args()
     print(reference_line(), flush=True)
     base = Path(tempfile.mkdtemp(prefix="bench-payouts-", dir="/tmp"))
-    net = LocalNet.generate(base / "net", args.delegates, block_interval_ms=args.block_ms, epoch_length=args.epoch_length,
-                            accounts=args.voters, rate_limit=5000.0)  # fmt: skip
+    net = LocalNet.generate(
+        base / "net",
+        args.delegates,
+        block_interval_ms=args.block_ms,
+        epoch_length=args.epoch_length,
+        accounts=args.voters,
+        rate_limit=5000.0,
+    )
     cli = [sys.executable, "-m", "iotex_ops.cli"]
     with net:
         net.start()
@@ -57,7 +63,7 @@ def main() -> int:
                 candidate=f"delegate{i % args.delegates}",
                 amount=(1 + i % 7) * 10**18,
                 duration_days=7 * (i % 4),
-            )  # fmt: skip
+            )
             for i, k in enumerate(voters)
         ]
         for i in range(0, len(stakes), 500):
@@ -72,12 +78,34 @@ def main() -> int:
         for i, owner in enumerate(owners):
             kf = base / f"owner{i}.key"
             kf.write_text(owner.secret().hex())
-            subprocess.run([*cli, "account", "import", "--alias", f"owner{i}", "--private-key-file", str(kf), "--password-env",
-                            "BENCH_PW"], env=env, check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [*cli, "account", "import", "--alias", f"owner{i}", "--private-key-file", str(kf), "--password-env", "BENCH_PW"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             plan = base / f"plan{i}.csv"
-            subprocess.run([*cli, "rewards", "bookkeep", "--delegate", f"delegate{i}", "--from-epoch", str(epoch), "--to-epoch",
-                            str(epoch), "--percentage", "90", "--include-block-rewards", "--out", str(plan)],
-                           env=env, check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [
+                    *cli,
+                    "rewards",
+                    "bookkeep",
+                    "--delegate",
+                    f"delegate{i}",
+                    "--from-epoch",
+                    str(epoch),
+                    "--to-epoch",
+                    str(epoch),
+                    "--percentage",
+                    "90",
+                    "--include-block-rewards",
+                    "--out",
+                    str(plan),
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             plans.append(plan)
         before = [node.account(o.address) for o in owners]
         t0 = time.monotonic()
@@ -101,7 +129,7 @@ def main() -> int:
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-            )  # fmt: skip
+            )
             for i, p in enumerate(plans)
         ]
         reports = []
@@ -117,11 +145,23 @@ def main() -> int:
         for o, b in zip(owners, before, strict=True):
             a = node.account(o.address)
             fees += (a.nonce - b.nonce) * params.min_fee  # every action of theirs here paid the minimum fee
-        print(json.dumps({
-            "voters": args.voters, "delegates": args.delegates, "block_interval_ms": args.block_ms, "payouts": paid,
-            "verified": all(r["verified"] for r in reports), "wall_s": round(wall, 2), "fees_rau": str(fees),
-            "fees_iotx": fees / 10**18, "fee_per_payout_rau": str(params.min_fee), "cpus": os.cpu_count(),
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "voters": args.voters,
+                    "delegates": args.delegates,
+                    "block_interval_ms": args.block_ms,
+                    "payouts": paid,
+                    "verified": all(r["verified"] for r in reports),
+                    "wall_s": round(wall, 2),
+                    "fees_rau": str(fees),
+                    "fees_iotx": fees / 10**18,
+                    "fee_per_payout_rau": str(params.min_fee),
+                    "cpus": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ from iotex_ops.errors import OpsError
 for _name in main.list_commands(click.Context(main)):
     main.get_command(click.Context(main), _name)
 
+
 def _walk(cmd: click.Command, path: str = "iotex-ops") -> list[tuple[str, click.Command]]:
     out = [(path, cmd)]
     if isinstance(cmd, click.Group):
