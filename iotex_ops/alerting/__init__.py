@@ -7,8 +7,9 @@ One generator (pure functions over `Settings` and the delegates' `Target`s) feed
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iotex_ops import lazy
 
 if TYPE_CHECKING:
     from iotex_ops.alerting.check import CheckRun, run_checks
@@ -47,13 +48,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, _WHERE)
 
 
 __all__ = [

@@ -170,10 +170,7 @@ def validate_change(doc: object, *, require_routing_key: bool = True) -> list[st
     if not isinstance(doc, dict):
         return ["Event object format is unrecognized: the body must be a JSON object"]
     errors: list[str] = []
-    if require_routing_key and _blank(doc.get("routing_key")):
-        errors.append("'routing_key' is missing or blank")
-    elif "routing_key" in doc and not isinstance(doc["routing_key"], str):
-        errors.append("'routing_key' must be a string")
+    _check_routing_key(doc, require_routing_key, errors)
     payload = doc.get("payload")
     if payload is None:
         errors.append("'payload' is missing")
@@ -187,21 +184,8 @@ def validate_change(doc: object, *, require_routing_key: bool = True) -> list[st
             errors.append(f"'payload.summary' is too long (maximum is {MAX_SUMMARY_CHARS} characters)")
         if "source" in payload and not isinstance(payload["source"], str):
             errors.append("'payload.source' must be a string")
-        timestamp = payload.get("timestamp")
-        if timestamp is not None and not (isinstance(timestamp, str) and _is_datetime(timestamp)):
-            errors.append("'payload.timestamp' is not a valid date-time (ISO 8601, e.g. 2015-07-17T08:42:58.315+0000)")
-        if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
-            errors.append("'payload.custom_details' must be an object")
-    _check_refs(doc, "links", "href", ("text",), errors)
-    _check_refs(doc, "images", "src", ("href", "alt"), errors)
-    if not errors:
-        try:
-            size = len(json.dumps(doc).encode())
-        except (TypeError, ValueError):
-            errors.append("event is not JSON-serializable")
-        else:
-            if size > MAX_EVENT_BYTES:
-                errors.append(f"event is too large ({size} bytes; maximum is {MAX_EVENT_BYTES})")
+        _check_timestamp_and_details(payload, errors)
+    _check_links_images_size(doc, errors)
     return errors
 
 
@@ -223,6 +207,35 @@ def _is_datetime(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_routing_key(doc: Mapping[str, Any], required: bool, errors: list[str]) -> None:
+    if required and _blank(doc.get("routing_key")):
+        errors.append("'routing_key' is missing or blank")
+    elif "routing_key" in doc and not isinstance(doc["routing_key"], str):
+        errors.append("'routing_key' must be a string")
+
+
+def _check_timestamp_and_details(payload: Mapping[str, Any], errors: list[str]) -> None:
+    timestamp = payload.get("timestamp")
+    if timestamp is not None and not (isinstance(timestamp, str) and _is_datetime(timestamp)):
+        errors.append("'payload.timestamp' is not a valid date-time (ISO 8601, e.g. 2015-07-17T08:42:58.315+0000)")
+    if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
+        errors.append("'payload.custom_details' must be an object")
+
+
+def _check_links_images_size(doc: Mapping[str, Any], errors: list[str]) -> None:
+    """`links`, `images`, then (when nothing else is wrong) the whole event's size."""
+    _check_refs(doc, "links", "href", ("text",), errors)
+    _check_refs(doc, "images", "src", ("href", "alt"), errors)
+    if not errors:
+        try:
+            size = len(json.dumps(doc).encode())
+        except (TypeError, ValueError):
+            errors.append("event is not JSON-serializable")
+        else:
+            if size > MAX_EVENT_BYTES:
+                errors.append(f"event is too large ({size} bytes; maximum is {MAX_EVENT_BYTES})")
 
 
 def _check_refs(doc: Mapping[str, Any], name: str, required: str, optional: tuple[str, ...], errors: list[str]) -> None:
@@ -252,10 +265,7 @@ def validate(doc: object, *, require_routing_key: bool = True) -> list[str]:
     if not isinstance(doc, dict):
         return ["Event object format is unrecognized: the body must be a JSON object"]
     errors: list[str] = []
-    if require_routing_key and _blank(doc.get("routing_key")):
-        errors.append("'routing_key' is missing or blank")
-    elif "routing_key" in doc and not isinstance(doc["routing_key"], str):
-        errors.append("'routing_key' must be a string")
+    _check_routing_key(doc, require_routing_key, errors)
 
     action = doc.get("event_action")
     if action is None:
@@ -291,11 +301,7 @@ def validate(doc: object, *, require_routing_key: bool = True) -> list[str]:
         severity = payload.get("severity")
         if severity is not None and severity not in SEVERITIES:
             errors.append(f"'payload.severity' is invalid: {severity!r} (must be one of {', '.join(SEVERITIES)})")
-        timestamp = payload.get("timestamp")
-        if timestamp is not None and not (isinstance(timestamp, str) and _is_datetime(timestamp)):
-            errors.append("'payload.timestamp' is not a valid date-time (ISO 8601, e.g. 2015-07-17T08:42:58.315+0000)")
-        if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
-            errors.append("'payload.custom_details' must be an object")
+        _check_timestamp_and_details(payload, errors)
         for field in _PAYLOAD_STRINGS:
             if field in payload and not isinstance(payload[field], str):
                 errors.append(f"'payload.{field}' must be a string")
@@ -303,15 +309,5 @@ def validate(doc: object, *, require_routing_key: bool = True) -> list[str]:
     for field in ("client", "client_url"):
         if field in doc and not isinstance(doc[field], str):
             errors.append(f"'{field}' must be a string")
-    _check_refs(doc, "links", "href", ("text",), errors)
-    _check_refs(doc, "images", "src", ("href", "alt"), errors)
-
-    if not errors:
-        try:
-            size = len(json.dumps(doc).encode())
-        except (TypeError, ValueError):
-            errors.append("event is not JSON-serializable")
-        else:
-            if size > MAX_EVENT_BYTES:
-                errors.append(f"event is too large ({size} bytes; maximum is {MAX_EVENT_BYTES})")
+    _check_links_images_size(doc, errors)
     return errors

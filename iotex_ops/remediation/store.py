@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from iotex_ops import sqlitedb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -139,15 +140,7 @@ _REM_COLS = set(RemediationRow.__dataclass_fields__)
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
-        if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
-        self.db.row_factory = sqlite3.Row
+        self.db = sqlitedb.open_db(path, SCHEMA, readonly=readonly)
 
     def close(self) -> None:
         self.db.close()
@@ -254,20 +247,6 @@ class Store:
             "INSERT INTO meta (key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)
         )
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One atomic, durable change (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        try:
-            self.db.execute("COMMIT")
-        except sqlite3.Error:
-            # a COMMIT that failed (disk full, I/O error) would leave the connection inside the transaction
-            # and refuse every later BEGIN: undo it, and let the caller see the error
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        return sqlitedb.transaction(self.db)

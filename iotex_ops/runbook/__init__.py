@@ -3,8 +3,9 @@ run's state (state), the runs on disk (store), journals, locks, checks, reports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iotex_ops import lazy
 
 if TYPE_CHECKING:
     from iotex_ops.runbook.context import RunContext
@@ -37,13 +38,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, _WHERE)
 
 
 __all__ = [

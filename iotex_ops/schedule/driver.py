@@ -23,6 +23,7 @@ from iotex_ops.runbook.lock import NetworkLocked
 from iotex_ops.runbook.model import Check, CheckResult, Runbook
 from iotex_ops.runbook.store import RunStore
 from iotex_ops.schedule import edge
+from iotex_ops.schedule.model import ScheduleError
 from iotex_ops.schedule.service import POLL_S, Alert, Outcome
 from iotex_ops.schedule.timing import ChainTime
 
@@ -49,7 +50,7 @@ class EngineDriver:
         self.network = network_mod.load(inventory, known_hosts)
         self.store = store
         self.runbook_dirs = runbook_dirs
-        self._chain: tuple[float, ChainTime | None] | None = None
+        self._chain: tuple[float, ChainTime] | None = None
 
     def close(self) -> None:
         self.network.close()
@@ -111,10 +112,13 @@ class EngineDriver:
         state = self.store.state(run_id)
         return ("ended", state.result) if state.end is not None else ("unfinished", None)
 
-    def chain(self, now: datetime) -> ChainTime | None:
-        """The chain's calendar (halt heights, activations), read from the nodes at most every 30 s."""
+    def chain(self, now: datetime) -> ChainTime:
+        """The chain's calendar (halt heights, activations), read from the nodes at most every 30 s; raises
+        ScheduleError naming what the nodes said when none answered."""
         if self._chain is None or time.monotonic() - self._chain[0] > 30:
-            got, _ = edge.read_chain([d.api for d in self.network.delegates], now)
+            got, errors = edge.read_chain([d.api for d in self.network.delegates], now)
+            if got is None:
+                raise ScheduleError("no delegate answered: " + "; ".join(errors)[:300])
             self._chain = (time.monotonic(), got)
         return self._chain[1]
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iotex_ops import sqlitedb
 from iotex_ops.schedule.model import ScheduleError
 
 SCHEMA = """
@@ -115,30 +116,15 @@ class SchedulerDB:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         try:
-            if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self.db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(SCHEMA)
+            self.db = sqlitedb.open_db(path, SCHEMA, readonly=readonly)
         except sqlite3.Error as exc:
             raise ScheduleError(f"{path}: the scheduler's state cannot be opened: {exc}") from None
-        self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self.db.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlitedb.transaction(self.db)
 
     # -- cursors --
 

@@ -282,14 +282,15 @@ class Scheduler:
             return
         if since >= now:
             return
-        chain = None
+        chain, chain_error = None, None
         if self.chain is not None and next(occurrences(s, _utc(since), _utc(now), limit=1), None) is not None:
             try:
                 chain = self.chain(_utc(now))
-            except Exception as exc:  # the chain-time blackout cannot be checked: said, the other gates still run
-                self.say(f"{s.name}: the chain's calendar cannot be read: {exc}")
+            except Exception as exc:  # the chain-time blackout cannot be checked: the occurrence is skipped
+                chain_error = str(exc) or type(exc).__name__
+                self.say(f"{s.name}: the chain's calendar cannot be read: {chain_error}")
         d = decide(s, since=_utc(since), now=_utc(now), suspended=suspended, busy=False, shared_blackouts=drills.blackouts,
-                   chain=chain)  # fmt: skip
+                   chain=chain, chain_error=chain_error)  # fmt: skip
         # busy is the gates' business (the lock gate, the overlap with this service's own run): the decision
         # only says which occurrence is due; claimed, it is recorded before anything else happens
         with self.db.transaction():
@@ -374,8 +375,8 @@ class Scheduler:
             gates.append(Gate(gate="incidents", ok=False, detail=f"cannot be evaluated: the drill's runbook: {exc}"))
             self._not_started(rid, s.name, s.drill, r.scheduled_at, "skipped", f"gate incidents: {gates[-1].detail}", gates)
             return
-        for gate in (self._gate_incidents, self._gate_alerts):
-            g = gate()
+        for gate in ("incidents", "alerts"):
+            g = self._gate_signals(gate)
             gates.append(g)
             if not g.ok:
                 self._not_started(rid, s.name, s.drill, r.scheduled_at, "skipped", f"gate {g.gate}: {g.detail}", gates)
@@ -403,23 +404,20 @@ class Scheduler:
         gates.append(Gate(gate="lock", ok=True, detail="free"))
         self._start(rid, s, runbook, tuple(gates), steady)
 
-    def _gate_incidents(self) -> Gate:
+    def _gate_signals(self, gate: str) -> Gate:
+        """Gate `incidents` (alertd's open ones) or `alerts` (Prometheus's firing ones): passes when none that
+        counts is open; fails closed when they cannot be read."""
+        read, what, none = {
+            "incidents": (self.signals.open_incidents, "open incident", "no open incident"),
+            "alerts": (self.signals.firing_alerts, "firing", "none firing"),
+        }[gate]
         try:
-            open_ = [a for a in self.signals.open_incidents() if counts(a)]
+            found = [a for a in read() if counts(a)]
         except Exception as exc:
-            return Gate(gate="incidents", ok=False, detail=f"cannot be evaluated: {exc}")
-        if open_:
-            return Gate(gate="incidents", ok=False, detail="open incident: " + ", ".join(sorted({a.describe() for a in open_})))
-        return Gate(gate="incidents", ok=True, detail="no open incident")
-
-    def _gate_alerts(self) -> Gate:
-        try:
-            firing = [a for a in self.signals.firing_alerts() if counts(a)]
-        except Exception as exc:
-            return Gate(gate="alerts", ok=False, detail=f"cannot be evaluated: {exc}")
-        if firing:
-            return Gate(gate="alerts", ok=False, detail="firing: " + ", ".join(sorted({a.describe() for a in firing})))
-        return Gate(gate="alerts", ok=True, detail="none firing")
+            return Gate(gate=gate, ok=False, detail=f"cannot be evaluated: {exc}")
+        if found:
+            return Gate(gate=gate, ok=False, detail=f"{what}: " + ", ".join(sorted({a.describe() for a in found})))
+        return Gate(gate=gate, ok=True, detail=none)
 
     def _gate_steady_state(self, rid: str, runbook: Runbook, s: Schedule) -> tuple[Gate, SteadyState | None]:
         warm = self._warm.pop(rid, None)

@@ -232,13 +232,16 @@ def decide(
     busy: bool = False,
     shared_blackouts: Sequence[Period] = (),
     chain: ChainTime | None = None,
+    chain_error: str | None = None,
 ) -> Decision:
     """Decide for the occurrences in (since, now]: at most one runs (the newest, if it is within its start
     deadline: one catch-up); every other is recorded, missed or skipped, with its reason.
 
     since: the newest occurrence already handled (or when the scheduler first saw the schedule).
     busy: another drill holds the network now (overlap policy: forbid skips, queue waits to the deadline).
-    chain: where the chain stands now, for the chain-time blackout."""
+    chain: where the chain stands now, for the chain-time blackout; chain_error: why it could not be read (the
+    newest occurrence of a schedule with a chain-time blackout is then skipped: it fails closed, as the gates
+    do, rather than run a drill next to a halt height nobody could check)."""
     _aware(since, "since")
     _aware(now, "now")
     times = list(occurrences(s, since, now))
@@ -256,8 +259,11 @@ def decide(
             why = "suspended (`iotex-ops schedule resume` lifts it)"
         else:
             why = blocked(s, at, shared_blackouts)
-            if why is None and chain is not None and newest:
-                why = chain_blackout(s, at, chain)
+            if why is None and newest and s.chain_blackout_blocks > 0:
+                if chain is not None:
+                    why = chain_blackout(s, at, chain)
+                elif chain_error is not None:
+                    why = f"the chain-time blackout (chain_blackout_blocks) cannot be checked: {chain_error}"
         if why is not None:
             raw.append(("skipped", why, at))
         elif _utc(now) - _utc(at) > deadline:

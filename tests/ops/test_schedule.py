@@ -414,6 +414,15 @@ def test_a_due_run_near_a_halt_height_is_skipped_by_the_gate() -> None:
     assert decide(s, since=at(1, 12), now=at(2, 3, 0, 1), chain=far).run == at(2, 3)
 
 
+def test_a_chain_that_cannot_be_read_skips_a_schedule_with_a_chain_blackout_failing_closed() -> None:
+    s = parsed(sched(cron="0 3 * * *", chain_blackout_blocks=10, timeout="5m")).schedules[0]
+    d = decide(s, since=at(1, 12), now=at(2, 3, 0, 1), chain_error="no delegate answered: node0 refused")
+    assert d.run is None and d.records[0].kind == "skipped"
+    assert "chain-time blackout (chain_blackout_blocks) cannot be checked: no delegate answered" in d.records[0].reason
+    off = parsed(sched(cron="0 3 * * *", chain_blackout_blocks=0, timeout="5m")).schedules[0]
+    assert decide(off, since=at(1, 12), now=at(2, 3, 0, 1), chain_error="no delegate answered").run == at(2, 3)
+
+
 def test_a_scheduled_run_s_id_is_its_schedule_and_time(tmp_path: Path) -> None:
     s = parsed(sched(name="first-aid-weekly")).schedules[0]
     rid = run_id(s, at(2, 3))
