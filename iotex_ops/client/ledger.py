@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_ops.client.errors import ClientError
+from iotex_ops.sqlitedb import open_db, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS payouts (
@@ -47,12 +48,9 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a row said signed must be there after a power loss
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            # WAL, synchronous=FULL: a row said `signed` is there after a power cut, before its action is sent
+            self._db = open_db(path, _SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
             raise ClientError(f"ledger {path} cannot be opened: {exc}", "bad_ledger") from None
 
     def close(self) -> None:
@@ -61,8 +59,7 @@ class Ledger:
     def record_signed(self, entries: list[Entry]) -> None:
         """Before sending: all of a batch in one transaction."""
         now = time.time()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with transaction(self._db):
             self._db.executemany(
                 "INSERT INTO payouts(hash, memo, voter, amount, sender, nonce, wire, state, height, updated) "
                 "VALUES(?,?,?,?,?,?,?,?,?,?)",
@@ -76,8 +73,7 @@ class Ledger:
         assert state in STATES
         now = time.time()
         heights = heights or {}
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with transaction(self._db):
             self._db.executemany(
                 "UPDATE payouts SET state=?, height=COALESCE(?, height), updated=? WHERE hash=?",
                 [(state, heights.get(h), now, h) for h in hashes],
