@@ -38,9 +38,11 @@ def _fail(ctx: click.Context | None, exc: OpsError) -> NoReturn:
 
 
 class ClientCommand(OpsCommand):
+    """An OpsCommand whose errors keep their exit status and, with --json, are one JSON object on stdout."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return click.Command.invoke(self, ctx)  # not OpsCommand's: it would make every error exit 2
         except OpsError as exc:
             _fail(ctx, exc)
 
@@ -51,7 +53,7 @@ class ClientGroup(OpsGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return click.Group.invoke(self, ctx)
         except OpsError as exc:
             _fail(ctx, exc)
 

@@ -334,3 +334,19 @@ def test_a_distribution_pays_once_refuses_when_short_and_resumes_after_a_refusal
     assert short.actions == []
     dry = Distributor(FakeChain(VOTERS[9], 10**6), FakeSigner(), Ledger(tmp_path / "d.sqlite"), fee=10).run(rows, dry_run=True)  # type: ignore[arg-type]
     assert dry.to_pay == 6 and dry.sent == 0
+
+
+def test_the_command_line_keeps_exit_statuses_and_prints_one_json_error(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    env = {"IOTEX_OPS_CLIENT_HOME": str(tmp_path), "IOTEX_OPS_ENDPOINT": "http://127.0.0.1:9"}
+    res = CliRunner().invoke(main, ["account", "balance", "nobody", "--json"], env=env)
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"]["code"] == "unknown_alias"
+    assert res.stderr.startswith("error: unknown alias 'nobody'") and "Traceback" not in res.stderr
+    assert CliRunner().invoke(main, ["account", "alias", "set", "bob", VOTERS[0]], env=env).exit_code == 0
+    res = CliRunner().invoke(main, ["account", "export", "bob", "--json"], env=env)  # no terminal to confirm on
+    assert res.exit_code == 1 and json.loads(res.stdout)["error"]["code"] == "not_confirmed"
