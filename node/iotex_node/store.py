@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS undo (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS granted (
-    height INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT NOT NULL, kind TEXT NOT NULL, amount TEXT NOT NULL
+    height INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT NOT NULL, kind TEXT NOT NULL, amount TEXT NOT NULL,
+    PRIMARY KEY (height, owner, kind)
 );
 CREATE INDEX IF NOT EXISTS granted_by_epoch ON granted(epoch, owner);
 CREATE TABLE IF NOT EXISTS epoch_votes (epoch INTEGER PRIMARY KEY, height INTEGER NOT NULL, data BLOB NOT NULL);
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS account_actions (
     address TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (address, height, idx)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS account_actions_by_height ON account_actions(height);
 """
 
 
@@ -273,7 +275,7 @@ class Store:
     def granted(self, epoch: int) -> list[tuple[int, str, str, int]]:
         """(height, owner, kind, amount) of every reward granted in `epoch`, in block order."""
         rows = self._db.execute(
-            "SELECT height, owner, kind, amount FROM granted WHERE epoch=? ORDER BY height, rowid", (epoch,)
+            "SELECT height, owner, kind, amount FROM granted WHERE epoch=? ORDER BY height, kind, owner", (epoch,)
         ).fetchall()
         return [(int(h), str(o), str(k), int(a)) for h, o, k, a in rows]
 
@@ -303,6 +305,9 @@ class Store:
 
 
 def _write_books(cur: sqlite3.Cursor, height: int, books: BlockBooks) -> None:
+    # Rows left at this height by a release that rolled back without knowing the books are replaced, not added to.
+    cur.execute("DELETE FROM granted WHERE height=?", (height,))
+    cur.execute("DELETE FROM account_actions WHERE height=?", (height,))
     cur.executemany(
         "INSERT INTO granted(height, epoch, owner, kind, amount) VALUES(?, ?, ?, ?, ?)",
         ((height, books.epoch, o, k, str(a)) for o, k, a in books.granted if a),
