@@ -99,6 +99,14 @@ def test_accounts_keystores_aliases_config_and_export(client: Client, net: Local
     from iotex_node.sdk import PrivateKey
 
     assert PrivateKey.from_hex(out["private_key"]).address == made["address"]
+    # a node's keystore, with its own password (a file); a wrong one is refused by name, nothing stored
+    node_home = net.nodes[0].home
+    bad = client.refused("account", "import", "--alias", "op0", "--keystore", str(node_home / "keystore.json"),
+                         "--password-env", PASSWORD_ENV, code="wrong_password")  # fmt: skip
+    assert "wrong password" in bad and "op0" not in client.json("account", "alias", "list")["aliases"]
+    op = client.json("account", "import", "--alias", "op0", "--keystore", str(node_home / "keystore.json"),
+                     "--password-file", str(node_home / "keystore.pass"))  # fmt: skip
+    assert op["address"] == client.json("chain", "delegates")["candidates"][0]["operator"]
     # the keystore is encrypted and private: no secret in it, mode 0600
     ks = client.home / "keystores" / f"{made['address']}.json"
     assert ks.stat().st_mode & 0o777 == 0o600 and out["private_key"] not in ks.read_text()
@@ -126,6 +134,7 @@ def test_refusals_are_clear_and_send_nothing(client: Client, net: LocalNet) -> N
     assert client.refused("action", "transfer", "poor", "1.0000000000000000001", "--yes", "--password-env", PASSWORD_ENV,
                           code="bad_input")  # fmt: skip
     assert client.refused("stake", "withdraw", "0", code="not_supported")
+    assert client.refused("action", "claim", "--yes", "--password-env", PASSWORD_ENV, code="nothing_to_claim")
     assert client.refused("stake", "add", "0", "1", "--yes", "--password-env", PASSWORD_ENV, code="not_owner")
     after = client.json("account", "balance", "alice", bob)["accounts"]
     assert after[0]["nonce"] == alice["nonce"] and after[1]["nonce"] == 0 and after[1]["balance"] == "0"  # nothing sent
