@@ -48,7 +48,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/ansible-lint playbooks/
 
-## the five drills on a local 4-delegate lab under load: a summary table and a report (exit 1 if a drill failed)
+## the six drills on a local 4-delegate lab under load: a summary table and a report (exit 1 if a drill failed)
 rehearsal: $(STAMP) lab-deps
 	$(BIN)/iotex-ops rehearsal
 

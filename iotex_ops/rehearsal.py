@@ -1,6 +1,6 @@
-"""The rehearsal: the five drills in order on the lab, under a bounded background load, with one report.
+"""The rehearsal: the six drills in order on the lab, under a bounded background load, with one report.
 
-bootstrap (a new chain) -> first-aid -> hotfix-compatible -> hotfix-incompatible -> rollback-recovery.
+bootstrap (a new chain) -> first-aid -> hotfix-compatible -> hotfix-incompatible -> rollback-recovery -> flood.
 Each drill is a normal runbook run (its own journal and report); the rehearsal adds the load, checks that
 no transaction the network accepted during a drill was lost, and writes a combined report.
 """
@@ -23,13 +23,21 @@ from iotex_ops.runbook.events import Event, Phase, RunEnd, RunFailing, StepDone,
 from iotex_ops.runbook.store import RunStore, default_state_dir
 from iotex_ops.traffic import BackgroundLoad
 
-DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery")
-# drills after which every transaction accepted meanwhile must be final (nodes keep running throughout);
-# the others stop every node, and a node's mempool does not outlive its process
-NO_LOSS = ("first-aid", "hotfix-compatible")
+DRILLS = ("bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood")
+# drills after which every transaction accepted meanwhile must be final: all of them under load (a node's
+# mempool outlives its process since the mempool journal, so the drills that stop every node lose nothing either)
+NO_LOSS = ("first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood")
+# drills that run honest load of their own (the flood measures its honest transfers' latency with and without
+# the flood, from the same funded accounts): the background load is held for the whole drill, and the row's
+# offered, final and lost are the drill's own honest load's
+OWN_LOAD = ("flood",)
 # rollback-recovery re-submits the displaced actions: new traffic is held from the moment the nodes stop
 # until those are re-submitted, or new actions would take their nonces (as an operator holds the gateway)
 HOLD_TRAFFIC = {"rollback-recovery": ("stop", "resubmit")}
+
+
+# the background load's default rate: the Mainnet Rehearsal drilled under 300+ finalized TPS
+DEFAULT_LOAD_TPS = 300.0
 
 
 class RehearsalError(OpsError):
@@ -49,6 +57,8 @@ class DrillRow:
     report_html: str | None = None
     error: str | None = None
     lost_actions: int | None = None
+    offered_actions: int | None = None  # the background load's transfers offered while the drill ran
+    final_actions: int | None = None  # of those the network accepted, final after the drill
     measures: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +68,8 @@ class DrillRow:
             "duration_s": round(self.duration_s, 3),
             "downtime_s": self.downtime_s,
             "blocks_finalized": self.blocks_finalized,
+            "offered_actions": self.offered_actions,
+            "final_actions": self.final_actions,
             "lost_actions": self.lost_actions,
             "run_id": self.run_id,
             "started": self.started,
@@ -85,6 +97,7 @@ def drill_params(state: lab_mod.LabState) -> dict[str, dict[str, Any]]:
         "hotfix-compatible": {"version": rel["compatible"]},
         "hotfix-incompatible": {"version": rel["incompatible"], "halt_in": 10},
         "rollback-recovery": {"blocks": 10},
+        "flood": {"flood_s": 15, "baseline_s": 10, "tail_s": 1},
     }
 
 
@@ -122,7 +135,7 @@ def rehearse(
     root: Path | None = None,
     *,
     state_dir: Path | None = None,
-    load_tps: float = 20.0,
+    load_tps: float = DEFAULT_LOAD_TPS,
     drills: tuple[str, ...] = DRILLS,
     say: Callable[[str], None] = lambda s: None,
     on_event: Callable[[str, Event], None] | None = None,
@@ -169,7 +182,7 @@ def rehearse(
     extra = {
         "lab": {"mode": state.mode, "delegates": state.delegates, "root": state.root, "started_by_rehearsal": started_lab},
         "lab_up_s": round(lab_s, 3),
-        "load": load.stats.to_json() if load else None,
+        "load": None if load is None else {**load.stats.to_json(), "offered": load.offered_between(), "behind_s": load.behind_s},
         "load_tps": load_tps,
     }
     html, js = report.write_rehearsal(out, [r.to_json() for r in rows], t0, ended, state.prometheus_url, extra)
@@ -221,6 +234,8 @@ def _drill(
     # drill raised): wait for it rather than fail the rehearsal
     engine = Engine(RunStore(state_dir), yes=True, on_event=seen, lock_wait_s=60, maintenance="auto" if maintenance else "off")
     res: RunResult | None = None
+    if load is not None and name in OWN_LOAD:
+        load.hold()
     try:
         with network_mod.load(state.inventory) as net:
             res = engine.run(books[name], net, params)
@@ -245,9 +260,22 @@ def _drill(
         error=res.error,
         measures=m,
     )
-    if load is not None:
-        lost = load.lost(since=started, until=ended, wait=30.0 if name in NO_LOSS else 5.0)
-        row.lost_actions = lost["lost"]
+    if name in OWN_LOAD:
+        accepted, lost_n = m.get("accepted_honest"), m.get("lost")
+        if isinstance(accepted, int) and isinstance(lost_n, int):
+            d = m.get("displaced")
+            displaced = d if isinstance(d, int) else 0
+            row.offered_actions, row.lost_actions = accepted + sum((m.get("refused_honest") or {}).values()), lost_n
+            row.final_actions = accepted - lost_n - displaced
+    elif load is not None:
+        target = m.get("target_height")
+        # the blocks the drill's actions can be in: from the lower of where it began and where a rollback returned to
+        heights = [h for h in (h0, target) if isinstance(h, int) and not isinstance(h, bool)]
+        base = min(heights) if heights else None
+        lost = load.lost(
+            since=started, until=ended, wait=30.0 if name in NO_LOSS else 5.0, from_height=None if base is None else base + 1
+        )
+        row.lost_actions, row.offered_actions, row.final_actions = lost["lost"], lost["offered"], lost["final"]
         row.measures = {**m, "load": lost}
         if name in NO_LOSS and lost["lost"] and row.result == "passed":
             row.result = "failed"

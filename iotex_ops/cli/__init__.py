@@ -32,6 +32,7 @@ LAZY_GROUPS = {
     "schedule": "iotex_ops.cli.schedule:schedule",
     "drill": "iotex_ops.cli.drill:drill",
     "scheduler": "iotex_ops.cli.scheduler:scheduler",
+    "load": "iotex_ops.cli.load:load",
     "account": "iotex_ops.cli.client:account",
     "action": "iotex_ops.cli.client:action",
     "stake": "iotex_ops.cli.client:stake",

@@ -831,6 +831,32 @@ def render_html(doc: Mapping[str, Any]) -> str:
     return _page(f"{run.get('runbook')} {run.get('result')} {run.get('id')}", body)
 
 
+def _rehearsal_extra(extra: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rehearsal's lab and background load as readable rows (not raw JSON); other keys as their values."""
+    pairs: list[tuple[str, str]] = []
+    for k, v in extra.items():
+        if k == "lab" and isinstance(v, Mapping):
+            started = ", brought up by the rehearsal" if v.get("started_by_rehearsal") else ", already up"
+            pairs.append(("lab", _e(f"{v.get('delegates')} delegates on {v.get('mode')} hosts in {v.get('root')}{started}")))
+        elif k == "lab_up_s" and isinstance(v, int | float):
+            pairs.append(("lab ready in", _e(_dur(v))))
+        elif k == "load_tps" and isinstance(v, int | float):
+            pairs.append(("background load", _e(f"{v:g} transfers/s offered" if v else "none")))
+        elif k == "load" and isinstance(v, Mapping):
+            text = f"{v.get('offered', 0):,} offered, {v.get('accepted', 0):,} accepted, {v.get('refused', 0):,} refused"
+            reasons = v.get("by_reason") or {}
+            if reasons:
+                text += " (" + ", ".join(f"{r}: {n:,}" for r, n in sorted(reasons.items())) + ")"
+            text += f", {v.get('unavailable', 0):,} not delivered, {v.get('resyncs', 0):,} nonces re-read"
+            behind = v.get("behind_s")
+            if isinstance(behind, int | float) and behind > 1:
+                text += f"; fell behind its rate by up to {behind:.1f} s"
+            pairs.append(("load totals", _e(text)))
+        elif v is not None:
+            pairs.append((str(k), _val(v)))
+    return pairs
+
+
 def _href(target: str, base: Path) -> str:
     p = Path(target)
     try:
@@ -862,7 +888,7 @@ def render_rehearsal_html(
             "The network may be left changed: check it by hand.</div>"
         )
     pairs = [("started", _e(_utc(started))), ("ended", _e(_utc(ended))), ("duration", _e(_dur(ended - started)))]
-    pairs += [(str(k), _val(v)) for k, v in extra.items()]
+    pairs += _rehearsal_extra(extra)
     body.append(_kv(pairs))
 
     body.append("<h2>Drills</h2>")
@@ -872,6 +898,7 @@ def render_rehearsal_html(
         if d.get("report_html"):
             link = f'<a href="{_e(_href(str(d["report_html"]), out_dir))}">report</a>'
         blocks = d.get("blocks_finalized")
+        counts = [_e("—" if d.get(k) is None else f"{d[k]:,}") for k in ("offered_actions", "final_actions", "lost_actions")]
         rows.append(
             (
                 "" if d.get("result") == "passed" else "failed",
@@ -881,13 +908,15 @@ def render_rehearsal_html(
                     _e(_dur(d.get("duration_s"))),
                     _e(_dur(d.get("downtime_s")) if d.get("downtime_s") is not None else "—"),
                     _e("—" if blocks is None else blocks),
+                    *counts,
                     _e(d.get("run_id") or "—"),
                     link,
                     _e(d.get("error") or ""),
                 ],
             )
         )
-    body.append(_table(["drill", "result", "duration", "downtime", "blocks finalized", "run", "report", "error"], rows))
+    headers = ["drill", "result", "duration", "downtime", "blocks finalized", "offered tx", "final tx", "lost tx"]
+    body.append(_table([*headers, "run", "report", "error"], rows))
 
     body.append("<h2>The chain during the rehearsal</h2>")
     if series_error:

@@ -16,6 +16,7 @@ subtracts two datetimes of one tzinfo as wall times (ignoring `fold`), both wron
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,18 +56,28 @@ def occurrences(s: Schedule, after: datetime, until: datetime, limit: int = MAX_
     # when `after` is 03:10 that day); what is then at or before `after` is dropped below
     wall = (after.astimezone(tz).replace(tzinfo=None)) - timedelta(hours=3)
     it = croniter(s.cron, wall)
-    last: datetime | None = None
+    # wall times come in order, instants not quite: a skipped one moves one gap later, past the next ones that
+    # exist (Lord Howe's 30-minute gap: 02:00 -> 02:30 and 02:20 -> 02:50, but 02:40 exists and comes
+    # between). A gap is under 3 hours, so an instant more than that before the newest wall time's is final.
+    pending: list[datetime] = []
     count = 0
     while count < limit:
-        nxt = it.get_next(datetime)
-        at_utc = nxt.replace(tzinfo=tz, fold=0).astimezone(UTC)  # fold=0: a skipped time moves one gap later
-        if at_utc > until_utc:
+        at_utc = it.get_next(datetime).replace(tzinfo=tz, fold=0).astimezone(UTC)  # fold=0: a skipped time moves
+        while pending and (pending[0] < at_utc - _MAX_GAP or at_utc > until_utc + _MAX_GAP):
+            first = heapq.heappop(pending)
+            if first > until_utc:
+                return
+            count += 1
+            yield first.astimezone(tz)
+            if count >= limit:
+                return
+        if at_utc > until_utc + _MAX_GAP:
             return
-        if at_utc <= after_utc or (last is not None and at_utc <= last):
-            continue
-        last = at_utc
-        count += 1
-        yield at_utc.astimezone(tz)
+        if at_utc > after_utc and at_utc not in pending:  # two wall times on one instant (a skipped one) run once
+            heapq.heappush(pending, at_utc)
+
+
+_MAX_GAP = timedelta(hours=3)
 
 
 def next_run(s: Schedule, now: datetime) -> datetime | None:

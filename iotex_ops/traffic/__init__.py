@@ -9,7 +9,9 @@ One library for every load the toolkit makes:
 - one stats type, `LoadStats`;
 - the loads built from them: `BackgroundLoad` (the rehearsal's, at a rate, with `lost()`), `WindowLoad`
   and `LocalNetLoad` (through kills and restarts), and `openloop.open_loop` (asyncio, at a high rate:
-  imported from `iotex_ops.traffic.openloop`, since it needs aiohttp).
+  imported from `iotex_ops.traffic.openloop`, since it needs aiohttp);
+- the load tool (`iotex-ops load run`): `load.run` (fund, load with `open_loop`, observe the chain, drain)
+  and `report` (the figures and the page), imported on their own too.
 
 Actions are built and signed with `iotex_node.sdk`; nodes are reached through `transport` (the one seam).
 """

@@ -58,7 +58,19 @@ class HttpNodeApi:
 
 
 class AiohttpNodeApi:
-    """JSON POSTs through one aiohttp session (its timeout applies); any status but 200 is Unavailable."""
+    """JSON GETs and POSTs through one aiohttp session (its timeout applies); any status but 200 is Unavailable."""
+
+    async def get(self, api: str, path: str) -> Any:
+        import aiohttp
+
+        try:
+            async with self.session.get(api + path) as resp:
+                doc = await resp.json()
+                if resp.status != 200:
+                    raise Unavailable(f"{api}{path}: HTTP {resp.status}")
+                return doc
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Unavailable(f"{api}{path}: {type(exc).__name__}") from None
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session

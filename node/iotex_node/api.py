@@ -3,7 +3,11 @@
 Every client mistake, down to a request line or header that aiohttp's HTTP parser refuses, is a 4xx with
 {"error": {"code", "message", "field"?}}, `field` naming the part of the request at fault; nothing a client
 sends may produce a 5xx (a 5xx is a bug of the node, answered in the same JSON shape and logged). Each client
-address has a token bucket (rate) and every request a body size cap and a body read deadline.
+address has a token bucket (rate; a batch costs a token per `batch_actions_per_token` actions), every request a
+body size cap and a body read deadline (api.body_timeout_s), every connection a deadline for its request line
+and headers (api.header_timeout_s, idle keep-alive included), and the open connections a cap, overall
+(api.max_connections: 503) and per client address (api.max_connections_per_client: 429). Every 429 and 503
+carries Retry-After.
 The OpenAPI document served at /v1/openapi.json (node/iotex_node/openapi.json) describes every route.
 """
 
@@ -44,8 +48,14 @@ RANGE_READ_BUDGET = 4 * 1024 * 1024
 # On SIGTERM, in-flight requests get this long; idle keep-alive connections (a Prometheus scraping
 # /metrics) must not hold a stopping node for aiohttp's default 60 s.
 SHUTDOWN_GRACE_S = 1.0
-# A client that declares a body must deliver it within this many seconds (slow-loris bodies get a 408).
-BODY_READ_TIMEOUT = 10.0
+# A batch costs one rate-limit token per this many actions (at least one): each action is a signature to check.
+BATCH_ACTIONS_PER_TOKEN = 10
+# A batch's actions are checked in slices of this many, the event loop served between them; after this many
+# bad signatures in one batch the rest is not checked (answered `not_checked`): a client that signs honestly
+# never sends one, and each costs the node a public-key recovery.
+BATCH_YIELD_EVERY = 100
+BATCH_MAX_BAD_SIGNATURES = 16
+RETRY_AFTER = {"Retry-After": "1"}
 _REJECT_STATUS = {
     "duplicate": 409,
     "nonce_too_low": 409,
@@ -84,6 +94,7 @@ NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
 MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body")
 MALFORMED_LOG_KEY: web.AppKey[LogThrottle] = web.AppKey("malformed_log")
+CONNS_KEY: web.AppKey[ConnectionLimits] = web.AppKey("connections")
 # A flood of malformed requests gets at most one log line per this many seconds (the metric counts them all).
 MALFORMED_LOG_INTERVAL_S = 10.0
 
@@ -136,6 +147,55 @@ class RateLimiter:
             cutoff = now - 60
             self._buckets = {k: v for k, v in self._buckets.items() if v[1] > cutoff}
         return True
+
+
+class ConnectionLimits:
+    """Open connections, overall and per client address: what a new one is refused for, if anything."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.open = 0
+        self._by_client: dict[str, int] = {}
+
+    def admit(self, client: str) -> str | None:
+        """None (counted: release it when it closes), or why not: "too_many_connections" (overall) or
+        "client_connections" (this address)."""
+        if self._by_client.get(client, 0) >= self.per_client:
+            return "client_connections"
+        if self.open >= self.total:
+            return "too_many_connections"
+        self.open += 1
+        self._by_client[client] = self._by_client.get(client, 0) + 1
+        return None
+
+    def release(self, client: str) -> None:
+        self.open -= 1
+        left = self._by_client.get(client, 1) - 1
+        if left > 0:
+            self._by_client[client] = left
+        else:
+            self._by_client.pop(client, None)
+
+
+# Refused connections are answered at once, before their request is read, and closed when the client closes
+# or after this long, whichever comes first.
+REFUSED_LINGER_S = 0.5
+_REFUSED = {
+    "client_connections": (429, "Too Many Requests", "too many open connections from this client; close some first"),
+    "too_many_connections": (503, "Service Unavailable", "the node has too many open API connections; retry shortly"),
+}
+
+
+def refused_response(reason: str) -> bytes:
+    """The whole HTTP answer to a connection refused for `reason` (ConnectionLimits.admit)."""
+    status, phrase, message = _REFUSED[reason]
+    body = orjson.dumps(_error_body(reason, message))
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Retry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 class LogThrottle:
@@ -204,6 +264,42 @@ class _ApiRequestHandler(web_protocol.RequestHandler):
     """
 
     api_app: web.Application | None = None
+    _client: str | None = None  # the address counted in ConnectionLimits while this connection is open
+    _refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        app = self.api_app
+        if app is not None:
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if peer else "?"
+            why = app[CONNS_KEY].admit(client)
+            if why is not None:
+                self._refused = True
+                app[NODE_KEY].metrics.api_rejections.labels(why).inc()
+                app[NODE_KEY].metrics.api_requests.labels("other", "refused", str(_REFUSED[why][0])).inc()
+                assert isinstance(transport, asyncio.Transport)
+                # Half-close after the answer, and keep reading (and dropping) what the client sends: closing now
+                # would reset a connection whose request is still arriving, and the reset can destroy the answer.
+                # The transport closes itself when the client does; one that does not is cut after the linger.
+                transport.write(refused_response(why))
+                if transport.can_write_eof():
+                    transport.write_eof()
+                asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)
+                return
+            self._client = client
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # a refused connection's request is not read
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        if self._client is not None and self.api_app is not None:
+            self.api_app[CONNS_KEY].release(self._client)
+            self._client = None
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -223,7 +319,7 @@ class _ApiRequestHandler(web_protocol.RequestHandler):
             resp = error(500, "internal", "the node failed to handle this request; this is a bug, see the node log")
         elif not app[LIMITER_KEY].allow(remote):
             node.metrics.api_rejections.labels("rate_limited").inc()
-            resp = error(429, "rate_limited", "too many requests from this client; slow down", headers={"Retry-After": "1"})
+            resp = error(429, "rate_limited", "too many requests from this client; slow down", headers=RETRY_AFTER)
         else:
             node.metrics.api_rejections.labels("malformed_http").inc()
             field = _parser_error_field(exc)
@@ -302,7 +398,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             _check_query(request)
             resp = await handler(request)
         except ApiError as exc:
-            headers = {"Retry-After": "1"} if exc.code == "rate_limited" else None
+            headers = RETRY_AFTER if exc.status in (429, 503) else None
             resp = error(exc.status, exc.code, exc.message, exc.field, headers)
             if exc.close:
                 resp.force_close()
@@ -323,7 +419,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                     headers={"Allow": allow} if allow else None,
                 )
             else:
-                resp = error(exc.status, "http_error", exc.reason)
+                resp = error(exc.status, "http_error", exc.reason, headers=RETRY_AFTER if exc.status in (429, 503) else None)
         except asyncio.CancelledError:
             status = 499  # the client went away (nginx's code): nothing to answer, and not the node's fault
             raise
@@ -379,12 +475,13 @@ async def _read_json(request: web.Request) -> Any:
             "send the body as application/json (UTF-8)",
             "Content-Type",
         )
+    limit = request.app[NODE_KEY].cfg.body_timeout_s
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT):
+        async with asyncio.timeout(limit):
             body = await request.read()
     except TimeoutError:
         raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {BODY_READ_TIMEOUT:g} s", "body", close=True
+            408, "request_timeout", f"the request body did not arrive within {limit:g} s", "body", close=True
         ) from None
     except web.RequestPayloadError as exc:
         cause = exc.__cause__ or exc
@@ -448,7 +545,7 @@ async def post_action(request: web.Request) -> web.Response:
     status, body = _submit_one(node, wire)
     if status == 202:
         await _durable(node)
-    return _json(body, status)
+    return _json(body, status, RETRY_AFTER if status in (429, 503) else None)
 
 
 async def post_actions_batch(request: web.Request) -> web.Response:
@@ -468,7 +565,14 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         # A malformed action (a wrong type, range or pattern: what the OpenAPI schema of an action says) is a
         # client bug, refused like POST /v1/actions refuses it, and before any action of the batch is admitted.
         # What only the node can tell (a signature, the mempool's rules) is answered per action.
-        for i, wire in enumerate(doc["actions"]):
+        # The batch's cost beyond the request's one token is paid first: the checks below cost per action too.
+        n = len(doc["actions"])
+        owed = n / BATCH_ACTIONS_PER_TOKEN - 1
+        if owed > 0 and not request.app[LIMITER_KEY].allow(request.remote or "?", owed):
+            problem = ApiError(429, "rate_limited", f"a batch of {n} actions costs more than this client has left; slow down")
+        for i, wire in enumerate(doc["actions"] if problem is None else ()):
+            if i and i % BATCH_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big batch must not hold the event loop that runs consensus
             try:
                 actions.check(wire)
             except InvalidInput as exc:
@@ -480,9 +584,19 @@ async def post_actions_batch(request: web.Request) -> web.Response:
         raise problem
     results = []
     accepted = 0
-    for wire in doc["actions"]:
+    bad_signatures = 0
+    for i, wire in enumerate(doc["actions"]):
+        if i and i % BATCH_YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a big batch must not hold the event loop that runs consensus
+        if bad_signatures >= BATCH_MAX_BAD_SIGNATURES:
+            node.metrics.api_rejections.labels("not_checked").inc()
+            results.append(
+                _error_body("not_checked", f"not checked: this batch had {bad_signatures} bad signatures", "signature")
+            )
+            continue
         status, body = _submit_one(node, wire)
         accepted += status == 202
+        bad_signatures += body.get("error", {}).get("field") == "signature"
         results.append(body)
     if accepted:
         await _durable(node)  # one group commit for the whole batch
@@ -809,7 +923,7 @@ async def readyz(request: web.Request) -> web.Response:
     if node.fatal:
         problems.append(node.fatal)
     if problems:
-        return _json({"status": "not ready", "problems": problems}, 503)
+        return _json({"status": "not ready", "problems": problems}, 503, RETRY_AFTER)
     return _json({"status": "ready", "height": s["height"], "participating": s["is_delegate"]})
 
 
@@ -843,6 +957,7 @@ def make_app(node: Node) -> web.Application:
     app[LIMITER_KEY] = RateLimiter(node.cfg.rate_limit_per_second, node.cfg.rate_limit_burst)
     app[MAX_BODY_KEY] = node.cfg.max_body_bytes
     app[MALFORMED_LOG_KEY] = LogThrottle(MALFORMED_LOG_INTERVAL_S)
+    app[CONNS_KEY] = ConnectionLimits(node.cfg.max_connections, node.cfg.max_connections_per_client)
     r = app.router
     r.add_post("/v1/actions", post_action)
     r.add_post("/v1/actions/batch", post_actions_batch)
@@ -869,8 +984,15 @@ async def start(node: Node, sock: socket.socket) -> tuple[web.AppRunner, str]:
     """Serve the API on `sock`, a listening socket the node bound before it joined the network (node.start):
     connections that arrived meanwhile wait in its backlog and are answered now."""
     # auto_decompress=False: _decode_body undoes Content-Encoding itself, bounded and with this API's errors.
+    # keepalive_timeout: aiohttp closes a connection still waiting for a complete request (its headers, or a
+    # next request on a kept-alive one) this long after it opened or was last answered (3630 s by default).
     runner = _ApiRunner(
-        make_app(node), access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        make_app(node),
+        access_log=None,
+        handle_signals=False,
+        auto_decompress=False,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+        keepalive_timeout=node.cfg.header_timeout_s,
     )
     await runner.setup()
     site = web.SockSite(runner, sock)

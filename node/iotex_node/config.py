@@ -49,10 +49,24 @@ class NodeConfig:
     # Inbound peers at most (outbound ones, to `peers`, are not counted); a delegate's node evicts a
     # non-delegate inbound peer when full.
     max_inbound_peers: int = 50
+    # Inbound handshakes in progress at most (and per address, loopback excepted), each within this many
+    # seconds: a socket that connects and says nothing (or garbage) holds a slot no longer.
+    max_handshakes: int = 64
+    max_handshakes_per_ip: int = 8
+    max_inbound_per_ip: int = 8
+    handshake_timeout_s: float = 5.0
     api_listen: str = "127.0.0.1:0"
     max_body_bytes: int = 2 * 1024 * 1024
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
+    # Open API connections at most, from everyone (503 + Retry-After past it) and from one client address
+    # (429 + Retry-After); a connection must finish its request line and headers within header_timeout_s
+    # (from its start or its previous answer: idle keep-alive included), and a declared body arrive within
+    # body_timeout_s (408).
+    max_connections: int = 1024
+    max_connections_per_client: int = 64
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
     mempool_max_total: int = 100_000
     mempool_max_per_sender: int = 2_000
     # The lowest fee this node's mempool admits. None: the genesis minimum (and at least 1). It can only
@@ -108,12 +122,14 @@ class NodeConfig:
                 "peers": self.peers,
                 "max_frame_bytes": self.max_frame_bytes,
                 "max_inbound_peers": self.max_inbound_peers,
+                **self._changed(_FLOOD_KEYS["p2p"]),
             },
             "api": {
                 "listen": self.api_listen,
                 "max_body_bytes": self.max_body_bytes,
                 "rate_limit_per_second": self.rate_limit_per_second,
                 "rate_limit_burst": self.rate_limit_burst,
+                **self._changed(_FLOOD_KEYS["api"]),
             },
             "mempool": mempool,
             "consensus": {
@@ -126,9 +142,19 @@ class NodeConfig:
             },
         }
 
+    def _changed(self, keys: dict[str, str]) -> dict[str, Any]:
+        """The keys whose value is not the default: written only then, like the mempool's journal keys."""
+        return {k: getattr(self, a) for k, a in keys.items() if getattr(self, a) != getattr(NodeConfig, a)}
+
     def write(self) -> None:
         (self.home / CONFIG_FILE).write_text(tomli_w.dumps(self.to_toml()))
 
+
+# The flood limits (docs/node.md, "Limits under a flood"): in config.toml only when changed.
+_FLOOD_KEYS: dict[str, dict[str, str]] = {
+    "p2p": {k: k for k in ("max_handshakes", "max_handshakes_per_ip", "max_inbound_per_ip", "handshake_timeout_s")},
+    "api": {k: k for k in ("max_connections", "max_connections_per_client", "header_timeout_s", "body_timeout_s")},
+}
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     "node": {
@@ -146,12 +172,20 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "peers": ("peers", list),
         "max_frame_bytes": ("max_frame_bytes", int),
         "max_inbound_peers": ("max_inbound_peers", int),
+        "max_handshakes": ("max_handshakes", int),
+        "max_handshakes_per_ip": ("max_handshakes_per_ip", int),
+        "max_inbound_per_ip": ("max_inbound_per_ip", int),
+        "handshake_timeout_s": ("handshake_timeout_s", float),
     },
     "api": {
         "listen": ("api_listen", str),
         "max_body_bytes": ("max_body_bytes", int),
         "rate_limit_per_second": ("rate_limit_per_second", float),
         "rate_limit_burst": ("rate_limit_burst", int),
+        "max_connections": ("max_connections", int),
+        "max_connections_per_client": ("max_connections_per_client", int),
+        "header_timeout_s": ("header_timeout_s", float),
+        "body_timeout_s": ("body_timeout_s", float),
     },
     "mempool": {
         "max_total": ("mempool_max_total", int),
@@ -207,7 +241,9 @@ def load(home: Path) -> NodeConfig:
         raise ConfigError(f"{path}: consensus.halt_height must be 0 (none) or a block height")
     for name in ("undo_depth", "max_frame_bytes", "max_inbound_peers", "max_body_bytes",
                  "mempool_max_total", "mempool_max_per_sender",
-                 "propose_timeout_ms", "vote_timeout_ms", "max_block_actions", "rate_limit_burst"):  # fmt: skip
+                 "propose_timeout_ms", "vote_timeout_ms", "max_block_actions", "rate_limit_burst",
+                 "max_handshakes", "max_handshakes_per_ip", "max_inbound_per_ip", "handshake_timeout_s",
+                 "max_connections", "max_connections_per_client", "header_timeout_s", "body_timeout_s"):  # fmt: skip
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{path}: {name} must be positive")
     return cfg

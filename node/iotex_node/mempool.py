@@ -8,6 +8,12 @@ highest-fee next action first; within a sender, nonces in order.
 Fees: an action must pay at least `min_fee` (never below 1: a free action costs its sender nothing
 and everyone else block space and state), and the sender's committed balance must cover its fee plus
 the fees of its other pending actions. So a key that holds nothing gets nothing in, whatever it pays.
+
+When the pool is full (`max_total`), an action paying more than the cheapest evictable action takes its
+place: the evictable actions are each sender's last pending one (never a nonce in the middle, which would
+leave a gap), and the evicted one is reported like a displaced action (reason "evicted"), so that its
+sender can learn that it never will be final. An action paying no more than the cheapest is refused
+(mempool_full). Spam at the lowest fee thus cannot push out anything paying more.
 The chain sets `min_fee` to at least the genesis minimum (a block below it is invalid anyway).
 """
 
@@ -38,6 +44,7 @@ REPLACEMENT_UNDERPRICED = "replacement_underpriced"
 # Why an action accepted earlier left the pool without becoming final (GET /v1/actions/{hash} says so).
 NONCE_TAKEN = "nonce_taken"
 REPLACED = "replaced"
+EVICTED = "evicted"
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Mempool:
             raise Rejected(FEE_TOO_LOW, f"fee {action.fee} is below this node's minimum fee {self.limits.min_fee}")
         pending = self._by_sender.get(action.sender, {})
         existing = pending.get(action.nonce)
+        victim: Action | None = None
         if existing is not None:
             if action.fee <= existing.fee:
                 raise Rejected(
@@ -97,12 +105,19 @@ class Mempool:
                     SENDER_QUOTA, f"sender already has {len(pending)} pending actions (limit {self.limits.max_per_sender})"
                 )
             if len(self._by_hash) >= self.limits.max_total:
-                raise Rejected(MEMPOOL_FULL, f"mempool holds {len(self._by_hash)} actions (limit {self.limits.max_total})")
+                victim = self._cheapest_tail(exclude=action.sender)
+                if victim is None or victim.fee >= action.fee:
+                    cheapest = f"; pay more than {victim.fee} to displace the cheapest" if victim is not None else ""
+                    raise Rejected(
+                        MEMPOOL_FULL, f"mempool holds {len(self._by_hash)} actions (limit {self.limits.max_total}){cheapest}"
+                    )
         others = [a.fee for n, a in pending.items() if n != action.nonce]
         spend = sum(others) + action.fee
         if balance < spend:
             what = f"{spend}: fee {action.fee} plus {spend - action.fee} for {len(others)} pending" if others else f"fee {spend}"
             raise Rejected(INSUFFICIENT_BALANCE, f"balance {balance} cannot pay {what}")
+        if victim is not None:
+            self._evict(victim, action)
         if existing is not None:
             del self._by_hash[existing.hash]
             if self.on_removed is not None:
@@ -110,6 +125,27 @@ class Mempool:
                 self.on_removed([], [(existing, REPLACED, why)])
         self._by_sender.setdefault(action.sender, {})[action.nonce] = action
         self._by_hash[action.hash] = action
+
+    def _cheapest_tail(self, exclude: str) -> Action | None:
+        """The lowest-fee action among each other sender's last pending one (the newest of the cheapest)."""
+        best: Action | None = None
+        for sender, pending in self._by_sender.items():
+            if sender == exclude or not pending:
+                continue
+            tail = pending[max(pending)]
+            if best is None or tail.fee < best.fee:
+                best = tail
+        return best
+
+    def _evict(self, victim: Action, by: Action) -> None:
+        pending = self._by_sender[victim.sender]
+        del pending[victim.nonce]
+        if not pending:
+            del self._by_sender[victim.sender]
+        del self._by_hash[victim.hash]
+        if self.on_removed is not None:
+            why = f"evicted from a full mempool by action {by.hash.hex()}, which pays a higher fee ({by.fee} > {victim.fee})"
+            self.on_removed([], [(victim, EVICTED, why)])
 
     def select(self, max_count: int, committed_nonce: Callable[[str], int]) -> list[Action]:
         """Up to max_count actions for a block: next nonces first, highest fee first across senders."""

@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, disable_created_metrics
 
 # The *_created series double every counter's cardinality and no dashboard here reads them.
 disable_created_metrics()
@@ -18,6 +18,9 @@ DISK_REFRESH_S = 5.0
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes...: what a load tester reads per node (from
+        # Prometheus, or from /metrics itself when there is none). Several nodes in one process (tests) report it each.
+        ProcessCollector(registry=r)
         self.height = Gauge("iotex_block_height", "Height of the latest block", registry=r)
         self.finalized_height = Gauge("iotex_finalized_height", "Height of the latest finalized block", registry=r)
         self.block_interval = Histogram(

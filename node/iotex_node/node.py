@@ -119,6 +119,10 @@ class Node:
             is_priority=self._is_delegate_peer,
             on_refused=lambda reason: self.metrics.p2p_refused.labels(reason).inc(),
             max_inbound=cfg.max_inbound_peers,
+            max_handshakes=cfg.max_handshakes,
+            max_handshakes_per_ip=cfg.max_handshakes_per_ip,
+            max_inbound_per_ip=cfg.max_inbound_per_ip,
+            handshake_timeout=cfg.handshake_timeout_s,
         )
         self._delegates_at: tuple[int, frozenset[str]] = (-1, frozenset())
         self.hc: cs.HeightConsensus | None = None

@@ -15,15 +15,15 @@ signature over sha256("iotex-p2p-operator" | peer nonce | operator | own node | 
 nonce makes it unreplayable; the node ids make it unusable by any other node. This is what lets a node
 give the delegates of the epoch precedence over other inbound peers.
 
-Limits (each drops or refuses one connection, never more):
-- at most `MAX_HANDSHAKES` inbound handshakes at once (`MAX_HANDSHAKES_PER_IP` per address), each within
-  `HANDSHAKE_TIMEOUT` and with frames of at most `HANDSHAKE_MAX_FRAME` bytes;
-- at most `max_inbound` inbound peers (`MAX_INBOUND_PER_IP` per address): a delegate's node evicts the
+Limits (each drops or refuses one connection, never more; the config keys of [p2p] in parentheses):
+- at most `max_handshakes` inbound handshakes at once (`max_handshakes_per_ip` per address), each within
+  `handshake_timeout` (`handshake_timeout_s`) and with frames of at most `HANDSHAKE_MAX_FRAME` bytes;
+- at most `max_inbound` inbound peers (`max_inbound_per_ip` per address): a delegate's node evicts the
   newest non-delegate inbound peer when full; outbound connections (the configured peers) are not counted;
 - after the handshake, a peer silent for `IDLE_TIMEOUT` is dead (peers send status every second), and
   once a frame's first byte arrives, the rest must keep up `MIN_FRAME_RATE` after `FRAME_GRACE` seconds;
 - a peer dropped for misbehaving is refused for `ProtocolViolation.ban` seconds (by node id).
-Per-address limits do not apply to loopback peers (a local testnet is all 127.0.0.1); the others do.
+Per-address limits do not apply to peers at 127.0.0.1 or ::1 (a local testnet is all 127.0.0.1); the others do.
 """
 
 from __future__ import annotations
@@ -102,10 +102,13 @@ def _operator_digest(nonce: bytes, operator: str, signer: str, verifier: str) ->
 
 
 def _is_loopback(ip: str) -> bool:
+    """127.0.0.1 or ::1, where a local testnet's nodes all are; not the rest of 127.0.0.0/8, so that
+    clients bound to other loopback addresses (the flood drill's attackers) count as addresses of their own."""
     try:
-        return ipaddress.ip_address(ip).is_loopback
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    return addr in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 @dataclass(eq=False)
@@ -166,6 +169,10 @@ class Network:
         is_priority: Callable[[Peer], bool] | None = None,
         on_refused: Callable[[str], None] | None = None,
         max_inbound: int = DEFAULT_MAX_INBOUND,
+        max_handshakes: int | None = None,
+        max_handshakes_per_ip: int | None = None,
+        max_inbound_per_ip: int | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
         self.key = key
         self.chain_id = chain_id
@@ -182,6 +189,11 @@ class Network:
         self.is_priority = is_priority
         self.on_refused = on_refused
         self.max_inbound = max_inbound
+        # None: the module's default (read now, so that a test may patch it)
+        self.max_handshakes = MAX_HANDSHAKES if max_handshakes is None else max_handshakes
+        self.max_handshakes_per_ip = MAX_HANDSHAKES_PER_IP if max_handshakes_per_ip is None else max_handshakes_per_ip
+        self.max_inbound_per_ip = MAX_INBOUND_PER_IP if max_inbound_per_ip is None else max_inbound_per_ip
+        self.handshake_timeout = HANDSHAKE_TIMEOUT if handshake_timeout is None else handshake_timeout
         self.peers: dict[str, Peer] = {}
         # node id -> monotonic time until which it is refused; oldest first.
         self.bans: OrderedDict[str, float] = OrderedDict()
@@ -406,7 +418,7 @@ class Network:
         priority = self.is_priority is not None and self.is_priority(peer)
         if not priority and not _is_loopback(peer.ip):
             same_ip = [p for p in inbound if p.ip == peer.ip and not (self.is_priority and self.is_priority(p))]
-            if len(same_ip) >= MAX_INBOUND_PER_IP:
+            if len(same_ip) >= self.max_inbound_per_ip:
                 return "ip_full"
         if len(inbound) < self.max_inbound:
             return None
@@ -427,8 +439,8 @@ class Network:
         peername = writer.get_extra_info("peername")
         address = f"{peername[0]}:{peername[1]}" if peername else "?"
         ip = str(peername[0]) if peername else "?"
-        busy = self._handshaking >= MAX_HANDSHAKES or (
-            self._handshaking_by_ip[ip] >= MAX_HANDSHAKES_PER_IP and not _is_loopback(ip)
+        busy = self._handshaking >= self.max_handshakes or (
+            self._handshaking_by_ip[ip] >= self.max_handshakes_per_ip and not _is_loopback(ip)
         )
         if busy and not outbound:
             self._refuse("handshakes_busy")
@@ -438,7 +450,7 @@ class Network:
         self._handshaking += 1
         self._handshaking_by_ip[ip] += 1
         try:
-            node, hello, operator = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
+            node, hello, operator = await asyncio.wait_for(self._handshake(reader, writer), self.handshake_timeout)
         except (TimeoutError, ProtocolViolation, asyncio.IncompleteReadError, OSError) as exc:
             if isinstance(exc, ProtocolViolation) and self.on_violation:
                 self.on_violation("handshake")

@@ -246,3 +246,34 @@ def test_every_refusal_code_is_exercised_with_a_message() -> None:
     pool.add(act(B, 1), 0, RICH)
     seen.add(refused(pool, act(C, 1)).code)
     assert seen == CODES
+
+
+def test_a_full_pool_evicts_the_cheapest_last_action_for_a_higher_fee_and_says_why() -> None:
+    pool = Mempool(CHAIN, MempoolLimits(max_total=4))
+    removed: list[tuple[list[bytes], list[tuple[actions.Action, str, str]]]] = []
+    pool.on_removed = lambda final, displaced: removed.append((final, displaced))
+    spammer, other, honest = PrivateKey(), PrivateKey(), PrivateKey()
+    spam = [act(spammer, n, fee=1) for n in (1, 2, 3)]
+    for a in spam:
+        pool.add(a, 0, RICH)
+    pool.add(act(other, 1, fee=5), 0, RICH)
+    # the lowest fee cannot push anything out: refused, and it says what would
+    exc = refused(pool, act(honest, 1, fee=1))
+    assert exc.code == mp.MEMPOOL_FULL and "pay more than 1" in exc.reason
+    paying = act(honest, 1, fee=2)
+    pool.add(paying, 0, RICH)
+    assert len(pool) == 4 and pool.get(paying.hash) is not None
+    # the spammer's last nonce went (no gap left behind), reported as evicted
+    assert pool.get(spam[2].hash) is None and pool.get(spam[1].hash) is not None
+    ((final, displaced),) = removed
+    assert final == [] and [(a.hash, why) for a, why, _ in displaced] == [(spam[2].hash, mp.EVICTED)]
+    assert "higher fee" in displaced[0][2]
+
+
+def test_a_full_pool_never_evicts_the_senders_own_action_nor_a_pricier_one() -> None:
+    pool = Mempool(CHAIN, MempoolLimits(max_total=2))
+    a, b = PrivateKey(), PrivateKey()
+    pool.add(act(a, 1, fee=3), 0, RICH)
+    pool.add(act(b, 1, fee=3), 0, RICH)
+    assert refused(pool, act(a, 2, fee=3)).code == mp.MEMPOOL_FULL  # equal fee: no eviction
+    assert refused(pool, act(PrivateKey(), 1, fee=2)).code == mp.MEMPOOL_FULL

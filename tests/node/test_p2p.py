@@ -306,7 +306,7 @@ async def test_a_well_behaved_raw_peer_is_kept_and_served(pair: Pair) -> None:
 
 
 async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(p2p, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(pair.delegate.net, "handshake_timeout", 0.5)
     h0 = pair.delegate.chain.height
     raw = await RawPeer.connect(pair.delegate)
     try:

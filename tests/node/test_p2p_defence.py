@@ -275,7 +275,7 @@ async def test_an_operator_proof_that_does_not_check_fails_the_handshake(delegat
 
 async def test_per_address_limits_apply_to_non_loopback_peers(delegate: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(p2p, "_is_loopback", lambda ip: False)
-    monkeypatch.setattr(p2p, "MAX_INBOUND_PER_IP", 2)
+    monkeypatch.setattr(delegate.net, "max_inbound_per_ip", 2)
     peers = [await peer_of(delegate) for _ in range(2)]
     extra = await RawPeer.connect(delegate)
     try:
@@ -289,8 +289,8 @@ async def test_per_address_limits_apply_to_non_loopback_peers(delegate: Node, mo
 
 
 async def test_concurrent_handshakes_are_capped(delegate: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(p2p, "MAX_HANDSHAKES", 2)
-    monkeypatch.setattr(p2p, "HANDSHAKE_TIMEOUT", 30.0)
+    monkeypatch.setattr(delegate.net, "max_handshakes", 2)
+    monkeypatch.setattr(delegate.net, "handshake_timeout", 30.0)
     slow = [await RawPeer.connect(delegate) for _ in range(2)]  # connect and say nothing
     try:
         await wait_for(lambda: delegate.net._handshaking == 2, 5, "two handshakes in progress")

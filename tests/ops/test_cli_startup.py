@@ -62,8 +62,8 @@ def test_importing_the_command_line_loads_no_heavy_library(tmp_path: Path) -> No
 def test_help_lists_every_group_without_importing_them(tmp_path: Path) -> None:
     assert _loaded(tmp_path, "--help") == []
     out = subprocess.run([sys.executable, "-m", "iotex_ops.cli", "--help"], capture_output=True, text=True, check=True)
-    groups = ("account", "action", "alertd", "chain", "exec", "inventory", "lab", "monitoring", "pager", "playbook", "rehearsal")
-    for group in (*groups, "rewards", "runbook", "stake", "status"):
+    groups = ("account", "action", "alertd", "chain", "exec", "inventory", "lab", "load", "monitoring", "pager", "playbook")
+    for group in (*groups, "rehearsal", "rewards", "runbook", "stake", "status"):
         assert f"  {group} " in out.stdout, out.stdout
 
 
@@ -80,6 +80,11 @@ def test_a_command_loads_only_what_it_uses(tmp_path: Path) -> None:
     inv = tmp_path / "hosts.yml"
     inv.write_text("all:\n  hosts:\n    d1:\n      ansible_host: 127.0.0.1\n")
     assert "paramiko" not in _loaded(tmp_path, "inventory", "check", "-i", str(inv), "--json")
+
+
+def test_load_run_help_loads_no_heavy_library(tmp_path: Path) -> None:
+    # the load tool's libraries (aiohttp, the node's signing module, rich) come with a run, not with its help
+    assert _loaded(tmp_path, "load", "run", "--help") == []
 
 
 def test_the_node_command_line_starts_without_the_service(tmp_path: Path) -> None:

@@ -198,15 +198,20 @@ def test_the_full_rehearsal_passes_on_the_local_lab(lab: lab_mod.LabState, state
     assert res.returncode == 0, dump(res)
     doc = result_json(res)
     names = [d["name"] for d in doc["drills"]]
-    assert names == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery"]
+    assert names == ["bootstrap", "first-aid", "hotfix-compatible", "hotfix-incompatible", "rollback-recovery", "flood"]
     assert all(d["result"] == "passed" for d in doc["drills"]), json.dumps(doc["drills"], indent=1)[:3000]
     for d in doc["drills"]:
         assert d["duration_s"] > 0 and d["run_id"] and os.path.exists(d["report_html"])
     by = {d["name"]: d for d in doc["drills"]}
-    assert by["first-aid"]["lost_actions"] == 0 and by["hotfix-compatible"]["lost_actions"] == 0
+    for name in names[1:]:  # under the default 300 TPS of background load, no drill loses an accepted action
+        d = by[name]
+        assert d["lost_actions"] == 0 and 0 < d["final_actions"] <= d["offered_actions"], (name, d["measures"].get("load"))
+    assert doc["load_tps"] == 300.0
     assert by["hotfix-incompatible"]["measures"]["protocol"] == 2
     assert by["hotfix-incompatible"]["downtime_s"] > 0
     assert by["rollback-recovery"]["measures"]["resubmitted"] > 0  # the background load's actions were displaced
+    # the flood's row is its own honest load's (the background load is held meanwhile)
+    assert by["flood"]["measures"]["accepted_honest"] > 0 and by["flood"]["measures"]["lost"] == 0
     assert doc["load"]["accepted"] > 100
     report = json.loads(Path(doc["report"]).with_suffix(".json").read_text())
     assert [d["name"] for d in report["drills"]] == names

@@ -341,6 +341,25 @@ def test_rehearsal_report(tmp_path: Path, prom: FakePrometheus) -> None:
     assert "first-aid" in page
 
 
+def test_the_rehearsal_report_shows_the_lab_the_load_and_each_drills_transactions_as_text(tmp_path: Path) -> None:
+    drill = {"name": "first-aid", "result": "passed", "duration_s": 20.0, "started": T0, "ended": T0 + 20,
+             "offered_actions": 6900, "final_actions": 6870, "lost_actions": 0}  # fmt: skip
+    extra = {
+        "lab": {"mode": "local", "delegates": 4, "root": "/tmp/lab", "started_by_rehearsal": True},
+        "lab_up_s": 31.5,
+        "load": {"accepted": 41070, "refused": 3, "unavailable": 1170, "resyncs": 60, "offered": 41310, "behind_s": 0.2}
+        | {"by_reason": {"nonce_gap": 3}},
+        "load_tps": 300.0,
+    }
+    html_path, _ = report.write_rehearsal(tmp_path, [drill], T0, T0 + 20, None, extra)
+    page = html_path.read_text()
+    assert "{" not in page.split("<svg")[0].split("</style>")[-1], "no raw dict before the plot"
+    assert "4 delegates on local hosts in /tmp/lab, brought up by the rehearsal" in page
+    assert "41,310 offered, 41,070 accepted, 3 refused (nonce_gap: 3)" in page and "300 transfers/s offered" in page
+    assert "<th>offered tx</th><th>final tx</th><th>lost tx</th>" in page
+    assert "<td>6,900</td><td>6,870</td><td>0</td>" in page
+
+
 def test_rehearsal_report_without_prometheus(tmp_path: Path) -> None:
     html_path, json_path = report.write_rehearsal(tmp_path, [], T0, T0 + 10, None)
     doc = json.loads(json_path.read_text())

@@ -461,6 +461,15 @@ ZONES = ("Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Pacific/Cha
 CRONS = ("30 2 * * *", "0 * * * *", "*/20 1-3 * * *", "15 2,3 * * sun", "45 1 * 3,4,10,11 *", "0 0 1 * *", "59 23 * * *")
 
 
+def test_a_wall_time_after_a_half_hour_gap_is_not_lost_behind_the_skipped_ones_moved_past_it() -> None:
+    # Lord Howe, 2021-10-03: 02:00 -> 02:30. Skipped 02:00 and 02:20 run at 02:30 and 02:50; 02:40 exists and
+    # runs between them (it was dropped as "not after the last one" before; hypothesis found it)
+    s = parsed(sched(cron="*/20 1-3 * * *", timezone="Australia/Lord_Howe")).schedules[0]
+    after, until = datetime(2021, 10, 2, 15, 0, tzinfo=UTC), datetime(2021, 10, 2, 16, 0, tzinfo=UTC)
+    got = [f"{t:%H:%M%z}" for t in occurrences(s, after, until)]
+    assert got == ["01:40+1030", "02:30+1100", "02:40+1100", "02:50+1100", "03:00+1100"]
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     zone=st.sampled_from(ZONES),

@@ -4,8 +4,10 @@ started twice; a gate (an unrelated delegate down) keeps a due drill from starti
 condition (a delegate killed during the drill) aborts it and rolls it back.
 
 Each test writes the lab's inventory/drills.yml (the service reads it again when it changes) with one
-schedule due at the next minute at least ~15 s away (cron has minutes), and puts the lab's own (disabled)
-file back after. Each leaves the lab healthy (alertd restarts a killed node)."""
+schedule: the first test waits for cron's next minute at least ~15 s away (cron has minutes) and checks
+the run starts on time; the others put the service's cursor before this minute's occurrence, which it then
+starts at once (a catch-up within the start deadline). Each puts the lab's own (disabled) file back after
+and leaves the lab healthy (alertd restarts a killed node)."""
 
 from __future__ import annotations
 
@@ -51,13 +53,25 @@ class Lab:
         self.network = network_mod.network_id(inv_mod.load(state.inventory))
         self.store = RunStore(self.state_dir)
 
-    def schedule(self, name: str, min_lead_s: float = 15.0, **over: Any) -> tuple[str, datetime]:
-        """Write a drills file with one first-aid schedule due at the next minute >= min_lead_s away."""
-        at = (datetime.now(UTC) + timedelta(seconds=min_lead_s + 59)).replace(second=0, microsecond=0)
+    def schedule(self, name: str, min_lead_s: float = 15.0, at: datetime | None = None, **over: Any) -> tuple[str, datetime]:
+        """Write a drills file with one first-aid schedule due at the next minute >= min_lead_s away (or `at`)."""
+        at = at or (datetime.now(UTC) + timedelta(seconds=min_lead_s + 59)).replace(second=0, microsecond=0)
         s = {"name": name, "drill": "first-aid", "params": {"hold_s": 3, "blocks": 5, "single_check": False},
              "cron": f"{at.minute} {at.hour} * * *", "timeout": "5m", **over}  # fmt: skip
         self.drills.write_text(yaml.safe_dump({"defaults": {"timezone": "UTC", "start_deadline": "1m"}, "schedules": [s]}))
         return f"{at:%Y%m%dT%H%M%SZ}-{name}", at
+
+    def schedule_now(self, name: str, **over: Any) -> tuple[str, datetime]:
+        """A schedule whose occurrence this minute has just passed, and the service's cursor for it put before
+        that occurrence: the service starts it at its next tick, within its start deadline (a catch-up, as
+        after a restart), instead of the test waiting up to a minute for cron's next one."""
+        at = datetime.now(UTC).replace(second=0, microsecond=0)
+        db = SchedulerDB(db_path(self.state_dir, self.network))
+        try:
+            db.set_cursor(name, at.timestamp() - 1)
+        finally:
+            db.close()
+        return self.schedule(name, at=at, start_deadline="5m", **over)
 
     def run_row(self, rid: str) -> RunRow | None:
         path = db_path(self.state_dir, self.network)
@@ -177,10 +191,8 @@ def test_a_due_schedule_runs_first_aid_by_itself_and_the_history_shows_it(lab: L
 
 
 def test_killed_mid_drill_the_restarted_service_resumes_the_run_not_starting_it_twice(lab: Lab) -> None:
-    rid, at = lab.schedule("lab-kill", params={"hold_s": 12, "blocks": 5, "single_check": False})
-    lab.wait_event(
-        rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=(at - datetime.now(UTC)).total_seconds() + 60
-    )
+    rid, _ = lab.schedule_now("lab-kill", params={"hold_s": 12, "blocks": 5, "single_check": False})
+    lab.wait_event(rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=60)
     pid = ops_services.stop_scheduler(lab.root, kill=True)
     assert pid is not None
     time.sleep(1)
@@ -198,12 +210,12 @@ def test_killed_mid_drill_the_restarted_service_resumes_the_run_not_starting_it_
 
 def test_a_gate_keeps_a_due_drill_from_starting_with_a_delegate_down_and_says_why(lab: Lab) -> None:
     victim = lab.state.nodes[-1].name
-    rid, at = lab.schedule("lab-gate", min_lead_s=20)
-    # down a few seconds before its time: the alert fires, alertd opens an incident and restarts the node
-    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds() - 7))
+    # down a few seconds before the run is due: the alert fires, alertd opens an incident and restarts the node
     node = lab.state.node_pid(victim)
     assert node
     os.kill(node, signal.SIGKILL)
+    time.sleep(7)
+    rid, _ = lab.schedule_now("lab-gate")
     r = lab.wait_decided(rid, timeout=90)
     assert r.status == "not_started", r
     assert "DelegateDown on " + victim in r.reason, r.reason
@@ -214,10 +226,8 @@ def test_a_gate_keeps_a_due_drill_from_starting_with_a_delegate_down_and_says_wh
 
 def test_a_stop_condition_aborts_a_scheduled_drill_and_rolls_it_back(lab: Lab) -> None:
     victim = lab.state.nodes[-1].name
-    rid, at = lab.schedule("lab-stop", params={"hold_s": 25, "blocks": 5, "single_check": False})
-    lab.wait_event(
-        rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=(at - datetime.now(UTC)).total_seconds() + 60
-    )
+    rid, _ = lab.schedule_now("lab-stop", params={"hold_s": 25, "blocks": 5, "single_check": False})
+    lab.wait_event(rid, lambda e: isinstance(e, StepStart) and e.step == "hold", timeout=60)
     node = lab.state.node_pid(victim)
     assert node
     os.kill(node, signal.SIGKILL)

@@ -237,7 +237,8 @@ def test_the_background_load_resyncs_forgets_refused_nonces_and_finds_lost_actio
     hashes = [h for _, h in bg.accepted]
     api.statuses = dict.fromkeys(hashes[1:], "finalized")
     lost = bg.lost(wait=0)
-    assert lost == {"accepted": len(hashes), "final": len(hashes) - 1, "lost": 1, "examples": hashes[:1]}
+    assert lost == {"offered": 8, "accepted": len(hashes), "final": len(hashes) - 1, "lost": 1, "examples": hashes[:1]}
+    assert {w["sender"] for w in sent} <= {KEYS[0].address, KEYS[2].address}, "node n0's accounts only"
     api.down = True
     before = bg.stats.unavailable
     bg._send_batch(1)
@@ -247,6 +248,38 @@ def test_the_background_load_resyncs_forgets_refused_nonces_and_finds_lost_actio
 def test_the_background_load_names_an_unreadable_accounts_file(tmp_path: Path) -> None:
     with pytest.raises(traffic.AccountsError, match=r"background load: cannot read funded accounts from .*nowhere"):
         BackgroundLoad(["http://n0"], tmp_path / "nowhere")
+
+
+class OneNodeDown(FakeApi):
+    """Node n1 refuses connections; n0 answers and keeps its blocks (every batch it took, one block each)."""
+
+    def get(self, api: str, path: str, *, timeout: float) -> Any:
+        if api == "http://n1":
+            raise Unavailable(f"{api}{path}: connection refused")
+        if path == "/v1/chain":
+            return {"chain_id": 5, "min_fee": self.min_fee, "finalized_height": len(self.batches)}
+        if path.startswith("/v1/blocks/"):
+            return {"actions": self.batches[int(path.rsplit("/", 1)[1]) - 1]}
+        return super().get(api, path, timeout=timeout)
+
+    def post(self, api: str, path: str, body: Any, *, timeout: float) -> Any:
+        if api == "http://n1":
+            raise Unavailable(f"{api}{path}: connection refused")
+        return super().post(api, path, body, timeout=timeout)
+
+
+def test_the_background_load_keeps_each_account_on_its_node_and_finds_final_actions_in_blocks(tmp_path: Path) -> None:
+    accounts = _write(tmp_path / "a.json", [k.secret().hex() for k in KEYS])
+    api = OneNodeDown()
+    bg = BackgroundLoad(["http://n0", "http://n1"], accounts, batch=6, api=api)
+    for n in range(6):
+        bg._send_batch(n)
+    # n1 failed once: its accounts (1 and 3) wait, nothing of theirs was ever sent elsewhere; n0's carry the rate
+    assert {w["sender"] for b in api.batches for w in b} == {KEYS[0].address, KEYS[2].address}
+    assert sum(len(b) for b in api.batches) >= 5 * 6 and bg.stats.unavailable == 6
+    assert bg.offered_between() == sum(len(b) for b in api.batches)
+    lost = bg.lost(wait=0, from_height=1)  # every accepted action is in n0's blocks: no status asked
+    assert lost["lost"] == 0 and lost["final"] == lost["accepted"] == len(bg.accepted) == bg.offered_between()
 
 
 async def test_the_open_loop_pins_accounts_to_nodes_and_counts_nonces_from_one() -> None:
@@ -267,3 +300,35 @@ async def test_the_open_loop_pins_accounts_to_nodes_and_counts_nonces_from_one()
         assert {w["sender"] for w in wires} == senders
         for s in senders:
             assert [w["nonce"] for w in wires if w["sender"] == s] == list(range(1, 1 + sum(w["sender"] == s for w in wires)))
+
+
+async def test_the_open_loop_reads_a_refused_accounts_nonce_again_before_it_sends_more() -> None:
+    class OnceRefused:
+        """Refuses each sender's nonce 2 the first time (as a node that missed it would); GET answers the
+        accounts' next nonces from what it accepted."""
+
+        def __init__(self) -> None:
+            self.accepted: dict[str, list[int]] = {}
+            self.refused: set[str] = set()
+
+        async def post(self, api: str, path: str, body: Any) -> Any:
+            results = []
+            for w in body["actions"]:
+                mine = self.accepted.setdefault(w["sender"], [])
+                if w["nonce"] != len(mine) + 1 or (w["nonce"] == 2 and w["sender"] not in self.refused):
+                    self.refused.add(w["sender"])
+                    results.append({"error": {"code": "nonce_gap", "message": "no"}})
+                else:
+                    mine.append(w["nonce"])
+                    results.append({"hash": sdk.action_hash(w)})
+            return {"accepted": sum("hash" in r for r in results), "results": results}
+
+        async def get(self, api: str, path: str) -> Any:
+            return {"pending_nonce": len(self.accepted.get(path.rsplit("/", 1)[1], [])) + 1}
+
+    node = OnceRefused()
+    run = await open_loop(["http://n0"], KEYS, chain_id=5, fee=10, tps=400, seconds=1.0, batch=4, api=node)
+    assert run.stats.resyncs >= 1 and node.refused
+    for sender, nonces in node.accepted.items():  # what each sender got accepted has no gap: it went on after 2
+        assert nonces == list(range(1, len(nonces) + 1)), sender
+    assert sum(len(n) for n in node.accepted.values()) > len(KEYS) * 2
