@@ -323,6 +323,7 @@ class ActionStatus:
     receipt: Receipt | None = None
     code: str | None = None
     reason: str | None = None
+    action: Mapping[str, Any] | None = field(default=None, repr=False)  # a finalized action's wire form
 
     @property
     def final(self) -> bool:
@@ -331,7 +332,8 @@ class ActionStatus:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ActionStatus:
         r = d.get("receipt")
-        return cls(str(d["hash"]), str(d["status"]), Receipt.from_json(r) if r else None, d.get("code"), d.get("reason"))
+        rec = Receipt.from_json(r) if r else None
+        return cls(str(d["hash"]), str(d["status"]), rec, d.get("code"), d.get("reason"), d.get("action"))
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,109 @@ class BatchResult:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BatchResult:
         return cls(_int(d["accepted"]), tuple(Submitted.from_json(r) for r in d["results"]))
+
+
+@dataclass(frozen=True)
+class BookBucket:
+    """A bucket as an epoch's books hold it: what it was at the epoch's end."""
+
+    id: int
+    owner: str
+    candidate: str  # owner address of the candidate it votes for
+    amount: int
+    days: int
+    votes: int
+
+
+@dataclass(frozen=True)
+class BookCandidate:
+    name: str
+    owner: str
+    operator: str
+    votes: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Granted:
+    """The rewards granted to one owner address in an epoch: block rewards, fees of its blocks, epoch reward."""
+
+    owner: str
+    name: str | None
+    block: int
+    fee: int
+    epoch: int
+
+    @property
+    def total(self) -> int:
+        return self.block + self.fee + self.epoch
+
+
+@dataclass(frozen=True)
+class EpochBooks:
+    """GET /v1/epochs/{epoch}/books: an epoch's delegates, the votes and buckets at its end, rewards granted."""
+
+    epoch: int
+    first_height: int
+    last_height: int
+    delegates: tuple[str, ...]
+    candidates: tuple[BookCandidate, ...]
+    buckets: tuple[BookBucket, ...]
+    rewards: tuple[Granted, ...]
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EpochBooks:
+        return cls(
+            epoch=_int(d["epoch"]),
+            first_height=_int(d["first_height"]),
+            last_height=_int(d["last_height"]),
+            delegates=tuple(str(a) for a in d["delegates"]),
+            candidates=tuple(
+                BookCandidate(str(c["name"]), str(c["owner"]), str(c["operator"]), _int(c["votes"]), bool(c["active"]))
+                for c in d["candidates"]
+            ),
+            buckets=tuple(
+                BookBucket(
+                    _int(b["id"]), str(b["owner"]), str(b["candidate"]), _int(b["amount"]), _int(b["days"]), _int(b["votes"])
+                )
+                for b in d["buckets"]
+            ),
+            rewards=tuple(
+                Granted(str(r["owner"]), r.get("name"), _int(r["block"]), _int(r["fee"]), _int(r["epoch"])) for r in d["rewards"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    """One finalized action an address sent or (a transfer) received: GET /v1/accounts/{address}/actions."""
+
+    hash: str
+    height: int
+    index: int
+    type: str
+    sender: str
+    nonce: int
+    fee: int
+    payload: Mapping[str, Any]
+    status: str  # success | failed
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def memo(self) -> str | None:
+        m = self.payload.get("memo")
+        return m if isinstance(m, str) else None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AccountAction:
+        return cls(
+            str(d["hash"]), _int(d["height"]), _int(d["index"]), str(d["type"]), str(d["sender"]), _int(d["nonce"]),
+            _int(d["fee"]), dict(d.get("payload") or {}), str(d["status"]), d.get("error"),
+        )  # fmt: skip
 
 
 # -- the client -----------------------------------------------------------------------------------------
@@ -598,6 +703,25 @@ class NodeClient:
 
     def unclaimed_rewards(self, address: str, *, timeout: float | None = None) -> int:
         return self._typed(f"/v1/rewards/{quote(address, safe='')}", lambda d: _int(d["unclaimed"]), timeout)
+
+    def epoch_books(self, epoch: int, *, candidate: str | None = None, timeout: float | None = None) -> EpochBooks:
+        """An epoch's books (GET /v1/epochs/{epoch}/books); only the buckets voting for `candidate` when given."""
+        q = f"?candidate={quote(candidate, safe='')}" if candidate else ""
+        return self._typed(f"/v1/epochs/{int(epoch)}/books{q}", EpochBooks.from_json, timeout)
+
+    def account_actions(self, address: str, *, since: int = 0, timeout: float | None = None) -> list[AccountAction]:
+        """Every finalized action `address` sent or received, oldest first, from its `since`-th on (all pages)."""
+        out: list[AccountAction] = []
+        start: int | None = since
+        while start is not None:
+            path = f"/v1/accounts/{quote(address, safe='')}/actions?start={start}&limit=1000"
+            doc = self.get_json(path, timeout=timeout)
+            try:
+                out.extend(AccountAction.from_json(a) for a in doc["actions"])
+                start = None if doc["next"] is None else _int(doc["next"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise self._error("GET", self.url + path, f"unexpected answer ({type(exc).__name__}: {exc})") from None
+        return out
 
     def action(self, action_hash: str, *, timeout: float | None = None) -> ActionStatus | None:
         """Where an action is (pending, finalized with its receipt, rejected); None when the node does not know it."""

@@ -3,23 +3,45 @@
 Every command group's module imports only click and its own small helpers at the top; what a command needs
 (the host layer and paramiko, ansible-runner, Prometheus's client, the PagerDuty client, rich, jinja2) it
 imports when it runs, so that `iotex-ops --help` and a quick command such as `status` start in a fraction of
-the time. tests/ops/test_cli_startup.py keeps it so.
+the time. The groups themselves are imported only when used (`LAZY_GROUPS`, `LazyOpsGroup`): the client's
+`account balance` does not pay for the scheduler's or the runbook engine's imports.
+tests/ops/test_cli_startup.py keeps it so.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import click
 
 from iotex_ops import __version__
-from iotex_ops.cli.common import OpsGroup, default_console
+from iotex_ops.cli.common import LazyOpsGroup, default_console
+
+# Command groups that live beside their library modules, imported when used (`iotex-ops --help` lists them all).
+LAZY_GROUPS = {
+    "inventory": "iotex_ops.cli.hosts:inventory",
+    "exec": "iotex_ops.cli.hosts:exec_cmd",
+    "lab": "iotex_ops.cli.lab:lab",
+    "status": "iotex_ops.cli.lab:status",
+    "playbook": "iotex_ops.cli.playbooks:playbook",
+    "runbook": "iotex_ops.cli.runbook:runbook",
+    "rehearsal": "iotex_ops.cli.runbook:rehearsal_cmd",
+    "alertd": "iotex_ops.cli.alertd:alertd",
+    "pager": "iotex_ops.cli.pager:pager",
+    "monitoring": "iotex_ops.cli.monitoring:monitoring_group",
+    "schedule": "iotex_ops.cli.schedule:schedule",
+    "drill": "iotex_ops.cli.drill:drill",
+    "scheduler": "iotex_ops.cli.scheduler:scheduler",
+    "load": "iotex_ops.cli.load:load",
+    "account": "iotex_ops.cli.client:account",
+    "action": "iotex_ops.cli.client:action",
+    "stake": "iotex_ops.cli.client:stake",
+    "chain": "iotex_ops.cli.client:chain",
+    "rewards": "iotex_ops.cli.client:rewards",
+}
 
 
-@click.group(cls=OpsGroup)
+@click.group(cls=LazyOpsGroup, lazy=LAZY_GROUPS)
 @click.version_option(__version__, prog_name="iotex-ops")
 def main() -> None:
     """Operate a Roll-DPoS delegate network: drills, runbooks, monitoring and the lab."""
@@ -32,6 +54,10 @@ def main() -> None:
 @click.option("--block-interval-ms", type=click.IntRange(100, 60_000), default=1000, show_default=True)
 def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms: int) -> None:
     """Start a local network of delegate processes and watch it finalize blocks."""
+    import shutil
+    import tempfile
+    import time
+
     from rich.live import Live
     from rich.table import Table
 
@@ -69,34 +95,3 @@ def localnet(delegates: int, seconds: int, root: Path | None, block_interval_ms:
     console.print("stopped all nodes")
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
-
-
-# Command groups that live beside their library modules; registered here so `iotex-ops --help` lists them.
-from iotex_ops.cli.hosts import exec_cmd, inventory  # noqa: E402 - after main is defined
-from iotex_ops.cli.lab import lab, status  # noqa: E402
-from iotex_ops.cli.playbooks import playbook  # noqa: E402
-from iotex_ops.cli.runbook import rehearsal_cmd, runbook  # noqa: E402
-
-main.add_command(inventory)
-main.add_command(exec_cmd)
-main.add_command(lab)
-main.add_command(status)
-main.add_command(playbook)
-main.add_command(runbook)
-main.add_command(rehearsal_cmd)
-
-from iotex_ops.cli.alertd import alertd  # noqa: E402
-from iotex_ops.cli.drill import drill  # noqa: E402
-from iotex_ops.cli.load import load  # noqa: E402
-from iotex_ops.cli.monitoring import monitoring_group  # noqa: E402
-from iotex_ops.cli.pager import pager  # noqa: E402
-from iotex_ops.cli.schedule import schedule  # noqa: E402
-from iotex_ops.cli.scheduler import scheduler  # noqa: E402
-
-main.add_command(alertd)
-main.add_command(pager)
-main.add_command(monitoring_group)
-main.add_command(schedule)
-main.add_command(drill)
-main.add_command(scheduler)
-main.add_command(load)

@@ -10,6 +10,7 @@ monitoring ...`, a test's CliRunner). Other exit statuses belong to the commands
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -66,3 +67,27 @@ class OpsGroup(click.Group):
             return super().invoke(ctx)
         except OpsError as exc:
             exit_with(exc)
+
+
+class LazyOpsGroup(OpsGroup):
+    """An OpsGroup whose subcommands are imported when they are used: `lazy` maps a command's name to
+    "module:attribute". A command that runs imports its own group's module only, so that a quick command
+    (`account balance`) does not pay for every group's imports (the scheduler's, the runbook engine's...).
+    `--help` lists them all, importing each (help is not the path a script waits on)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = self.lazy.get(cmd_name)
+        if spec is not None and cmd_name not in self.commands:
+            module, attr = spec.split(":")
+            cmd = getattr(importlib.import_module(module), attr)
+            if not isinstance(cmd, click.Command):
+                raise TypeError(f"{spec} is not a click command")
+            self.add_command(cmd, cmd_name)
+        return super().get_command(ctx, cmd_name)

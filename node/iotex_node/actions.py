@@ -109,6 +109,20 @@ def _candidate_ref(value: object, field: str) -> str:
     return _name(value, field)
 
 
+# A transfer's memo (what a payout says it is for): printable ASCII, short enough to keep actions small.
+# ASCII only, so that a memo reads the same in every terminal and log and its limit is one number.
+MEMO_MAX_BYTES = 256
+_MEMO_RE = re.compile(rf"[\x20-\x7e]{{0,{MEMO_MAX_BYTES}}}")
+
+
+def _memo(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidAction("must be a string", field)
+    if not _MEMO_RE.fullmatch(value):
+        raise InvalidAction(f"must be at most {MEMO_MAX_BYTES} characters of printable ASCII", field)
+    return value
+
+
 def _bool(value: object, field: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidAction("must be true or false", field)
@@ -136,6 +150,9 @@ PAYLOADS: dict[str, dict[str, _Parser]] = {
     "rewards_claim": {"amount": parse_amount},
 }
 ACTION_TYPES = tuple(PAYLOADS)
+# Fields a payload may leave out. An action without them hashes exactly as before they existed, so every
+# action signed before the memo keeps its hash; a node from before the memo refuses a transfer that has one.
+OPTIONAL_PAYLOADS: dict[str, dict[str, _Parser]] = {"transfer": {"memo": _memo}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +199,8 @@ def _core(chain_id: int, nonce: int, fee: int, sender: str, type_: str, payload:
 
 def _parse_payload(type_: str, raw_payload: dict[Any, Any]) -> dict[str, Any]:
     spec = PAYLOADS[type_]
-    unknown = sorted(map(str, set(raw_payload) - set(spec)))
+    optional = OPTIONAL_PAYLOADS.get(type_, {})
+    unknown = sorted(map(str, set(raw_payload) - set(spec) - set(optional)))
     if unknown:
         raise InvalidAction(f"unknown field(s) for {type_}: {', '.join(unknown)[:200]}", f"payload.{unknown[0][:100]}")
     payload: dict[str, Any] = {}
@@ -190,6 +208,9 @@ def _parse_payload(type_: str, raw_payload: dict[Any, Any]) -> dict[str, Any]:
         if name not in raw_payload:
             raise InvalidAction(f"missing for {type_}", f"payload.{name}")
         payload[name] = parser(raw_payload[name], f"payload.{name}")
+    for name, parser in optional.items():
+        if name in raw_payload:
+            payload[name] = parser(raw_payload[name], f"payload.{name}")
     return payload
 
 

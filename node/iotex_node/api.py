@@ -82,6 +82,8 @@ _QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/delegates": frozenset({"epoch"}),
     "/v1/buckets": frozenset({"owner", "candidate"}),
     "/v1/blocks": frozenset({"from", "to"}),
+    "/v1/epochs/{epoch}/books": frozenset({"candidate"}),
+    "/v1/accounts/{address}/actions": frozenset({"start", "limit"}),
 }
 _NO_PARAMS: frozenset[str] = frozenset()
 # ASCII only: str.isdigit() accepts characters such as "²" that int() refuses.
@@ -616,9 +618,12 @@ def _address_param(value: str, name: str) -> str:
 
 async def get_action(request: web.Request) -> web.Response:
     h = _hash_param(request)
-    found = request.app[NODE_KEY].action_status(h)
+    node = request.app[NODE_KEY]
+    found = node.action_status(h)
     if found is None:
         raise ApiError(404, "not_found", f"action {h.hex()} is not known to this node", "hash")
+    if found["status"] == "finalized":
+        found["action"] = _stored_action(node, found["receipt"]["height"], found["receipt"]["index"], {})
     return _json(found)
 
 
@@ -814,6 +819,93 @@ async def get_rewards(request: web.Request) -> web.Response:
     return _json({"address": addr, "unclaimed": str(ex.unclaimed(node.chain.state, addr)), "height": node.chain.height})
 
 
+# --- the books: what rewards bookkeeping and payout reconciliation read (store.py, "The books") ---------
+
+MAX_ACCOUNT_ACTIONS = 1000
+
+
+def _stored_action(node: Node, height: int, index: int, cache: dict[int, list[Any]]) -> dict[str, Any]:
+    """The wire form of the `index`-th action of finalized block `height` (blocks read once per request)."""
+    if height not in cache:
+        data = node.store.block_data(height)
+        cache[height] = orjson.loads(data)["actions"] if data is not None else []
+    acts = cache[height]
+    return acts[index] if index < len(acts) else {}
+
+
+async def get_epoch_books(request: web.Request) -> web.Response:
+    """An epoch's books: its delegates, every candidate's votes and the buckets behind them at the epoch's end
+    (the votes that split its epoch reward), and the rewards (block, fee, epoch) granted to each owner in it."""
+    node = request.app[NODE_KEY]
+    raw = request.match_info["epoch"]
+    if not _EPOCH_RE.fullmatch(raw) or int(raw) < 1:
+        raise ApiError(400, "invalid_epoch", "epoch must be a positive integer of at most 12 digits", "epoch")
+    epoch = int(raw)
+    candidate = request.query.get("candidate")
+    if candidate is not None:
+        _address_param(candidate, "candidate")
+    g = node.genesis
+    first = (epoch - 1) * g.epoch_length + 1
+    last = epoch * g.epoch_length
+    if last > node.chain.height:
+        raise ApiError(
+            409, "epoch_not_over", f"epoch {epoch} ends at height {last}; the chain is at {node.chain.height}", "epoch"
+        )
+    found = node.store.epoch_votes(epoch)
+    if found is None:
+        start = node.store.books_start()
+        since = f"from height {start} on" if start is not None else "for no block yet"
+        raise ApiError(404, "not_recorded", f"this node's books have no record of epoch {epoch} (they hold {since})", "epoch")
+    _height, snap = found
+    active = ex.delegates_of_epoch(node.chain.state, epoch)
+    names = {c["owner"]: c["name"] for c in snap["candidates"]}
+    ops = set(active)
+    sums: dict[str, dict[str, int]] = {}
+    for _h, owner, kind, amount in node.store.granted(epoch):
+        entry = sums.setdefault(owner, {"block": 0, "fee": 0, "epoch": 0})
+        entry[kind] = entry.get(kind, 0) + amount
+    rewards = [
+        {"owner": o, "name": names.get(o), **{k: str(v) for k, v in e.items()}, "total": str(sum(e.values()))}
+        for o, e in sorted(sums.items())
+    ]
+    buckets = [b for b in snap["buckets"] if candidate is None or b["candidate"] == candidate]
+    candidates = [{**c, "active": c["operator"] in ops} for c in snap["candidates"]]
+    return _json({"epoch": epoch, "first_height": first, "last_height": last, "delegates": active,
+                  "candidates": candidates, "buckets": buckets, "rewards": rewards})  # fmt: skip
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _HEIGHT_RE.fullmatch(raw) or not lo <= int(raw) <= hi:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer from {lo} to {hi}", name)
+    return int(raw)
+
+
+async def get_account_actions(request: web.Request) -> web.Response:
+    """The finalized actions an address sent, and the transfers it received, oldest first, a page at a time
+    (`next`: the `start` of the following page, null at the end), each with its payload (a memo included)."""
+    node = request.app[NODE_KEY]
+    addr = _address_param(request.match_info["address"], "address")
+    start = _int_query(request, "start", 0, 0, 10**15)
+    limit = _int_query(request, "limit", 100, 1, MAX_ACCOUNT_ACTIONS)
+    rows = node.store.account_actions(addr, start, limit + 1)
+    cache: dict[int, list[Any]] = {}
+    out = []
+    for height, index, h in rows[:limit]:
+        wire = _stored_action(node, height, index, cache)
+        rec = node.chain.receipt(h) or {}
+        item = {"hash": h.hex(), "height": height, "index": index, "type": wire.get("type"), "sender": wire.get("sender"),
+                "nonce": wire.get("nonce"), "fee": wire.get("fee"), "payload": wire.get("payload"),
+                "status": rec.get("status")}  # fmt: skip
+        if rec.get("error"):
+            item["error"] = rec["error"]
+        out.append(item)
+    nxt = start + limit if len(rows) > limit else None
+    return _json({"address": addr, "start": start, "next": nxt, "actions": out, "height": node.chain.height})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "alive"})
 
@@ -879,6 +971,8 @@ def make_app(node: Node) -> web.Application:
     r.add_get("/v1/buckets", get_buckets)
     r.add_get("/v1/buckets/{id}", get_bucket)
     r.add_get("/v1/rewards/{address}", get_rewards)
+    r.add_get("/v1/epochs/{epoch}/books", get_epoch_books)
+    r.add_get("/v1/accounts/{address}/actions", get_account_actions)
     r.add_get("/v1/openapi.json", openapi)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)

@@ -24,7 +24,7 @@ from iotex_node.genesis import Genesis
 from iotex_node.mempool import Mempool, MempoolLimits
 from iotex_node.protocol import DELEGATES_ROOT_FROM, Activation, Schedule, delegates_root
 from iotex_node.state import Overlay, State
-from iotex_node.store import Store
+from iotex_node.store import BlockBooks, Store
 
 log = logging.getLogger("iotex_node.chain")
 
@@ -36,6 +36,7 @@ class Executed:
     block: Block
     receipts: list[ex.Receipt]
     changes: dict[str, bytes | None]
+    books: BlockBooks | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class Chain:
                 continue  # not includable now (e.g. its fee is no longer payable): leave it pending
             chosen.append(a)
         epoch = self.genesis.epoch_of(height)
-        ex.finish_block(ov, self.genesis, ctx, epoch)
+        books = self._books(ov, ctx, epoch, chosen, ex.finish_block(ov, self.genesis, ctx, epoch))
         changes = ov.changes()
         header = Header(
             chain_id=self.genesis.chain_id,
@@ -219,7 +220,7 @@ class Chain:
             state_root=self.state.root_after(changes),
             delegates_root=delegates_root(delegates) if self.protocol_at(height) >= DELEGATES_ROOT_FROM else None,
         )
-        done = Executed(Block(header, tuple(chosen)), receipts, changes)
+        done = Executed(Block(header, tuple(chosen)), receipts, changes, books)
         self._executed[header.hash] = done
         return done
 
@@ -267,16 +268,30 @@ class Chain:
                 receipts.append(ex.execute_action(ov, self.genesis, ctx, a))
             except ExecutionError as exc:
                 raise InvalidBlock(f"block {h.height} includes action {a.hash_hex[:16]} that is not admissible: {exc}") from None
-        ex.finish_block(ov, self.genesis, ctx, epoch)
+        books = self._books(ov, ctx, epoch, block.actions, ex.finish_block(ov, self.genesis, ctx, epoch))
         if ex.receipts_root(receipts) != h.receipts_root:
             raise InvalidBlock(f"block {h.height} receipts root does not match execution")
         changes = ov.changes()
         root = self.state.root_after(changes)
         if root != h.state_root:
             raise InvalidBlock(f"block {h.height} state root {h.state_root.hex()[:16]} != executed {root.hex()[:16]}")
-        done = Executed(block, receipts, changes)
+        done = Executed(block, receipts, changes, books)
         self._executed[block.hash] = done
         return done
+
+    def _books(
+        self, ov: Overlay, ctx: ex.BlockContext, epoch: int, actions: list[Action] | tuple[Action, ...], grants: list[ex.Grant]
+    ) -> BlockBooks:
+        """What the block adds to the books (store.py): not consensus, derived from the block as executed."""
+        granted = [(g.owner, g.kind, g.amount) for g in (ex.fee_grant(ov, ctx, actions), *grants)]
+        votes = orjson.dumps(ex.votes_snapshot(ov, self.genesis)) if self.genesis.is_epoch_end(ctx.height) else None
+        accounts = []
+        for i, a in enumerate(actions):
+            accounts.append((a.sender, i, a.hash))
+            to = a.payload.get("to") if a.type == "transfer" else None
+            if to and to != a.sender:
+                accounts.append((to, i, a.hash))
+        return BlockBooks(epoch, granted, votes, accounts)
 
     def commit(self, block: Block, cert: Certificate) -> CommitInfo:
         """Commit a final block (executing it first if needed); the certificate must already be checked."""
@@ -296,6 +311,7 @@ class Chain:
             executed.changes,
             {k: self.state.get_raw(k) for k in executed.changes},
             prune,
+            executed.books,
         )
         self.state.apply(executed.changes)
         self.height, self.tip_hash, self.tip_header = h.height, final.hash, h

@@ -323,10 +323,22 @@ def _reward_address(st: Overlay | State, operator: str) -> str:
     return owner if isinstance(owner, str) else operator
 
 
-def finish_block(ov: Overlay, genesis: Genesis, ctx: BlockContext, epoch: int) -> None:
-    """Block reward, productivity, and (on an epoch's last block) epoch reward and next delegates."""
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A reward a block granted: to the owner address `owner`, of `kind` block | fee | epoch. Not state: what a
+    node's books record (store.py), so that rewards can be traced to the epoch and delegate they came from."""
+
+    owner: str
+    kind: str
+    amount: int
+
+
+def finish_block(ov: Overlay, genesis: Genesis, ctx: BlockContext, epoch: int) -> list[Grant]:
+    """Block reward, productivity, and (on an epoch's last block) epoch reward and next delegates. Returns the
+    rewards it granted (the block's fees were granted by execute_action, see `fee_grant`)."""
     reward = genesis.block_reward if ctx.block_reward is None else ctx.block_reward
-    _add_reward(ov, _reward_address(ov, ctx.proposer), reward)
+    grants = [Grant(_reward_address(ov, ctx.proposer), "block", reward)]
+    _add_reward(ov, grants[0].owner, reward)
     # Slot r of this height belongs to delegates[(height + r) % n]: slot 0 was expected, slots before
     # ctx.round were missed, slot ctx.round produced. Counted per delegate in closed form, so the cost is
     # O(n) and not O(round): a header may carry any round below 2**63.
@@ -344,27 +356,49 @@ def finish_block(ov: Overlay, genesis: Genesis, ctx: BlockContext, epoch: int) -
             missed += (rounds_missed - r + n - 1) // n  # how many r' < rounds_missed have r' % n == r
         ov.put(key, [expected, produced, missed])
     if genesis.is_epoch_end(ctx.height):
-        _distribute_epoch_reward(ov, genesis, ctx.delegates)
+        for owner, share in epoch_reward_shares(ov, genesis, ctx.delegates):
+            _add_reward(ov, owner, share)
+            grants.append(Grant(owner, "epoch", share))
         ov.put(f"e/{epoch + 1}", select_delegates(ov, genesis, epoch + 1))
+    return grants
 
 
-def _distribute_epoch_reward(ov: Overlay, genesis: Genesis, delegates: tuple[str, ...]) -> None:
+def fee_grant(st: Overlay | State, ctx: BlockContext, actions: list[Action] | tuple[Action, ...]) -> Grant:
+    """The fees of a block's actions, which execute_action granted to its proposer's owner."""
+    return Grant(_reward_address(st, ctx.proposer), "fee", sum(a.fee for a in actions))
+
+
+def epoch_reward_shares(st: Overlay | State, genesis: Genesis, delegates: tuple[str, ...]) -> list[tuple[str, int]]:
     """Split the epoch reward by votes; the remainder of the integer division goes to the first."""
-    owners = [_reward_address(ov, op) for op in delegates]
+    owners = [_reward_address(st, op) for op in delegates]
     votes = []
     for owner in owners:
-        c = ov.get("c/" + owner)
+        c = st.get("c/" + owner)
         votes.append(int(c["votes"]) if c else 0)
     total = sum(votes)
     if not genesis.epoch_reward or not owners:
-        return
+        return []
     if total == 0:
         shares = [genesis.epoch_reward // len(owners)] * len(owners)
     else:
         shares = [genesis.epoch_reward * v // total for v in votes]
     shares[0] += genesis.epoch_reward - sum(shares)
-    for owner, share in zip(owners, shares, strict=False):
-        _add_reward(ov, owner, share)
+    return list(zip(owners, shares, strict=True))
+
+
+def votes_snapshot(st: Overlay | State, genesis: Genesis) -> dict[str, Any]:
+    """Every candidate's votes and every bucket behind them, as a node's books record them at an epoch's end
+    (the votes that split its epoch reward and elect the next epoch's delegates). Sorted, so deterministic."""
+    cands = sorted((st.get(k) for k in st.keys_with_prefix("c/")), key=lambda c: (-int(c["votes"]), c["owner"]))
+    buckets = []
+    for k in st.keys_with_prefix("b/"):
+        b = st.get(k)
+        votes = weighted_votes(genesis, int(b["amount"]), b["days"])
+        buckets.append({"id": int(k[2:]), "owner": b["owner"], "candidate": b["candidate"], "amount": b["amount"],
+                        "days": b["days"], "votes": str(votes)})  # fmt: skip
+    buckets.sort(key=lambda b: b["id"])
+    candidates = [{"name": c["name"], "owner": c["owner"], "operator": c["operator"], "votes": c["votes"]} for c in cands]
+    return {"candidates": candidates, "buckets": buckets}
 
 
 def receipts_root(receipts: list[Receipt]) -> bytes:

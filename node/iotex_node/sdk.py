@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_node import actions as _actions
-from iotex_node.actions import ACTION_TYPES, Action
+from iotex_node.actions import ACTION_TYPES, MEMO_MAX_BYTES, Action
 from iotex_node.constants import MAX_AMOUNT, MAX_NONCE, MAX_STAKE_DAYS
 from iotex_node.crypto.keys import PrivateKey, recover_address, valid_address
 from iotex_node.errors import ConfigError, InvalidAction
@@ -36,6 +36,7 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_NONCE",
     "MAX_STAKE_DAYS",
+    "MEMO_MAX_BYTES",
     "RAU_PER_IOTX",
     "Action",
     "ChainParams",
@@ -113,9 +114,13 @@ def _kind(value: object) -> str:
     return type(value).__name__  # `sign` cannot say this itself: its parameter `type` hides the builtin
 
 
-def transfer(key: PrivateKey, *, chain_id: int, nonce: int, fee: int, to: str, amount: int) -> Action:
-    """Move `amount` rau from the key's account to `to`."""
-    return sign(key, chain_id=chain_id, nonce=nonce, fee=fee, type="transfer", payload={"to": to, "amount": amount})
+def transfer(key: PrivateKey, *, chain_id: int, nonce: int, fee: int, to: str, amount: int, memo: str | None = None) -> Action:
+    """Move `amount` rau from the key's account to `to`, with an optional `memo` (printable ASCII, at most
+    `MEMO_MAX_BYTES` characters, kept on chain with the action; a node from before memos refuses it)."""
+    payload: dict[str, Any] = {"to": to, "amount": amount}
+    if memo is not None:
+        payload["memo"] = memo
+    return sign(key, chain_id=chain_id, nonce=nonce, fee=fee, type="transfer", payload=payload)
 
 
 def stake_create(

@@ -9,6 +9,12 @@ faster at this size, RocksDB faster at much larger sizes; neither is needed at a
 
 Tables: blocks (height -> block), actions (hash -> where and how it ended), state (key -> value),
 undo (height -> previous values of the keys that block changed), meta (small named values).
+
+The books (what rewards bookkeeping reads; derived from blocks, not part of the state root, written in the
+block's transaction and removed by a rollback with it): granted (the rewards each block granted, by
+epoch and owner), epoch_votes (every candidate's votes and bucket at an epoch's end), account_actions
+(each address's actions: those it sent and the transfers it received). A database from before the books
+has them from its next block on.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,29 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS granted (
+    height INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT NOT NULL, kind TEXT NOT NULL, amount TEXT NOT NULL,
+    PRIMARY KEY (height, owner, kind)
+);
+CREATE INDEX IF NOT EXISTS granted_by_epoch ON granted(epoch, owner);
+CREATE TABLE IF NOT EXISTS epoch_votes (epoch INTEGER PRIMARY KEY, height INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS account_actions (
+    address TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (address, height, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS account_actions_by_height ON account_actions(height);
 """
+
+
+@dataclass
+class BlockBooks:
+    """What a block adds to the books: rewards granted (owner, kind, amount), the epoch's votes snapshot when
+    it ends an epoch, and (address, action index, action hash) for each address an action concerns."""
+
+    epoch: int
+    granted: list[tuple[str, str, int]] = field(default_factory=list)
+    votes: bytes | None = None
+    accounts: list[tuple[str, int, bytes]] = field(default_factory=list)
 
 
 class Store:
@@ -103,6 +132,7 @@ class Store:
         changes: dict[str, bytes | None],
         undo: dict[str, bytes | None],
         prune_undo_below: int = 0,
+        books: BlockBooks | None = None,
     ) -> None:
         """Everything a block changes, in one transaction: a crash leaves all of it or none of it."""
         undo_blob = orjson.dumps({k: (None if v is None else v.decode()) for k, v in undo.items()})
@@ -123,6 +153,8 @@ class Store:
                 cur.execute("INSERT INTO undo(height, data) VALUES(?, ?)", (height, undo_blob))
                 if prune_undo_below > 0:
                     cur.execute("DELETE FROM undo WHERE height < ?", (prune_undo_below,))
+                if books is not None:
+                    _write_books(cur, height, books)
                 cur.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('tip', ?)",
                     (orjson.dumps({"height": height, "hash": block_hash.hex()}),),
@@ -221,6 +253,8 @@ class Store:
                 cur.executemany("DELETE FROM actions WHERE hash=? AND height>?", ((h, height) for h in action_hashes))
                 cur.execute("DELETE FROM blocks WHERE height>?", (height,))
                 cur.execute("DELETE FROM undo WHERE height>?", (height,))
+                for table in ("granted", "epoch_votes", "account_actions"):
+                    cur.execute(f"DELETE FROM {table} WHERE height>?", (height,))  # noqa: S608 - fixed names
                 cur.executemany("DELETE FROM meta WHERE key=?", ((k,) for k in drop_meta))
                 cur.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('tip', ?)",
@@ -236,11 +270,54 @@ class Store:
                     cur.execute("ROLLBACK")
                 raise
 
+    # --- books -------------------------------------------------------------------------------------
+
+    def granted(self, epoch: int) -> list[tuple[int, str, str, int]]:
+        """(height, owner, kind, amount) of every reward granted in `epoch`, in block order."""
+        rows = self._db.execute(
+            "SELECT height, owner, kind, amount FROM granted WHERE epoch=? ORDER BY height, kind, owner", (epoch,)
+        ).fetchall()
+        return [(int(h), str(o), str(k), int(a)) for h, o, k, a in rows]
+
+    def epoch_votes(self, epoch: int) -> tuple[int, dict[str, Any]] | None:
+        """(height, snapshot) of the votes recorded at the end of `epoch`, None when not recorded."""
+        row = self._db.execute("SELECT height, data FROM epoch_votes WHERE epoch=?", (epoch,)).fetchone()
+        return None if row is None else (int(row[0]), orjson.loads(row[1]))
+
+    def books_start(self) -> int | None:
+        """The lowest height whose rewards the books hold (None: none yet)."""
+        row = self._db.execute("SELECT MIN(height) FROM granted").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def account_actions(self, address: str, start: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """(height, index, hash) of `address`'s actions, oldest first, from the `start`-th on."""
+        rows = self._db.execute(
+            "SELECT height, idx, hash FROM account_actions WHERE address=? ORDER BY height, idx LIMIT ? OFFSET ?",
+            (address, limit, start),
+        ).fetchall()
+        return [(int(h), int(i), bytes(x)) for h, i, x in rows]
+
     def backup_to(self, dest: Path) -> None:
         """A consistent copy of the whole database into `dest` (a new file) with SQLite's backup API, in
         one step (one read transaction, so one point in time), as a self-contained file (rollback journal
         mode, no -wal beside it). The caller makes it durable and gives it its final name."""
         copy_database(self._db, dest)
+
+
+def _write_books(cur: sqlite3.Cursor, height: int, books: BlockBooks) -> None:
+    # Rows left at this height by a release that rolled back without knowing the books are replaced, not added to.
+    cur.execute("DELETE FROM granted WHERE height=?", (height,))
+    cur.execute("DELETE FROM account_actions WHERE height=?", (height,))
+    cur.executemany(
+        "INSERT INTO granted(height, epoch, owner, kind, amount) VALUES(?, ?, ?, ?, ?)",
+        ((height, books.epoch, o, k, str(a)) for o, k, a in books.granted if a),
+    )
+    if books.votes is not None:
+        cur.execute("INSERT OR REPLACE INTO epoch_votes(epoch, height, data) VALUES(?, ?, ?)", (books.epoch, height, books.votes))
+    cur.executemany(
+        "INSERT OR REPLACE INTO account_actions(address, height, idx, hash) VALUES(?, ?, ?, ?)",
+        ((a, height, i, h) for a, i, h in books.accounts),
+    )
 
 
 def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...] = ()) -> None:

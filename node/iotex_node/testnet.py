@@ -22,6 +22,7 @@ from iotex_node.crypto.keys import PrivateKey
 from iotex_node.errors import ConfigError
 
 IOTX = 10**18
+OWNERS_FILE = "owners.secret.json"
 # Testnet keystores use a cheaper scrypt cost so that 24 nodes start quickly; production keygen does not.
 TESTNET_SCRYPT_N = 2**14
 
@@ -154,4 +155,7 @@ def generate(spec: TestnetSpec) -> list[Path]:
     if accounts:
         # Test-only funded accounts for load generation, kept 0600 like any key material.
         write_secret_file(out / "accounts.secret.json", json.dumps([a.secret().hex() for a in accounts]))
+    # Test-only too: the delegates' owner keys (in delegate order), so that a test network's delegates can
+    # claim their rewards and pay their voters. A production network's owners keep their own keys.
+    write_secret_file(out / OWNERS_FILE, json.dumps([o.secret().hex() for o in owners]))
     return homes

@@ -128,7 +128,11 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("unknown-top-level", "transfer", _set("memo", "hi"), "memo"),
     ("missing-fee", "transfer", _delete("fee"), "fee"),
     ("missing-signature", "transfer", _delete("signature"), "signature"),
-    ("unknown-payload-field", "transfer", _set("payload.memo", "hi"), "payload.memo"),
+    ("unknown-payload-field", "transfer", _set("payload.note", "hi"), "payload.note"),
+    ("memo-with-a-line-break", "transfer", _set("payload.memo", "a\nb"), "payload.memo"),
+    ("memo-too-long", "transfer", _set("payload.memo", "x" * 257), "payload.memo"),
+    ("memo-not-ascii", "transfer", _set("payload.memo", "caf\u00e9"), "payload.memo"),
+    ("memo-on-a-claim", "rewards_claim", _set("payload.memo", "hi"), "payload.memo"),
     ("missing-payload-field", "transfer", _delete("payload.amount"), "payload.amount"),
     ("negative-amount", "transfer", _set("payload.amount", "-5"), "payload.amount"),
     ("negative-int-amount", "transfer", _set("payload.amount", -5), "payload.amount"),
@@ -239,7 +243,7 @@ def test_amount_boundaries() -> None:
         ({"chain_id": -1}, "chain_id"),
         ({"type": "mint"}, "type"),
         ({"payload": {"to": OTHER.address}}, "payload.amount"),
-        ({"payload": {"to": OTHER.address, "amount": 1, "memo": "x"}}, "payload.memo"),
+        ({"payload": {"to": OTHER.address, "amount": 1, "memo": "x\ty"}}, "payload.memo"),
     ],
 )
 def test_sign_refuses_what_parse_would_refuse(kw: dict[str, Any], field: str) -> None:
@@ -315,3 +319,13 @@ def test_fuzz_parse_with_one_payload_field_replaced(examples: int) -> None:
 def test_fuzz_any_valid_action_round_trips(type_: str, nonce: int, fee: int, chain_id: int) -> None:
     a = _sign(type_=type_, nonce=nonce, fee=fee, chain_id=chain_id)
     assert actions.parse(codec.loads(codec.dumps(a.to_wire()))) == a
+
+
+def test_a_transfer_memo_is_signed_and_kept_and_no_memo_hashes_as_before() -> None:
+    key = PrivateKey()
+    to = PrivateKey().address
+    plain = actions.sign(key, chain_id=1, nonce=1, fee=1, type="transfer", payload={"to": to, "amount": 5})
+    memo = actions.sign(key, chain_id=1, nonce=1, fee=1, type="transfer", payload={"to": to, "amount": 5, "memo": "x"})
+    assert "memo" not in plain.to_wire()["payload"] and actions.parse(plain.to_wire()).hash == plain.hash
+    back = actions.parse(memo.to_wire())
+    assert back.payload["memo"] == "x" and back.hash == memo.hash != plain.hash

@@ -359,6 +359,8 @@ def test_fuzz_operations_match_the_openapi_document(client: Http, fuzz_net: NetH
             return  # the wild value (empty, "/", "..") made the path another route's or none's
         check_response(DOC, template, method, status, body)
         if not wild:
-            assert status in (200, 404, 503), f"{method} {path}: a schema-valid request got {status} {body}"
+            # 409: an epoch's books asked for before its last block is final (a well-formed "not yet")
+            not_yet = status == 409 and body["error"]["code"] == "epoch_not_over"
+            assert status in (200, 404, 503) or not_yet, f"{method} {path}: a schema-valid request got {status} {body}"
 
     run()

@@ -108,8 +108,8 @@ def test_the_generic_builder_names_a_bad_type_a_bad_key_and_extra_or_missing_fie
     assert err.value.field == "key" and "str" in str(err.value)
     assert KEY.secret().hex() not in str(err.value)
     with pytest.raises(sdk.InvalidAction) as err:
-        sdk.sign(KEY, **COMMON, type="transfer", payload={"to": OTHER, "amount": 1, "memo": "x"})
-    assert err.value.field == "payload.memo"
+        sdk.sign(KEY, **COMMON, type="transfer", payload={"to": OTHER, "amount": 1, "note": "x"})
+    assert err.value.field == "payload.note"
     with pytest.raises(sdk.InvalidAction) as err:
         sdk.sign(KEY, **COMMON, type="transfer", payload={"to": OTHER})
     assert err.value.field == "payload.amount"

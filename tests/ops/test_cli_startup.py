@@ -62,8 +62,8 @@ def test_importing_the_command_line_loads_no_heavy_library(tmp_path: Path) -> No
 def test_help_lists_every_group_without_importing_them(tmp_path: Path) -> None:
     assert _loaded(tmp_path, "--help") == []
     out = subprocess.run([sys.executable, "-m", "iotex_ops.cli", "--help"], capture_output=True, text=True, check=True)
-    groups = ("alertd", "exec", "inventory", "lab", "load", "monitoring", "pager", "playbook", "rehearsal", "runbook", "status")
-    for group in groups:
+    groups = ("account", "action", "alertd", "chain", "exec", "inventory", "lab", "load", "monitoring", "pager", "playbook")
+    for group in (*groups, "rehearsal", "rewards", "runbook", "stake", "status"):
         assert f"  {group} " in out.stdout, out.stdout
 
 
@@ -95,3 +95,12 @@ def test_the_node_command_line_starts_without_the_service(tmp_path: Path) -> Non
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert res.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_clients_balance_loads_no_signing_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `account balance` reads one API answer: neither iotex_node (coincurve, cryptography) nor rich. Port 9 is not
+    # served on loopback: the command fails fast, after its imports.
+    monkeypatch.setenv("IOTEX_OPS_CLIENT_HOME", str(tmp_path / "client"))
+    monkeypatch.setenv("IOTEX_OPS_ENDPOINT", "http://127.0.0.1:9")
+    assert _loaded(tmp_path, "account", "balance", "io1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", "--json") == []
+    assert _loaded(tmp_path, "chain", "info") == []
