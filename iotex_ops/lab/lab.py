@@ -46,6 +46,9 @@ NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
 NETNS_PROXY_PORT = 14080
 # Behind the proxy the node sees one client, the proxy: the per-client limits are the proxy's; the node's
 # per-client ones are raised to what the proxy lets through (its global ones stay).
+# The lab's proxy limits each other client (the flood drill's attackers, from the bridge's extra addresses)
+# tighter than the role's defaults, on the scale of a lab flood on a 2-core machine.
+LAB_PROXY_LIMITS = {"api_proxy_rate_per_client": 10, "api_proxy_burst_per_client": 20, "api_proxy_connections_per_client": 16}
 PROXIED_NODE_VARS = {
     "node_rate_limit_per_second": 2000.0,
     "node_rate_limit_burst": 4000,
@@ -309,6 +312,9 @@ def _inventory(
                 "api_proxy_install": False,
                 "api_proxy_port": NETNS_PROXY_PORT,
                 **PROXIED_NODE_VARS,
+                **LAB_PROXY_LIMITS,
+                # the controller's own address (the drills' tooling, alertd, the honest load) is not limited
+                "api_proxy_exempt_clients": [netns_hosts.gateway],
             }
         delegates[name] = {
             "ansible_host": address,

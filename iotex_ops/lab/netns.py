@@ -236,6 +236,11 @@ class NetnsHosts:
                     raise LabError(f"subnet {self.subnet} clashes with route {dst} via {route.get('dev')}")
 
     @property
+    def gateway(self) -> str:
+        """The controller's own address on the bridge."""
+        return str(self.subnet[1])
+
+    @property
     def client_addresses(self) -> tuple[str, ...]:
         """Extra controller addresses on the bridge (the top of the subnet): clients other than the controller's
         own address, as the flood drill's attackers are to a proxy or node limiting per client address."""
@@ -243,7 +248,7 @@ class NetnsHosts:
         return tuple(str(self.subnet[top - i]) for i in range(CLIENT_ADDRESSES))
 
     def _make_network(self) -> None:
-        gw = f"{self.subnet[1]}/{self.subnet.prefixlen}"
+        gw = f"{self.gateway}/{self.subnet.prefixlen}"
         lines = [f"link add {self.bridge} type bridge", f"addr add {gw} dev {self.bridge}", f"link set {self.bridge} up"]
         lines += [f"addr add {a}/32 dev {self.bridge}" for a in self.client_addresses]
         for i, h in enumerate(self.hosts):

@@ -20,14 +20,15 @@ def _render(**hostvars: Any) -> str:
     src = (content.roles_dir() / "api_proxy" / "templates" / "nginx.conf.j2").read_text()
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - a config, not HTML
 
-
     names = jinja2.meta.find_undeclared_variables(env.parse(src))
     return env.from_string(src).render({n: rv[n] for n in names})
 
 
 def test_the_defaults_limit_each_client_and_answer_429_and_503_with_retry_after() -> None:
     conf = _render()
-    assert "limit_req_zone $binary_remote_addr zone=api_rate:10m rate=50r/s;" in conf
+    assert "limit_req_zone $api_proxy_client zone=api_rate:10m rate=50r/s;" in conf
+    assert "limit_conn_zone $api_proxy_client zone=api_conn:10m;" in conf
+    assert "default $binary_remote_addr;" in conf  # the key: the client's address, unless exempt
     assert "limit_req zone=api_rate burst=100 nodelay;" in conf
     assert "limit_conn api_conn 32;" in conf
     assert "limit_req_status 429;" in conf and "limit_conn_status 429;" in conf
@@ -52,11 +53,14 @@ def test_the_knobs_reach_the_config() -> None:
         api_proxy_connections_per_client=2,
         api_proxy_retry_after_s=4,
         api_proxy_max_body_bytes=1000,
-        node_listen_host="0.0.0.0",
+        node_listen_host="0.0.0.0",  # noqa: S104 - a rendered value, nothing binds
         node_api_port=15000,
         api_proxy_port=8080,
         api_proxy_user="",
+        api_proxy_exempt_clients=["10.247.0.1", "192.0.2.0/24"],
     )
+    geo = conf.split("geo $api_proxy_limited {", 1)[1].split("}", 1)[0]
+    assert "10.247.0.1 0;" in geo and "192.0.2.0/24 0;" in geo and "default 1;" in geo
     assert "rate=7r/s;" in conf and "burst=3 nodelay;" in conf and "limit_conn api_conn 2;" in conf
     assert conf.count("add_header Retry-After 4 always;") == 2
     assert "client_max_body_size 1000;" in conf
