@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test test-fast lint localnet rehearsal lab-deps bench-tps bench-crash bench-24 clean
 
-# System packages the lab and its tests use: the real Prometheus, Alertmanager and sshd.
-LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2
+# System packages the lab and its tests use: the real Prometheus, Alertmanager and sshd; nginx-light is the
+# netns lab's API proxy (playbooks/roles/api_proxy).
+LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2 nginx-light
 
 $(STAMP): pyproject.toml node/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,7 @@ lab-deps:
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

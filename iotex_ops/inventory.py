@@ -47,6 +47,7 @@ _TOOLKIT_VARS = {
     "iotex_alertmanager_url",  # the Alertmanager drills silence their expected alerts in (else monitoring_alertmanager)
     "node_supervisorctl_bin",
     "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
+    "iotex_flood_sources",  # addresses the flood drill's attackers connect from (the netns lab's extra client addresses)
 }
 
 # Variables renamed when the roles took ansible-lint's role prefix (issue 13): an inventory that still sets

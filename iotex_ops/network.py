@@ -182,7 +182,7 @@ class Delegate:
     name: str
     spec: HostSpec
     host: Host
-    api_url: str
+    api_url: str  # its public API: the api_proxy's when the inventory puts one in front of the node
     home: str
     releases_root: str
     python: str
@@ -191,6 +191,7 @@ class Delegate:
     supervisor_dir: str
     supervisorctl: str
     vars: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    node_api_url: str = ""  # the node's own API (behind the proxy, if any); "" when it is api_url
     _api: NodeClient | None = field(default=None, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -409,13 +410,19 @@ def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool, defaults: Ma
     rv = content.RoleVars({"inventory_hostname": spec.name, **hv}, defaults)
     python = str(rv["iotex_python"])
     api_host = str(hv.get("node_advertise_host", spec.ansible_host))
+    node_api_url = f"http://{api_host}:{spec.node_api_port or rv['node_api_port']}"
+    api_url = node_api_url
+    if _truthy(hv.get("api_proxy_enabled", False)):
+        # the rate-limiting proxy in front of the public API (playbooks/roles/api_proxy)
+        proxy_host = str(hv.get("api_proxy_listen_host") or api_host)
+        api_url = f"http://{proxy_host}:{int(hv.get('api_proxy_port') or defaults['api_proxy_port'])}"
     # on the host, beside its Python (the role's own default is the controller's: the same host in the lab)
     supervisorctl = hv.get("node_supervisorctl_bin") or str(Path(python).parent / "supervisorctl")
     return Delegate(
         name=spec.name,
         spec=spec,
         host=host_for(spec, hv, pool),
-        api_url=f"http://{api_host}:{spec.node_api_port or rv['node_api_port']}",
+        api_url=api_url,
         home=str(rv["iotex_node_home"]),
         releases_root=str(rv["iotex_releases_root"]),
         python=python,
@@ -424,7 +431,12 @@ def _delegate(spec: HostSpec, hv: Mapping[str, Any], pool: SSHPool, defaults: Ma
         supervisor_dir=str(rv["node_supervisor_dir"]),
         supervisorctl=str(supervisorctl),
         vars=hv,
+        node_api_url="" if api_url == node_api_url else node_api_url,
     )
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or str(v).strip().lower() in ("true", "yes", "1", "on")
 
 
 def load(inventory_path: str | Path, known_hosts: Path | None = None) -> Network:

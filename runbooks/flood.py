@@ -14,7 +14,9 @@ the chain shrug it off:
 The honest transfers pay twice the minimum fee (a fee market: under spam at the minimum fee, paying more is
 how a real user gets in); the spam pays the minimum. Honest and spam accounts are disjoint halves of the
 funded accounts. On a loopback lab the attackers connect from 127.0.0.10.. (the node sees them as clients
-other than the honest load's 127.0.0.1). `iotex-ops runbook run flood --yes [-e host=node4 -e flood_s=20]`.
+other than the honest load's 127.0.0.1), elsewhere from the inventory's `iotex_flood_sources` if it has them
+(the netns lab's extra bridge addresses: its API proxy sees them as clients other than the controller).
+`iotex-ops runbook run flood --yes [-e host=node4 -e flood_s=20]`.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def flood(ctx: RunContext) -> None:
         p2p_port=int(p2p_port),
         duration_s=float(ctx.params["flood_s"]),
         attacks=_attacks(ctx),
-        sources=loopback_sources(api_host, 8),
+        sources=loopback_sources(api_host, 8) or tuple(str(a) for a in ctx.network.var("iotex_flood_sources") or ())[:8],
         max_rps=float(ctx.params["rps"]),
     ).scaled(float(ctx.params["intensity"]))
     plan.check()
@@ -265,6 +267,8 @@ def measure(ctx: RunContext) -> dict[str, Any]:
     m = dict(ctx.recall("measures") or {})
     m.pop("by_attack", None)
     m["count_429"] = int(dict(m.get("statuses", {})).get("429", 0))
+    # of them, answered by a rate-limiting proxy in front of the node (the netns lab's api_proxy)
+    m["proxy_429"] = int(dict(m.get("proxy_statuses", {})).get("429", 0))
     return m
 
 

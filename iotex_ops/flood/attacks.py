@@ -44,6 +44,8 @@ class Tally:
     slow_held_s: float = 0.0  # the longest a slow client kept its connection
     p2p_held_s: float = 0.0  # the longest an idle P2P socket stayed open
     p2p_dropped: int = 0  # P2P connections the node closed on us
+    # answers made by a proxy in front of the node (an X-Api-Proxy header: playbooks/roles/api_proxy), by status
+    proxy_statuses: Counter[int] = field(default_factory=Counter)
 
     def note(self, attack: str, what: str, n: int = 1) -> None:
         self.by_attack.setdefault(attack, Counter())[what] += n
@@ -58,6 +60,7 @@ class Tally:
             "slow_held_s": round(self.slow_held_s, 2),
             "p2p_held_s": round(self.p2p_held_s, 2),
             "p2p_dropped": self.p2p_dropped,
+            "proxy_statuses": {str(k): v for k, v in sorted(self.proxy_statuses.items())},
             "by_attack": {k: dict(v) for k, v in sorted(self.by_attack.items())},
         }
 
@@ -168,6 +171,8 @@ class Flood:
         self.tally.note(attack, str(status))
         if status in (429, 503) and "retry-after" not in headers:
             self.tally.retry_after_missing += 1
+        if "x-api-proxy" in headers:
+            self.tally.proxy_statuses[status] += 1
         length = int(headers.get("content-length", "0") or 0)
         try:
             if length:

@@ -41,6 +41,19 @@ STATE_FILE = "lab.json"
 NETNS_SUBNET = "10.247.0.0/16"
 NETNS_PREFIX = "ioxlab"
 NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
+# The netns lab's delegates serve their public API through the api_proxy role's nginx on this port (the node's
+# own API stays on NETNS_API_PORT of the host's address, for Prometheus and whoever needs the node itself).
+NETNS_PROXY_PORT = 14080
+# Behind the proxy the node sees one client, the proxy: the per-client limits are the proxy's; the node's
+# per-client ones are raised to what the proxy lets through (its global ones stay).
+# The lab's proxy limits each other client (the flood drill's attackers, from the bridge's extra addresses)
+# tighter than the role's defaults, on the scale of a lab flood on a 2-core machine.
+LAB_PROXY_LIMITS = {"api_proxy_rate_per_client": 10, "api_proxy_burst_per_client": 20, "api_proxy_connections_per_client": 16}
+PROXIED_NODE_VARS = {
+    "node_rate_limit_per_second": 2000.0,
+    "node_rate_limit_burst": 4000,
+    "node_api_max_connections_per_client": 256,
+}
 MAX_ROOT_CHARS = 60
 # The releases a lab has for its drills: the one it starts on (protocol 1 only), a compatible hotfix (same
 # protocols), and a non-compatible one that also runs protocol 2.
@@ -256,6 +269,12 @@ def host_interpreter(host_dir: Path) -> Path:
     return link
 
 
+def public_api_url(hv: dict[str, Any]) -> str:
+    """A lab delegate's public API: the proxy's when the inventory puts one in front of it, else the node's."""
+    port = hv["api_proxy_port"] if hv.get("api_proxy_enabled") else hv["node_api_port"]
+    return f"http://{hv['ansible_host']}:{port}"
+
+
 def _inventory(
     mode: str,
     root: Path,
@@ -285,7 +304,18 @@ def _inventory(
         else:
             h = netns_hosts.hosts[i]
             address, p2p, api = h.address, NETNS_P2P_PORT, NETNS_API_PORT
-            conn = {"ansible_port": h.port, "ansible_user": h.user}
+            conn = {
+                "ansible_port": h.port,
+                "ansible_user": h.user,
+                # the rate-limiting proxy in front of the public API (playbooks/roles/api_proxy), already installed
+                "api_proxy_enabled": True,
+                "api_proxy_install": False,
+                "api_proxy_port": NETNS_PROXY_PORT,
+                **PROXIED_NODE_VARS,
+                **LAB_PROXY_LIMITS,
+                # the controller's own address (the drills' tooling, alertd, the honest load) is not limited
+                "api_proxy_exempt_clients": [netns_hosts.gateway],
+            }
         delegates[name] = {
             "ansible_host": address,
             **conn,
@@ -321,6 +351,8 @@ def _inventory(
     if mode == "netns":
         common = f"-o UserKnownHostsFile={netns_hosts.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         all_vars.update({"ansible_ssh_private_key_file": str(netns_hosts.client_key), "ansible_ssh_common_args": common})
+        # the flood drill's attackers connect from these (the bridge's extra addresses), not the controller's own
+        all_vars["iotex_flood_sources"] = list(netns_hosts.client_addresses)
     return {
         "all": {
             "vars": all_vars,
@@ -434,7 +466,7 @@ def up(
             LabNode(
                 name,
                 hv["ansible_host"],
-                f"http://{hv['ansible_host']}:{hv['node_api_port']}",
+                public_api_url(hv),
                 hv["iotex_node_home"],
                 hv["iotex_host_dir"],
             )

@@ -36,6 +36,7 @@ from iotex_ops.errors import LabError
 
 DEFAULT_SUBNET = "10.247.0.0/16"  # a /16 of 10.x that cloud and container networks rarely use
 SSHD = "/usr/sbin/sshd"
+CLIENT_ADDRESSES = 8  # the bridge's extra client addresses (NetnsHosts.client_addresses)
 _CMD_TIMEOUT = 20.0  # no single `ip`/`sshd` start takes more than this unless the machine is wedged
 
 
@@ -189,7 +190,7 @@ class NetnsHosts:
         if os.geteuid() != 0:
             raise LabError("network-namespace hosts need root (ip netns, veth, bridge, unshare)")
         net = ipaddress.ip_network(subnet)
-        if not 1 <= n <= net.num_addresses - 3:
+        if not 1 <= n <= net.num_addresses - 3 - CLIENT_ADDRESSES:
             raise LabError(f"{n} hosts do not fit in {subnet}")
         # interface names are at most 15 bytes: prefix + "br" and prefix + index + "h"
         if not prefix.isalnum() or len(prefix) + len(str(n)) + 1 > 15:
@@ -234,9 +235,22 @@ class NetnsHosts:
                 if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet):
                     raise LabError(f"subnet {self.subnet} clashes with route {dst} via {route.get('dev')}")
 
+    @property
+    def gateway(self) -> str:
+        """The controller's own address on the bridge."""
+        return str(self.subnet[1])
+
+    @property
+    def client_addresses(self) -> tuple[str, ...]:
+        """Extra controller addresses on the bridge (the top of the subnet): clients other than the controller's
+        own address, as the flood drill's attackers are to a proxy or node limiting per client address."""
+        top = self.subnet.num_addresses - 2
+        return tuple(str(self.subnet[top - i]) for i in range(CLIENT_ADDRESSES))
+
     def _make_network(self) -> None:
-        gw = f"{self.subnet[1]}/{self.subnet.prefixlen}"
+        gw = f"{self.gateway}/{self.subnet.prefixlen}"
         lines = [f"link add {self.bridge} type bridge", f"addr add {gw} dev {self.bridge}", f"link set {self.bridge} up"]
+        lines += [f"addr add {a}/32 dev {self.bridge}" for a in self.client_addresses]
         for i, h in enumerate(self.hosts):
             veth = f"{self.prefix}{i}h"
             lines += [

@@ -39,6 +39,35 @@ def test_the_netns_lab_is_up_over_ssh_and_a_second_site_run_changes_nothing(lab:
     FOOTPRINT["lab"] = lab_checks.check_up(lab)
 
 
+def test_the_flood_drill_passes_through_the_api_proxy_which_answers_the_429s(lab: lab_mod.LabState, tmp_path: Path) -> None:
+    """The netns lab's delegates serve their public API through the api_proxy role's nginx: the flood drill,
+    run once through it (its attackers from the bridge's extra addresses, the honest load from the
+    controller's), passes, and 429s with Retry-After came from the proxy (its X-Api-Proxy header)."""
+    from iotex_ops import network
+    from iotex_ops.flood import judge
+    from iotex_ops.nodeapi import NodeClient
+
+    assert all(n.api_url.endswith(f":{lab_mod.NETNS_PROXY_PORT}") for n in lab.nodes)
+    res = ops(
+        ["runbook", "run", "flood", "--yes", "--json", "-e", "flood_s=10", "-e", "baseline_s=8", "-e", "tail_s=1"],
+        Path(lab.root),
+        tmp_path / "state",
+        timeout=400,
+    )
+    doc = result_json(res)
+    m = doc["measures"]
+    assert doc["result"] == "passed", dump(res)
+    assert all(c.ok for c in judge(m)), [c.as_dict() for c in judge(m) if not c.ok]
+    assert m["proxy_429"] > 0 and m["retry_after_missing"] == 0, m["statuses"]
+    assert m["refused_honest"].get("rate_limited", 0) == 0, m["refused_honest"]
+    # the toolkit reaches the public API through the proxy, the node's own API and admin channel directly
+    with network.load(lab.inventory) as net:
+        d = net.delegates[-1]
+        assert d.api_url == lab.nodes[-1].api_url and d.node_api_url.endswith(f":{lab_mod.NETNS_API_PORT}")
+        assert NodeClient(d.node_api_url).chain(timeout=3).name == d.name
+        assert d.admin("status")["pid"]
+
+
 def _link(i: int, up: bool) -> None:
     subprocess.run(["ip", "link", "set", f"{lab_mod.NETNS_PREFIX}{i}h", "up" if up else "down"], check=True, timeout=10)
 
