@@ -61,25 +61,19 @@ class AiohttpNodeApi:
     """JSON GETs and POSTs through one aiohttp session (its timeout applies); any status but 200 is Unavailable."""
 
     async def get(self, api: str, path: str) -> Any:
-        import aiohttp
-
-        try:
-            async with self.session.get(api + path) as resp:
-                doc = await resp.json()
-                if resp.status != 200:
-                    raise Unavailable(f"{api}{path}: HTTP {resp.status}")
-                return doc
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise Unavailable(f"{api}{path}: {type(exc).__name__}") from None
+        return await self._json("GET", api, path)
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
 
     async def post(self, api: str, path: str, body: Any) -> Any:
+        return await self._json("POST", api, path, body)
+
+    async def _json(self, method: str, api: str, path: str, body: Any = None) -> Any:
         import aiohttp
 
         try:
-            async with self.session.post(api + path, json=body) as resp:
+            async with self.session.request(method, api + path, json=body) as resp:
                 doc = await resp.json()
                 if resp.status != 200:
                     raise Unavailable(f"{api}{path}: HTTP {resp.status}")
