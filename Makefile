@@ -13,7 +13,8 @@ LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2 nginx
 $(STAMP): pyproject.toml node/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e node/ -e '.[dev]'
+	@# PYTHONWARNINGS: setuptools' "Editable installation" notice, printed once per package, says nothing to act on
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e node/ -e '.[dev]'
 	touch $(STAMP)
 
 ## install the lab's system packages when missing (as root), or say what to run
