@@ -134,7 +134,9 @@ class MempoolJournal:
         self._waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
         self._closing = False
         self.failed: str | None = None  # the last write error, while writes fail
-        self.commits = 0
+        self.commits = 0  # transactions committed
+        self.rows = 0  # writes (adds, removals, drops) committed
+        self.commit_seconds = 0.0  # time spent in transactions, fsync included
         self._thread = threading.Thread(target=self._writer, name="mempool-journal", daemon=True)
         self._thread.start()
 
@@ -243,6 +245,7 @@ class MempoolJournal:
                 self.failed = None
             with self._cond:
                 self._done = upto
+                self.rows += len(ops)
                 ready = [f for seq, f in self._waiters if seq <= upto]
                 self._waiters = [(seq, f) for seq, f in self._waiters if seq > upto]
             for f in ready:
@@ -252,6 +255,7 @@ class MempoolJournal:
                     f.set_exception(error)
 
     def _write(self, ops: list[tuple[str, tuple[object, ...]]]) -> None:
+        t0 = time.perf_counter()
         db = self._db
         cur = db.cursor()
         cur.execute("BEGIN IMMEDIATE")
@@ -279,6 +283,7 @@ class MempoolJournal:
                 cur.execute("DELETE FROM dropped WHERE id <= (SELECT MAX(id) FROM dropped) - ?", (MAX_DROPPED,))
             cur.execute("COMMIT")
             self.commits += 1
+            self.commit_seconds += time.perf_counter() - t0
         except BaseException:
             if db.in_transaction:
                 cur.execute("ROLLBACK")
