@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
 
 # The *_created series double every counter's cardinality and no dashboard here reads them.
 disable_created_metrics()
@@ -89,6 +91,10 @@ class Metrics:
         )
         self._disk_read_at: float | None = None
 
+    def watch_journal(self, read: Callable[[], tuple[int, int, float]]) -> None:
+        """Expose the mempool journal's counters (commits, writes committed, seconds in commits), read on scrape."""
+        self.registry.register(_JournalCollector(read))
+
     def set_startup(self, marks: dict[str, float]) -> None:
         for phase, seconds in marks.items():
             self.startup.labels(phase).set(seconds)
@@ -105,3 +111,20 @@ class Metrics:
             return  # the last values stay; the store's own errors say what is wrong with the directory
         self.disk_free.set(usage.free)
         self.disk_size.set(usage.total)
+
+
+class _JournalCollector:
+    """iotex_mempool_journal_{commits,writes,commit_seconds}_total, from the journal's own counters."""
+
+    def __init__(self, read: Callable[[], tuple[int, int, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        commits, writes, seconds = self._read()
+        yield CounterMetricFamily("iotex_mempool_journal_commits", "Transactions committed to the mempool journal", commits)
+        yield CounterMetricFamily(
+            "iotex_mempool_journal_writes", "Writes (adds, removals, drops) committed to the mempool journal", writes
+        )
+        yield CounterMetricFamily(
+            "iotex_mempool_journal_commit_seconds", "Time spent writing and committing the mempool journal", seconds
+        )

@@ -98,6 +98,8 @@ class Node:
         self._durable_next: asyncio.Future[None] | None = None
         if self.journal is not None:
             self.chain.mempool.on_removed = self._on_mempool_removed
+            j = self.journal
+            self.metrics.watch_journal(lambda: (j.commits, j.rows, j.commit_seconds))
         if genesis.min_fee == 0:
             log.warning(
                 "the genesis sets no min_fee: blocks of other nodes may include actions of any fee; this node "

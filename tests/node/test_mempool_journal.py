@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 import orjson
@@ -41,6 +43,82 @@ def test_writes_are_durable_at_the_barrier_and_read_back_in_nonce_order(tmp_path
     assert again.dropped == [(_row(2)[0], "nonce_taken", "nonce 2 was taken")]
     assert again.problem is None
     j.close()
+
+
+def test_writes_no_answer_waits_for_get_no_commit_of_their_own_but_ride_with_the_next_answers(tmp_path: Path) -> None:
+    """Gossip and removals (no barrier) are not committed on their own while answers come: one commit (one
+    fsync) carries them with the next answer's actions. Committing them every 20 ms cost about 7 commits for
+    each one an answer waited for at 1,000 TPS (issue 15)."""
+    j = MempoolJournal(tmp_path / "m.db")
+    for i in range(1, 40):  # actions from gossip, then a block's removals, over 0.2 s
+        j.add(*_row(i))
+        if i % 10 == 0:
+            j.remove([_row(i - 5)[0]])
+        time.sleep(0.005)
+    assert j.commits == 0
+    j.add(*_row(40))  # an API action: its answer waits
+    j.barrier().result(5)
+    assert j.commits == 1
+    assert j.pending_count() == 40 - 3
+    j.add(*_row(41))  # nobody waits: committed after FLUSH_EVERY at the latest
+    deadline = time.monotonic() + mempool_store.FLUSH_EVERY + 5
+    while j.commits < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert j.commits == 2
+    j.close()
+
+
+def test_rows_are_appended_in_the_order_written_and_removed_by_hash(tmp_path: Path) -> None:
+    """Rows are keyed by the order they were written, not by their (random) hash: a commit appends to the
+    table's last pages and a block's removals free pages written together (issue 15: half the time per commit)."""
+    j = MempoolJournal(tmp_path / "m.db")
+    for i in (9, 3, 7, 1, 5):
+        j.add(*_row(i))
+    j.remove([_row(7)[0], bytes(32)])  # an unknown hash is ignored
+    j.add(*_row(3))  # the same action again: its row moves to the end
+    j.drop(_row(1)[0], "nonce_taken", "taken")
+    j.flush()
+    db = sqlite3.connect(tmp_path / "m.db")
+    ids = db.execute("SELECT id, hash FROM pending ORDER BY id").fetchall()
+    assert [bytes(h) for _i, h in ids] == [_row(9)[0], _row(5)[0], _row(3)[0]]
+    assert [i for i, _h in ids] == sorted(i for i, _h in ids)
+    j.stop()
+    again = MempoolJournal(tmp_path / "m.db")  # reopened: ids go on after the last one, removals still work
+    again.add(*_row(11))
+    again.remove([_row(9)[0]])
+    again.flush()
+    assert [bytes(h) for (h,) in db.execute("SELECT hash FROM pending ORDER BY id")] == [_row(5)[0], _row(3)[0], _row(11)[0]]
+    assert [h for h, _w in again.load().pending] == [_row(3)[0], _row(5)[0], _row(11)[0]]  # sender, nonce order
+    db.close()
+    again.close()
+
+
+def test_a_schema_1_journal_is_converted_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE pending (hash BLOB PRIMARY KEY, sender TEXT NOT NULL, nonce INTEGER NOT NULL, wire BLOB NOT NULL)
+            WITHOUT ROWID;
+        CREATE TABLE dropped (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, code TEXT NOT NULL, reason TEXT NOT NULL);
+        PRAGMA user_version=1;
+        """
+    )
+    db.executemany("INSERT INTO pending VALUES(?, ?, ?, ?)", [_row(i) for i in (2, 1, 3)])
+    db.execute("INSERT INTO dropped(hash, code, reason) VALUES(?, 'nonce_taken', 'x')", (bytes([9]) * 32,))
+    db.commit()
+    db.close()
+    j = MempoolJournal(path)
+    loaded = j.load()
+    assert loaded.problem is None
+    assert [h for h, _w in loaded.pending] == [_row(1)[0], _row(2)[0], _row(3)[0]]
+    assert loaded.dropped == [(bytes([9]) * 32, "nonce_taken", "x")]
+    j.remove([_row(2)[0]])
+    j.flush()
+    assert j.pending_count() == 2
+    j.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == mempool_store.SCHEMA_VERSION
 
 
 def test_a_barrier_with_nothing_queued_is_done_at_once_and_close_writes_what_is_queued(tmp_path: Path) -> None:
