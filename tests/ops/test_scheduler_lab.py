@@ -36,9 +36,9 @@ from iotex_ops.paging.receiver import LabClient, read_state
 from iotex_ops.prom import Prometheus
 from iotex_ops.runbook.events import ContinuousFailed, Gate, MaintenanceOpen, Resumed, RollbackStart, RunStart, StepStart
 from iotex_ops.runbook.store import RunStore
-from iotex_ops.schedule.driver import STOP_CHECK
+from iotex_ops.schedule.driver import STOP_CHECK, LiveSignals
 from iotex_ops.schedule.records import RunRow, SchedulerDB, db_path
-from iotex_ops.schedule.service import GATES
+from iotex_ops.schedule.service import GATES, counts
 from tests.ops.conftest import SharedLab
 
 pytestmark = pytest.mark.slow
@@ -107,15 +107,22 @@ class Lab:
         return [r["metric"]["alertname"] + "@" + r["metric"].get("host", "") for r in rows
                 if r["metric"].get("severity") != "info"]  # fmt: skip
 
+    def open_incidents(self) -> list[str]:
+        """What the scheduler's incidents gate reads: alertd's open incidents that count."""
+        signals = LiveSignals(self.state.prometheus_url, Path(self.state.alertd_state_dir))
+        return [a.describe() for a in signals.open_incidents() if counts(a)]
+
     def wait_quiet(self, timeout: float = 120.0) -> None:
-        """Every node up and no alert firing (but the heartbeat): the next test starts on a healthy lab."""
+        """Every node up, no alert firing (but the heartbeat) and no incident open at alertd (a page waits for
+        its resolve hold): the next test starts on a healthy lab, and a run started at once passes the gates."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # Prometheus busy: asked again
-                if not self.firing() and all(self.state.node_pid(n.name) for n in self.state.nodes):
+            with contextlib.suppress(Exception):  # Prometheus or alertd's store busy: asked again
+                if (not self.firing() and not self.open_incidents()
+                        and all(self.state.node_pid(n.name) for n in self.state.nodes)):  # fmt: skip
                     return
             time.sleep(1)
-        raise AssertionError(f"the lab is not quiet after {timeout}s: {self.firing()}")
+        raise AssertionError(f"the lab is not quiet after {timeout}s: {self.firing()} {self.open_incidents()}")
 
 
 def _holding(e: Any) -> bool:
