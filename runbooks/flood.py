@@ -98,6 +98,16 @@ def _sampler(d: Delegate) -> Any:
     return sample
 
 
+def _peers_of(d: Delegate) -> Any:
+    def peers() -> int | None:
+        try:
+            return d.api.chain(timeout=1).peers
+        except NodeApiError:
+            return None
+
+    return peers
+
+
 def _height_of(d: Delegate) -> Any:
     def status_of(h: str) -> int | None:
         try:
@@ -185,7 +195,7 @@ def flood(ctx: RunContext) -> None:
             json.dump([k.secret().hex() for k in honest], fh)
         tps = float(ctx.params["tps"])
         apis = [d.api_url for d in ctx.delegates]
-        watch = Watch(observer.api, _sampler(target))
+        watch = Watch(observer.api, _sampler(target), peers=_peers_of(target))
         stops.append(watch.stop)
         watch.start()
         load = BackgroundLoad(apis, Path(tmp), tps=tps, batch=max(1, int(tps // 4)), fee=2 * min_fee, max_seconds=600).start()
@@ -222,6 +232,8 @@ def flood(ctx: RunContext) -> None:
 
     base_missed, _ = missed(t0, t1)
     flood_missed, flood_blocks = missed(t1, t2)
+    in_flood = [x for x in span if t1 - interval <= x.timestamp <= t2 + interval]
+    me = str(status.get("address", ""))
     rss_peak, fds_peak = watch.peak(t1, t2 + 5)
     measures = {
         "host": target.name,
@@ -232,6 +244,11 @@ def flood(ctx: RunContext) -> None:
         "missed_slots": flood_missed,
         "baseline_missed_slots": base_missed,
         "blocks_in_flood": flood_blocks,
+        # what a failed verdict needs to be read: the slots the chain missed (the block after each gap: its round,
+        # proposer, voters) and whether the flooded delegate kept endorsing (its precommit in the certificates)
+        "gaps": _gaps(in_flood, interval, me),
+        "target_fewest_peers": watch.fewest_peers(t1, t2),
+        "target_endorsed": f"{sum(me in x.voters for x in in_flood)}/{len(in_flood)}",
         "accepted_honest": lost["accepted"],
         # not final and no reason why: lost. Not final with a reason (the honest load re-used a nonce after a
         # refusal, so another of its transfers took it): displaced, and its sender can learn why.
@@ -249,6 +266,22 @@ def flood(ctx: RunContext) -> None:
     }
     ctx.remember("measures", measures)
     ctx.log(f"flood on {target.name}: {json.dumps({k: v for k, v in measures.items() if k != 'by_attack'})}")
+
+
+def _gaps(blocks: list[Any], interval: float, target: str, most: int = 5) -> list[dict[str, Any]]:
+    """The longest gaps between consecutive finalized blocks that cost a slot, longest first."""
+    out = [
+        {
+            "height": y.height,
+            "gap_s": round(y.timestamp - x.timestamp, 2),
+            "round": y.round,
+            "by_target": y.proposer == target,
+            "voters": len(y.voters),
+        }
+        for x, y in itertools.pairwise(blocks)
+        if y.timestamp - x.timestamp > interval * 1.5
+    ]
+    return sorted(out, key=lambda g: -g["gap_s"])[:most]
 
 
 def _criterion(i: int) -> Any:

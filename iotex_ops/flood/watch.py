@@ -16,8 +16,10 @@ class Watch:
     flooded node's (rss_mb, open_files)) every 0.5 s, in a thread, for at most `max_seconds`."""
 
     def __init__(self, observer: NodeClient, sample: Callable[[], tuple[float, int] | None], *, every: float = 0.2,
-                 max_seconds: float = 900) -> None:  # fmt: skip
+                 max_seconds: float = 900, peers: Callable[[], int | None] | None = None) -> None:  # fmt: skip
         self.observer, self.sample, self.every, self.max_seconds = observer, sample, every, max_seconds
+        self.peers = peers  # the flooded node's peer count, sampled with `sample`
+        self.peer_samples: list[tuple[float, int]] = []
         self.final_at: dict[int, float] = {}  # height -> unix time first seen final
         self.samples: list[tuple[float, float, int]] = []  # (unix time, rss MB, open files)
         self._stop = threading.Event()
@@ -51,11 +53,18 @@ class Watch:
                 s = self.sample()
                 if s is not None:
                     self.samples.append((time.time(), s[0], s[1]))
+                n = self.peers() if self.peers is not None else None
+                if n is not None:
+                    self.peer_samples.append((time.time(), n))
             self._stop.wait(self.every)
 
     def peak(self, since: float, until: float) -> tuple[float, int]:
         inside = [(r, f) for t, r, f in self.samples if since <= t <= until] or [(0.0, 0)]
         return max(r for r, _ in inside), max(f for _, f in inside)
+
+    def fewest_peers(self, since: float, until: float) -> int | None:
+        inside = [n for t, n in self.peer_samples if since <= t <= until]
+        return min(inside) if inside else None
 
     def before(self, t: float) -> float:
         earlier = [r for s, r, _ in self.samples if s <= t]

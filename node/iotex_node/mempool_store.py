@@ -50,6 +50,11 @@ log = logging.getLogger("iotex_node.mempool_store")
 SCHEMA_VERSION = 2
 MAX_DROPPED = 100_000
 FLUSH_EVERY = 1.0  # seconds: how late a write that no answer waits for (gossip, removals) may be
+# Seconds from one commit's start to the next's, at least: at most 25 fsyncs a second from one journal, however
+# many answers wait (they wait at most this much longer, and ride in one commit). Without it a flooded node's
+# journal kept the disk busy with back-to-back fsyncs, and the block commits of every delegate sharing that disk
+# queued behind them: a chain stalled 11 s with its write IOPS capped at 100 (docs/performance.md).
+MIN_COMMIT_INTERVAL = 0.04
 DURABILITY = ("fsync", "write", "off")
 
 _SCHEMA = """
@@ -274,7 +279,11 @@ class MempoolJournal:
     # --- the writer --------------------------------------------------------------------------------
 
     def _writer(self) -> None:
+        last = -MIN_COMMIT_INTERVAL
         while True:
+            rest = MIN_COMMIT_INTERVAL - (time.monotonic() - last)
+            if rest > 0 and not self._closing:
+                time.sleep(rest)  # what is queued meanwhile joins the next commit
             with self._cond:
                 while not self._closing and not (self._ops and self._waiters):
                     if not self._cond.wait(FLUSH_EVERY) and self._ops:
@@ -285,6 +294,7 @@ class MempoolJournal:
                 # and a pause here measured slower (bench/mempool_journal.py).
                 ops, self._ops = self._ops, []
                 upto = self._queued
+            last = time.monotonic()
             error: Exception | None = None
             try:
                 with self._dbl:
