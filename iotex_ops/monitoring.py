@@ -97,18 +97,9 @@ class MonitoringStack:
         for f in ("prometheus.yml", "alertmanager.yml"):
             if not (w / f).exists():
                 raise MonitoringError(f"{w / f} is missing: render it first (playbooks/monitoring.yml)")
-        if "alertmanager" in wanted:
-            self._spawn(
-                "alertmanager",
-                [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",
-                 f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", "--cluster.listen-address="],
-            )  # fmt: skip
-        if "prometheus" in wanted:
-            self._spawn(
-                "prometheus",
-                [PROMETHEUS_BIN, f"--config.file={w / 'prometheus.yml'}", f"--storage.tsdb.path={w / 'prometheus-data'}",
-                 f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"],
-            )  # fmt: skip
+        for name in ("alertmanager", "prometheus"):
+            if name in wanted:
+                self._spawn(name, self.command(name))
         deadline = time.monotonic() + timeout
         urls = {"prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url}
         for name, url in ((n, urls[n]) for n in wanted):
@@ -120,6 +111,19 @@ class MonitoringStack:
                 if time.monotonic() > deadline:
                     raise MonitoringError(f"{name} not ready at {url} after {timeout:.0f}s")
                 time.sleep(0.1)
+
+    def command(self, name: str) -> list[str]:
+        """The command line of `prometheus` or `alertmanager`. Both listen on 127.0.0.1 only, and say so in the
+        links they make (`--web.external-url`): otherwise an alert's generatorURL (the link in its page) names
+        the machine's hostname, where nothing listens."""
+        w = self.workdir
+        if name == "alertmanager":
+            return [ALERTMANAGER_BIN, f"--config.file={w / 'alertmanager.yml'}", f"--storage.path={w / 'alertmanager-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", f"--web.external-url={self.alertmanager_url}",
+                    "--cluster.listen-address="]  # fmt: skip
+        return [PROMETHEUS_BIN, f"--config.file={w / 'prometheus.yml'}", f"--storage.tsdb.path={w / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}", f"--web.external-url={self.prometheus_url}",
+                "--web.enable-lifecycle"]  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         pidfile, logfile = self.workdir / f"{name}.pid", self.workdir / f"{name}.log"

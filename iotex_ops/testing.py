@@ -173,9 +173,15 @@ class FakePages:
 class FakeRunner:
     """alertd's runner: outcomes per runbook in order (the last repeats); runs wait while `hold` is clear."""
 
-    def __init__(self, outcomes: dict[str, list[Outcome]] | None = None, known: tuple[str, ...] = ("restart-node",)) -> None:
+    def __init__(
+        self,
+        outcomes: dict[str, list[Outcome]] | None = None,
+        known: tuple[str, ...] = ("restart-node",),
+        hosts: tuple[str, ...] | None = None,
+    ) -> None:
         self.outcomes = outcomes or {}
         self._known = set(known) | set(self.outcomes)
+        self.hosts = hosts  # the inventory's delegates (a `host` parameter naming another is refused); None: any
         self.calls: list[tuple[str, str, dict[str, Any]]] = []  # ("run" | "resume", run id, params)
         self.hold = threading.Event()
         self.hold.set()
@@ -187,6 +193,14 @@ class FakeRunner:
 
     def known(self, runbook: str) -> bool:
         return runbook in self._known
+
+    def check(self, runbook: str, params: dict[str, Any]) -> str | None:
+        if not self.known(runbook):
+            return f"runbook {runbook} is not installed where alertd runs"
+        host = params.get("host")
+        if self.hosts is not None and host not in self.hosts:
+            return f"host {host!r} is not a delegate of the inventory (its delegates: {', '.join(self.hosts)})"
+        return None
 
     def _next(self, runbook: str) -> Outcome:
         seq = self.outcomes.get(runbook) or [Outcome(Result.PASSED)]

@@ -60,8 +60,11 @@ def run_cmd(
     pager_backoff_max_s: float,
 ) -> None:
     """Run the service in the foreground until SIGTERM (systemd, or the lab, keeps it running)."""
-    from iotex_ops.remediation.daemon import Alertd, Config, read_token
+    import logging
 
+    from iotex_ops.remediation.daemon import Alertd, Config, configure_logging, read_token
+
+    configure_logging()
     cfg = Config(
         inventory=inventory, state_dir=_state_dir(state_dir), token=read_token(token_file), policy_file=policy_file,
         listen=listen, pager_url=pager_url, routing_key_file=routing_key_file, pager_ca_file=pager_ca_file,
@@ -71,7 +74,7 @@ def run_cmd(
     daemon = Alertd(cfg)
 
     def ready(d: Alertd) -> None:
-        print(f"alertd listening on {d.server.url} (pid {os.getpid()}); state in {cfg.state_dir}", flush=True)
+        logging.getLogger("alertd").info("alertd listening on %s (pid %d); state in %s", d.server.url, os.getpid(), cfg.state_dir)
 
     daemon.serve(on_ready=ready)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,6 +22,43 @@ from iotex_ops.remediation.runner import EngineRunner
 from iotex_ops.remediation.server import Server
 from iotex_ops.remediation.service import Service
 from iotex_ops.remediation.store import Store
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%Y-%m-%dT%H:%M:%S"
+
+
+def log_formatter() -> logging.Formatter:
+    """Every line starts with its UTC time (ISO 8601, milliseconds) and level; one line per record: a
+    traceback, when one is logged, is folded into the record's line (`|` between its lines)."""
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return super().format(record).replace("\n", " | ")
+
+    f = OneLine(LOG_FORMAT, LOG_DATEFMT)
+    f.converter = time.gmtime
+    return f
+
+
+def configure_logging(stream: Any = None, level: int = logging.INFO) -> logging.Handler:
+    """alertd's log (its stderr, which the lab and journald keep): timestamped lines from every module, Python
+    warnings and uncaught exceptions in threads included. Returns the handler (tests remove it)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(log_formatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log = logging.getLogger("alertd")
+        log.error("thread %s stopped: %s: %s", name, args.exc_type.__name__, args.exc_value, exc_info=args.exc_value)
+
+    threading.excepthook = thread_hook
+    return handler
 
 
 class PagerPages:

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iotex_ops import inventory as inventory_mod
 from iotex_ops import network as network_mod
 from iotex_ops.errors import OpsError
 from iotex_ops.remediation.service import Outcome
 from iotex_ops.runbook import Engine, ParamError, Runbook, RunbookError, loader
+from iotex_ops.runbook import params as params_mod
 from iotex_ops.runbook.events import Event, Result, StepStart
 from iotex_ops.runbook.lock import NetworkLocked
 from iotex_ops.runbook.store import RunStore
@@ -23,6 +25,7 @@ class EngineRunner:
     runbook_dirs: tuple[Path, ...] = ()
     report: bool = True
     _books: dict[str, Runbook] = field(default_factory=dict)
+    _inventory_seen: tuple[int, tuple[str, ...]] | None = None  # (mtime, delegate names) of the inventory
     runs: RunStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -31,6 +34,35 @@ class EngineRunner:
 
     def known(self, runbook: str) -> bool:
         return runbook in self._books
+
+    def check(self, runbook: str, params: dict[str, Any]) -> str | None:
+        """Why a run would be refused before it starts: the runbook is not installed, its parameters are
+        refused, or its `host` parameter names no delegate of the inventory (read again when the file changes)."""
+        if runbook not in self._books:
+            return f"runbook {runbook} is not installed where alertd runs"
+        try:
+            typed = params_mod.validate(self._books[runbook], params)
+        except ParamError as exc:
+            return str(exc)
+        host = typed.get("host")
+        if isinstance(host, str) and host:
+            try:
+                names = self._delegates()
+            except OpsError as exc:
+                return f"the inventory {self.inventory} cannot be read: {exc}"
+            if host not in names:
+                return f"host {host!r} is not a delegate of the inventory {self.inventory} (its delegates: {', '.join(names)})"
+        return None
+
+    def _delegates(self) -> tuple[str, ...]:
+        try:  # an inventory is a file or a directory of them: any change reloads it
+            files = [self.inventory, *(self.inventory.rglob("*") if self.inventory.is_dir() else ())]
+            stamp = max(f.stat().st_mtime_ns for f in files)
+        except OSError:
+            stamp = -1
+        if self._inventory_seen is None or self._inventory_seen[0] != stamp:
+            self._inventory_seen = (stamp, tuple(h.name for h in inventory_mod.load(self.inventory).delegates))
+        return self._inventory_seen[1]
 
     def _find(self, name: str) -> Runbook:
         if name not in self._books:

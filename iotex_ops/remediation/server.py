@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 from iotex_ops.remediation import webhook
 from iotex_ops.remediation.errors import WebhookRejected
 from iotex_ops.remediation.service import Service
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 WEBHOOK_PATHS = ("/v1/alerts", "/webhook")
@@ -24,6 +28,16 @@ class _Server(ThreadingHTTPServer):
     service: Service
     token: bytes
     extra_metrics: Any
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line, never socketserver's traceback on stderr: a client that went away (reset, broken pipe,
+        timeout) is routine under a storm; anything else is an error worth a line with its type."""
+        exc = sys.exc_info()[1]
+        who = ":".join(str(p) for p in client_address[:2]) if isinstance(client_address, tuple) else str(client_address)
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.info("client %s closed its connection before the answer (%s)", who, type(exc).__name__)
+        else:
+            log.error("request from %s failed: %s: %s", who, type(exc).__name__, exc)
 
 
 class _Handler(BaseHTTPRequestHandler):

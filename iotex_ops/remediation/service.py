@@ -66,6 +66,12 @@ class Runner(Protocol):
 
     def known(self, runbook: str) -> bool: ...
 
+    def check(self, runbook: str, params: dict[str, Any]) -> str | None:
+        """Why a run of `runbook` with `params` would be refused before it starts (the runbook is not installed,
+        a parameter is refused, the host is not in the inventory), None if it may start. Cheap: no host is
+        touched."""
+        ...
+
     def run(self, run_id: str, runbook: str, params: dict[str, Any], on_step: Callable[[str], None]) -> Outcome: ...
 
     def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome: ...
@@ -386,9 +392,38 @@ class Service:
             not_before=None, note="",
         )  # fmt: skip
         rem = self.policy.for_alert(row.alertname)
-        details = self._details(row, remediation=f"{rem.runbook} (automatic)" if rem else "none: a person must act")
-        self._page_trigger(row, details)
+        refusal = self._refusal(row)
+        if refusal:
+            # one page that says why nothing automatic will happen; no escalation page on top of it, and no
+            # remediation recorded (so none of the policy's limits is spent on it)
+            self.store.update_alert(row.fingerprint, note=refusal)
+            self._write("remediation_refused", fingerprint=row.fingerprint, alert=row.alertname, host=row.host,
+                        reason=refusal)  # fmt: skip
+            details = self._details(row, remediation=f"none: {refusal}; a person must act")
+            summary = f"{self._summary(row)} (no automatic remediation: {refusal})"
+            self._page_trigger(row, details, summary=summary)
+            self._count("refused_before_start")
+        else:
+            details = self._details(row, remediation=f"{rem.runbook} (automatic)" if rem else "none: a person must act")
+            self._page_trigger(row, details)
         self._count("incidents")
+
+    def _refusal(self, row: AlertRow) -> str | None:
+        """Why this alert's remediation would be refused before it starts (runbook not installed, parameters
+        refused, host unknown to the inventory); None when it may start or when there is none to run. A
+        label the policy's template needs is not a refusal here: `_maybe_remediate` escalates it."""
+        rem = self.policy.for_alert(row.alertname)
+        if rem is None:
+            return None
+        try:
+            params = rem.render(row.labels)
+        except policy_mod.PolicyError:
+            return None
+        try:
+            return self.runner.check(rem.runbook, params)
+        except Exception as exc:  # a broken check must not stop the page; the run itself will say more
+            self._write("error", where="check", fingerprint=row.fingerprint, error=f"{type(exc).__name__}: {exc}")
+            return None
 
     # -- pages --
 
@@ -421,11 +456,10 @@ class Service:
     def _page(self, kind: str, *args: Any) -> None:
         self._outbox.append((kind, args))
 
-    def _page_trigger(self, row: AlertRow, details: dict[str, Any]) -> None:
+    def _page_trigger(self, row: AlertRow, details: dict[str, Any], summary: str = "") -> None:
         sev = SEVERITIES.get(row.severity, "error")
-        self._outbox.append(
-            ("trigger", (row.page_key, self._summary(row), row.host or self.network, sev, details, self._links(row)))
-        )
+        text = (summary or self._summary(row))[:1024]
+        self._outbox.append(("trigger", (row.page_key, text, row.host or self.network, sev, details, self._links(row))))
         self._write("page_trigger", fingerprint=row.fingerprint, dedup_key=row.page_key, severity=sev)
         self._count("page_events")
 
@@ -500,6 +534,15 @@ class Service:
             self._escalate(row, str(exc))
             return None
         host = params.get("host", row.host)
+        refusal = self.runner.check(rem.runbook, params)
+        if refusal:
+            # refused before it starts: its page says so (see `_open_incident`); nothing is recorded, so it
+            # spends no attempt, no rate limit, no breaker, and a person is not paged a second time for it
+            if refusal != row.note:
+                self.store.update_alert(row.fingerprint, note=refusal)
+                self._write("remediation_refused", fingerprint=row.fingerprint, alert=row.alertname, host=row.host,
+                            reason=refusal)  # fmt: skip
+            return None
         breaker_failures, open_until = self.store.breaker(rem.runbook)
         if open_until is not None and open_until <= now:
             self.store.set_breaker(rem.runbook, breaker_failures, None)  # half-open: the next run decides
@@ -524,9 +567,6 @@ class Service:
                 self._escalate(row, gate.reason)
             else:
                 self._note(row, gate.reason)
-            return None
-        if not self.runner.known(rem.runbook):
-            self._escalate(row, f"runbook {rem.runbook} is not installed where alertd runs")
             return None
         attempt = row.attempts + 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))

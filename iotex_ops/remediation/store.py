@@ -195,7 +195,10 @@ class Store:
         return [RemediationRow.of(r) for r in rows]
 
     def starts_since(self, t: float) -> list[float]:
-        rows = self.db.execute("SELECT created FROM remediations WHERE created>=? AND state!='deferred'", (t,))
+        """When remediations that count for the rate limit started: not the deferred ones (a drill held the
+        network) nor the refused ones (nothing ran), so that a storm of alerts alertd cannot act on does not
+        delay a real remediation."""
+        rows = self.db.execute("SELECT created FROM remediations WHERE created>=? AND state NOT IN ('deferred','refused')", (t,))
         return [float(r[0]) for r in rows]
 
     def prune(self, before: float) -> int:

@@ -66,6 +66,7 @@ _REJECT_STATUS = {
     "wrong_chain_id": 422,
     "mempool_full": 429,
     "sender_quota_exceeded": 429,
+    "writes_paused": 503,
 }
 # The action field a mempool refusal is about, so that a client can point at it.
 _REJECT_FIELD = {
@@ -734,7 +735,7 @@ async def get_chain(request: web.Request) -> web.Response:
     s = request.app[NODE_KEY].status()
     keys = ("name", "address", "chain_id", "height", "finalized_height", "finalized_hash", "state_root", "epoch",
             "active_delegates", "version", "protocol", "supported_protocols", "consensus", "peers", "synced",
-            "participating", "paused", "standby", "halt_height", "halted", "protocol_schedule")  # fmt: skip
+            "participating", "paused", "standby", "halt_height", "halted", "writes_paused", "protocol_schedule")  # fmt: skip
     out = {k: s[k] for k in keys}
     node = request.app[NODE_KEY]
     out["node_version"] = out.pop("version")
@@ -922,6 +923,8 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"connected to {s['peers']} peers: too few to reach a quorum")
     if node.fatal:
         problems.append(node.fatal)
+    if node.writes_paused:
+        problems.append(node.writes_paused)
     if problems:
         return _json({"status": "not ready", "problems": problems}, 503, RETRY_AFTER)
     return _json({"status": "ready", "height": s["height"], "participating": s["is_delegate"]})

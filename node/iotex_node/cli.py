@@ -21,6 +21,9 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
+EXIT_DATABASE = 3  # `run`: the database is damaged or missing; restarting would not help
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -106,10 +109,17 @@ def init(home: Path, genesis_file: Path, keystore_file: Path, password_file: Pat
 @main.command()
 @click.option("--home", type=click.Path(path_type=Path), required=True)
 def run(home: Path) -> None:
-    """Run the node in the foreground until SIGTERM."""
+    """Run the node in the foreground until SIGTERM. Exit status 3: its database is damaged or missing (a
+    service manager must not restart it in a loop: systemd's RestartPreventExitStatus=3; restore it)."""
     from iotex_node import startup
+    from iotex_node.errors import StorageError
 
-    startup.exit_now(startup.run(home))
+    try:
+        code = startup.run(home)
+    except StorageError as exc:
+        click.echo(f"error: {exc}", err=True)
+        startup.exit_now(EXIT_DATABASE)
+    startup.exit_now(code)
 
 
 @main.command()
@@ -265,13 +275,14 @@ def activate(force: bool, home: Path, as_json: bool) -> None:
     _admin_call(home, "/activate", {"force": force}, as_json)
 
 
-from iotex_node.cli_maintenance import restore, rollback, snapshot  # noqa: E402 - does not import this module
+from iotex_node.cli_maintenance import db, restore, rollback, snapshot  # noqa: E402 - does not import this module
 from iotex_node.cli_release import release  # noqa: E402 - registered last; it does not import this module
 
 main.add_command(release)
 main.add_command(rollback)
 main.add_command(snapshot)
 main.add_command(restore)
+main.add_command(db)
 
 
 if __name__ == "__main__":

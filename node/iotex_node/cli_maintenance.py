@@ -1,4 +1,4 @@
-"""`iotex-node rollback | snapshot | restore`: the node's data maintenance (see iotex_node.maintenance).
+"""`iotex-node rollback | snapshot | restore | db check`: the node's data maintenance (see iotex_node.maintenance).
 
 rollback and restore run on a stopped node only; snapshot works on a stopped node (reading the database)
 and on a running one (through its admin channel). Every refusal ends with exit code 2 and one line
@@ -148,3 +148,35 @@ def restore(home: Path, snap: Path, force: bool, as_json: bool) -> None:
     click.echo(f"kept       {', '.join(r.kept_meta) or '-'} (this node's own records)")
     for w in r.warnings:
         click.echo(f"warning    {w}", err=True)
+
+
+@click.group()
+def db() -> None:
+    """The node's database."""
+
+
+@db.command("check")
+@_home
+@click.option("--quick", is_flag=True, help="SQLite's quick_check instead of the full integrity_check (faster).")
+@_json
+@_refusals
+def db_check(home: Path, quick: bool, as_json: bool) -> None:
+    """Check the database (running or stopped node, read-only): every page (SQLite's integrity_check), the
+    genesis it belongs to, every block up to the tip, the state root against the tip's. Exit 0 when whole,
+    1 when damaged (each problem printed), 2 when refused (no home, no database)."""
+    from iotex_node import maintenance
+
+    r = maintenance.check_database(home, quick=quick)
+    if as_json:
+        _echo_json(r.to_json())
+    elif r.ok:
+        click.echo(f"{r.database}: ok at height {r.height} ({_mib(r.bytes)}, {r.seconds:.2f}s)")
+        click.echo(f"tip        {r.tip_hash}")
+        click.echo(f"state root {r.state_root} (verified)")
+    else:
+        click.echo(f"{r.database}: DAMAGED ({_mib(r.bytes)})", err=True)
+        for p in r.problems:
+            click.echo(f"problem    {p}", err=True)
+        click.echo("fix        restore it from a peer's snapshot (iotex-node restore, or the rebuild-node runbook)", err=True)
+    if not r.ok:
+        sys.exit(1)

@@ -84,6 +84,10 @@ class NodeConfig:
     # A standby refuses to activate while its delegate key signed elsewhere within this many seconds.
     standby_guard_seconds: float = 30.0
     node_key: str = "node_key.json"
+    # Below this much free space on the database's volume the node pauses its writes (no block committed,
+    # nothing signed, no action admitted: writes_paused in /readyz and admin status) and takes them up again
+    # once space returns (diskguard.py). 0: no guard (a full disk still only pauses writes, see store.py).
+    min_free_disk_mb: int = 64
 
     def path(self, rel: str) -> Path:
         p = Path(rel)
@@ -116,6 +120,7 @@ class NodeConfig:
                 "node_key": self.node_key,
                 "undo_depth": self.undo_depth,
                 "log_level": self.log_level,
+                **self._changed({"min_free_disk_mb": "min_free_disk_mb"}),
             },
             "p2p": {
                 "listen": self.p2p_listen,
@@ -166,6 +171,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
         "node_key": ("node_key", str),
         "undo_depth": ("undo_depth", int),
         "log_level": ("log_level", str),
+        "min_free_disk_mb": ("min_free_disk_mb", int),
     },
     "p2p": {
         "listen": ("p2p_listen", str),
@@ -237,6 +243,8 @@ def load(home: Path) -> NodeConfig:
     for i, peer in enumerate(cfg.peers):
         _hostport(peer, f"p2p.peers[{i}]")
     check_durability(cfg.mempool_durability, f"{path}: mempool.durability")
+    if cfg.min_free_disk_mb < 0:
+        raise ConfigError(f"{path}: node.min_free_disk_mb must be 0 (no guard) or a number of MiB")
     if cfg.halt_height < 0:
         raise ConfigError(f"{path}: consensus.halt_height must be 0 (none) or a block height")
     for name in ("undo_depth", "max_frame_bytes", "max_inbound_peers", "max_body_bytes",

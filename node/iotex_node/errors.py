@@ -42,6 +42,11 @@ class StorageError(NodeError):
     """The node's database is missing, corrupt or inconsistent."""
 
 
+class DiskFull(StorageError):
+    """A write to the node's database failed because its volume is full (SQLITE_FULL, ENOSPC): nothing of
+    it was kept (the transaction rolled back); the node pauses writes until space returns."""
+
+
 class ConfigError(NodeError):
     """A node home, config or genesis file is missing or wrong."""
 

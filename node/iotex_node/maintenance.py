@@ -821,3 +821,59 @@ def _retire_old(cfg: NodeConfig, db: Path, force: bool, warnings: list[str]) -> 
             ) from None
     warnings.append(f"the current database {db} was unreadable: its signing records are lost (restored with --force)")
     return {}, None, _raw_backup(cfg, db)
+
+
+@dataclass
+class CheckReport:
+    """`iotex-node db check`: whether the database is whole, and what it holds."""
+
+    home: str
+    database: str
+    ok: bool
+    problems: list[str]
+    height: int | None
+    tip_hash: str | None
+    state_root: str | None
+    bytes: int
+    quick: bool
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_database(home: Path, quick: bool = False) -> CheckReport:
+    """Check a node's database, running or stopped (read-only): SQLite's integrity_check (or quick_check) of
+    every page, then the node's own reading: the genesis it belongs to, every block up to the tip, the state
+    root against the tip header's. Problems are reported, not raised; a missing home or file is refused."""
+    from iotex_node.store import integrity_problems
+
+    t0 = time.monotonic()
+    cfg = config_mod.load(home)
+    db = cfg.path(cfg.database)
+    if not db.is_file():
+        raise MaintenanceError(f"no database at {db}")
+    genesis = genesis_mod.load(cfg.path(cfg.genesis))
+    size = db.stat().st_size
+    facts: DbFacts | None = None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        problems = [f"cannot be opened: {exc}"]
+    else:
+        try:
+            problems = integrity_problems(conn, quick)
+            if not problems:
+                try:
+                    facts = _check_db(conn, f"database {db}", genesis)
+                except MaintenanceError as exc:
+                    problems = [str(exc)]
+                except sqlite3.DatabaseError as exc:
+                    problems = [f"unreadable: {exc}"]
+        finally:
+            conn.close()
+    return CheckReport(
+        str(cfg.home), str(db), not problems, problems[:20], facts.height if facts else None,
+        facts.tip_hash if facts else None, facts.state_root if facts else None, size, quick,
+        round(time.monotonic() - t0, 4),
+    )  # fmt: skip

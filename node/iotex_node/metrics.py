@@ -80,6 +80,11 @@ class Metrics:
         self.disk_free = Gauge(
             "iotex_disk_free_bytes", "Bytes the node's user may still write on its data directory's filesystem", registry=r
         )
+        self.writes_paused = Gauge(
+            "iotex_node_writes_paused",
+            "1 while the node writes nothing (its data volume is full or below min_free_disk_mb)",
+            registry=r,
+        )
         self.disk_size = Gauge("iotex_disk_size_bytes", "Size of the filesystem holding the node's data directory", registry=r)
         self.startup = Gauge(
             "iotex_node_startup_seconds",

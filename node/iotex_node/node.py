@@ -34,7 +34,17 @@ from iotex_node.config import NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height, halt_height_after
 from iotex_node.crypto.keys import PrivateKey
-from iotex_node.errors import ConfigError, ExecutionError, InvalidBlock, InvalidInput, NodeError, Rejected, StorageError
+from iotex_node.diskguard import MIB, DiskGuard
+from iotex_node.errors import (
+    ConfigError,
+    DiskFull,
+    ExecutionError,
+    InvalidBlock,
+    InvalidInput,
+    NodeError,
+    Rejected,
+    StorageError,
+)
 from iotex_node.mempool import DUPLICATE, NONCE_TAKEN, NONCE_TOO_LOW, MempoolLimits
 from iotex_node.mempool_store import MempoolJournal
 from iotex_node.metrics import Metrics
@@ -48,6 +58,10 @@ from iotex_node.sync import REQUEST_TIMEOUT, SYNC_BATCH, SYNC_GRACE, SyncState, 
 log = logging.getLogger("iotex_node")
 
 STATUS_EVERY = 1.0
+DISK_CHECK_EVERY = 0.5
+# At start the database gets SQLite's quick_check (every page read) when it is at most this big: a damaged
+# file is refused by name instead of failing later, mid-consensus. Larger ones are read as they are used.
+START_CHECK_MAX_BYTES = 256 * MIB
 TX_FLUSH_EVERY = 0.02
 # Consensus messages more than this many rounds ahead of ours are ignored (bounds what a peer can make us
 # store); rounds advance together, so honest peers are never this far ahead at one height.
@@ -85,15 +99,8 @@ class Node:
                 f"mempool.min_fee {cfg.mempool_min_fee} is below the chain's minimum fee {genesis.min_fee} "
                 "(genesis min_fee): a node can only raise it; remove it or set at least the genesis minimum"
             )
-        self.store = Store(cfg.path(cfg.database))
-        self.chain = Chain(
-            genesis,
-            self.store,
-            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender, cfg.mempool_min_fee or 1),
-            undo_depth=cfg.undo_depth,
-            max_block_actions=cfg.max_block_actions,
-            supported_protocols=supported,
-        )
+        self.store, self.chain = open_chain(cfg, genesis, supported)
+        self.disk = DiskGuard(cfg.path(cfg.database).parent, cfg.min_free_disk_mb * MIB)
         self.journal = self._open_journal(cfg)
         self._durable_next: asyncio.Future[None] | None = None
         if self.journal is not None:
@@ -165,6 +172,9 @@ class Node:
         self._other_signer: tuple[float, int, int] | None = None  # (when, height, round)
         self._halt_logged = False
         self._update_chain_metrics()
+        if self.disk.check():  # started on a volume already too full: writes paused from the start
+            log.error("%s", self.disk.paused)
+        self._update_disk_metrics()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -184,6 +194,7 @@ class Node:
             loop.create_task(self._status_loop()),
             loop.create_task(self._sync_loop()),
             loop.create_task(self._tx_flush_loop()),
+            loop.create_task(self._disk_loop()),
         ]
         self._start_height()
         self.phases.mark("consensus")
@@ -377,7 +388,47 @@ class Node:
     @property
     def participating(self) -> bool:
         """Whether this node signs: not paused, not a standby, not halted, on a protocol it runs."""
-        return not (self.controls.paused or self.controls.standby or self._halted_reason() or self.upgrade_required)
+        return not (
+            self.controls.paused or self.controls.standby or self._halted_reason() or self.upgrade_required or self.disk.paused
+        )
+
+    @property
+    def writes_paused(self) -> str | None:
+        """Why the node writes nothing now (its volume is full or below min_free_disk_mb), None if it writes."""
+        return self.disk.paused
+
+    def _disk_check(self) -> bool:
+        """Read the volume's free space; pause or resume writes on a change. True while writes are paused."""
+        if self.disk.check():
+            self._writes_changed()
+        return self.disk.paused is not None
+
+    def _disk_full(self, exc: DiskFull) -> None:
+        """A write met a full volume (it was rolled back whole): pause writes until space returns."""
+        if self.disk.full(str(exc)):
+            self._writes_changed()
+
+    def _writes_changed(self) -> None:
+        self._update_disk_metrics()
+        if self.disk.paused is not None:
+            # Not signing, committing, syncing or admitting until space returns; the database is as the last
+            # commit left it. Consensus stops here and starts again at the tip on resume.
+            log.error("%s", self.disk.paused)
+            for t in self._timers:
+                t.cancel()
+            self._timers.clear()
+            self.hc = None
+        else:
+            free = (self.disk.last_free or 0) / MIB
+            log.warning("writes resumed: %.1f MiB free on the volume of %s; catching up with the network", free, self.disk.path)
+            if getattr(self, "_tasks", None):  # running: take up consensus at the tip and sync the rest
+                self._start_height()
+                self._maybe_sync()
+
+    def _update_disk_metrics(self) -> None:
+        self.metrics.writes_paused.set(1 if self.disk.paused else 0)
+        if self.disk.last_free is not None:
+            self.metrics.disk_free.set(self.disk.last_free)
 
     def _halted_reason(self) -> str | None:
         at = self.controls.halted_at(self.chain.height)
@@ -503,6 +554,9 @@ class Node:
         self._refused.clear()
         self._height_started = time.monotonic()
         self._update_control_metrics()
+        if self.disk.paused is not None:
+            self.hc = None
+            return
         if self._halted_reason() is not None:
             self.hc = None
             if not self._halt_logged:
@@ -742,8 +796,15 @@ class Node:
         self._handle(hc.on_timeout(e.kind, e.height, e.round))
 
     def _commit(self, block: blk.Block, cert: blk.Certificate) -> None:
+        if self._disk_check():
+            log.warning("decided block %d not committed: writes are paused; it will be synced once space returns", block.height)
+            self.hc = None
+            return
         try:
             info = self.chain.commit(block, cert)
+        except DiskFull as exc:  # nothing of the block was kept: the same as a paused write
+            self._disk_full(exc)
+            return
         except StorageError as exc:
             self._die(str(exc))
             return
@@ -985,7 +1046,7 @@ class Node:
                 b = self.chain.decode_block(w)
                 if b.height <= self.chain.height:
                     continue  # another peer's answer (or consensus) got there first
-                if self.halt_reason() is not None:
+                if self.halt_reason() is not None or self._disk_check():
                     break
                 self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
@@ -997,6 +1058,9 @@ class Node:
                 self.upgrade_required = str(exc)
                 self._update_control_metrics()
                 log.error("%s: this release supports protocols %s", exc, list(self.chain.supported_protocols))
+                break
+            except DiskFull as exc:
+                self._disk_full(exc)
                 break
             except StorageError as exc:
                 self._die(str(exc))
@@ -1092,8 +1156,8 @@ class Node:
         for req in self._sync.expired(now):
             why = f"no answer to get_blocks from {req.start} within {REQUEST_TIMEOUT:.0f} s"
             self.net.punish(req.peer, ProtocolViolation(why, kind="sync_timeout"))
-        if self.halt_reason() is not None:
-            return  # halted nodes stay at their height; so do nodes that cannot run the next protocol
+        if self.halt_reason() is not None or self.disk.paused is not None:
+            return  # halted nodes stay at their height; so do nodes that cannot run the next protocol or write
         height = self.chain.height
         peers = list(self.net.peers.values())
         ahead = [p.height for p in peers if p.height > height and not p.closed]
@@ -1115,6 +1179,14 @@ class Node:
         if peer.send(orjson.dumps({"t": "get_blocks", "from": height + 1, "count": count})):
             self._sync.sent(peer, height + 1, count, now)
 
+    async def _disk_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DISK_CHECK_EVERY)
+            try:
+                self._disk_check()
+            except Exception:  # never let the guard's bookkeeping stop the node
+                log.exception("disk check failed")
+
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(0.2)
@@ -1133,6 +1205,8 @@ class Node:
     def submit(self, wire: object) -> Action:
         """Validate and admit one action; raises InvalidAction or Rejected."""
         action = self.chain.parse_action(wire)
+        if self.disk.paused is not None:
+            raise Rejected("writes_paused", f"this node cannot admit actions now ({self.disk.paused}); send it to another node")
         try:
             self.chain.submit(action)
         except Rejected as exc:
@@ -1194,6 +1268,7 @@ class Node:
             "standby": self.controls.standby,
             "halt_height": self.controls.halt_height,
             "halted": self.halt_reason(),
+            "writes_paused": self.disk.paused,
             "api_url": self.api_url,
             "p2p_listen": self.net.listen,
             "uptime_seconds": round(time.time() - self.started_at, 3),
@@ -1241,3 +1316,42 @@ def _import_interfaces() -> tuple[types.ModuleType, types.ModuleType]:
     from iotex_node import admin, api
 
     return api, admin
+
+
+def open_chain(cfg: NodeConfig, genesis: genesis_mod.Genesis, supported: tuple[int, ...]) -> tuple[Store, Chain]:
+    """The node's database and chain, checked: a damaged file is refused with its name and what to do (never a
+    traceback, never a node that fails later, mid-consensus). Files up to START_CHECK_MAX_BYTES get SQLite's
+    quick_check (every page read once: about 10 ms per MiB here); the state is read whole and its root
+    compared with the tip's in any case."""
+    path = cfg.path(cfg.database)
+    fix = "restore it from a peer's snapshot (`iotex-node restore`, or the rebuild-node runbook)"
+    try:
+        store = Store(path)
+    except StorageError as exc:
+        if not path.exists():
+            raise
+        raise StorageError(f"{exc}: the file is damaged; {fix}") from None
+    try:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if size <= START_CHECK_MAX_BYTES:
+            problems = store.check(quick=True)
+            if problems:
+                raise StorageError(f"database {path} is damaged ({'; '.join(problems[:3])}): {fix}")
+        chain = Chain(
+            genesis,
+            store,
+            mempool_limits=MempoolLimits(cfg.mempool_max_total, cfg.mempool_max_per_sender, cfg.mempool_min_fee or 1),
+            undo_depth=cfg.undo_depth,
+            max_block_actions=cfg.max_block_actions,
+            supported_protocols=supported,
+        )
+    except sqlite3.DatabaseError as exc:
+        store.close()
+        raise StorageError(f"database {path} is damaged ({exc}): {fix}") from None
+    except BaseException:
+        store.close()
+        raise
+    return store, chain

@@ -19,6 +19,8 @@ has them from its next block on.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from iotex_node.errors import StorageError
+from iotex_node.errors import DiskFull, StorageError
 
 SCHEMA_VERSION = 1
 
@@ -65,6 +67,27 @@ class BlockBooks:
     accounts: list[tuple[str, int, bytes]] = field(default_factory=list)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a SQLite or OS error says the volume is full (SQLITE_FULL; ENOSPC or EDQUOT)."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _write_error(exc: BaseException, what: str) -> StorageError:
+    return (DiskFull if is_disk_full(exc) else StorageError)(f"{what}: {exc}")
+
+
+def integrity_problems(conn: sqlite3.Connection, quick: bool = False) -> list[str]:
+    """SQLite's own check of every page, index and constraint (`quick`: without comparing indexes to their
+    tables, several times faster): the problems it names, [] when the database is whole."""
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as exc:
+        return [f"unreadable: {exc}"]
+    return [] if rows == ["ok"] else rows
+
+
 class Store:
     def __init__(self, path: Path, *, create: bool = False, durable: bool = True) -> None:
         """Open (or with `create`, create) the database. `durable=False` skips fsync (synchronous=OFF): only
@@ -83,6 +106,11 @@ class Store:
             raise StorageError(f"database {self.path} cannot be opened: {exc}") from None
         self._lock = threading.RLock()
 
+    def check(self, quick: bool = False) -> list[str]:
+        """The database's integrity problems ([] when whole); see `integrity_problems`."""
+        with self._lock:
+            return integrity_problems(self._db, quick)
+
     def close(self) -> None:
         self._db.close()
 
@@ -97,7 +125,7 @@ class Store:
             try:
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, orjson.dumps(value)))
             except sqlite3.Error as exc:
-                raise StorageError(f"writing {key} to {self.path} failed: {exc}") from None
+                raise _write_error(exc, f"writing {key} to {self.path} failed") from None
 
     # --- genesis -----------------------------------------------------------------------------------
 
@@ -162,8 +190,9 @@ class Store:
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:  # SQLITE_FULL/IOERR/NOMEM may already have rolled it back
-                    cur.execute("ROLLBACK")
-                raise StorageError(f"commit of block {height} failed: {exc}") from None
+                    with contextlib.suppress(sqlite3.Error):
+                        cur.execute("ROLLBACK")
+                raise _write_error(exc, f"commit of block {height} to {self.path} failed") from None
 
     def tip(self) -> tuple[int, bytes]:
         t = self.get_meta("tip")

@@ -5,7 +5,14 @@ watchdog, and the webhook's HTTP face (401/400/413 change nothing)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
+import re
+import socket
+import struct
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,13 +21,17 @@ from typing import Any
 
 import pytest
 
+from iotex_ops.monitoring import MonitoringStack
+from iotex_ops.remediation import daemon as daemon_mod
 from iotex_ops.remediation import policy as policy_mod
+from iotex_ops.remediation import server as server_mod
 from iotex_ops.remediation import webhook
 from iotex_ops.remediation.errors import PolicyError, WebhookRejected
 from iotex_ops.remediation.server import Server
 from iotex_ops.remediation.service import Outcome, Service
 from iotex_ops.remediation.store import Store
 from iotex_ops.runbook import journal as journal_mod
+from iotex_ops.runbook.events import Result
 from iotex_ops.testing import FakeClock, FakePages, FakeRunner
 
 TOKEN = "s3cret-webhook-token"
@@ -586,3 +597,166 @@ def test_alertd_refuses_to_start_with_a_short_webhook_token(tmp_path: Path) -> N
     short.write_text("abc")
     res = CliRunner().invoke(main, ["alertd", "run", "-i", str(tmp_path), "--token-file", str(short)])
     assert res.exit_code == 2 and "shorter than 16 characters" in " ".join(res.output.split())
+
+
+# -- alertd under a storm (issue 17): alerts it cannot act on --
+
+
+def test_alerts_for_unknown_hosts_spend_no_rate_limit_and_a_real_one_starts_at_once(tmp_path: Path) -> None:
+    """Twelve alerts for hosts the inventory does not know, then a real one: the real one starts on the next tick
+    (before the fix, the refused runs filled the rate limit and it waited out the window)."""
+    rig = Rig(tmp_path, FakeRunner(hosts=("node0", "node1", "node2", "node3")))
+    try:
+        rig.service.observe([alert(host=f"ghost{i}") for i in range(12)])
+        for _ in range(5):
+            rig.clock.advance(1)
+            rig.settle()
+        assert rig.runner.runs() == 0
+        assert rig.service.store.remediations("1=1") == []
+        rig.service.observe([alert(host="node2")])
+        rig.settle()
+        assert [c[2] for c in rig.runner.calls] == [{"host": "node2"}]
+        assert rig.pages.events[-1]["details"]["remediation"]["state"] == "passed"
+        assert not any("rate limit" in e.get("reason", "") for e in rig.journal())
+    finally:
+        rig.close()
+
+
+def test_an_alert_for_an_unknown_host_gives_one_page_that_says_so_and_no_escalation(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FakeRunner(hosts=("node0", "node1")))
+    try:
+        rig.service.observe([alert(host="node9")])
+        for _ in range(30):  # long past once_within and the attempts: still one page, never escalated
+            rig.clock.advance(1)
+            rig.settle()
+        key = "iotex-ops/lab/DelegateDown/node9"
+        assert rig.pages.actions() == ["trigger"]
+        [page] = rig.pages.events
+        assert page["key"] == key
+        assert "node9" in page["summary"] and "not a delegate of the inventory" in page["summary"]
+        assert page["details"]["remediation"].startswith("none: host 'node9' is not a delegate")
+        assert rig.service.counters.get("escalations", 0) == 0
+        refused = [e for e in rig.journal() if e["event"] == "remediation_refused"]
+        assert len(refused) == 1 and refused[0]["host"] == "node9"
+        rig.service.observe([alert(host="node9", status="resolved")])
+        rig.clock.advance(6)
+        rig.settle()
+        assert rig.pages.actions() == ["trigger", "resolve"]
+    finally:
+        rig.close()
+
+
+def test_an_alert_whose_runbook_is_not_installed_gives_one_page_and_spends_nothing(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)  # rebuild-node is not installed in this runner
+    try:
+        rig.service.observe([alert(name="DelegateLagging", host="node3")])
+        rig.settle()
+        [page] = rig.pages.events
+        assert "runbook rebuild-node is not installed" in page["summary"]
+        assert rig.service.store.starts_since(0) == []
+        assert rig.service.counters.get("escalations", 0) == 0
+    finally:
+        rig.close()
+
+
+def test_runs_refused_by_the_runner_do_not_count_for_the_rate_limit(tmp_path: Path) -> None:
+    """A refusal only the run itself finds (its preflight) is recorded, escalated, and not counted as a start."""
+    refused = [Outcome("refused", "restart-node: preflight says no")] * 6
+    rig = Rig(tmp_path, FakeRunner({"restart-node": [*refused, Outcome(Result.PASSED)]}))
+    try:
+        for i in range(6):
+            rig.service.observe([alert(host=f"node{i}")])
+            rig.settle()
+        assert rig.runner.runs() == 6
+        assert rig.service.store.starts_since(0) == []  # the rate limit (4 per 60 s) is untouched
+        rig.service.observe([alert(host="node7")])
+        rig.settle()
+        assert rig.runner.runs() == 7
+    finally:
+        rig.close()
+
+
+# -- alertd's log and its links (issue 17) --
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+@contextlib.contextmanager
+def alertd_log() -> Iterator[io.StringIO]:
+    buf = io.StringIO()
+    hook = threading.excepthook
+    handler = daemon_mod.configure_logging(buf)
+    try:
+        yield buf
+    finally:
+        logging.getLogger().removeHandler(handler)
+        threading.excepthook = hook
+        logging.captureWarnings(False)
+
+
+def test_every_log_line_has_a_timestamp_and_a_traceback_stays_on_its_line() -> None:
+    with alertd_log() as buf:
+        logging.getLogger("iotex_ops.paging.pager").info("pager: delivered %s after %d attempts", "trigger x", 2)
+        try:
+            raise ValueError("boom\nsecond line")
+        except ValueError:
+            logging.getLogger("alertd").exception("sender error")
+        threading.Thread(target=lambda: 1 / 0, name="worker-x").start()  # an uncaught error in a thread
+        time.sleep(0.2)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert all(STAMP.match(line) for line in lines), lines
+    assert "Traceback" in lines[1] and " | " in lines[1]
+
+
+def test_a_client_resetting_its_connection_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    with alertd_log() as buf:
+        for exc in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "Broken pipe")):
+            try:
+                raise exc
+            except OSError:
+                server_mod._Server.handle_error(object.__new__(server_mod._Server), None, ("127.0.0.1", 40123))
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and all(STAMP.match(line) for line in lines), lines
+    assert "client 127.0.0.1:40123 closed its connection" in lines[0] and "ConnectionResetError" in lines[0]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the webhook's HTTP server on a socket
+def test_a_real_connection_reset_mid_request_is_logged_as_one_line(rig: Rig, capfd: pytest.CaptureFixture[str]) -> None:
+    srv = Server(rig.service, TOKEN)
+    srv.start("127.0.0.1", 0)
+    try:
+        with alertd_log() as buf:
+            host, port = srv.url.removeprefix("http://").split(":")
+            for _ in range(3):
+                s = socket.create_connection((host, int(port)), timeout=5)
+                s.sendall(b'POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{"version"')
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()  # RST while the server reads the body
+            deadline = time.monotonic() + 10
+            while buf.getvalue().count("\n") < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # the server still answers
+            with urllib.request.urlopen(srv.url + "/healthz", timeout=5) as resp:  # noqa: S310
+                assert resp.status == 200
+        lines = buf.getvalue().splitlines()
+        assert len(lines) == 3 and all("closed its connection" in x and STAMP.match(x) for x in lines), lines
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        srv.stop()
+
+
+def test_prometheus_and_alertmanager_links_name_the_address_they_listen_on(tmp_path: Path) -> None:
+    stack = MonitoringStack(tmp_path, [], 19090, 19093)
+    prom, am = stack.command("prometheus"), stack.command("alertmanager")
+    assert "--web.listen-address=127.0.0.1:19090" in prom and "--web.external-url=http://127.0.0.1:19090" in prom
+    assert "--web.listen-address=127.0.0.1:19093" in am and "--web.external-url=http://127.0.0.1:19093" in am
+
+
+def test_a_page_links_to_the_alerts_generator_url(rig: Rig) -> None:
+    a = alert()
+    rig.service.observe([webhook.Alert(a.fingerprint, a.status, a.labels, a.annotations, a.starts_at, a.ends_at,
+                                       "http://127.0.0.1:19090/graph?g0.expr=up")])  # fmt: skip
+    links = rig.pages.events[0]["links"]
+    assert {"href": "http://127.0.0.1:19090/graph?g0.expr=up", "text": "the alert's query in Prometheus"} in links
