@@ -473,7 +473,8 @@ class Scheduler:
         self.say(f"{rid}: gates passed: starting {s.drill}")
 
         def go() -> Outcome:
-            stop = StopConditions(self.signals, {*runbook.expected_alerts, *runbook.fault_alerts}, self.driver.hosts(runbook, s.params))
+            expected = {*runbook.expected_alerts, *runbook.fault_alerts}  # a fault drill's alerts on its victim
+            stop = StopConditions(self.signals, expected, self.driver.hosts(runbook, s.params))
             return self.driver.run(runbook, s.params, rid, gates, steady, stop)
 
         self._launch(rid, go)
