@@ -210,7 +210,9 @@ class FaultDrill:
         self._start_load(ctx)
         others = _others(ctx)
         ctx.remember("top_before", edge.top(ctx.network, others))
-        prod = edge.productivity(ctx.network, names, others)
+        ops = edge.operators(ctx.network, names)
+        ctx.remember("operators", ops)
+        prod = edge.productivity(ctx.network, ops, others)
         ctx.remember("productivity_before", None if prod is None else [prod[0], prod[1]])
         states: dict[str, Any] = {}
         fault_at = time.time()
@@ -255,6 +257,7 @@ class FaultDrill:
         # back once it signs a block above top+1: the old process may have signed top+1 before the fault
         since = None if top_before is None else int(top_before) + 2
         prod_before = ctx.recall("productivity_before")
+        ops: dict[str, str] = ctx.recall("operators") or {}
         stall = core.StallClock(fault_at, top_before)
         alertd, receiver = edge.Alertd.of(ctx.network), edge.Receiver.of(ctx.network)
         moments: dict[str, float | None] = {k: ctx.recall(f"moment_{k}") for k in core.MOMENTS}
@@ -263,7 +266,7 @@ class FaultDrill:
         remediations: list[dict[str, Any]] = []
         escalated = False
         last_prod = 0.0
-        old_epoch_end: dict[str, int | None] = {}
+        old_epoch_end: dict[str, int] = {}
 
         def note(key: str, at: float | None, **fields: Any) -> None:
             if at is not None and moments.get(key) is None:
@@ -272,23 +275,29 @@ class FaultDrill:
                 ctx.event(f"moment_{key}", at=at, after_s=round(at - fault_at, 3), **fields)
                 ctx.log(f"{core.MOMENTS[key]} after {at - fault_at:.2f}s")
 
+        def read_missed() -> None:
+            """The victims' slots missed since the fault, across an epoch boundary too."""
+            if prod_before is None:
+                return
+            prod = edge.productivity(ctx.network, ops, others)
+            if prod is None:
+                return
+            e0, before = int(prod_before[0]), prod_before[1]
+            if prod[0] != e0 and not old_epoch_end:
+                ended = edge.productivity(ctx.network, ops, others, epoch=e0)
+                old_epoch_end.update(ended[1] if ended else {})
+            for n, now_missed in prod[1].items():
+                missed[n] = core.missed_since((e0, int(before.get(n, 0))), (prod[0], now_missed), old_epoch_end.get(n))
+
         while True:
             now = time.time()
             alerts = edge.firing_alerts(ctx.query)
             for a in alerts:
                 if a.host in names:
                     note("alert", now, alert=a.name, host=a.host)
-            if now - last_prod >= 1.0 and prod_before is not None:
+            if now - last_prod >= 1.0:
                 last_prod = now
-                prod = edge.productivity(ctx.network, names, others)
-                if prod is not None:
-                    e0, before = int(prod_before[0]), prod_before[1]
-                    for n in names:
-                        if prod[0] != e0 and n not in old_epoch_end:
-                            old_epoch_end[n] = edge.missed_in(ctx.network, e0, n, others)
-                        missed[n] = core.missed_since(
-                            (e0, int(before.get(n, 0))), (prod[0], prod[1].get(n, 0)), old_epoch_end.get(n)
-                        )
+                read_missed()
             obs = core.Observation(now, edge.top(ctx.network, others), tuple(alerts), dict(missed))
             stalled = stall.feed(obs)
             fault_active = moments.get("recovered") is None
@@ -321,6 +330,7 @@ class FaultDrill:
                 grace = recovered_at + 5.0  # the page and the remediation's start are seconds behind
                 seen_all = moments.get("page") is not None or receiver is None
                 if (seen_all and (moments.get("remediation") is not None or alertd is None)) or time.time() > grace:
+                    read_missed()
                     break
             ended = ctx.recall("fault_end_at")
             deadline = (float(ended) if ended is not None else fault_at + (duration or 0)) + recover_s

@@ -17,6 +17,7 @@ import shlex
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,24 +60,28 @@ def top(net: Network, among: list[Delegate]) -> int | None:
     return max(heights) if heights else None
 
 
-def productivity(net: Network, names: list[str], ask: list[Delegate]) -> tuple[int, dict[str, int]] | None:
-    """(epoch, {name: slots missed in it}) as the first answering delegate of `ask` counts them."""
-    for d in ask:
-        try:
-            ds = d.api.delegates(timeout=API_TIMEOUT_S)
-        except NodeApiError:
-            continue
-        return ds.epoch, {c.name: c.missed for c in ds.candidates if c.name in names}
-    return None
+def operators(net: Network, names: list[str]) -> dict[str, str]:
+    """The victims' operator addresses (their nodes' /v1/chain `address`), asked before the fault: the chain's
+    productivity is per operator, and a candidate's name on chain need not be its inventory host's."""
+    out = {}
+    for n in names:
+        c = net.delegate(n).try_chain(API_TIMEOUT_S)
+        if c and c.get("address"):
+            out[str(c["address"])] = n
+    return out
 
 
-def missed_in(net: Network, epoch: int, name: str, ask: list[Delegate]) -> int | None:
+def productivity(
+    net: Network, ops: Mapping[str, str], ask: list[Delegate], epoch: int | None = None
+) -> tuple[int, dict[str, int]] | None:
+    """(epoch, {host: slots missed in it}) for the operators `ops` (address -> host), as the first answering
+    delegate of `ask` counts them (this epoch, or `epoch`)."""
     for d in ask:
         try:
             ds = d.api.delegates(epoch, timeout=API_TIMEOUT_S)
         except NodeApiError:
             continue
-        return next((c.missed for c in ds.candidates if c.name == name), None)
+        return ds.epoch, {ops[c.operator]: c.missed for c in ds.candidates if c.operator in ops}
     return None
 
 

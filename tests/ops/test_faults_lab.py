@@ -8,6 +8,7 @@ short: the three together cost about a minute on top of the shared lab."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from iotex_ops import network
+from iotex_ops.cli import main
 from iotex_ops.errors import OpsError
 from iotex_ops.faults import core
 from iotex_ops.lab import lab as lab_mod
@@ -40,6 +43,12 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def lab(shared_lab: SharedLab) -> lab_mod.LabState:
     return shared_lab.get()
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run store for the module: the last test's game-day report reads the others' runs."""
+    return tmp_path_factory.mktemp("gameday-state")
 
 
 @pytest.fixture
@@ -83,10 +92,8 @@ def figures(res: RunResult) -> str:
     return ", ".join(f"{k}={m.get(k)}" for k in core.FIGURES) + f", escalated={m.get('escalated')}, route={m.get('page_route')}"
 
 
-def test_fault_kill_is_detected_paged_and_remediated_by_alertd(
-    lab: lab_mod.LabState, net: network.Network, tmp_path: Path
-) -> None:
-    res = run(lab, tmp_path, "fault-kill", seed=7, tps=5)
+def test_fault_kill_is_detected_paged_and_remediated_by_alertd(lab: lab_mod.LabState, net: network.Network, state: Path) -> None:
+    res = run(lab, state, "fault-kill", seed=7, tps=5)
     assert res.result == "passed", res.error
     m = res.measures
     print(f"\nfault-kill on {m['victims']}: {figures(res)}")
@@ -107,8 +114,8 @@ def test_fault_kill_is_detected_paged_and_remediated_by_alertd(
         assert m["lost_actions"] == 0, m["load"]
 
 
-def test_fault_freeze_passes_with_its_figures(lab: lab_mod.LabState, net: network.Network, tmp_path: Path) -> None:
-    res = run(lab, tmp_path, "fault-freeze", host="node1", freeze_s=6, tps=0)
+def test_fault_freeze_passes_with_its_figures(lab: lab_mod.LabState, net: network.Network, state: Path) -> None:
+    res = run(lab, state, "fault-freeze", host="node1", freeze_s=6, tps=0)
     assert res.result == "passed", res.error
     m = res.measures
     print(f"\nfault-freeze on node1: {figures(res)}")
@@ -119,7 +126,7 @@ def test_fault_freeze_passes_with_its_figures(lab: lab_mod.LabState, net: networ
 
 
 def test_a_second_delegate_killed_during_a_freeze_stops_the_drill_and_ends_the_freeze(
-    lab: lab_mod.LabState, net: network.Network, tmp_path: Path
+    lab: lab_mod.LabState, net: network.Network, state: Path
 ) -> None:
     # alertd would kill and restart the frozen victim before the stop condition shows; without it, the only
     # way the victim continues is the drill's own SIGCONT
@@ -127,9 +134,7 @@ def test_a_second_delegate_killed_during_a_freeze_stops_the_drill_and_ends_the_f
     victim, other = net.delegate("node2"), net.delegate("node3")
     pid = victim.service_status().pid
     out: dict[str, RunResult] = {}
-    t = threading.Thread(
-        target=lambda: out.setdefault("res", run(lab, tmp_path, "fault-freeze", host="node2", freeze_s=60, tps=0))
-    )
+    t = threading.Thread(target=lambda: out.setdefault("res", run(lab, state, "fault-freeze", host="node2", freeze_s=60, tps=0)))
     try:
         t.start()
         deadline = time.monotonic() + 30
@@ -158,3 +163,41 @@ def test_a_second_delegate_killed_during_a_freeze_stops_the_drill_and_ends_the_f
     assert st.pid == pid and not st.frozen  # the same process, continued by the drill
     assert marks(res, "stop_condition") and marks(res, "fault_ended")
     assert took < 30
+
+
+def test_gameday_run_and_its_report_with_every_figure_and_the_trend(
+    lab: lab_mod.LabState, net: network.Network, state: Path
+) -> None:
+    env = {"HOME": os.environ.get("HOME", "/tmp"), "LC_ALL": "C.UTF-8"}
+    argv = [
+        "gameday",
+        "run",
+        "-i",
+        lab.inventory,
+        "--fault",
+        "fault-kill",
+        "--seed",
+        "10",
+        "-e",
+        "tps=0",
+        "--state-dir",
+        str(state),
+    ]
+    res = CliRunner().invoke(main, [*argv, "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.output)["runs"]
+    assert row["fault"] == "fault-kill" and row["result"] == "passed" and row["victims"] == ["node0"]
+    assert row["time_to_detect_s"] is not None and row["time_to_recover_s"] is not None
+    print(f"\ngameday run: {row}")
+    rep = CliRunner().invoke(main, ["gameday", "report", "--state-dir", str(state), "--json"], env=env)
+    assert rep.exit_code == 0, rep.output
+    doc = json.loads(rep.output)
+    by = {s["fault"]: s for s in doc["faults"]}
+    assert by["fault-kill"]["runs"] == 2 and by["fault-kill"]["passed"] == 2
+    assert by["fault-freeze"]["runs"] == 2 and by["fault-freeze"]["passed"] == 1  # one stopped by the second kill
+    kill = by["fault-kill"]
+    assert kill["figures"]["time_to_detect_s"]["runs"] == 2 and len(kill["figures"]["time_to_recover_s"]["trend"]) == 2
+    assert {"fault", "alert", "page", "remediation", "recovered"} <= {r["key"] for r in kill["last"]["timeline"]}
+    assert by["fault-freeze"]["last"]["stopped_by"]
+    page = Path(doc["files"]["html"]).read_text()
+    assert "fault-kill" in page and "victim finalizing again" in page and "drill route" in page
