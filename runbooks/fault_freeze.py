@@ -10,9 +10,11 @@ docs/gameday.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from iotex_ops.errors import OpsError
 from iotex_ops.faults import Fault, FaultDrill, edge
 from iotex_ops.network import Delegate
 from iotex_ops.runbook import Param, RunContext
@@ -21,9 +23,10 @@ from iotex_ops.runbook import Param, RunContext
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:
     pid = edge.main_pid(d)
     if not edge.signal_pid(d, pid, "STOP"):
-        raise edge.OpsError(f"{d.name}: SIGSTOP to node process {pid} failed")
+        raise OpsError(f"{d.name}: SIGSTOP to node process {pid} failed")
+    at = time.time()
     ctx.log(f"{d.name}: node process {pid} frozen (SIGSTOP) for {ctx.params['freeze_s']}s")
-    return {"pid": pid}
+    return {"pid": pid, "at": at}
 
 
 def end(ctx: RunContext, d: Delegate, state: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ docs/gameday.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +21,9 @@ from iotex_ops.runbook import RunContext
 
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:
     pid = edge.kill(d)
+    at = time.time()
     ctx.log(f"{d.name}: node process {pid} killed with SIGKILL")
-    return {"pid": pid}
+    return {"pid": pid, "at": at}
 
 
 def end(ctx: RunContext, d: Delegate, state: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ Run it on the netns lab (`iotex-ops lab up --hosts netns`, root).
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,8 +45,9 @@ def preflight(ctx: RunContext) -> list[str]:
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:
     peer = next(p for p in ctx.network.peers_of(d.name))
     dev = edge.partition(d, peer.spec.ansible_host)
+    at = time.time()
     ctx.log(f"{d.name}: P2P port {edge.p2p_port(d)} cut on {dev} for {ctx.params['partition_s']}s")
-    return {"dev": dev}
+    return {"dev": dev, "at": at}
 
 
 def end(ctx: RunContext, d: Delegate, state: Mapping[str, Any]) -> str:

@@ -57,7 +57,8 @@ _LOADS: dict[str, Any] = {}
 
 @dataclass(frozen=True)
 class Fault:
-    """One kind of fault. `inject(ctx, victim) -> state` breaks the victim and returns what `end` needs (JSON);
+    """One kind of fault. `inject(ctx, victim) -> state` breaks the victim and returns what `end` needs (JSON;
+    its key `at`, when given, is the unix time the fault struck: the figures count from there);
     `end(ctx, victim, state) -> sentence` ends it, idempotently (it is also the rollback, and may find the
     victim already mended by alertd). `duration_param`: the parameter holding how long the drill keeps the
     fault before it ends it (None: the fault lasts until the victim is brought back, by alertd or the rollback).
@@ -215,11 +216,16 @@ class FaultDrill:
         prod = edge.productivity(ctx.network, ops, others)
         ctx.remember("productivity_before", None if prod is None else [prod[0], prod[1]])
         states: dict[str, Any] = {}
-        fault_at = time.time()
-        ctx.remember("fault_at", fault_at)
+        ctx.remember("fault_at", time.time())  # until the fault says when it struck (a crashed run has this)
+        fault_at: float | None = None
         for d in victims:
-            states[d.name] = dict(self.fault.inject(ctx, d))
+            state = dict(self.fault.inject(ctx, d))
+            # the moment the fault struck: `at` from the fault (right after its signal), else now
+            at = float(state.pop("at", time.time()))
+            fault_at = at if fault_at is None else min(fault_at, at)
+            states[d.name] = state
             ctx.remember("fault_state", states)  # journaled at once: the rollback of a crashed run needs it
+        ctx.remember("fault_at", fault_at)
         ctx.event("fault_injected", fault=self.fault.name, victims=names, at=fault_at, state=states)
         ctx.log(f"{self.fault.name}: injected on {', '.join(names)}")
 
