@@ -1,9 +1,10 @@
 """fault-partition: cut one delegate off the others' P2P traffic for `partition_s`, then heal it.
 
-Netns lab (and hosts where the drill may run tc as root): tc filters in the delegate's own network namespace
-drop every TCP packet to or from its P2P port, both ways, on its link towards the peers; its SSH and API keep
-working, so the drill still sees it and heals it (`tc qdisc del`). The node keeps running, falls behind,
-and catches up by itself once healed (DelegateLagging / DelegateMissingSlots on the way).
+Netns lab (and hosts where the drill may change routes as root): in the delegate's own network namespace, a
+blackhole route to each peer's address drops every packet to its peers, so no P2P connection survives either
+way; the controller (another address) still reaches it over SSH and its API, so the drill sees it and heals
+it (`ip route del`). The node keeps running, falls behind, and catches up by itself once healed
+(DelegateLagging / DelegateMissingSlots on the way).
 
 Local lab: every delegate shares the machine's loopback and network namespace, the node has no admin control
 that drops its peers, and a filter on loopback would touch the host's own networking: refused in preflight.
@@ -43,16 +44,17 @@ def preflight(ctx: RunContext) -> list[str]:
 
 
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:
-    peer = next(p for p in ctx.network.peers_of(d.name))
-    dev = edge.partition(d, peer.spec.ansible_host)
+    peers = sorted({str(p.spec.ansible_host) for p in ctx.network.peers_of(d.name)})
+    cut = edge.partition(d, peers)
     at = time.time()
-    ctx.log(f"{d.name}: P2P port {edge.p2p_port(d)} cut on {dev} for {ctx.params['partition_s']}s")
-    return {"dev": dev, "at": at}
+    ctx.log(f"{d.name}: cut off its peers {', '.join(cut)} (blackhole routes) for {ctx.params['partition_s']}s")
+    return {"peers": cut, "at": at}
 
 
 def end(ctx: RunContext, d: Delegate, state: Mapping[str, Any]) -> str:
-    edge.heal(d, str(state["dev"]))
-    return f"P2P traffic on {state['dev']} restored"
+    peers = [str(a) for a in state.get("peers", [])]
+    edge.heal(d, peers)
+    return f"routes to its peers {', '.join(peers)} restored"
 
 
 RUNBOOK = FaultDrill(

@@ -6,8 +6,8 @@ the lab's PagerDuty receiver (`/incidents`: when the page went out and where). E
 an empty list) when its source is not configured or does not answer: a figure it gives is then not measured,
 and the report says so; it never fails the drill.
 
-Faults: `kill` (SIGKILL through the service manager), `freeze`/`thaw` (SIGSTOP / SIGCONT of the node's main
-process), `partition`/`heal` (P2P packets dropped with tc filters inside the delegate's network namespace).
+Faults: `kill` (SIGKILL through the service manager), `signal_pid` (SIGSTOP / SIGCONT of the node's main
+process), `partition`/`heal` (blackhole routes to the peers inside the delegate's network namespace).
 """
 
 from __future__ import annotations
@@ -237,51 +237,37 @@ def wait_started(d: Delegate, timeout: float = 30.0) -> None:
     raise OpsError(f"{d.name}: not running {timeout:g}s after its start")
 
 
-# P2P drop inside the delegate's own network namespace (netns lab, or a host where the drill may run tc as root)
+# The partition: inside the delegate's own network namespace (the netns lab, or a host where the drill may
+# change routes as root), a blackhole route to each peer's address. Every packet to a peer is dropped in
+# silence (its connections and its answers to theirs), both ways in effect, while the controller (another
+# address: SSH, Prometheus' scrapes, alertd's checks) still reaches it. Routes need no kernel module (tc's prio
+# qdisc and drop action were not there on this project's machine).
 
 
-def p2p_port(d: Delegate) -> int:
-    port = d.spec.node_p2p_port or d.vars.get("node_p2p_port")
-    if not port:
-        raise OpsError(f"{d.name}: the inventory gives no node_p2p_port")
-    return int(port)
+def partition_commands(peers: list[str]) -> list[str]:
+    """The routes that cut a delegate off `peers` (addresses), pure."""
+    return [f"ip route add blackhole {shlex.quote(a)}/32" for a in peers]
 
 
-def partition_commands(dev: str, port: int) -> list[str]:
-    """tc commands that drop every TCP packet to or from `port` on `dev`, both ways (pure)."""
-    dev_q = shlex.quote(dev)
-    cmds = [f"tc qdisc add dev {dev_q} root handle 1: prio", f"tc qdisc add dev {dev_q} handle ffff: ingress"]
-    for parent in ("1:", "ffff:"):
-        for field in ("dport", "sport"):
-            cmds.append(
-                f"tc filter add dev {dev_q} parent {parent} protocol ip prio 1 u32 match ip {field} {port} 0xffff action drop"
-            )
-    return cmds
+def heal_commands(peers: list[str]) -> list[str]:
+    return [f"ip route del blackhole {shlex.quote(a)}/32" for a in peers]
 
 
-def heal_commands(dev: str) -> list[str]:
-    dev_q = shlex.quote(dev)
-    return [f"tc qdisc del dev {dev_q} root", f"tc qdisc del dev {dev_q} ingress"]
-
-
-def link_dev(d: Delegate, peer_address: str) -> str:
-    res = d.run(f"ip -o route get {shlex.quote(peer_address)}", check=False)
-    words = res.stdout.split()
-    if not res.ok or "dev" not in words:
-        raise OpsError(f"{d.name}: cannot find the link towards {peer_address}: {res.tail(2)}")
-    return words[words.index("dev") + 1]
-
-
-def partition(d: Delegate, peer_address: str) -> str:
-    dev = link_dev(d, peer_address)
-    for cmd in partition_commands(dev, p2p_port(d)):
+def partition(d: Delegate, peers: list[str]) -> list[str]:
+    """Cut `d` off `peers`; the addresses cut (for `heal`). A failure heals what was done and says why."""
+    mine = str(d.spec.ansible_host)
+    if mine in peers:
+        raise OpsError(f"{d.name} shares its address {mine} with a peer: a route cannot cut them apart (needs netns)")
+    done: list[str] = []
+    for addr, cmd in zip(peers, partition_commands(peers), strict=True):
         res = d.run(cmd, check=False)
         if not res.ok:
-            heal(d, dev)
+            heal(d, done)
             raise OpsError(f"{d.name}: `{cmd}` failed: {res.tail(2)}")
-    return dev
+        done.append(addr)
+    return done
 
 
-def heal(d: Delegate, dev: str) -> None:
-    for cmd in heal_commands(dev):
-        d.run(cmd, check=False)  # a qdisc that is not there is no failure
+def heal(d: Delegate, peers: list[str]) -> None:
+    for cmd in heal_commands(peers):
+        d.run(cmd, check=False)  # a route that is not there is no failure

@@ -123,13 +123,10 @@ def test_the_drill_route_marks_pages_while_a_drill_is_on(tmp_path: Path) -> None
     assert not marker.exists()
 
 
-def test_the_partition_drops_the_p2p_port_both_ways_and_heals() -> None:
+def test_the_partition_blackholes_the_peers_and_heals() -> None:
     from iotex_ops.faults import edge
 
-    cmds = edge.partition_commands("eth0", 4689)
-    assert cmds[:2] == ["tc qdisc add dev eth0 root handle 1: prio", "tc qdisc add dev eth0 handle ffff: ingress"]
-    filters = [c for c in cmds if "filter" in c]
-    assert len(filters) == 4 and all(c.endswith("action drop") and "4689 0xffff" in c for c in filters)
-    assert {("dport" in c, "ffff:" in c) for c in filters} == {(True, True), (True, False), (False, True), (False, False)}
-    assert edge.heal_commands("eth0") == ["tc qdisc del dev eth0 root", "tc qdisc del dev eth0 ingress"]
-    assert "'eth0; rm'" in edge.partition_commands("eth0; rm", 1)[0]  # quoted for the shell
+    peers = ["10.247.0.3", "10.247.0.4"]
+    assert edge.partition_commands(peers) == ["ip route add blackhole 10.247.0.3/32", "ip route add blackhole 10.247.0.4/32"]
+    assert edge.heal_commands(peers) == ["ip route del blackhole 10.247.0.3/32", "ip route del blackhole 10.247.0.4/32"]
+    assert edge.partition_commands(["1.2.3.4; rm"]) == ["ip route add blackhole '1.2.3.4; rm'/32"]  # quoted for the shell
