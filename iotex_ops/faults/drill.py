@@ -193,6 +193,13 @@ class FaultDrill:
                 + ", ".join(sorted({a.describe() for a in firing}))
                 + ": a game day starts from a quiet network"
             )
+        alertd = edge.Alertd.of(ctx.network)
+        pages = edge.open_pages(alertd.state() if alertd else None, _names(ctx))
+        if pages:
+            raise core.FaultError(
+                "alertd still has a page open about a delegate (" + ", ".join(pages) + "): a fault there would be appended "
+                "to that incident and page nobody; wait for it to resolve (`iotex-ops gameday run` waits by itself)"
+            )
         chain = ctx.delegates[0].try_chain(edge.API_TIMEOUT_S) or {}
         ctx.remember("block_interval_s", float(chain.get("block_interval_ms") or 1000) / 1000)
         ctx.event("victims", **choice.to_json())

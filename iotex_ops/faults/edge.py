@@ -130,6 +130,17 @@ def remediation_started(
     return first, brief
 
 
+def open_pages(state: dict[str, Any] | None, names: set[str] | list[str]) -> list[str]:
+    """alertd's pages still open (triggered or acknowledged) about these delegates: "Alert on host"."""
+    if not state:
+        return []
+    return sorted(
+        f"{a.get('alertname')} on {a.get('host')}"
+        for a in state.get("alerts", [])
+        if a.get("host") in names and a.get("page") in ("triggered", "acknowledged")
+    )
+
+
 def escalated(state: dict[str, Any] | None, victims: list[str], since: float) -> bool:
     if not state:
         return False

@@ -61,11 +61,14 @@ def default_faults(net: Network) -> tuple[str, ...]:
 
 
 def wait_quiet(net: Network, timeout: float = 120.0, say: Callable[[str], None] = lambda s: None) -> None:
-    """Every delegate answering and in step, no alert firing on a delegate (the last fault's have resolved)."""
+    """Every delegate answering and in step, no alert firing on a delegate and no page of alertd's still open
+    about one (the last fault's have resolved: a fault on a delegate whose page is still open would only be
+    appended to that incident, and page nobody)."""
     from iotex_ops.faults import edge
     from iotex_ops.prom import Prometheus
 
     prom = Prometheus(net.prometheus_url) if net.prometheus_url else None
+    alertd = edge.Alertd.of(net)
     names = {d.name for d in net.delegates}
     deadline = time.monotonic() + timeout
     said = False
@@ -75,6 +78,7 @@ def wait_quiet(net: Network, timeout: float = 120.0, say: Callable[[str], None] 
             firing = [a.describe() for a in edge.firing_alerts(prom.query) if a.host in names] if prom else []
         except OpsError as exc:
             firing = [f"Prometheus: {exc}"]
+        firing += [f"open page: {p}" for p in edge.open_pages(alertd.state() if alertd else None, names)]
         if not sick and not firing:
             return
         if time.monotonic() > deadline:

@@ -130,3 +130,25 @@ def test_the_partition_blackholes_the_peers_and_heals() -> None:
     assert edge.partition_commands(peers) == ["ip route add blackhole 10.247.0.3/32", "ip route add blackhole 10.247.0.4/32"]
     assert edge.heal_commands(peers) == ["ip route del blackhole 10.247.0.3/32", "ip route del blackhole 10.247.0.4/32"]
     assert edge.partition_commands(["1.2.3.4; rm"]) == ["ip route add blackhole '1.2.3.4; rm'/32"]  # quoted for the shell
+
+
+def test_open_pages_and_remediations_from_alertd_s_state() -> None:
+    from iotex_ops.faults import edge
+
+    state = {
+        "alerts": [
+            {"alertname": "DelegateDown", "host": "node2", "page": "acknowledged", "escalated": False, "last_seen": 105.0},
+            {"alertname": "DelegateDown", "host": "node1", "page": "resolved", "escalated": True, "last_seen": 90.0},
+            {"alertname": "Watchdog", "host": "", "page": "triggered"},
+        ],
+        "remediations": [
+            {"host": "node2", "created": 103.5, "state": "passed", "runbook": "restart-node", "run_id": "r2"},
+            {"host": "node2", "created": 50.0, "state": "passed", "runbook": "restart-node", "run_id": "old"},
+            {"host": "node2", "created": 104.0, "state": "deferred", "runbook": "restart-node", "run_id": "d"},
+        ],
+    }
+    assert edge.open_pages(state, NODES) == ["DelegateDown on node2"] and edge.open_pages(None, NODES) == []
+    first, rows = edge.remediation_started(state, ["node2"], since=100.0)
+    assert first == 103.5 and [r["run_id"] for r in rows] == ["r2"]
+    assert not edge.escalated(state, ["node2"], since=100.0) and not edge.escalated(state, ["node1"], since=100.0)
+    assert edge.escalated(state, ["node1"], since=80.0)

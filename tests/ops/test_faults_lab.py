@@ -24,10 +24,9 @@ from click.testing import CliRunner
 from iotex_ops import network
 from iotex_ops.cli import main
 from iotex_ops.errors import OpsError
-from iotex_ops.faults import core
+from iotex_ops.faults import core, gameday
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.lab import ops_services
-from iotex_ops.prom import Prometheus
 from iotex_ops.runbook import Engine, RunResult, loader
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook.store import RunStore
@@ -60,22 +59,8 @@ def net(lab: lab_mod.LabState) -> Iterator[network.Network]:
 
 
 def quiet(lab: lab_mod.LabState, net: network.Network, timeout: float = 90) -> None:
-    """Every delegate healthy and no alert firing on one (the previous test's have resolved)."""
-    prom = Prometheus(lab.prometheus_url)
-    deadline = time.monotonic() + timeout
-    names = {d.name for d in net.delegates}
-    while True:
-        sick = {d.name: net.standing(d.name).problems(max_lag=2) for d in net.delegates}
-        sick = {k: v for k, v in sick.items() if v}
-        try:
-            firing = [r["metric"] for r in prom.query('ALERTS{alertstate="firing"}') if r["metric"].get("host") in names]
-        except OpsError as exc:
-            firing = [{"error": str(exc)}]
-        if not sick and not firing:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the lab is not quiet after {timeout}s: {sick or ''} {firing or ''}")
-        time.sleep(0.5)
+    """Every delegate healthy, no alert firing on one and no page open (the previous test's have resolved)."""
+    gameday.wait_quiet(net, timeout)
 
 
 def run(lab: lab_mod.LabState, state: Path, name: str, **params: Any) -> RunResult:
