@@ -48,6 +48,7 @@ _TOOLKIT_VARS = {
     "node_supervisorctl_bin",
     "iotex_ops_lock_dir",  # where runs on this network take their locks (shared by every process running on it)
     "iotex_flood_sources",  # addresses the flood drill's attackers connect from (the netns lab's extra client addresses)
+    "iotex_gameday_opt_in",  # true: a game day's fault drills may pick this delegate as their victim (iotex_ops/faults)
 }
 
 # Variables renamed when the roles took ansible-lint's role prefix (issue 13): an inventory that still sets

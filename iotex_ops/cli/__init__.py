@@ -31,6 +31,7 @@ LAZY_GROUPS = {
     "monitoring": "iotex_ops.cli.monitoring:monitoring_group",
     "schedule": "iotex_ops.cli.schedule:schedule",
     "drill": "iotex_ops.cli.drill:drill",
+    "gameday": "iotex_ops.cli.gameday:gameday",
     "scheduler": "iotex_ops.cli.scheduler:scheduler",
     "load": "iotex_ops.cli.load:load",
     "account": "iotex_ops.cli.client:account",

@@ -326,6 +326,7 @@ def _inventory(
             "node_data_dir": str(host_dir / "node"),
             "node_service_manager": "supervisord",
             "node_autorestart": "false",  # alertd, not supervisord, brings a crashed lab node back
+            "iotex_gameday_opt_in": True,  # every lab delegate may be a game day's victim (docs/gameday.md)
             "iotex_host_dir": str(host_dir),
             "iotex_releases_root": str(host_dir / "opt" / "iotex"),
             "iotex_node_home": str(host_dir / "node"),

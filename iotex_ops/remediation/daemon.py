@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iotex_ops import network as network_mod
+from iotex_ops.paging import drill_route
 from iotex_ops.remediation import policy as policy_mod
 from iotex_ops.remediation import webhook
 from iotex_ops.remediation.errors import RemediationError, WebhookRejected
@@ -22,6 +23,7 @@ from iotex_ops.remediation.runner import EngineRunner
 from iotex_ops.remediation.server import Server
 from iotex_ops.remediation.service import Service
 from iotex_ops.remediation.store import Store
+from iotex_ops.runbook.store import RunStore
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%Y-%m-%dT%H:%M:%S"
@@ -62,16 +64,22 @@ def configure_logging(stream: Any = None, level: int = logging.INFO) -> logging.
 
 
 class PagerPages:
-    """The service's pages as Events API v2 events in the durable queue (delivered in order, retried)."""
+    """The service's pages as Events API v2 events in the durable queue (delivered in order, retried).
 
-    def __init__(self, pager: Any) -> None:
+    `drill_marker`: the game-day marker (iotex_ops/paging/drill_route.py); while a fault drill runs, each
+    trigger is marked for the drill route."""
+
+    def __init__(self, pager: Any, drill_marker: Path | None = None) -> None:
         self.pager = pager
+        self.drill_marker = drill_marker
 
     def trigger(
         self, dedup_key: str, summary: str, source: str, severity: str, details: dict[str, Any], links: list[dict[str, str]]
     ) -> None:
-        from iotex_ops.paging import events
+        from iotex_ops.paging import drill_route, events
 
+        if self.drill_marker is not None:
+            summary, details = drill_route.mark(summary, details, drill_route.read(self.drill_marker))
         ev = events.trigger(
             summary, source, severity=severity, dedup_key=dedup_key, custom_details=details, links=links,
             client="iotex-ops alertd", component="iotex-node",
@@ -144,6 +152,7 @@ class Alertd:
         net = network_mod.load(cfg.inventory)
         try:
             network, prometheus = net.id, net.prometheus_url or ""
+            locks = Path(str(net.var("iotex_ops_lock_dir") or RunStore(cfg.state_dir).locks_dir)).expanduser()
         finally:
             net.close()
         runner = EngineRunner(cfg.inventory, cfg.state_dir, cfg.runbook_dirs)
@@ -160,8 +169,9 @@ class Alertd:
             cfg.state_dir / "pages.db", key, cfg.pager_url, cfg.pager_ca_file, backoff_max_s=cfg.pager_backoff_max_s
         )
         am = cfg.alertmanager_url
+        pages = PagerPages(self.pager, drill_route.marker_path(locks, network))  # drill pages marked (game days)
         self.service = Service(
-            Store(cfg.state_dir / "alertd.db"), policy, PagerPages(self.pager), runner, cfg.state_dir / "alertd.jsonl",
+            Store(cfg.state_dir / "alertd.db"), policy, pages, runner, cfg.state_dir / "alertd.jsonl",
             network=network, prometheus_url=prometheus, active_alerts=(lambda: alertmanager_active(am)) if am else None,
             reconcile_s=cfg.reconcile_s,
         )  # fmt: skip

@@ -349,7 +349,7 @@ class Engine:
         Locks live where the inventory says (`iotex_ops_lock_dir`), so that every process running against
         one network (an operator's drill, the remediation service) shares them whatever its state dir."""
         locks = Path(str(net.var("iotex_ops_lock_dir") or self.store.locks_dir)).expanduser()
-        host = str(params[runbook.lock_host_param]) if runbook.lock_host_param else None
+        host = str(params[runbook.lock_host_param]) if runbook.lock_host_param else runbook.lock_scope
         lock = NetworkLock(locks, net.id, host)
         lock.acquire(run_id, runbook.name, wait_s=self.lock_wait_s)
         try:

@@ -139,6 +139,14 @@ class Runbook:
     # iotex_ops/alerting/rules.py): a drill's maintenance window silences them there, and any other alert that
     # fires during the run is a stop condition for a scheduled drill
     expected_alerts: tuple[str, ...] = ()
+    # a fault drill (iotex_ops/faults/): the alerts its fault causes on purpose and that must reach alertd (never
+    # silenced: the drill tests the alert -> page -> remediation loop); a scheduled run's stop conditions expect
+    # them on the delegates
+    fault_alerts: tuple[str, ...] = ()
+    # a run that must let remediations run meanwhile (a fault drill: alertd mends its victim): it takes the
+    # network's lock shared, as a remediation does, and this named lock exclusively (one such run at a time),
+    # instead of the whole network's lock; other drills still exclude it
+    lock_scope: str | None = None
     source: str = field(default="", compare=False)
 
     def step(self, name: str) -> Step:

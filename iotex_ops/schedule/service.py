@@ -473,7 +473,8 @@ class Scheduler:
         self.say(f"{rid}: gates passed: starting {s.drill}")
 
         def go() -> Outcome:
-            stop = StopConditions(self.signals, set(runbook.expected_alerts), self.driver.hosts(runbook, s.params))
+            expected = {*runbook.expected_alerts, *runbook.fault_alerts}  # a fault drill's alerts on its victim
+            stop = StopConditions(self.signals, expected, self.driver.hosts(runbook, s.params))
             return self.driver.run(runbook, s.params, rid, gates, steady, stop)
 
         self._launch(rid, go)
@@ -485,7 +486,7 @@ class Scheduler:
         params: Mapping[str, Any] = {}
         with contextlib.suppress(OpsError):
             params = self.drills().schedule(r.schedule).params if r else {}
-        stop = StopConditions(self.signals, set(runbook.expected_alerts), self.driver.hosts(runbook, params))
+        stop = StopConditions(self.signals, {*runbook.expected_alerts, *runbook.fault_alerts}, self.driver.hosts(runbook, params))
         return self.driver.resume(rid, stop)
 
     def _launch(self, rid: str, fn: Callable[[], Outcome]) -> None:
