@@ -148,3 +148,19 @@ def restore(home: Path, snap: Path, force: bool, as_json: bool) -> None:
     click.echo(f"kept       {', '.join(r.kept_meta) or '-'} (this node's own records)")
     for w in r.warnings:
         click.echo(f"warning    {w}", err=True)
+
+
+@click.command("set-standby")
+@_home
+@_json
+@_refusals
+def set_standby(home: Path, as_json: bool) -> None:
+    """Make a STOPPED node a standby before it starts (a failed-over primary coming back): it follows the
+    chain and signs nothing until `iotex-node admin promote`. A running node: `iotex-node admin demote`."""
+    from iotex_node import maintenance
+
+    doc = maintenance.set_standby(home)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(f"{doc['home']}: standby (signs nothing until promoted)" + (" - it already was" if doc["was_standby"] else ""))
