@@ -643,13 +643,13 @@ class Node:
             if hc is None:
                 return
             if isinstance(e, cs.SendVote):
-                if not self.participating:
+                if not self.participating or self._decided_elsewhere(e.height):
                     continue
                 vote = self._sign_vote(e)
                 if vote is not None:
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
-                if self.participating:
+                if self.participating and not self._decided_elsewhere(e.height):
                     self._schedule_proposal(e)
             elif isinstance(e, cs.ScheduleTimeout):
                 self._schedule_timeout(e)
@@ -742,7 +742,7 @@ class Node:
         hc = self.hc
         if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
             return
-        if not self.participating:
+        if not self.participating or self._decided_elsewhere(e.height):
             return
         stored = self.signlog.find("proposal", e.height, e.round)
         if stored is not None and stored.msg is not None:
@@ -1218,6 +1218,14 @@ class Node:
         if rej is not None:
             return {"hash": h.hex(), "status": "rejected", "reason": rej[1], "code": rej[0]}
         return None
+
+    def _decided_elsewhere(self, height: int) -> bool:
+        """The network (the lower median of the delegates' claims, which a lying minority cannot move) has
+        finalized `height` already: signing there is useless (the block and its certificate exist: sync
+        fetches them), and for a primary that was replaced while it was away it is the one way to sign a
+        height its successor signed before the blocks it syncs show it was replaced."""
+        nh = self.network_height()
+        return nh is not None and nh >= height
 
     def is_synced(self) -> bool:
         """At most one block behind what the network shows (not what its highest claim says)."""
