@@ -287,7 +287,8 @@ def demote(home: Path, as_json: bool) -> None:
 @click.option("--from", "first", type=click.IntRange(0), default=0, help="First height.")
 @click.option("--to", "last", type=click.IntRange(0), default=None, help="Last height (default: all).")
 @_home
-def signed(first: int, last: int | None, home: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def signed(first: int, last: int | None, home: Path, as_json: bool) -> None:
     """What this node signed (height, round, kind, block hash), as JSON: its signing history."""
     from iotex_node import admin as admin_mod
     from iotex_node import config as config_mod
