@@ -358,7 +358,9 @@ def _write_books(cur: sqlite3.Cursor, height: int, books: BlockBooks) -> None:
 
 def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...] = ()) -> None:
     """Copy the database open on `src` into the new file `dest` (see Store.backup_to), deleting the meta
-    keys `drop_meta` from the copy with secure_delete on, so their bytes do not linger in free pages."""
+    keys `drop_meta` from the copy with secure_delete on, so their bytes do not linger in free pages. A copy
+    without local records (a snapshot: `drop_meta` given) leaves out the signing history (table `signed`) too:
+    it is what *this* node signed, not the node the copy will be restored on."""
     dst = sqlite3.connect(dest, isolation_level=None)
     try:
         src.backup(dst, pages=-1)
@@ -366,5 +368,7 @@ def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...
         if drop_meta:
             dst.execute("PRAGMA secure_delete=ON")
             dst.executemany("DELETE FROM meta WHERE key=?", ((k,) for k in drop_meta))
+            if dst.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='signed'").fetchone():
+                dst.execute("DELETE FROM signed")
     finally:
         dst.close()

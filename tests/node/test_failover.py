@@ -217,3 +217,24 @@ def test_promote_and_demote_commands(
     assert res.exit_code == 0, res.output
     assert sent == [("POST", route, body)]
     assert ("standby" if route == "/demote" else "active") in res.output
+
+
+def test_a_snapshot_leaves_the_signing_history_behind_and_a_backup_keeps_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from iotex_node.store import Store, copy_database
+
+    store = Store(tmp_path / "chain.db", create=True)
+    try:
+        store.record_signed({"h": 7, "r": 0, "s": 2, "hash": "ab"}, 7, 0, 2, "ab", 1)
+        assert store.signed_between(0, 10) == [(7, 0, 2, "ab", 1)] and store.get_meta("privval")["h"] == 7
+        copy_database(store._db, tmp_path / "snap.db", ("privval",))
+        copy_database(store._db, tmp_path / "backup.db")
+    finally:
+        store.close()
+    for name, rows in (("snap.db", 0), ("backup.db", 1)):
+        db = sqlite3.connect(tmp_path / name)
+        try:
+            assert db.execute("SELECT COUNT(*) FROM signed").fetchone()[0] == rows, name
+        finally:
+            db.close()
