@@ -22,8 +22,9 @@ chain and signs nothing. The drill (docs/failover.md):
 
 Measures: time from the fault to the first block the new primary signed, the delegate's missed proposer slots
 (target <= `max_missed`), the fence, and with `tps` > 0 the transfers accepted meanwhile that never became
-final (target 0). Rollback: the old primary is started again, and if the standby never took over it is
-promoted back, so the delegate always ends with one signer.
+final (target 0). Rollback: the roles before the drill (the old primary started, in step, given the key back;
+the standby demoted); if the old primary does not come back the standby signs: the delegate always ends with
+one signer.
 """
 
 from __future__ import annotations
@@ -204,31 +205,56 @@ def fault(ctx: RunContext) -> None:
         how = _make_standby(p)
         ctx.log(f"{p.name} killed (SIGKILL) at height {height}; made a standby while down: {how}")
     else:
-        p.admin("demote")
+        doc = p.admin("demote")
         ctx.remember("fault_at", t)
-        ctx.remember("fault_height", height)
+        ctx.remember("fault_height", max(height, int(doc.get("finalized_height", 0))))
         ctx.event("primary_demoted", host=p.name, height=height)
         ctx.log(f"{p.name} demoted at height {height}")
 
 
 def restore_pair(ctx: RunContext) -> None:
-    """Rollback: one signer for the delegate, the other node running as its standby."""
+    """Rollback: the roles as they were before the drill (the old primary signing, the other its standby) when
+    the old primary comes back in step; else whichever can sign does, so the delegate always has one signer."""
     p = _by_name(ctx, str(ctx.recall("primary")))
     s = _by_name(ctx, str(ctx.recall("standby")))
     if not p.service_status().alive:
         p.service("start")
     deadline = time.monotonic() + 30
-    while _status(p) is None and time.monotonic() < deadline:
+    in_step = False
+    while time.monotonic() < deadline:
+        c = p.try_chain(API_TIMEOUT_S)
+        if c is not None and int(c["finalized_height"]) >= _tip(ctx) - 1:
+            in_step = True
+            break
         time.sleep(0.3)
-    if _role(_status(s)) != "primary":
-        p.admin("promote", "--force")
-        ctx.log(f"{s.name} never took over: {p.name} promoted back")
-    else:
-        ctx.log(f"{s.name} signs; {p.name} runs as its standby")
+    if not in_step:
+        if _role(_status(s)) != "primary":
+            s.admin("promote", "--force")
+        raise OpsError(f"{p.name} did not come back in step within 30 s: {s.name} signs for the delegate")
+    if _role(_status(s)) == "primary":
+        s.admin("demote")
+        ctx.log(f"{s.name} demoted")
+    c = s.try_chain(API_TIMEOUT_S)
+    _in_step(p, int(c["finalized_height"]) if c else _tip(ctx))
+    p.admin("promote", "--force")  # above its own fence: nothing it or the other signed is signed again
+    ctx.log(f"{p.name} signs again, {s.name} is its standby (the roles before the drill)")
+
+
+def _in_step(new: Delegate, old_height: int, timeout: float = 10.0) -> None:
+    """Wait until `new` has finalized `old_height` (what the node it takes over from had finalized): its fence
+    counts from its own tip, and the other holder may have signed one height above its tip."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = new.try_chain(API_TIMEOUT_S)
+        if c is not None and int(c["finalized_height"]) >= old_height:
+            return
+        time.sleep(0.05)
+    raise OpsError(f"{new.name} did not reach height {old_height} within {timeout:.0f}s: not promoting it")
 
 
 def promote(ctx: RunContext) -> None:
     s = _by_name(ctx, str(ctx.recall("standby")))
+    _in_step(s, int(ctx.recall("fault_height")))
     doc = s.admin("promote", "--force")
     fence = (doc.get("result") or {}).get("fence", doc.get("sign_fence"))
     if not isinstance(fence, int):
@@ -459,7 +485,7 @@ RUNBOOK = Runbook(
             "kill -9 the primary (or demote it) and make it a standby while it is down",
             destructive=True,
             rollback=restore_pair,
-            rollback_description="start the old primary; promote it back if the standby never took over",
+            rollback_description="start the old primary and give it the key back (the roles before the drill)",
             phase="primary down",
         ),
         Step("promote", promote, "promote the standby (admin promote --force: the fence still holds)", phase="promoted"),

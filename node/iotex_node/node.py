@@ -457,7 +457,9 @@ class Node:
         can have signed. That holder signed at most at the height it was seen signing (gossip, or a
         block's certificate) and, being unable to finalize alone, at most one height above the network's
         tip as this node knows it; the node's own last signature bounds it too (docs/node.md, "Hot standby")."""
-        fence = self.chain.height + 2
+        # the tip as this node knows it, or as the delegates claim it (the lower median: a lying minority cannot
+        # move it), whichever is higher: a standby a block behind its peers must not count from its own tip
+        fence = max(self.chain.height, self.network_height() or 0) + 2
         seen = self.signlog.seen
         if seen is not None:
             fence = max(fence, seen[0] + 1)

@@ -4,8 +4,9 @@ that host; the other modules' lab is not slowed down) and removed afterwards, wi
 
 Under 300 transfers a second: node3's primary killed with SIGKILL, the standby promoted; it must sign within the
 target (10 s), the delegate miss at most 2 proposer slots, no accepted transfer be lost, and no height be signed
-by both holders of the key (from every block's certificate and both nodes' signing records). Then a planned
-switchover hands the key back to node3, checked the same way."""
+by both holders of the key (from every block's certificate and both nodes' signing records). A run that fails
+(an impossible target) rolls back to the roles it found. Then a planned switchover hands the key back to node3,
+checked the same way."""
 
 from __future__ import annotations
 
@@ -75,10 +76,17 @@ def test_failover_under_load_signs_in_time_and_never_twice(standby_lab: lab_mod.
     assert m["missed_slots"] is not None and m["missed_slots"] <= 2
     assert m["lost_actions"] == 0 and m["accepted_actions"] > 300, m.get("load")
     assert m["first_signed_height"] >= m["fence"] > m["fault_height"]
+    # a run that fails (an impossible target) rolls back to the roles before it: the standby host signs again
+    impossible = ["runbook", "run", "failover", "--yes", "--json", "-e", "sign_within_s=0.001"]
+    res = ops(impossible, root, tmp_path / "state", timeout=300)
+    failed = result_json(res)
+    assert res.returncode == 1 and failed["result"] == "failed", dump(res)
+    standby_node = next(n for n in standby_lab.standbys if n.name == lab_mod.standby_name(DELEGATE))
+    node3 = next(n for n in standby_lab.nodes if n.name == DELEGATE)
+    assert NodeClient(standby_node.api_url).chain().standby is False and NodeClient(node3.api_url).chain().standby is True
     # the old primary came back as the standby; a planned switchover gives node3 the key again
     back = _run(root, tmp_path / "state", "-e", f"delegate={DELEGATE}", "-e", "mode=switchover")
     print(f"switchover back: {back}")
     assert (back["old_primary"], back["new_primary"]) == (lab_mod.standby_name(DELEGATE), DELEGATE)
     assert back["double_signed_heights"] == 0 and back["missed_slots"] <= 2
-    node3 = next(n for n in standby_lab.nodes if n.name == DELEGATE)
     assert NodeClient(node3.api_url).chain().standby is False
