@@ -22,6 +22,9 @@ from iotex_ops import content
 from iotex_ops.errors import OpsError
 
 DELEGATES = "delegates"
+# hot standbys: a host holding a delegate's key (node_standby_of names the delegate's host), signing nothing
+# until promoted (docs/failover.md); not a delegate of its own
+STANDBYS = "standbys"
 SERVICE_MANAGERS = ("systemd", "supervisord")
 # every var a delegate host must have
 REQUIRED = (
@@ -153,6 +156,15 @@ class Inventory:
     def delegates(self) -> tuple[HostSpec, ...]:
         names = set(self.groups.get(DELEGATES, ()))
         return tuple(h for h in self.hosts if h.name in names)
+
+    @property
+    def standbys(self) -> tuple[HostSpec, ...]:
+        names = set(self.groups.get(STANDBYS, ()))
+        return tuple(h for h in self.hosts if h.name in names)
+
+    def standby_of(self, delegate: str) -> HostSpec | None:
+        """The hot standby of delegate host `delegate`, if the inventory has one."""
+        return next((h for h in self.standbys if h.extra.get("node_standby_of") == delegate), None)
 
     def limit(self, pattern: str | None) -> tuple[HostSpec, ...]:
         """Hosts selected by an Ansible --limit pattern, in inventory order.
@@ -334,6 +346,7 @@ def check(inv: Inventory) -> list[Problem]:
     """Every problem of the inventory at once, before any host is touched (an empty list: all good)."""
     problems = list(inv.load_problems)
     delegates = set(inv.groups.get(DELEGATES, ()))
+    standbys = set(inv.groups.get(STANDBYS, ()))
     if not delegates:
         problems.append(Problem(f"no group {DELEGATES!r} (or it has no hosts)", file=str(inv.path)))
     known = known_vars()
@@ -344,7 +357,17 @@ def check(inv: Inventory) -> list[Problem]:
                 problems.append(Problem(f"host var {k!r} is now called {RENAMED[k]!r}", host=h.name))
             elif k not in known and not k.startswith(("ansible_", "x_")):
                 problems.append(Problem(f"unknown host var {k!r} (custom vars start with x_)", host=h.name))
-        if h.name not in delegates:
+        if h.name in standbys:
+            of = v.get("node_standby_of")
+            if of not in delegates:
+                problems.append(
+                    Problem(f"standby: node_standby_of must name a host of group {DELEGATES!r}, not {of!r}", host=h.name)
+                )
+            if h.name in delegates:
+                problems.append(
+                    Problem(f"a host is a delegate or a standby, not both ({DELEGATES!r}, {STANDBYS!r})", host=h.name)
+                )
+        if h.name not in delegates and h.name not in standbys:
             continue
         missing = [k for k in REQUIRED if k not in v]
         if missing:
@@ -359,7 +382,7 @@ def check(inv: Inventory) -> list[Problem]:
             problems.append(Problem(f"node_service_manager must be one of {allowed}, not {h.service_manager!r}", host=h.name))
         if h.node_key_file is not None and not h.node_key_file.is_file():
             problems.append(Problem(f"node_key_file {h.node_key_file} does not exist on this controller", host=h.name))
-    problems += _port_clashes(h for h in inv.hosts if h.name in delegates)
+    problems += _port_clashes(h for h in inv.hosts if h.name in delegates or h.name in standbys)
     names = [h.delegate_name for h in inv.hosts if h.name in delegates and h.delegate_name]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(Problem(f"delegate_name {dup!r} is used by more than one host"))

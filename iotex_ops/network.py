@@ -335,6 +335,8 @@ class Network:
     inventory: Inventory
     delegates: list[Delegate]
     pool: SSHPool = field(repr=False)
+    # hot standbys (inventory group `standbys`): each holds a delegate's key; not delegates of their own
+    standbys: list[Delegate] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -361,6 +363,10 @@ class Network:
             if d.name == name:
                 return d
         raise OpsError(f"no delegate {name!r}; delegates: {', '.join(d.name for d in self.delegates)}")
+
+    def standby_of(self, name: str) -> Delegate | None:
+        """The hot standby of delegate `name` (its host's `node_standby_of`), if the inventory has one."""
+        return next((s for s in self.standbys if s.vars.get("node_standby_of") == name), None)
 
     def chains(self, delegates: Iterable[Delegate] | None = None, timeout: float = 2.0) -> dict[str, dict[str, Any] | None]:
         """Every (given) delegate's /v1/chain at once; None where the node does not answer within `timeout`."""
@@ -449,4 +455,5 @@ def load(inventory_path: str | Path, known_hosts: Path | None = None) -> Network
     pool = SSHPool(known_hosts or DEFAULT_KNOWN_HOSTS)
     defaults = content.role_defaults()
     delegates = [_delegate(spec, inv.raw_vars[spec.name], pool, defaults) for spec in inv.delegates]
-    return Network(inv, delegates, pool)
+    standbys = [_delegate(spec, inv.raw_vars[spec.name], pool, defaults) for spec in inv.standbys]
+    return Network(inv, delegates, pool, standbys)

@@ -38,13 +38,19 @@ def _print_status(state: Any, as_json: bool) -> None:
 
     rows = collect(state.endpoints(), prometheus_url=state.prometheus_url, pid_of=lambda ep: state.node_pid(ep.name))
     services = ops_services.services(Path(state.root))
+    standbys = _standbys(state)
     if as_json:
-        doc = {"mode": state.mode, "delegates": [r.to_json() for r in rows]}
+        doc = {"mode": state.mode, "delegates": [r.to_json() for r in rows], "standbys": standbys}
         doc |= {"prometheus": state.prometheus_url, "alertmanager": state.alertmanager_url, "services": services}
         click.echo(json.dumps(doc, indent=2))
         return
     console = default_console()
     console.print(table(rows, title=f"lab ({state.mode} hosts, {state.root})"))
+    for sb in standbys:
+        h = "down" if sb["finalized_height"] is None else f"finalized {sb['finalized_height']}"
+        console.print(
+            f"  {sb['name']:15} hot standby of {sb['standby_of']}: {sb['role'] or 'not answering'}, {h}, {sb['api_url']}"
+        )
     for s in services:
         running = f"[green]running[/green] (pid {s['pid']})" if s["running"] else "[red]not running[/red]"
         console.print(f"  {s['service']:15} {running}")
@@ -52,13 +58,29 @@ def _print_status(state: Any, as_json: bool) -> None:
         console.print(f"  drill schedules: `iotex-ops scheduler status --state-dir {state.scheduler_state_dir}`")
 
 
+def _standbys(state: Any) -> list[dict[str, Any]]:
+    """The lab's hot standbys as their nodes answer: role (standby, or primary once promoted), height, pid."""
+    from iotex_ops.nodeapi import NodeClient
+
+    out = []
+    for n in getattr(state, "standbys", []):
+        c = NodeClient(n.api_url, name=n.name).try_chain(timeout=1.0)
+        role = None if c is None else ("standby" if c.standby else "primary")
+        out.append(
+            {"name": n.name, "standby_of": n.standby_of, "api_url": n.api_url, "role": role,
+             "finalized_height": c.finalized_height if c else None, "pid": state.node_pid(n.name)}
+        )  # fmt: skip
+    return out
+
+
 @lab.command()
 @click.option("--delegates", type=click.IntRange(1, 50), default=4, show_default=True)
 @click.option("--hosts", type=click.Choice(["local", "netns"]), default="local", show_default=True)
 @click.option("--block-interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, help="Seconds.")
+@click.option("--standby", metavar="DELEGATE", help="Add a hot standby of this delegate (e.g. node3): the failover drill.")
 @_root
 @click.option("--json", "as_json", is_flag=True)
-def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_json: bool) -> None:
+def up(delegates: int, hosts: str, block_interval: float, standby: str | None, root: Path | None, as_json: bool) -> None:
     """Build the lab: hosts, keys, genesis, release, playbooks, nodes, Prometheus and Alertmanager, alertd and
     a PagerDuty-compatible receiver."""
     from rich.live import Live
@@ -77,6 +99,7 @@ def up(delegates: int, hosts: str, block_interval: float, root: Path | None, as_
             root,
             on_event=view,
             say=(lambda s: None) if as_json else (lambda s: console.print(f"[bold]lab:[/bold] {s}")),
+            standby=standby,
         )
     if not as_json:
         console.print(f"lab up in {state.timings.get('up_to_first_block_s', 0):.1f}s (to the first finalized block)")

@@ -105,6 +105,7 @@ class LabNode:
     api_url: str
     home: str
     host_dir: str
+    standby_of: str = ""  # a hot standby's delegate (the host whose key it holds); "" for a delegate
 
 
 @dataclass
@@ -133,6 +134,9 @@ class LabState:
     alertd_port: int = 0  # where alertd listens (the inventory's monitoring_alertd_url), once it is started
     # the drill scheduler's state and runs: the operator's state dir when the lab came up (`drill history` there)
     scheduler_state_dir: str = ""
+    # hot standbys (`lab up --standby node3`, `add_standby`): each holds its delegate's key, signs nothing until
+    # promoted (the failover drill); inventory group `standbys`, not among `nodes` (the delegates)
+    standbys: list[LabNode] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,7 +144,8 @@ class LabState:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> LabState:
         nodes = [LabNode(**n) for n in doc.pop("nodes")]
-        return cls(nodes=nodes, **doc)
+        standbys = [LabNode(**n) for n in doc.pop("standbys", [])]
+        return cls(nodes=nodes, standbys=standbys, **doc)
 
     def endpoints(self) -> list[Any]:
         from iotex_ops.status import Endpoint
@@ -148,7 +153,7 @@ class LabState:
         return [Endpoint(n.name, n.host, n.api_url) for n in self.nodes]
 
     def node_pid(self, name: str) -> int | None:
-        node = next((n for n in self.nodes if n.name == name), None)
+        node = next((n for n in [*self.nodes, *self.standbys] if n.name == name), None)
         if node is None:
             return None
         try:
@@ -384,10 +389,12 @@ def up(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] = lambda s: None,
     chain: bool = True,
+    standby: str | None = None,
 ) -> LabState:
-    """Bring the lab up. chain=False (the rehearsal, whose first drill bootstraps a new chain): everything but
-    the chain: no delegate installed or started (the bootstrap drill's node.yml does it, on keys and a genesis
-    of its own), Prometheus and Alertmanager up, alertd left for `complete` once the nodes run."""
+    """Bring the lab up. `standby` (a delegate's name): a hot standby of it is installed beside the delegates,
+    by the same playbook run (docs/failover.md). chain=False (the rehearsal, whose first drill bootstraps a new
+    chain): everything but the chain: no delegate installed or started (the bootstrap drill's node.yml does
+    it, on keys and a genesis of its own), Prometheus and Alertmanager up, alertd left for `complete` once the nodes run."""
     from iotex_node import release
     from iotex_node.testnet import TestnetSpec, free_ports, generate
     from iotex_ops.ansible import run_playbook
@@ -458,6 +465,11 @@ def up(
             hosts, root, testnet, dist, base, manifest, netns_hosts, monitoring_dir, f"127.0.0.1:{am_port}",
             prometheus_url=f"http://127.0.0.1:{prom_port}", ops=ops,
         )  # fmt: skip
+        standbys: list[LabNode] = []
+        if standby is not None:
+            if hosts != "local" or not chain:
+                raise LabError("a lab standby needs --hosts local and a running chain (the netns lab has no host for it yet)")
+            standbys.append(_add_standby_vars(inv_doc, root, testnet, standby))
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
@@ -473,7 +485,7 @@ def up(
             )
             for name, hv in inv_doc["all"]["children"]["delegates"]["hosts"].items()
         ]
-        for n in nodes:  # a local host is its directory, there before anything is installed on it
+        for n in [*nodes, *standbys]:  # a local host is its directory, there before anything is installed on it
             Path(n.host_dir).mkdir(parents=True, exist_ok=True)
             if hosts == "local":
                 host_interpreter(Path(n.host_dir))
@@ -497,6 +509,7 @@ def up(
             pager_dir=str(root / "pager"),
             chain_started=False,
             alertd_port=alertd_port,
+            standbys=standbys,
         )
         _save(state)  # from here on `down` can find and remove everything
         t_play = time.monotonic()
@@ -508,7 +521,7 @@ def up(
                 "(playbooks/monitoring.yml) at the same time: playbooks/site.yml's two parts")  # fmt: skip
             with ThreadPoolExecutor(max_workers=1) as pool:
                 configs = pool.submit(run_playbook, "monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
-                run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event)
+                run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event, extravars=_node_hosts(state))
                 configs.result()
         else:
             say("rendering the monitoring configs (playbooks/monitoring.yml); the bootstrap drill installs the nodes")
@@ -651,9 +664,10 @@ def down(root: Path | None = None, keep_files: bool = False) -> list[str]:
     removed += ops_services.stop(root)  # first: alertd would restart the nodes being stopped
     if state is not None:
         # Every host's supervisord stops its node; all at once, as each takes a few seconds.
-        with ThreadPoolExecutor(max_workers=max(1, min(32, len(state.nodes)))) as pool:
-            done = list(pool.map(_stop_host, state.nodes))
-        for n, (sup, node) in zip(state.nodes, done, strict=True):
+        machines = [*state.nodes, *state.standbys]
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(machines)))) as pool:
+            done = list(pool.map(_stop_host, machines))
+        for n, (sup, node) in zip(machines, done, strict=True):
             if sup is not None:
                 removed.append(f"supervisord {sup} of {n.name}")
             if node is not None:
@@ -673,3 +687,120 @@ def down(root: Path | None = None, keep_files: bool = False) -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
         removed.append(f"files under {root}")
     return removed
+
+
+# --- hot standbys ----------------------------------------------------------------------------------
+
+STANDBYS_GROUP = "standbys"
+# How long a lab standby refuses a promotion after hearing its key sign elsewhere (3 blocks at the lab's 1 s):
+# the node's default (30 s) is for hosts far apart; the drill promotes with --force once the primary is out.
+LAB_STANDBY_GUARD_S = 3.0
+
+
+def standby_name(delegate: str) -> str:
+    return f"{delegate}-standby"
+
+
+def _node_hosts(state: LabState) -> dict[str, object] | None:
+    """node.yml's hosts when the lab has standbys: the delegates and them, in one play."""
+    return {"iotex_nodes_hosts": f"delegates:{STANDBYS_GROUP}"} if state.standbys else None
+
+
+def _add_standby_vars(inv_doc: dict[str, Any], root: Path, testnet: Path, delegate: str) -> LabNode:
+    """Add a hot standby of `delegate` to a local lab's inventory document (group `standbys`): the same
+    delegate key, a P2P identity (node key) of its own, ports of its own, `node_role: standby`."""
+    from iotex_node.sdk import PrivateKey
+    from iotex_node.testnet import free_ports
+
+    children = inv_doc["all"]["children"]
+    dv = children["delegates"]["hosts"].get(delegate)
+    if dv is None:
+        raise LabError(f"no delegate {delegate!r} in the lab; delegates: {', '.join(children['delegates']['hosts'])}")
+    name = standby_name(delegate)
+    group = children.setdefault(STANDBYS_GROUP, {"hosts": {}})
+    if name in (group.get("hosts") or {}):
+        raise LabError(f"the lab already has {name}")
+    src = testnet / name
+    src.mkdir(parents=True, exist_ok=True)
+    key = PrivateKey()
+    node_key = src / "node_key.json"
+    fd = os.open(node_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"address": key.address, "secret": key.secret().hex()}))
+    p2p, api = free_ports(2)
+    host_dir = root / "hosts" / name
+    hv = dict(dv)
+    hv.update(
+        {
+            "ansible_python_interpreter": str(host_dir / "python3"),
+            "delegate_name": name,
+            "node_p2p_port": p2p,
+            "node_api_port": api,
+            "node_data_dir": str(host_dir / "node"),
+            "iotex_host_dir": str(host_dir),
+            "iotex_releases_root": str(host_dir / "opt" / "iotex"),
+            "iotex_node_home": str(host_dir / "node"),
+            "iotex_log_dir": str(host_dir / "log"),
+            "node_key_src": str(node_key),
+            "node_admin_token_src": "",  # generated on the host
+            "node_role": "standby",
+            "node_standby_of": delegate,
+            "node_standby_guard_seconds": LAB_STANDBY_GUARD_S,
+        }
+    )
+    group.setdefault("hosts", {})[name] = hv
+    return LabNode(name, hv["ansible_host"], public_api_url(hv), hv["iotex_node_home"], hv["iotex_host_dir"], delegate)
+
+
+def add_standby(
+    delegate: str,
+    root: Path | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    say: Callable[[str], None] = lambda s: None,
+) -> LabNode:
+    """Add a hot standby of `delegate` to the running (local) lab: inventory, then node.yml on that host only."""
+    from iotex_ops.ansible import run_playbook
+
+    root = (root or default_root()).resolve()
+    state = load_state(root)
+    if state is None or not is_up(state):
+        raise LabError(f"no running lab at {root}: `iotex-ops lab up --standby {delegate}` builds one with it")
+    if state.mode != "local":
+        raise LabError("a lab standby needs the local lab (the netns lab has no host for it yet)")
+    inventory = Path(state.inventory)
+    inv_doc = yaml.safe_load(inventory.read_text())
+    node = _add_standby_vars(inv_doc, root, Path(state.root) / "testnet", delegate)
+    Path(node.host_dir).mkdir(parents=True, exist_ok=True)
+    host_interpreter(Path(node.host_dir))
+    tmp = inventory.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    os.replace(tmp, inventory)
+    state.standbys.append(node)
+    _save(state)
+    say(f"installing {node.name}, a hot standby of {delegate} (playbooks/node.yml, node_role: standby)")
+    run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event, extravars=_node_hosts(state), limit=node.name)
+    return node
+
+
+def remove_standby(name: str, root: Path | None = None) -> None:
+    """Stop a lab standby's node and remove it from the lab (inventory, state, its host directory)."""
+    root = (root or default_root()).resolve()
+    state = load_state(root)
+    if state is None:
+        raise LabError(f"no lab at {root}")
+    node = next((n for n in state.standbys if n.name == name), None)
+    if node is None:
+        raise LabError(f"the lab has no standby {name!r}")
+    _stop_host(node)
+    inventory = Path(state.inventory)
+    inv_doc = yaml.safe_load(inventory.read_text())
+    group = inv_doc["all"]["children"].get(STANDBYS_GROUP) or {}
+    (group.get("hosts") or {}).pop(name, None)
+    if not group.get("hosts"):
+        inv_doc["all"]["children"].pop(STANDBYS_GROUP, None)
+    tmp = inventory.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    os.replace(tmp, inventory)
+    state.standbys = [n for n in state.standbys if n.name != name]
+    _save(state)
+    shutil.rmtree(node.host_dir, ignore_errors=True)

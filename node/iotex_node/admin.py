@@ -104,6 +104,27 @@ def _app(node: Node, token: str) -> web.Application:
             return web.json_response({"error": {"code": "refused", "message": str(exc)}}, status=409)
         return web.json_response(info.to_json())
 
+    async def signed(request: web.Request) -> web.Response:
+        """The signing history: ?from=A&to=B (heights; at most 10,000 rows): what this node signed."""
+        try:
+            first = int(request.query.get("from", "0"))
+            last = int(request.query.get("to", str(2**62)))
+            if first < 0 or last < first:
+                raise ValueError
+        except ValueError:
+            msg = "give heights ?from=A&to=B with 0 <= A <= B"
+            return web.json_response({"error": {"code": "refused", "message": msg}}, status=409)
+        rows = node.store.signed_between(first, last)
+        kinds = ("proposal", "prevote", "precommit")
+        return web.json_response(
+            {
+                "address": node.key.address,
+                "role": "standby" if node.controls.standby else "primary",
+                "sign_fence": node.signlog.floor,
+                "signed": [{"height": h, "round": r, "kind": kinds[s], "value": v, "at_ms": t} for h, r, s, v, t in rows],
+            }
+        )
+
     app = web.Application(middlewares=[auth])
     app.router.add_get("/status", status)
     app.router.add_post("/pause", control(lambda d: node.pause()))
@@ -111,6 +132,10 @@ def _app(node: Node, token: str) -> web.Application:
     app.router.add_post("/halt", control(halt))
     app.router.add_post("/standby", control(lambda d: node.to_standby("requested by the operator")))
     app.router.add_post("/activate", control(lambda d: node.activate(force=d.get("force") is True)))
+    # the failover vocabulary (a standby is promoted to primary; a primary demoted to standby)
+    app.router.add_post("/promote", control(lambda d: node.activate(force=d.get("force") is True)))
+    app.router.add_post("/demote", control(lambda d: node.to_standby("demoted by the operator")))
+    app.router.add_get("/signed", signed)
     app.router.add_post("/snapshot", snapshot)
     app.router.add_post("/protocols", control(node.schedule_protocol))
     return app

@@ -275,7 +275,39 @@ def activate(force: bool, home: Path, as_json: bool) -> None:
     _admin_call(home, "/activate", {"force": force}, as_json)
 
 
-from iotex_node.cli_maintenance import db, restore, rollback, snapshot  # noqa: E402 - does not import this module
+@admin.command()
+@click.option("--force", is_flag=True, help="Promote even if the key signed elsewhere just now (the fence holds).")
+@_home
+@_json
+def promote(force: bool, home: Path, as_json: bool) -> None:
+    """Make this standby the primary: it signs from the fence on (above any height its key's other holder
+    can have signed); refused while another node was heard signing with the key lately."""
+    _admin_call(home, "/promote", {"force": force}, as_json)
+
+
+@admin.command()
+@_home
+@_json
+def demote(home: Path, as_json: bool) -> None:
+    """Make this primary a standby: it stops signing at once and keeps following the chain."""
+    _admin_call(home, "/demote", None, as_json)
+
+
+@admin.command()
+@click.option("--from", "first", type=click.IntRange(0), default=0, help="First height.")
+@click.option("--to", "last", type=click.IntRange(0), default=None, help="Last height (default: all).")
+@_home
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is always JSON.")
+def signed(first: int, last: int | None, home: Path, as_json: bool) -> None:
+    """What this node signed (height, round, kind, block hash), as JSON: its signing history."""
+    from iotex_node import admin as admin_mod
+    from iotex_node import config as config_mod
+
+    q = f"/signed?from={first}" + (f"&to={last}" if last is not None else "")
+    click.echo(json.dumps(admin_mod.call(config_mod.load(home), "GET", q), indent=1))
+
+
+from iotex_node.cli_maintenance import db, restore, rollback, set_standby, snapshot  # noqa: E402 - does not import this module
 from iotex_node.cli_release import release  # noqa: E402 - registered last; it does not import this module
 
 main.add_command(release)
@@ -283,6 +315,8 @@ main.add_command(rollback)
 main.add_command(snapshot)
 main.add_command(restore)
 main.add_command(db)
+
+main.add_command(set_standby)
 
 
 if __name__ == "__main__":

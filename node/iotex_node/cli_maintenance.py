@@ -180,3 +180,19 @@ def db_check(home: Path, quick: bool, as_json: bool) -> None:
         click.echo("fix        restore it from a peer's snapshot (iotex-node restore, or the rebuild-node runbook)", err=True)
     if not r.ok:
         sys.exit(1)
+
+
+@click.command("set-standby")
+@_home
+@_json
+@_refusals
+def set_standby(home: Path, as_json: bool) -> None:
+    """Make a STOPPED node a standby before it starts (a failed-over primary coming back): it follows the
+    chain and signs nothing until `iotex-node admin promote`. A running node: `iotex-node admin demote`."""
+    from iotex_node import maintenance
+
+    doc = maintenance.set_standby(home)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(f"{doc['home']}: standby (signs nothing until promoted)" + (" - it already was" if doc["was_standby"] else ""))

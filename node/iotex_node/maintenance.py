@@ -877,3 +877,27 @@ def check_database(home: Path, quick: bool = False) -> CheckReport:
         facts.tip_hash if facts else None, facts.state_root if facts else None, size, quick,
         round(time.monotonic() - t0, 4),
     )  # fmt: skip
+
+
+# --- standby (offline) -----------------------------------------------------------------------------
+
+
+def set_standby(home: Path) -> dict[str, Any]:
+    """Make the stopped node at `home` a standby: it starts following, not signing, until promoted.
+
+    What a failed-over primary needs before it comes back: its key now signs elsewhere, and a primary that
+    starts signs at once. Refused while the node runs (`iotex-node admin demote` does it then)."""
+    from iotex_node.controls import Controls
+
+    home = Path(home)
+    cfg = config_mod.load(home)
+    with NodeLock(home, "standby"):
+        store = Store(cfg.path(cfg.database))
+        try:
+            controls = Controls.from_json(store.get_meta("controls"))
+            was = controls.standby
+            controls.standby = True
+            store.set_meta("controls", controls.to_json())
+        finally:
+            store.close()
+    return {"home": str(home), "standby": True, "was_standby": was}

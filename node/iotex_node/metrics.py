@@ -66,6 +66,17 @@ class Metrics:
         self.epoch = Gauge("iotex_epoch", "Current epoch", registry=r)
         self.paused = Gauge("iotex_node_paused", "1 while the operator has paused this delegate", registry=r)
         self.standby = Gauge("iotex_node_standby", "1 while this node is a standby (synced, not signing)", registry=r)
+        self.role = Gauge(
+            "iotex_node_role", "1 for this node's role for its delegate key: primary (signs) or standby", ["role"], registry=r
+        )
+        self.sign_fence = Gauge(
+            "iotex_node_sign_fence_height", "The lowest height this node may sign at (set by a promotion; 0: none)", registry=r
+        )
+        self.seen_signed = Gauge(
+            "iotex_node_other_signer_height",
+            "The highest height seen signed with this node's delegate key by another holder (0: none)",
+            registry=r,
+        )
         self.halted = Gauge("iotex_node_halted", "1 while halted (scheduled halt height or upgrade required)", registry=r)
         self.halt_height = Gauge("iotex_node_halt_height", "Scheduled halt height (0: none)", registry=r)
         self.upgrade_required = Gauge(

@@ -157,7 +157,13 @@ class Node:
         self.api_url = ""
         self.fatal: str | None = None
         try:
-            self.signlog = SignLog(lambda: self.store.get_meta("privval"), lambda doc: self.store.set_meta("privval", doc))
+            self.signlog = SignLog(
+                lambda: self.store.get_meta("privval"),
+                lambda doc: self.store.set_meta("privval", doc),
+                on_record=lambda doc, e: self.store.record_signed(
+                    doc, e.height, e.round, e.step, e.value, int(time.time() * 1000)
+                ),
+            )
         except ValueError as exc:
             raise StorageError(f"{cfg.path(cfg.database)}: {exc}") from None
         self._refused: set[tuple[str, int, int]] = set()
@@ -170,6 +176,7 @@ class Node:
             self.controls.standby = True
         self._save_controls()
         self._other_signer: tuple[float, int, int] | None = None  # (when, height, round)
+        self.role_changes: list[tuple[float, str, str]] = []  # (unix time, new role, why) since the start
         self._halt_logged = False
         self._update_chain_metrics()
         if self.disk.check():  # started on a volume already too full: writes paused from the start
@@ -445,6 +452,9 @@ class Node:
         m = self.metrics
         m.paused.set(1 if self.controls.paused else 0)
         m.standby.set(1 if self.controls.standby else 0)
+        m.role.labels("primary").set(0 if self.controls.standby else 1)
+        m.role.labels("standby").set(1 if self.controls.standby else 0)
+        m.sign_fence.set(self.signlog.floor)
         m.halted.set(1 if self.halt_reason() else 0)
         m.halt_height.set(self.controls.halt_height or 0)
         m.upgrade_required.set(1 if self.upgrade_required else 0)
@@ -485,12 +495,35 @@ class Node:
             self._restart_consensus()
 
     def to_standby(self, reason: str) -> None:
+        """Stop signing (demotion): proposals and endorsements stop at once; the node keeps following."""
+        was = self.controls.standby
         self.controls.standby = True
         self._save_controls()
         log.warning("standby: %s", reason)
+        if not was:
+            self.role_changes.append((time.time(), "standby", reason))
 
-    def activate(self, force: bool = False) -> None:
-        """Leave standby and start signing, unless this delegate key is signing somewhere else."""
+    def promotion_fence(self) -> int:
+        """The lowest height a promotion lets this node sign at: above every height its key's other holder
+        can have signed. That holder signed at most at the height it was seen signing (gossip, or a
+        block's certificate) and, being unable to finalize alone, at most one height above the network's
+        tip as this node knows it; the node's own last signature bounds it too (docs/node.md, "Hot standby")."""
+        # the tip as this node knows it, or as the delegates claim it (the lower median: a lying minority cannot
+        # move it), whichever is higher: a standby a block behind its peers must not count from its own tip
+        fence = max(self.chain.height, self.network_height() or 0) + 2
+        seen = self.signlog.seen
+        if seen is not None:
+            fence = max(fence, seen[0] + 1)
+        last = self.signlog.last
+        if last is not None:
+            fence = max(fence, last.height + 1)
+        return fence
+
+    def activate(self, force: bool = False) -> dict[str, Any] | None:
+        """Promotion: leave standby and start signing, unless this delegate key is signing somewhere else.
+
+        `force` skips only the check that the key was not heard signing elsewhere lately; the fence (no
+        signature at any height its other holder can have signed) holds whatever the operator says."""
         seen = self._other_signer
         window = self.cfg.standby_guard_seconds
         if seen is not None and time.monotonic() - seen[0] < window and not force:
@@ -499,11 +532,18 @@ class Node:
                 f"(height {seen[1]} round {seen[2]}): stop it first, or wait {window:.0f}s after it stopped"
             )
         was = self.controls.standby
+        if not was:
+            return None
+        try:
+            fence = self.signlog.fence(self.promotion_fence())
+        except StorageError as exc:
+            raise ActivationRefused(f"cannot record the signing fence, not promoting: {exc}") from None
         self.controls.standby = False
         self._save_controls()
-        if was:
-            log.warning("activated: signing as delegate %s", self.key.address)
-            self._restart_consensus()
+        self.role_changes.append((time.time(), "primary", f"promoted; signs from height {fence}"))
+        log.warning("activated: signing as delegate %s from height %d on (the fence)", self.key.address, fence)
+        self._restart_consensus()
+        return {"fence": fence}
 
     def schedule_protocol(self, doc: dict[str, Any]) -> dict[str, Any]:
         unknown = set(doc) - {"version", "height", "block_reward"}
@@ -533,14 +573,33 @@ class Node:
         hx = block_hash.hex() if block_hash else ""
         if self.signlog.signed_value(kind, h, r) == hx:
             return False  # something we signed (perhaps before a restart), relayed back to us
+        self._foreign_signature(kind, h, r, "gossip")
+        return True
+
+    def _foreign_signature(self, kind: str, h: int, r: int, where: str) -> None:
+        """Another holder of our delegate key signed at h/r. Below our fence it is the past of the node we
+        took over from (a late message, or a certificate of a height before our promotion): noted. At or
+        above it, two holders sign at live heights: this one stops signing (safety first, as Tendermint's
+        double-sign check does) and the operator decides which one signs."""
         self._other_signer = (time.monotonic(), h, r)
         self.metrics.other_signer.inc()
-        if self.participating:
+        self.signlog.note_seen(h, r)
+        self.metrics.seen_signed.set(self.signlog.seen[0] if self.signlog.seen else 0)
+        if self.participating and h >= self.signlog.floor:
             log.error(
-                "another node is signing with delegate key %s (%s at %d/%d): stopping signing", self.key.address, kind, h, r
-            )
-            self.to_standby(f"another signer of {self.key.address} detected at height {h}")
-        return True
+                "another node is signing with delegate key %s (%s at %d/%d, from %s): stopping signing",
+                self.key.address, kind, h, r, where,
+            )  # fmt: skip
+            self.to_standby(f"another signer of {self.key.address} detected at height {h} ({where})")
+
+    def _check_certificate(self, height: int, cert: blk.Certificate | None) -> None:
+        """A finalized block's certificate carrying our key's precommit that this node did not sign: another
+        holder of the key signed it (what a standby learns from the chain, and what a primary that comes back
+        after being replaced learns while it catches up). A node without signing records cannot tell."""
+        if cert is None or (not self.controls.standby and self.signlog.last is None and self.signlog.floor == 0):
+            return
+        if any(v == self.key.address for v, _ in cert.signatures) and self.signlog.own("precommit", height, cert.round) is False:
+            self._foreign_signature("precommit", height, cert.round, "a block's certificate")
 
     # --- consensus driving -------------------------------------------------------------------------
 
@@ -640,13 +699,13 @@ class Node:
             if hc is None:
                 return
             if isinstance(e, cs.SendVote):
-                if not self.participating:
+                if not self.participating or self._decided_elsewhere(e.height):
                     continue
                 vote = self._sign_vote(e)
                 if vote is not None:
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
-                if self.participating:
+                if self.participating and not self._decided_elsewhere(e.height):
                     self._schedule_proposal(e)
             elif isinstance(e, cs.ScheduleTimeout):
                 self._schedule_timeout(e)
@@ -674,6 +733,10 @@ class Node:
                 kind, h, r, (block_hash or b"").hex()[:16] or "nil",
                 found.kind, found.height, found.round, found.value[:16] or "nil",
             )  # fmt: skip
+        elif verdict is Verdict.CONFLICT and (kind, h, r) not in self._refused:
+            self._refused.add((kind, h, r))
+            fence = self.signlog.floor
+            log.warning("refusing to sign %s at %d/%d: below the signing fence %d (set by the promotion)", kind, h, r, fence)
         return verdict, found
 
     def _record_and_send(self, kind: str, h: int, r: int, block_hash: bytes | None, msg: dict[str, Any]) -> bytes | None:
@@ -735,7 +798,7 @@ class Node:
         hc = self.hc
         if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
             return
-        if not self.participating:
+        if not self.participating or self._decided_elsewhere(e.height):
             return
         stored = self.signlog.find("proposal", e.height, e.round)
         if stored is not None and stored.msg is not None:
@@ -811,6 +874,7 @@ class Node:
         except InvalidBlock as exc:  # cannot happen for a block 2/3+ validated; never commit it anyway
             log.error("decided block %d does not execute here: %s", block.height, exc)
             return
+        self._check_certificate(block.height, cert)
         self._after_commit(info)
 
     def _after_commit(self, info: CommitInfo) -> None:
@@ -1050,6 +1114,7 @@ class Node:
                     break
                 self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
+                self._check_certificate(b.height, b.certificate)
             except InvalidBlock as exc:
                 # Honest nodes serve only final blocks, which check: this one is the peer's doing.
                 fault = ProtocolViolation(f"served an invalid block: {exc}", kind="bad_block")
@@ -1230,6 +1295,14 @@ class Node:
             return {"hash": h.hex(), "status": "rejected", "reason": rej[1], "code": rej[0]}
         return None
 
+    def _decided_elsewhere(self, height: int) -> bool:
+        """The network (the lower median of the delegates' claims, which a lying minority cannot move) has
+        finalized `height` already: signing there is useless (the block and its certificate exist: sync
+        fetches them), and for a primary that was replaced while it was away it is the one way to sign a
+        height its successor signed before the blocks it syncs show it was replaced."""
+        nh = self.network_height()
+        return nh is not None and nh >= height
+
     def is_synced(self) -> bool:
         """At most one block behind what the network shows (not what its highest claim says)."""
         nh = self.network_height()
@@ -1266,6 +1339,10 @@ class Node:
             "participating": self.participating and self.key.address in delegates,
             "paused": self.controls.paused,
             "standby": self.controls.standby,
+            "role": "standby" if self.controls.standby else "primary",
+            "sign_fence": self.signlog.floor,
+            "seen_signed": list(self.signlog.seen) if self.signlog.seen else None,
+            "role_changes": [{"at": t, "role": r, "why": w} for t, r, w in self.role_changes[-10:]],
             "halt_height": self.controls.halt_height,
             "halted": self.halt_reason(),
             "writes_paused": self.disk.paused,

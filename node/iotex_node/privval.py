@@ -16,6 +16,14 @@ Persistence is two callables (load and save a JSON document), so the node keeps 
 database's meta table (key `privval`, which maintenance treats as a local signing record) and tests
 keep it in memory. Older nodes wrote only the last-sign state (`h`, `r`, `s`, `hash`); such a record is
 still honoured as the floor below which nothing is signed.
+
+Hot standby (two nodes holding one delegate key, one signing): the log also keeps a *fence*, the lowest
+height this node may sign at, and the highest height and round it has *seen* signed with its key by
+another holder (gossip, or a block's certificate that it did not sign). Promotion raises the fence above
+everything the other holder can have signed (Node.activate; docs/node.md, "Hot standby"), and nothing below
+the fence is ever signed, whatever the operator does. The fence is persisted with the log, so a restart
+cannot lower it. `on_record` (optional) receives each document together with the entry just signed, in
+place of `save`, so that the node can write the log and its signing history in one transaction.
 """
 
 from __future__ import annotations
@@ -56,11 +64,20 @@ class Signed:
 
 
 class SignLog:
-    def __init__(self, load: Callable[[], Any], save: Callable[[dict[str, Any]], None], keep: int = KEEP) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Any],
+        save: Callable[[dict[str, Any]], None],
+        keep: int = KEEP,
+        on_record: Callable[[dict[str, Any], Signed], None] | None = None,
+    ) -> None:
         self._save = save
+        self._on_record = on_record
         self._keep = keep
         self._last: Signed | None = None
         self._msgs: list[Signed] = []
+        self._floor = 0  # nothing is signed below this height (the fence a promotion sets)
+        self._seen: tuple[int, int] | None = None  # highest (height, round) another holder of the key signed
         self._read(load())
 
     @classmethod
@@ -71,6 +88,14 @@ class SignLog:
     def _read(self, doc: Any) -> None:
         if not isinstance(doc, dict):
             return
+        try:
+            self._floor = int(doc.get("floor") or 0)
+            seen = doc.get("seen")
+            self._seen = (int(seen[0]), int(seen[1])) if seen else None
+        except (TypeError, ValueError, IndexError):
+            raise ValueError("the signing record (meta 'privval') has an unreadable fence: refusing to guess") from None
+        if "h" not in doc:
+            return  # a fence set before anything was signed
         try:
             h, r, s, value = int(doc["h"]), int(doc["r"]), int(doc["s"]), str(doc.get("hash") or "")
             self._last = Signed(KINDS[s], h, r, value, None)
@@ -89,6 +114,16 @@ class SignLog:
         """The furthest (height, round, step) this delegate signed."""
         return self._last
 
+    @property
+    def floor(self) -> int:
+        """The lowest height this node may sign at (0: no fence)."""
+        return self._floor
+
+    @property
+    def seen(self) -> tuple[int, int] | None:
+        """The highest (height, round) seen signed with this key by another holder."""
+        return self._seen
+
     def at(self, height: int) -> list[Signed]:
         """The messages signed at `height`, in the order they were signed."""
         return [m for m in self._msgs if m.height == height and m.msg is not None]
@@ -104,6 +139,8 @@ class SignLog:
 
     def check(self, kind: str, height: int, round_: int, block_hash: bytes | None) -> tuple[Verdict, Signed | None]:
         value = block_hash.hex() if block_hash else ""
+        if height < self._floor:
+            return Verdict.CONFLICT, None  # below the fence: another holder of the key may have signed here
         found = self.find(kind, height, round_)
         if found is not None:
             if found.value != value:
@@ -120,21 +157,60 @@ class SignLog:
         found = self.find(kind, height, round_)
         return None if found is None else found.value
 
+    def own(self, kind: str, height: int, round_: int) -> bool | None:
+        """Whether this node signed `kind` at height/round: True, False, or None when it cannot tell (the
+        height is below the last one it signed, whose messages are no longer kept)."""
+        if self.find(kind, height, round_) is not None:
+            return True
+        last = self._last
+        if last is None or height > last.height or (height == last.height and round_ > last.round):
+            return False
+        if height == last.height:
+            return False if any(m.height == height for m in self._msgs) else None
+        return None
+
     # --- recording ---------------------------------------------------------------------------------
+
+    def note_seen(self, height: int, round_: int) -> bool:
+        """Another holder of the key signed at height/round; kept (persisted with the next write or fence).
+        True when it is higher than anything seen before."""
+        if self._seen is not None and (height, round_) <= self._seen:
+            return False
+        self._seen = (height, round_)
+        return True
+
+    def fence(self, height: int) -> int:
+        """Raise the fence to `height` (never lowers it) and persist it; returns the fence in force."""
+        self._floor = max(self._floor, height)
+        self._save(self._doc(self._last, self._msgs))
+        return self._floor
+
+    def _doc(self, last: Signed | None, msgs: list[Signed]) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if last is not None:
+            doc = {
+                "h": last.height,
+                "r": last.round,
+                "s": last.step,
+                "hash": last.value,
+                "msgs": [{"kind": m.kind, "r": m.round, "value": m.value, "msg": m.msg} for m in msgs if m.height == last.height],
+            }
+        if self._floor:
+            doc["floor"] = self._floor
+        if self._seen is not None:
+            doc["seen"] = list(self._seen)
+        return doc
 
     def record(self, kind: str, height: int, round_: int, block_hash: bytes | None, msg: dict[str, Any]) -> Signed:
         """Persist a message about to be sent; raises whatever `save` raises (the caller must not send then)."""
         entry = Signed(kind, height, round_, block_hash.hex() if block_hash else "", msg)
         msgs = _trim([m for m in self._msgs if m.height == height] + [entry], self._keep)
         last = entry if self._last is None or entry.position >= self._last.position else self._last
-        doc = {
-            "h": last.height,
-            "r": last.round,
-            "s": last.step,
-            "hash": last.value,
-            "msgs": [{"kind": m.kind, "r": m.round, "value": m.value, "msg": m.msg} for m in msgs if m.height == last.height],
-        }
-        self._save(doc)
+        doc = self._doc(last, msgs)
+        if self._on_record is not None:
+            self._on_record(doc, entry)
+        else:
+            self._save(doc)
         self._last, self._msgs = last, [m for m in msgs if m.height == last.height]
         return entry
 

@@ -53,7 +53,15 @@ CREATE TABLE IF NOT EXISTS account_actions (
     PRIMARY KEY (address, height, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS account_actions_by_height ON account_actions(height);
+CREATE TABLE IF NOT EXISTS signed (
+    height INTEGER NOT NULL, round INTEGER NOT NULL, step INTEGER NOT NULL, value TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    PRIMARY KEY (height, round, step)
+) WITHOUT ROWID;
 """
+# The signing history (table `signed`): every (height, round, step, value) this node signed, newest
+# SIGNED_KEEP heights, written with the sign log in one transaction. Not part of the chain: a local record,
+# read by `iotex-node admin signed` (the failover drill proves from it who signed which height).
+SIGNED_KEEP = 100_000
 
 
 @dataclass
@@ -126,6 +134,34 @@ class Store:
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, orjson.dumps(value)))
             except sqlite3.Error as exc:
                 raise _write_error(exc, f"writing {key} to {self.path} failed") from None
+
+    def record_signed(self, doc: Any, height: int, round_: int, step: int, value: str, at_ms: int) -> None:
+        """The sign log (meta 'privval') and one row of the signing history, in one transaction."""
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('privval', ?)", (orjson.dumps(doc),))
+                cur.execute(
+                    "INSERT OR REPLACE INTO signed(height, round, step, value, at_ms) VALUES(?, ?, ?, ?, ?)",
+                    (height, round_, step, value, at_ms),
+                )
+                if height % 1000 == 0 and round_ == 0 and step == 0:
+                    cur.execute("DELETE FROM signed WHERE height < ?", (height - SIGNED_KEEP,))
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StorageError(f"writing the sign log to {self.path} failed: {exc}") from None
+
+    def signed_between(self, first: int, last: int, limit: int = 10_000) -> list[tuple[int, int, int, str, int]]:
+        """(height, round, step, value, at_ms) signed at heights first..last, oldest first."""
+        rows = self._db.execute(
+            "SELECT height, round, step, value, at_ms FROM signed WHERE height BETWEEN ? AND ? "
+            "ORDER BY height, round, step LIMIT ?",
+            (first, last, limit),
+        ).fetchall()
+        return [(int(h), int(r), int(s), str(v), int(t)) for h, r, s, v, t in rows]
 
     # --- genesis -----------------------------------------------------------------------------------
 
@@ -351,7 +387,9 @@ def _write_books(cur: sqlite3.Cursor, height: int, books: BlockBooks) -> None:
 
 def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...] = ()) -> None:
     """Copy the database open on `src` into the new file `dest` (see Store.backup_to), deleting the meta
-    keys `drop_meta` from the copy with secure_delete on, so their bytes do not linger in free pages."""
+    keys `drop_meta` from the copy with secure_delete on, so their bytes do not linger in free pages. A copy
+    without local records (a snapshot: `drop_meta` given) leaves out the signing history (table `signed`) too:
+    it is what *this* node signed, not the node the copy will be restored on."""
     dst = sqlite3.connect(dest, isolation_level=None)
     try:
         src.backup(dst, pages=-1)
@@ -359,5 +397,7 @@ def copy_database(src: sqlite3.Connection, dest: Path, drop_meta: tuple[str, ...
         if drop_meta:
             dst.execute("PRAGMA secure_delete=ON")
             dst.executemany("DELETE FROM meta WHERE key=?", ((k,) for k in drop_meta))
+            if dst.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='signed'").fetchone():
+                dst.execute("DELETE FROM signed")
     finally:
         dst.close()
