@@ -130,5 +130,31 @@ def test_the_rehearsal_passes_over_ssh_on_the_netns_lab(lab: lab_mod.LabState, t
     assert {c["node_version"] for c in chains(lab)} == {"0.2.0"}
 
 
+def test_fault_partition_cuts_a_delegate_off_its_peers_and_it_catches_up_when_healed(
+    lab: lab_mod.LabState, tmp_path: Path
+) -> None:
+    """fault-partition (blackhole routes in the victim's namespace): the chain goes on with the other three,
+    the victim falls behind while cut off, and finalizes with them again once the routes are gone."""
+    res = ops(
+        ["runbook", "run", "fault-partition", "--yes", "--json", "-e", "host=node1", "-e", "partition_s=6", "-e", "tps=0"],
+        Path(lab.root),
+        tmp_path / "state",
+        timeout=300,
+    )
+    doc = result_json(res)
+    assert doc["result"] == "passed", dump(res)
+    m = doc["measures"]
+    assert m["victims"] == ["node1"], m
+    assert m["time_to_recover_s"] is not None and m["time_to_recover_s"] < 30, m
+    # healed: no blackhole route is left in its namespace, and it is in step with the others
+    routes = subprocess.run(
+        ["ip", "netns", "exec", f"{lab_mod.NETNS_PREFIX}1", "ip", "route", "show", "type", "blackhole"],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout  # fmt: skip
+    assert routes.strip() == "", routes
+    tips = {c["name"]: c["finalized_height"] for c in chains(lab)}
+    assert max(tips.values()) - tips["node1"] <= 2, tips
+
+
 def test_lab_down_removes_the_namespaces_and_everything_it_started(lab: lab_mod.LabState) -> None:
     lab_checks.check_gone(FOOTPRINT.get("lab") or lab_checks.check_up(lab))
