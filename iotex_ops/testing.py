@@ -190,6 +190,7 @@ class FakeRunner:
         self.started_runs: set[str] = set()
         self.hold_timeout_s = 10.0
         self.lock = threading.Lock()
+        self.free = False  # what `network_free` answers: a drill holds the lock until a test says otherwise
 
     def known(self, runbook: str) -> bool:
         return runbook in self._known
@@ -201,6 +202,9 @@ class FakeRunner:
         if self.hosts is not None and host not in self.hosts:
             return f"host {host!r} is not a delegate of the inventory (its delegates: {', '.join(self.hosts)})"
         return None
+
+    def network_free(self) -> bool:
+        return self.free
 
     def _next(self, runbook: str) -> Outcome:
         seq = self.outcomes.get(runbook) or [Outcome(Result.PASSED)]

@@ -54,6 +54,18 @@ class EngineRunner:
                 return f"host {host!r} is not a delegate of the inventory {self.inventory} (its delegates: {', '.join(names)})"
         return None
 
+    def network_free(self) -> bool:
+        """Whether the network's lock is free of drills now (a deferred remediation may start at once)."""
+        from iotex_ops.runbook.lock import NetworkLock
+
+        try:
+            inv = inventory_mod.load(self.inventory)
+        except OpsError:
+            return False
+        first = inv.raw_vars[inv.delegates[0].name] if inv.delegates else {}
+        locks = Path(str(first.get("iotex_ops_lock_dir") or self.runs.locks_dir)).expanduser()
+        return NetworkLock(locks, network_mod.network_id(inv)).free()
+
     def _delegates(self) -> tuple[str, ...]:
         try:  # an inventory is a file or a directory of them: any change reloads it
             files = [self.inventory, *(self.inventory.rglob("*") if self.inventory.is_dir() else ())]

@@ -72,6 +72,10 @@ class Runner(Protocol):
         touched."""
         ...
 
+    def network_free(self) -> bool:
+        """Whether no drill holds the network's lock now (a probe: takes nothing)."""
+        ...
+
     def run(self, run_id: str, runbook: str, params: dict[str, Any], on_step: Callable[[str], None]) -> Outcome: ...
 
     def resume(self, run_id: str, on_step: Callable[[str], None]) -> Outcome: ...
@@ -524,7 +528,9 @@ class Service:
         rem = self.policy.for_alert(row.alertname)
         if rem is None or row.escalated:
             return None
-        if row.not_before is not None and now < row.not_before:
+        waiting = row.not_before is not None and now < row.not_before
+        # deferred by a drill's lock: it waits less and less often, but starts as soon as the drill is over
+        if waiting and not (row.deferrals and self.runner.network_free()):
             return None
         if self.store.remediations("fingerprint=? AND state='running'", (row.fingerprint,)):
             return None

@@ -117,6 +117,15 @@ class NetworkLock:
     def holder(self) -> dict[str, Any] | None:
         return self._net.holder()
 
+    def free(self) -> bool:
+        """Whether a run could take the network's lock shared now (no drill holds it): a probe that takes
+        nothing (the lock is taken and given back at once)."""
+        probe = _Flock(self.path)
+        if not probe.take(shared=True, wait_s=0):
+            return False
+        probe.release(clear=False)
+        return True
+
     def host_holders(self) -> list[dict[str, Any]]:
         """Holders of host locks on this network (remediations running now)."""
         out = []

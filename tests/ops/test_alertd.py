@@ -288,6 +288,32 @@ def test_a_network_locked_for_long_backs_off_and_escalates_after_defer_for(tmp_p
         rig.close()
 
 
+def test_a_deferred_remediation_starts_as_soon_as_the_drill_frees_the_network(tmp_path: Path) -> None:
+    """Backed off to tens of seconds while a drill held the lock, it does not wait out its backoff once the
+    drill is over: the next tick that finds the lock free starts it (a killed node stayed down a minute)."""
+    locked = Outcome("deferred", "network lab is locked by run drill-9 (rehearsal)")
+    pol = {**POLICY, "defaults": {**POLICY["defaults"], "defer": "2s", "defer_for": "600s"}}
+    rig = Rig(tmp_path, FakeRunner({"restart-node": [locked, locked, locked, locked, Outcome("passed")]}), policy=pol)
+    try:
+        rig.service.observe([alert()])
+        for _ in range(60):  # four deferrals: 2, 4, 8 s apart, then 16 s to wait
+            rig.settle()
+            if rig.runner.runs() == 4:
+                break
+            rig.clock.advance(1)
+        deferred = rig.runner.runs()
+        row = rig.service.store.alert(rig.service.store.alerts()[0].fingerprint)
+        assert row is not None and row.not_before is not None and row.not_before - rig.clock() > 5, row
+        rig.settle()
+        assert rig.runner.runs() == deferred  # still locked: it keeps its backoff
+        rig.runner.free = True
+        rig.clock.advance(0.5)
+        rig.settle()
+        assert rig.runner.runs() == deferred + 1
+    finally:
+        rig.close()
+
+
 def test_an_alert_that_cannot_be_handled_is_escalated_and_the_others_go_on(tmp_path: Path) -> None:
     class Broken(FakeRunner):
         def known(self, runbook: str) -> bool:

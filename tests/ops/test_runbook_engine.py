@@ -978,16 +978,22 @@ def _trivial(rec: Recorder, name: str = "trivial") -> Runbook:
 
 
 def test_a_second_run_is_refused_while_another_holds_the_lock_in_process(inv: Path, state: Path) -> None:
+    from iotex_ops.remediation.runner import EngineRunner
+
     rec = Recorder()
     holder = NetworkLock(state / "locks", NETWORK)
+    alertd = EngineRunner(inv, state)  # alertd's probe: may a deferred remediation start now?
+    assert holder.free() and alertd.network_free()
     holder.acquire("run-holding-it", "other-book")
     try:
+        assert not holder.free() and not alertd.network_free()
         with pytest.raises(NetworkLocked, match=r"locked by run run-holding-it \(other-book, pid \d+"):
             run(engine(state), _trivial(rec), inv, {})
         assert rec.calls == []
         assert not (state / "runs").exists()
     finally:
         holder.release()
+    assert holder.free() and alertd.network_free()
     res = run(engine(state), _trivial(rec), inv, {})  # released: the next run goes
     assert res.result == "passed"
     assert of(events(res.run_dir), "stale_lock") == []  # a released lock is not stale
