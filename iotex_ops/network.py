@@ -161,6 +161,12 @@ class Standing:
             out.append(f"its signature is in no recent certificate{above} (tip {self.height})")
         return out
 
+    def back_but_stopped(self, max_lag: int, since: int | None = None) -> str | None:
+        """The operator's reason when it is the only thing wrong (the node answers and is in step, but is paused,
+        a standby or halted): a restart worked, and no waiting will make it sign. None otherwise."""
+        why = self.stopped_by_operator
+        return why if why and self.problems(max_lag, since) == [f"it is {why}"] else None
+
     def to_json(self) -> dict[str, Any]:
         c = self.chain or {}
         return {

@@ -21,39 +21,21 @@ the refusal's log line, the check.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import shlex
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from iotex_ops.errors import OpsError
 from iotex_ops.network import Delegate
-from iotex_ops.runbook import Param, Runbook, RunContext, Step, checks
+from iotex_ops.runbook import Param, Runbook, RunContext, Step, checks, loader
 
 DAMAGED_PAGES = 16
 PAGE = 4096
 
 
-def _rebuild_node() -> ModuleType:
-    """runbooks/rebuild_node.py, beside this file (also in the installed package's content)."""
-    name = "iotex_runbooks_fault_corrupt_db_rebuild_node"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).with_name("rebuild_node.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rebuild = _rebuild_node()
+# rebuild-node's module (runbooks/rebuild_node.py, beside this file): its steps are reused as they are
+rebuild = loader.sibling(__file__, "rebuild_node")
 
 
 def target(ctx: RunContext) -> Delegate:

@@ -166,6 +166,16 @@ def back(ctx: RunContext) -> CheckResult:
     s = ctx.network.standing(d.name, since=since, timeout=API_TIMEOUT_S)
     problems = s.problems(max_lag, since)
     value: dict[str, Any] = s.to_json()
+    stopped = s.back_but_stopped(max_lag, since)
+    if stopped:
+        # e.g. killed while a drill had paused every delegate: the pause outlived the process (an operator's
+        # decision does), so it answers, in step, but does not sign until resumed (DelegatePausedUnexpectedly
+        # -> resume-delegate). The restart worked; waiting out the check would only hold the host for a minute.
+        if ctx.recall("stopped_by_operator") is None:
+            ctx.remember("stopped_by_operator", stopped)
+            ctx.log(f"{d.name} is back and in step, but {stopped}: it signs once resumed (resume-delegate)")
+        value["stopped_by_operator"] = stopped
+        return CheckResult(True, value)
     if not problems:
         started = ctx.recall("started_at")
         if started is not None and ctx.recall("back_after_s") is None:
@@ -183,7 +193,11 @@ def back(ctx: RunContext) -> CheckResult:
 
 
 def measure(ctx: RunContext) -> dict[str, Any]:
-    return {"condition": ctx.recall("condition"), "back_after_s": ctx.recall("back_after_s")}
+    return {
+        "condition": ctx.recall("condition"),
+        "back_after_s": ctx.recall("back_after_s"),
+        "stopped_by_operator": ctx.recall("stopped_by_operator"),
+    }
 
 
 RUNBOOK = Runbook(

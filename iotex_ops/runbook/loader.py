@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
+from types import ModuleType
 
 from iotex_ops import content
 from iotex_ops.runbook.model import Runbook, RunbookError
@@ -18,6 +20,31 @@ def search_path(extra: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(content.runbooks_dir())
     return [d.expanduser().resolve() for d in dict.fromkeys(dirs)]
+
+
+_SIBLINGS = threading.Lock()
+
+
+def sibling(of: str, stem: str) -> ModuleType:
+    """The runbook module `stem` beside the runbook file `of` (a runbook's `__file__`), for a runbook that
+    reuses another's steps: loaded once per process, and never seen half-imported by another thread (the
+    scheduler and alertd load runbooks from several threads)."""
+    path = Path(of).with_name(f"{stem}.py")
+    name = f"iotex_runbooks_{abs(hash(str(path.parent))) % 10**8}_shared.{stem}"
+    with _SIBLINGS:
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise RunbookError(f"cannot load runbook module {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
 
 
 def _load_file(path: Path) -> Runbook:

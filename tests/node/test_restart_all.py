@@ -1,8 +1,8 @@
-"""Every delegate restarted one after another under load, 20 times: the chain never stalls.
+"""Every delegate restarted one after another under load, 8 times: the chain never stalls.
 
 Real node processes at 250 ms blocks with transfers flowing; the trial is bench/restarts.py's (the test
 runs the very code the benchmark measures with). Before the sign log, the first or second such trial
-stalled the chain for good.
+stalled the chain for good: 8 trials catch that (the suite's budget); bench/restarts.py runs 20 and more.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from tests.node.test_crash import _load_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-TRIALS = 20
+TRIALS = 8
 
 
 @pytest.mark.timeout(600)
-def test_restarting_every_delegate_twenty_times_under_load_never_stalls(localnet_factory) -> None:
+def test_restarting_every_delegate_eight_times_under_load_never_stalls(localnet_factory) -> None:
     bench = _load_bench("restarts")
     net = localnet_factory(4, block_interval_ms=250, accounts=8)
     net.start()

@@ -113,6 +113,9 @@ def test_standing_says_what_is_still_wrong() -> None:
     assert "11 blocks behind its peers (51" in text and "nothing above height 45" in text and "no recent certificate" in text
     paused = network.Standing("n1", {**ok_chain, "paused": True, "participating": False}, peers)
     assert paused.stopped_by_operator == "paused" and paused.problems(3) == ["it is paused"]
+    assert paused.back_but_stopped(3) == "paused"  # restart-node's restart worked: resuming is resume-delegate's
+    assert network.Standing("n1", {**ok_chain, "finalized_height": 40, "paused": True}, peers).back_but_stopped(3) is None
+    assert back.back_but_stopped(3) is None and network.Standing("n1", None, peers).back_but_stopped(3) is None
     halted = network.Standing("n1", {**ok_chain, "halted": "halted at 50: scheduled"}, peers)
     assert halted.stopped_by_operator == "halted (halted at 50: scheduled)"
 

@@ -160,3 +160,16 @@ def test_no_module_finds_content_by_counting_parent_directories() -> None:
             if re.search(r"parents\[\d\]|parent\.parent|\.\./\.\.", line) and "__file__" in line:
                 offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_runbooks_discovered_from_several_threads_at_once_all_load() -> None:
+    """The scheduler and alertd discover runbooks from several threads; fault-corrupt-db reuses rebuild-node's
+    module, which a second thread once saw half-imported ("has no attribute 'RUNBOOK'")."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    for name in [n for n in sys.modules if n.endswith("_shared.rebuild_node")]:
+        del sys.modules[name]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        found = list(pool.map(lambda _: loader.discover(), range(6)))
+    assert all("fault-corrupt-db" in f and "rebuild-node" in f for f in found)

@@ -116,10 +116,13 @@ class Lab:
         """Every node up, no alert firing (but the heartbeat) and no incident open at alertd (a page waits for
         its resolve hold): the next test starts on a healthy lab, and a run started at once passes the gates."""
         deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):  # Prometheus or alertd's store busy: asked again
-                if (not self.firing() and not self.open_incidents()
-                        and all(self.state.node_pid(n.name) for n in self.state.nodes)):  # fmt: skip
+                f, i = self.firing(), self.open_incidents()
+                down = [n.name for n in self.state.nodes if not self.state.node_pid(n.name)]
+                print(f"quiet? {time.monotonic() - t0:.0f}s firing={f} incidents={i} down={down}")
+                if not f and not i and not down:
                     return
             time.sleep(1)
         raise AssertionError(f"the lab is not quiet after {timeout}s: {self.firing()} {self.open_incidents()}")
