@@ -149,6 +149,7 @@ class Watcher:
         self.source = source or Source(policy.source)
         self.notify, self.clock, self.say = notify, clock, say
         self.dir = state_dir(state, network)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.dir)
         self.trust = sr.TrustState(self.dir / sr.TRUST_FILE)
         self.trusted = policy.trusted()
