@@ -15,6 +15,7 @@ class EngineRollout:
 
     def __init__(self, inventory: str | Path, state: Path, report: bool = False) -> None:
         self.inventory, self.state, self.report = str(inventory), Path(state), report
+        self.last: Any = None  # the last run's RunResult (its measures: missed slots, longest gap)
 
     def __repr__(self) -> str:
         return f"EngineRollout({self.inventory!r})"
@@ -48,7 +49,7 @@ class EngineRollout:
         rb = loader.find(runbook)
         try:
             with network.load(self.inventory) as net:
-                res = Engine(RunStore(self.state), yes=True, report=self.report).run(rb, net, params)
+                res = self.last = Engine(RunStore(self.state), yes=True, report=self.report).run(rb, net, params)
         except NetworkLocked as exc:
             return "", "deferred", str(exc)
         except OpsError as exc:
