@@ -242,3 +242,45 @@ def test_cli_keygen_publish_and_channel_list(tmp_path: Path) -> None:
     os.chmod(kf, 0o644)
     res = runner.invoke(main, ["release", "publish", str(art), "--to", str(tree), "--kind", "patch", "--key", str(kf)])
     assert res.exit_code == 2 and "readable by others" in res.output and "Traceback" not in res.output
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.incidents: list[object] = []
+        self.alerts: list[object] = []
+
+    def open_incidents(self) -> list[object]:
+        return self.incidents
+
+    def firing_alerts(self) -> list[object]:
+        return self.alerts
+
+
+def test_the_scheduler_service_skips_a_release_tick_during_an_incident(tmp_path: Path, key: sr.PrivateKey) -> None:
+    import threading
+
+    from iotex_ops.releases import service
+
+    tree = tmp_path / "channel"
+    channel_mod.publish(tree, _artifact(tmp_path / "dist", "0.1.1"), key, channel="stable", kind="patch", now=NOW)
+    rollout = FakeRollout(tmp_path, {"n1": "0.1.0"})
+    w = _watcher(tmp_path, _policy(tree, key), rollout, Clock(NOW), FakePages())
+    signals, said = _Signals(), []
+    signals.incidents = ["DelegateDown node2"]
+    stop = threading.Event()
+
+    class OneTick:
+        def tick(self) -> Any:
+            stop.set()  # one tick, then the loop ends
+            return w.tick()
+
+    said_fn = said.append
+    stop_after = threading.Timer(0.05, stop.set)
+    stop_after.start()
+    service.loop(OneTick(), stop, 0.01, signals, said_fn)
+    assert rollout.runs == [] and said == ["releases: no rollout now: 1 open incident(s)"]
+    stop.clear()
+    signals.incidents = []
+    service.loop(OneTick(), stop, 0.01, signals, said_fn)
+    assert rollout.runs == [("hotfix-compatible", {"version": "0.1.1"})]
+    assert service.blocked(None) is None
