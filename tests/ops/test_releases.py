@@ -284,3 +284,37 @@ def test_the_scheduler_service_skips_a_release_tick_during_an_incident(tmp_path:
     service.loop(OneTick(), stop, 0.01, signals, said_fn)
     assert rollout.runs == [("hotfix-compatible", {"version": "0.1.1"})]
     assert service.blocked(None) is None
+
+
+@pytest.mark.slow
+def test_a_channel_served_over_http_is_read_and_verified_like_a_directory(tmp_path: Path, key: sr.PrivateKey) -> None:
+    """The same tree behind a static HTTP server on 127.0.0.1: listed, verified, and its artifact fetched."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    tree = tmp_path / "channel"
+    channel_mod.publish(tree, _artifact(tmp_path / "dist", "0.1.1"), key, channel="stable", kind="patch", now=NOW)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tree)))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        rows = channel_mod.listing(channel_mod.Source(url), ["stable"], {key.public.id: key.public}, NOW)
+        assert [(r.version, r.status) for r in rows] == [("0.1.1", "ok")]
+        rollout = FakeRollout(tmp_path, {"n1": "0.1.0"})
+        w = Watcher("lab", _policy(tree, key, source=url), rollout, tmp_path / "state", clock=Clock(NOW))
+        assert w.tick().result == "passed"
+        assert (rollout.dir / "iotex-node-0.1.1.tar.gz").read_bytes() == (
+            tree / "artifacts" / "iotex-node-0.1.1.tar.gz"
+        ).read_bytes()
+        with pytest.raises(channel_mod.ChannelError, match="channel index .*/candidate/index.json"):
+            channel_mod.Source(url).entries("candidate")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
