@@ -313,7 +313,7 @@ def test_a_channel_served_over_http_is_read_and_verified_like_a_directory(tmp_pa
         assert (rollout.dir / "iotex-node-0.1.1.tar.gz").read_bytes() == (
             tree / "artifacts" / "iotex-node-0.1.1.tar.gz"
         ).read_bytes()
-        with pytest.raises(channel_mod.ChannelError, match="channel index .*/candidate/index.json"):
+        with pytest.raises(channel_mod.ChannelError, match=r"channel index .*/candidate/index\.json"):
             channel_mod.Source(url).entries("candidate")
     finally:
         httpd.shutdown()
