@@ -281,6 +281,13 @@ class Source:
             _atomic_write(man, (json.dumps(doc, indent=2) + "\n").encode())
 
 
+def write_signed(dest_dir: Path, info: sr.ReleaseInfo, data: bytes) -> Path:
+    """The signed manifest of `info` into `dest_dir` (iotex-node-<version>.signed.json), replaced atomically."""
+    path = Path(dest_dir) / manifest_name(info.version)
+    _atomic_write(path, data, 0o444)
+    return path
+
+
 @dataclass(frozen=True)
 class Listed:
     """A channel's manifest as `channel list` shows it: verified (`ok`) or why not."""

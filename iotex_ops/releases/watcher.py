@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from iotex_node import signed_release as sr
 from iotex_node.errors import ReleaseError
 from iotex_ops.errors import OpsError
+from iotex_ops.releases import channel as channel_mod
 from iotex_ops.releases.channel import ChannelError, Source
 from iotex_ops.releases.policy import Decision, UpdatePolicy, decide
 
@@ -153,6 +154,7 @@ class Watcher:
         self.ledger = Ledger(self.dir)
         self.trust = sr.TrustState(self.dir / sr.TRUST_FILE)
         self.trusted = policy.trusted()
+        self._signed: dict[str, bytes] = {}  # version -> the signed manifest's bytes, as the last look read them
 
     def __repr__(self) -> str:
         return f"Watcher(network={self.network!r}, channel={self.policy.channel!r}, source={self.source!r})"
@@ -168,12 +170,14 @@ class Watcher:
         """The channel's newest valid manifest by sequence, and every refusal on the way."""
         refused: list[str] = []
         best: sr.ReleaseInfo | None = None
+        self._signed = {}
         for e in self.source.entries(self.policy.channel):
             try:
                 info = sr.verify(e.data, self.trusted, now=now, channel=self.policy.channel)
             except ReleaseError as exc:
                 refused.append(f"{e.name}: {str(exc).removesuffix('; nothing was installed')}")
                 continue
+            self._signed[info.version] = e.data
             if best is None or info.sequence > best.sequence:
                 best = info
         if best is not None:
@@ -242,7 +246,11 @@ class Watcher:
                 return TickResult(Decision("approval", info.version, "no agreed height"), refused)
             params["height"] = int(height)
         try:
-            self.source.fetch_artifact(info, self.rollout.release_dir())
+            rdir = self.rollout.release_dir()
+            self.source.fetch_artifact(info, rdir)
+            # the signed manifest beside it: the node_release role verifies it on each delegate's host when the
+            # inventory sets node_release_trusted_keys (iotex-node release install --signed)
+            channel_mod.write_signed(rdir, info, self._signed[info.version])
         except (ChannelError, ReleaseError) as exc:
             self._record(now, info.version, "refused", str(exc).removesuffix("; nothing was installed"))
             return TickResult(Decision("manual", info.version, str(exc)), refused)

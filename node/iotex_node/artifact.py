@@ -475,6 +475,9 @@ def install(
         if info.artifact != artifact.name:
             why = f"the manifest is for {info.artifact}, not {artifact.name}"
             raise signed_release.RefusedRelease("checksum", why, info.version)
+        if sha256 is not None and sha256.strip().lower() != info.sha256:
+            why = f"--sha256 {sha256.strip()} is not the signed manifest's {info.sha256}"
+            raise signed_release.RefusedRelease("checksum", why, info.version)
         sha256 = info.sha256
     data, digest = _read_verified(artifact, sha256)  # nothing is unpacked before this succeeds
     python = python or sys.executable

@@ -219,3 +219,14 @@ def test_backups_prune_removes_files_past_retention(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert sorted(doc["removed"]) == ["chain-10-20240101T000000Z.db", "chain-unreadable-20240101T000000Z.db"]
     assert sorted(p.name for p in d.iterdir()) == ["chain-10-20240201T000000Z.db", "chain-10-20240301T000000Z.db", "notes.txt"]
+
+
+def test_a_sha256_argument_that_disagrees_with_the_signed_manifest_is_refused(
+    tmp_path: Path, dist: Path, key: sr.PrivateKey
+) -> None:
+    with pytest.raises(sr.RefusedRelease, match=r"refused \(checksum\): .*--sha256 0{64} is not the signed manifest's"):
+        artifact.install(
+            dist / "iotex-node-1.0.1.tar.gz", tmp_path / "root", sha256="0" * 64,
+            signed=_signed(dist, key, "1.0.1", 1), trusted={key.public.id: key.public}, now=NOW,
+        )  # fmt: skip
+    _nothing_installed(tmp_path / "root")

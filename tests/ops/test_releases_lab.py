@@ -6,6 +6,7 @@ channel empty again (one compatible hotfix back, in `finally`).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from iotex_node import signed_release as sr
 from iotex_ops import network
@@ -65,6 +67,13 @@ def test_publish_patch_rolls_every_delegate_one_at_a_time_under_load(lab: lab_mo
     state = tmp_path / "state"
     rollout = EngineRollout(st.inventory, state)
     pages = FakePages()
+    # the delegates verify the signed manifest themselves too (node_release_trusted_keys: the publisher's key in
+    # the inventory), on top of the watcher's verification on the controller
+    inv_file = Path(st.inventory)
+    inv_text = inv_file.read_text()
+    inv_doc = yaml.safe_load(inv_text)
+    inv_doc["all"]["vars"].update(node_release_trusted_keys=[key.public.text()], node_release_channel="stable")
+    inv_file.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
     try:
         # publish 0.1.1 (the lab's compatible release) as a patch on the stable channel
         t_publish = time.monotonic()
@@ -84,6 +93,9 @@ def test_publish_patch_rolls_every_delegate_one_at_a_time_under_load(lab: lab_mo
         assert res.decision is not None and res.decision.action == "roll", res.as_dict()
         assert res.result == "passed", (res.as_dict(), rollout.last and rollout.last.error)
         assert set(_versions(st.inventory).values()) == {"0.1.1"}
+        for n in st.nodes:  # each delegate's own replay floor: it verified the manifest before installing
+            trust = json.loads((Path(n.host_dir) / "opt" / "iotex" / sr.TRUST_FILE).read_text())
+            assert trust["channels"]["stable"]["version"] == "0.1.1", n.name
         measures = rollout.last.measures
         assert measures["missed_slots"] == 0, measures
         # one at a time: each delegate's upgrade step ends before the next one's begins
@@ -113,7 +125,10 @@ def test_publish_patch_rolls_every_delegate_one_at_a_time_under_load(lab: lab_mo
         assert [e["severity"] for e in pages.events if e["action"] == "trigger"] == ["info"]
         assert RunStore(state).ids() == runs_before and set(_versions(st.inventory).values()) == {"0.1.1"}
     finally:
-        # leave the lab as found: its channel empty, every delegate back on the base release
+        # leave the lab as found: its inventory, its channel empty, every delegate back on the base release
+        inv_file.write_text(inv_text)
+        for n in st.nodes:
+            (Path(n.host_dir) / "opt" / "iotex" / sr.TRUST_FILE).unlink(missing_ok=True)
         for p in (tree / "stable", tree / "artifacts"):
             shutil.rmtree(p, ignore_errors=True)
         if set(_versions(st.inventory).values()) != {base}:
