@@ -33,6 +33,7 @@ LAZY_GROUPS = {
     "drill": "iotex_ops.cli.drill:drill",
     "gameday": "iotex_ops.cli.gameday:gameday",
     "scheduler": "iotex_ops.cli.scheduler:scheduler",
+    "release": "iotex_ops.cli.release:release",
     "load": "iotex_ops.cli.load:load",
     "account": "iotex_ops.cli.client:account",
     "action": "iotex_ops.cli.client:action",

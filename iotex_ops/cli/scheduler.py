@@ -105,6 +105,9 @@ def _one_service(state_dir: Path, network: str) -> Iterator[None]:
 @click.option("--lead-s", type=click.FloatRange(0, 600), default=10.0, show_default=True,
               help="Check a run's steady state this long before its time, so it starts on time.")  # fmt: skip
 @click.option("--tick-s", type=click.FloatRange(0.05, 60), default=0.2, show_default=True)
+@click.option("--releases", "with_releases", is_flag=True,
+              help="Also watch the release channel of the inventory's releases.yml and roll by its policy.")  # fmt: skip
+@click.option("--release-interval-s", type=click.FloatRange(1, 86400), default=60.0, show_default=True)
 def serve_cmd(
     inventory_path: Path | None,
     state_dir: Path | None,
@@ -113,6 +116,8 @@ def serve_cmd(
     runbook_dirs: tuple[Path, ...],
     lead_s: float,
     tick_s: float,
+    with_releases: bool,
+    release_interval_s: float,
 ) -> None:
     """Serve in the foreground until SIGTERM (systemd, or the lab, keeps it running). SIGTERM lets a running
     drill end (rollback included); a killed service's run is resumed at the next start."""
@@ -146,9 +151,24 @@ def serve_cmd(
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         say(f"serving network {network} (pid {os.getpid()}); inventory {inv.path}; state in {root}")
+        watcher_thread = None
+        if with_releases:
+            from iotex_ops.releases import policy as policy_mod
+            from iotex_ops.releases import service as releases_service
+            from iotex_ops.releases.edge import EngineRollout, PagerNotify
+            from iotex_ops.releases.watcher import Watcher
+
+            pol = policy_mod.load(inv.path)
+            watcher = Watcher(
+                network, pol, EngineRollout(inv.path, root), root, notify=PagerNotify.from_inventory(inv.path, root), say=say
+            )
+            watcher_thread = releases_service.start(watcher, stop, release_interval_s, signals, say)
+            say(f"watching release channel {pol.channel} at {pol.source} every {release_interval_s:g} s")
         try:
             svc.serve(stop, tick_s=tick_s)
         finally:
+            if watcher_thread is not None:
+                watcher_thread.join(timeout=5)
             signals.close()
             driver.close()
             db.close()

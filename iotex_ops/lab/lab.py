@@ -94,6 +94,41 @@ def lab_drills() -> str:
     return LAB_DRILLS % {"compatible": DRILL_RELEASES["compatible"][0]}
 
 
+# The lab's update policy (docs/releases.md): the stable channel of the lab's own channel directory, signed by
+# the lab's publisher key; patches roll by themselves, minors wait for approval, protocol changes for a height.
+LAB_RELEASES = """\
+# The lab's update policy (docs/releases.md), written by `iotex-ops lab up`. `iotex-ops release publish
+# ARTIFACT --to %(channel)s --kind patch --key %(key)s` publishes; `iotex-ops release watch --once` rolls.
+channel: stable
+source: %(channel)s
+trusted_keys:
+  - %(public)s
+timezone: UTC
+automatic: [patch]
+approval: [minor]
+scheduled: [protocol]
+"""
+
+
+def lab_release_channel(root: Path, inventory_dir: Path) -> tuple[Path, Path]:
+    """The lab's channel directory, publisher key (new, 0600) and inventory/releases.yml; microseconds of work."""
+    from iotex_node.signed_release import PrivateKey
+
+    channel = root / "channel"
+    channel.mkdir(exist_ok=True)
+    keys = root / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    key_file = keys / "publisher.key"
+    if key_file.exists():
+        key = PrivateKey.load(key_file)
+    else:
+        key = PrivateKey.generate()
+        key.save(key_file)
+    doc = LAB_RELEASES % {"channel": channel, "key": key_file, "public": key.public.text()}
+    (inventory_dir / "releases.yml").write_text(doc)
+    return channel, key_file
+
+
 def default_root() -> Path:
     return Path(os.environ.get("IOTEX_OPS_LAB_DIR", "~/.local/state/iotex-ops/lab")).expanduser()
 
@@ -137,6 +172,10 @@ class LabState:
     # hot standbys (`lab up --standby node3`, `add_standby`): each holds its delegate's key, signs nothing until
     # promoted (the failover drill); inventory group `standbys`, not among `nodes` (the delegates)
     standbys: list[LabNode] = field(default_factory=list)
+    # the lab's release channel (a directory: docs/releases.md) and the publisher key that signs into it (0600);
+    # inventory/releases.yml trusts that key and follows the stable channel
+    channel_dir: str = ""
+    publisher_key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -474,6 +513,7 @@ def up(
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
         (inventory.parent / "drills.yml").write_text(lab_drills())
+        channel_dir, publisher_key = lab_release_channel(root, inventory.parent)
         _link_repo_inventory(inventory.parent)
         nodes = [
             LabNode(
@@ -510,6 +550,8 @@ def up(
             chain_started=False,
             alertd_port=alertd_port,
             standbys=standbys,
+            channel_dir=str(channel_dir),
+            publisher_key=str(publisher_key),
         )
         _save(state)  # from here on `down` can find and remove everything
         t_play = time.monotonic()

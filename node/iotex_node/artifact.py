@@ -50,7 +50,7 @@ import sys
 import tarfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -446,11 +446,39 @@ class Installed:
         }
 
 
-def install(artifact: Path, root: Path, sha256: str | None = None, python: str | None = None) -> Installed:
+def install(
+    artifact: Path,
+    root: Path,
+    sha256: str | None = None,
+    python: str | None = None,
+    signed: bytes | None = None,
+    trusted: Mapping[str, Any] | None = None,
+    channel: str | None = None,
+    now: float | None = None,
+) -> Installed:
     """Verify `artifact` and install it as ROOT/releases/<version> (read-only); `current` is untouched.
 
-    python: the interpreter the launcher uses (recorded in the release); default the one running this."""
+    python: the interpreter the launcher uses (recorded in the release); default the one running this.
+    signed, trusted: a signed manifest (iotex_node.signed_release) and the publisher keys it must verify with:
+    signature, expiry, replay (against ROOT/trust.json, the highest sequence seen per channel) and the
+    artifact's size and sha256 are checked before anything is read further or written; the manifest's sha256
+    then replaces the .sha256 file beside the artifact."""
+    from iotex_node import signed_release
+
     artifact = Path(artifact)
+    info = None
+    if signed is not None or trusted is not None:
+        if signed is None or not trusted:
+            raise ReleaseError("a signed install needs both the signed manifest and the trusted keys")
+        state = signed_release.TrustState(Path(root) / signed_release.TRUST_FILE)
+        info = signed_release.verify(signed, trusted, state=state, artifact=artifact, channel=channel, now=now)
+        if info.artifact != artifact.name:
+            why = f"the manifest is for {info.artifact}, not {artifact.name}"
+            raise signed_release.RefusedRelease("checksum", why, info.version)
+        if sha256 is not None and sha256.strip().lower() != info.sha256:
+            why = f"--sha256 {sha256.strip()} is not the signed manifest's {info.sha256}"
+            raise signed_release.RefusedRelease("checksum", why, info.version)
+        sha256 = info.sha256
     data, digest = _read_verified(artifact, sha256)  # nothing is unpacked before this succeeds
     python = python or sys.executable
     if not os.path.isabs(python) or not os.access(python, os.X_OK) or not os.path.isfile(python):
@@ -478,10 +506,17 @@ def install(artifact: Path, root: Path, sha256: str | None = None, python: str |
         version = manifest.version
         if top != f"{NAME}-{version}":
             raise ReleaseError(f"artifact {artifact}: top directory {top!r} does not match version {version}")
+        if info is not None and (info.version, info.protocols) != (version, manifest.protocols):
+            raise ReleaseError(
+                f"artifact {artifact}: it says release {version} protocols {list(manifest.protocols)}, "
+                f"its signed manifest {info.version} protocols {list(info.protocols)}; not installed"
+            )
         final = releases / version
         if final.exists() or final.is_symlink():
             have = _installed_sha256(final)
             if have == digest:
+                if info is not None:
+                    signed_release.TrustState(root / signed_release.TRUST_FILE).record(info)
                 return Installed(version, final, digest, manifest.protocols, changed=False)
             raise ReleaseError(
                 f"release {version} is already installed from another artifact (sha256 {have}, this one {digest}); "
@@ -511,6 +546,8 @@ def install(artifact: Path, root: Path, sha256: str | None = None, python: str |
             fsync_dir(releases)
         finally:
             _remove_tree(tmp)
+        if info is not None:
+            signed_release.TrustState(root / signed_release.TRUST_FILE).record(info)
     return Installed(version, final, digest, manifest.protocols, changed=True)
 
 
@@ -754,3 +791,52 @@ def list_releases(root: Path) -> dict[str, Any]:
             row["status"] = f"corrupt: {exc}"
         out.append(row)
     return {"root": str(root), "active": active, "previous": previous, "releases": out}
+
+
+# --- housekeeping ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Removed:
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"removed": list(self.removed), "kept": list(self.kept)}
+
+
+def _protected(root: Path) -> set[str]:
+    """The releases never removed: the active one (a running node's files) and the previous one (the instant
+    switch back of a drill's rollback)."""
+    return {v for v in (_link_version(root / CURRENT), _link_version(root / PREVIOUS)) if v is not None}
+
+
+def remove(root: Path, version: str) -> Removed:
+    """Remove an installed release that is neither active nor previous."""
+    root = _root(root)
+    with _locked(root):
+        d = _release_dir(root, version)
+        keep = _protected(root)
+        if version in keep:
+            which = "active" if version == _link_version(root / CURRENT) else "previous"
+            raise ReleaseError(f"release {version} is the {which} release of {root}; it cannot be removed")
+        _remove_tree(d)
+        fsync_dir(root / RELEASES)
+        return Removed((version,), tuple(v for v in _installed_versions(root)))
+
+
+def prune(root: Path, keep: int, dry_run: bool = False) -> Removed:
+    """Keep the `keep` newest releases (by version) plus the active and previous ones; remove the rest."""
+    if keep < 0:
+        raise ReleaseError(f"--keep {keep}: must be 0 or more (the active and previous releases are always kept)")
+    root = _root(root)
+    with _locked(root):
+        versions = _installed_versions(root)  # oldest first
+        kept = set(versions[len(versions) - keep :] if keep else []) | _protected(root)
+        gone = tuple(v for v in versions if v not in kept)
+        if not dry_run:
+            for v in gone:
+                _remove_tree(root / RELEASES / v)
+            if gone:
+                fsync_dir(root / RELEASES)
+        return Removed(gone, tuple(v for v in versions if v in kept))

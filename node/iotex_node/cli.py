@@ -307,7 +307,7 @@ def signed(first: int, last: int | None, home: Path, as_json: bool) -> None:
     click.echo(json.dumps(admin_mod.call(config_mod.load(home), "GET", q), indent=1))
 
 
-from iotex_node.cli_maintenance import db, restore, rollback, set_standby, snapshot  # noqa: E402 - does not import this module
+from iotex_node.cli_maintenance import backups, db, restore, rollback, set_standby, snapshot  # noqa: E402 - does not import this module
 from iotex_node.cli_release import release  # noqa: E402 - registered last; it does not import this module
 
 main.add_command(release)
@@ -315,6 +315,7 @@ main.add_command(rollback)
 main.add_command(snapshot)
 main.add_command(restore)
 main.add_command(db)
+main.add_command(backups)
 
 main.add_command(set_standby)
 

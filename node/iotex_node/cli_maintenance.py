@@ -196,3 +196,47 @@ def set_standby(home: Path, as_json: bool) -> None:
         _echo_json(doc)
     else:
         click.echo(f"{doc['home']}: standby (signs nothing until promoted)" + (" - it already was" if doc["was_standby"] else ""))
+
+
+@click.group()
+def backups() -> None:
+    """The database backups in HOME/backups (taken before a rollback or a restore): list, prune."""
+
+
+@backups.command("list")
+@_home
+@_json
+@_refusals
+def backups_list(home: Path, as_json: bool) -> None:
+    """The backups, oldest first: name, when taken, size."""
+    from iotex_node import backups as backups_mod
+
+    rows = backups_mod.list_backups(home)
+    if as_json:
+        _echo_json({"home": str(home), "backups": [b.to_json() for b in rows]})
+        return
+    for b in rows:
+        d = b.to_json()
+        click.echo(f"{d['name']:48} {d['taken']:21} {_mib(b.size)}")
+
+
+@backups.command("prune")
+@_home
+@click.option("--keep", type=click.IntRange(1, 10_000), required=True, help="The newest backups always kept.")
+@click.option("--max-age-days", type=click.FloatRange(0, 36_500), default=None, help="Keep older ones younger than this.")
+@click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
+@_json
+@_refusals
+def backups_prune(home: Path, keep: int, max_age_days: float | None, dry_run: bool, as_json: bool) -> None:
+    """Remove the backups past the retention: all but the KEEP newest, unless younger than --max-age-days."""
+    import time
+
+    from iotex_node import backups as backups_mod
+
+    max_age = None if max_age_days is None else max_age_days * 86400
+    kept, removed = backups_mod.prune(home, keep, max_age, time.time(), dry_run=dry_run)
+    if as_json:
+        _echo_json({"kept": [b.name for b in kept], "removed": [b.name for b in removed], "dry_run": dry_run})
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(removed)} backup(s) ({_mib(sum(b.size for b in removed))}); kept {len(kept)}")

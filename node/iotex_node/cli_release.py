@@ -61,12 +61,44 @@ def build(version: str, protocols: str | None, out: Path, build_time: str | None
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="Release root (holds releases/, current).")
 @click.option("--sha256", default=None, help="Expected sha256 [default: from ARTIFACT.sha256 beside it].")
 @click.option("--python", default=None, help="Interpreter the release runs with [default: this one].")
+@click.option(
+    "--signed",
+    "signed_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The release's signed manifest (iotex-node-VERSION.CHANNEL.signed.json); needs --trusted-keys.",
+)
+@click.option(
+    "--trusted-keys",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File of the publisher keys to trust (ed25519:<hex>, one a line).",
+)
+@click.option("--channel", default=None, help="Refuse a manifest signed for another channel.")
 @click.option("--json", "as_json", is_flag=True)
-def install(artifact_file: Path, root: Path, sha256: str | None, python: str | None, as_json: bool) -> None:
-    """Verify ARTIFACT and install it as ROOT/releases/VERSION, read-only; does not activate it."""
-    from iotex_node import artifact
+def install(
+    artifact_file: Path,
+    root: Path,
+    sha256: str | None,
+    python: str | None,
+    signed_file: Path | None,
+    trusted_keys: Path | None,
+    channel: str | None,
+    as_json: bool,
+) -> None:
+    """Verify ARTIFACT and install it as ROOT/releases/VERSION, read-only; does not activate it.
 
-    r = artifact.install(artifact_file, root, sha256=sha256, python=python)
+    With --signed and --trusted-keys, the signature, expiry, replay (ROOT/trust.json) and the artifact's
+    checksum are verified first, and a refusal names which failed."""
+    from iotex_node import artifact, signed_release
+
+    signed = trusted = None
+    if signed_file is not None or trusted_keys is not None:
+        if signed_file is None or trusted_keys is None:
+            raise click.UsageError("--signed and --trusted-keys go together")
+        signed = signed_file.read_bytes()
+        trusted = signed_release.load_keys_file(trusted_keys)
+    r = artifact.install(artifact_file, root, sha256=sha256, python=python, signed=signed, trusted=trusted, channel=channel)
     if as_json:
         _echo_json(r.to_json())
     elif r.changed:
@@ -123,6 +155,38 @@ def list_cmd(root: Path, as_json: bool) -> None:
         protos = ",".join(map(str, r["protocols"] or [])) or "?"
         state = r["status"] + (" (active)" if r["active"] else " (previous)" if r["previous"] else "")
         click.echo(f"{mark} {r['version']:20} {protos:10} {r['build_time'] or '?':21} {r['sha256'] or '?':64} {state}")
+
+
+@release.command()
+@click.argument("version")
+@click.option("--root", type=click.Path(path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def remove(version: str, root: Path, as_json: bool) -> None:
+    """Remove installed release VERSION (never the active or the previous one)."""
+    from iotex_node import artifact
+
+    r = artifact.remove(root, version)
+    if as_json:
+        _echo_json(r.to_json())
+    else:
+        click.echo(f"removed {version}; installed: {', '.join(r.kept) or 'none'}")
+
+
+@release.command()
+@click.option("--root", type=click.Path(path_type=Path), required=True)
+@click.option("--keep", type=click.IntRange(0, 1000), required=True, help="How many of the newest releases to keep.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def prune(root: Path, keep: int, dry_run: bool, as_json: bool) -> None:
+    """Remove all but the KEEP newest releases; the active and previous ones are always kept."""
+    from iotex_node import artifact
+
+    r = artifact.prune(root, keep, dry_run=dry_run)
+    if as_json:
+        _echo_json({**r.to_json(), "dry_run": dry_run})
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {', '.join(r.removed) or 'nothing'}; kept {', '.join(r.kept) or 'none'}")
 
 
 @release.command()
