@@ -133,6 +133,8 @@ class LabState:
     alertd_port: int = 0  # where alertd listens (the inventory's monitoring_alertd_url), once it is started
     # the drill scheduler's state and runs: the operator's state dir when the lab came up (`drill history` there)
     scheduler_state_dir: str = ""
+    dashboard_port: int = 0  # `iotex-ops dashboard` on 127.0.0.1 (started with alertd and the scheduler)
+    dashboard_url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -424,7 +426,7 @@ def up(
             say(f"creating {delegates} network-namespace hosts with sshd")
             netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
-        prom_port, am_port, alertd_port, pager_port = free_ports(4)
+        prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
         token, _ = ops_services.prepare_alertd(root)
         # the receiver starts (a process of its own) while this one makes the keys, genesis and releases
@@ -497,6 +499,7 @@ def up(
             pager_dir=str(root / "pager"),
             chain_started=False,
             alertd_port=alertd_port,
+            dashboard_port=dashboard_port,
         )
         _save(state)  # from here on `down` can find and remove everything
         t_play = time.monotonic()
@@ -561,6 +564,12 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     stack = _stack(state)
     say("starting Prometheus, Alertmanager and alertd (Alertmanager's webhook -> pages and remediation runbooks)")
     receiver = json.loads((Path(state.pager_dir) / "receiver.json").read_text())
+    scheduler_state_dir = default_state_dir().resolve()
+    if state.dashboard_port:
+        # the dashboard starts first and is not waited for here: it reads what comes up after it, and waiting
+        # for its imports would add to every `lab up` (it is waited for at the end, when it has long been ready)
+        ops_services.start_dashboard(root, Path(state.inventory), state.dashboard_port, scheduler_state_dir,
+                                     Path(state.alertd_state_dir))  # fmt: skip
     # alertd starts beside Prometheus, so that its own down alert never fires on a lab coming up
     with ThreadPoolExecutor(max_workers=1) as pool:
         monitoring = pool.submit(stack.start, rendered=True, daemon=True)
@@ -569,8 +578,10 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     _wait_prometheus_sees(stack, len(state.nodes), timeout=30)
     state.alertd_url = url
     say("starting the drill scheduler (inventory/drills.yml: its schedules are disabled, nothing runs by itself)")
-    state.scheduler_state_dir = str(default_state_dir().resolve())
+    state.scheduler_state_dir = str(scheduler_state_dir)
     ops_services.start_scheduler(root, Path(state.inventory), Path(state.scheduler_state_dir), Path(state.alertd_state_dir))
+    if state.dashboard_port:
+        state.dashboard_url = ops_services.wait_dashboard(root)
     state.chain_started = True
     _save(state)
     return state
