@@ -11,7 +11,7 @@ page is drawn and the topic's last reading is stale, and fans each new fragment 
 
 Security (auth.py): reading needs nothing; an action needs a session (cookie) and the session's CSRF token
 (the X-CSRF-Token header or the form field), a same-origin request, and it is journaled. Every answer carries
-a strict Content-Security-Policy (scripts and styles from this origin only), no framing, no referrer.
+a strict Content-Security-Policy (scripts and styles from this origin only), no framing, no referrer to other sites.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
         resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Frame-Options"] = "DENY"
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Referrer-Policy"] = "same-origin"  # not "no-referrer": Chromium then sends `Origin: null`
     if not request.path.startswith("/static/"):
         resp.headers["Cache-Control"] = "no-store"
     return resp
