@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._speed import reference_line  # noqa: E402
-from iotex_ops.lab import lab as lab_mod  # noqa: E402
+from bench._speed import reference_line
+from iotex_ops.lab import lab as lab_mod
 
 CHROMIUM = "/usr/bin/chromium"
 

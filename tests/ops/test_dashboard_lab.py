@@ -128,7 +128,7 @@ def test_the_lab_serves_the_dashboard_and_every_view_loads(dash: Dash, page: Any
     page.goto(dash.url + "/drills")
     page.wait_for_selector('#schedules tr[data-schedule="lab-first-aid"]')
     page.goto(dash.url + "/charts?window=5m")
-    page.wait_for_function("document.querySelectorAll('#charts .uplot').length === 3", timeout=15_000)
+    page.locator("#charts .uplot").nth(2).wait_for(timeout=15_000)  # (not wait_for_function: the page's CSP forbids eval)
     assert "a point every" in page.inner_text("#charts-status")
     shot(page, tmp_path, "charts")
 
@@ -199,7 +199,7 @@ def test_an_approval_from_the_page_starts_a_scheduled_drill_and_without_a_login_
         assert [(a["event"], a["by"], a["ok"]) for a in acts] == [("approve", "dash-tester", True)], acts
         page.goto(dash.url + "/drills")
         page.wait_for_selector(f'#scheduled-runs tr[data-run="{rid}"]')
-        page.wait_for_function("document.querySelectorAll('#drill-plots .uplot').length >= 1", timeout=10_000)
+        page.locator("#drill-plots .uplot").first.wait_for(timeout=10_000)
         shot(page, tmp_path, "drills-history")
     finally:
         dash.drills.write_text(lab_mod.lab_drills())

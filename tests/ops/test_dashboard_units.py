@@ -168,7 +168,7 @@ def test_alerts_view_from_prometheus_alertd_and_the_receiver() -> None:
 
 
 def test_pending_approvals_are_the_unapproved_undecided_runs_of_schedules_that_need_one() -> None:
-    runs = [{"run_id": "a", "schedule": "s1", "status": "waiting", "approval": None},
+    runs: list[dict[str, Any]] = [{"run_id": "a", "schedule": "s1", "status": "waiting", "approval": None},
             {"run_id": "b", "schedule": "s1", "status": "waiting", "approval": {"by": "ann"}},
             {"run_id": "c", "schedule": "s2", "status": "waiting", "approval": None},
             {"run_id": "d", "schedule": "s1", "status": "ended", "approval": None}]  # fmt: skip
@@ -293,3 +293,19 @@ def test_the_fragments_escape_what_nodes_and_journals_say() -> None:
     drills = views.DrillsView((), (waiting,), (), (), (), {"d": {"t": [1], "duration_s": [evil], "passed": [1]}}, ())
     html = env.get_template("_drills.html").render(v=drills.as_dict(), now=NOW)
     assert evil not in html and 'action="/actions/approve"' in html
+
+
+def test_the_command_refuses_a_public_bind_without_tls_and_login_before_reading_anything(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iotex_ops.cli import main
+
+    res = CliRunner().invoke(main, ["dashboard", "-i", str(tmp_path / "none.yml"), "--listen", "0.0.0.0:8470"])
+    assert res.exit_code == 2 and "refusing to listen on 0.0.0.0" in res.output and "Traceback" not in res.output
+    token = tmp_path / "t"
+    token.write_text("x" * 32)
+    token.chmod(0o640)
+    res = CliRunner().invoke(main, ["dashboard", "-i", str(tmp_path / "none.yml"), "--token-file", str(token)])
+    assert res.exit_code == 2 and "mode 0640" in res.output
+    res = CliRunner().invoke(main, ["dashboard", "-i", str(tmp_path / "none.yml"), "--tls-cert", str(token)])
+    assert res.exit_code == 2 and "both --tls-cert and --tls-key" in res.output
