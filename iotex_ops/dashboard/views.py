@@ -299,6 +299,11 @@ def run_view(summary: RunSummary, state: RunState, *, store: str, now: float, al
 # -- alerts and incidents --------------------------------------------------------------------------------
 
 
+def severity_level(severity: str) -> str:
+    """An alert's colour: critical and error are bad, warning warn, info (the Watchdog heartbeat) info."""
+    return {"critical": "bad", "error": "bad", "warning": "warn", "info": "info"}.get(severity, "warn")
+
+
 _REMEDIATION_FIELDS = ("id", "alertname", "host", "runbook", "run_id", "state", "step", "attempt", "created", "ended", "error")
 
 
@@ -335,10 +340,11 @@ def alerts_view(
                     "alertname": str(r.get("metric", {}).get("alertname", "")),
                     "host": str(r.get("metric", {}).get("host", "")),
                     "severity": str(r.get("metric", {}).get("severity", "")),
+                    "level": severity_level(str(r.get("metric", {}).get("severity", ""))),
                 }
                 for r in firing_rows or ()
             ),
-            key=lambda a: (a["severity"] != "critical", a["alertname"], a["host"]),
+            key=lambda a: (-LEVELS.index(severity_level(a["severity"])), a["alertname"], a["host"]),
         )
     )
     st = alertd_state or {}
@@ -391,8 +397,9 @@ def alerts_view(
     open_pages = [p for p in pages if p["status"] == "triggered"]
     level = worst(
         [
-            "bad" if open_pages or any(a["severity"] == "critical" for a in firing) else "ok",
-            "warn" if firing or breakers else "ok",
+            "bad" if open_pages else "ok",
+            *(severity_level(a["severity"]) for a in firing),
+            "warn" if breakers else "ok",
             "warn" if alertd_configured and alertd_state is None else "ok",
         ]
     )

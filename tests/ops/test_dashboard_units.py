@@ -162,6 +162,10 @@ def test_alerts_view_from_prometheus_alertd_and_the_receiver() -> None:
     assert v.pages[0]["id"] == "k1" and v.prometheus == "not answering"
     assert views.alerts_view([], None, None, now=NOW, alertd_configured=True).alertd == "not answering"
     assert views.alerts_view([], None, None, now=NOW, alertd_configured=False).level == "ok"
+    # the Watchdog heartbeat fires all the time: blue, not a warning
+    heartbeat = [{"metric": {"alertname": "Watchdog", "severity": "info"}}]
+    v = views.alerts_view(heartbeat, {}, [], now=NOW, alertd_configured=True)
+    assert (v.level, v.firing[0]["level"]) == ("info", "info")
 
 
 # -- drills ------------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
     el.textContent = "";
     const width = Math.max(300, el.clientWidth - 10);
     const series = [{}].concat(labels.map((l, i) => ({ label: l, stroke: palette[i % palette.length], width: 1.5, spanGaps: false })));
-    return new uPlot({ title: title, width: width, height: 220, series: series }, data, el);
+    // one run (or one sample) alone: an hour either side, not uPlot's guess of years
+    const x = { range: (u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) };
+    return new uPlot({ title: title, width: width, height: 220, series: series, scales: { x: x } }, data, el);
   }
 
   const charts = document.getElementById("charts");

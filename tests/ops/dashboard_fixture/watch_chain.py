@@ -31,6 +31,6 @@ RUNBOOK = Runbook(
             hosts="delegates",
             serial=True,
             verify=(Check("finalized height grows", grows, timeout=20),),
-        ),  # fmt: skip
+        ),
     ),
 )
