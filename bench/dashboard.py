@@ -31,7 +31,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def _fmt(xs: list[float]) -> str:
-    return f"median {statistics.median(xs):.3f} s, worst {max(xs):.3f} s (n={len(xs)})"
+    each = ", ".join(f"{x:.3f}" for x in xs)
+    return f"median {statistics.median(xs):.3f} s, worst {max(xs):.3f} s (n={len(xs)}: {each})"
 
 
 def main() -> int:
