@@ -294,6 +294,28 @@ def test_no_secret_in_any_page_or_asset(dash: Dash) -> None:
     assert not [(p, x[:6]) for p in logs if p.exists() for x in secret if x in p.read_text()]
 
 
+def test_a_page_is_acknowledged_from_the_page_after_a_login(dash: Dash, page: Any, tmp_path: Path) -> None:
+    from iotex_ops.paging.receiver import LabClient
+
+    key = f"iotex-ops/lab/dashboard-test/{time.time_ns()}"
+    pager = ["pager", "send", "--dir", dash.state.pager_dir, "--dedup-key", key]
+    res = CliRunner().invoke(main, [*pager[:2], "trigger", *pager[2:], "--summary", "a test page", "--severity", "error"])
+    assert res.exit_code == 0, res.output
+    try:
+        login(page, dash, "dash-oncall")
+        page.goto(dash.url + "/alerts")
+        row = page.locator("#pages tr", has_text="a test page")
+        row.locator("button", has_text="acknowledge").click(timeout=15_000)
+        assert f"page {key} acknowledged by dash-oncall" in flash(page, "acknowledged")
+        incident = next(i for i in LabClient.for_dir(dash.state.pager_dir).incidents() if i["dedup_key"] == key)
+        assert incident["status"] == "acknowledged"
+        assert [(a["event"], a["by"], a["ok"]) for a in dash.actions() if a.get("dedup_key") == key] == [
+            ("acknowledge", "dash-oncall", True)
+        ]
+    finally:
+        CliRunner().invoke(main, [*pager[:2], "resolve", *pager[2:]])
+
+
 def test_a_killed_node_turns_red_within_5s_without_a_reload(dash: Dash, page: Any, tmp_path: Path) -> None:
     victim = dash.state.nodes[-1].name
     dash.wait_quiet()

@@ -313,3 +313,18 @@ def test_the_command_refuses_a_public_bind_without_tls_and_login_before_reading_
     assert res.exit_code == 2 and "mode 0640" in res.output
     res = CliRunner().invoke(main, ["dashboard", "-i", str(tmp_path / "none.yml"), "--tls-cert", str(token)])
     assert res.exit_code == 2 and "both --tls-cert and --tls-key" in res.output
+
+
+def test_a_public_bind_with_tls_and_a_login_is_accepted_and_a_bad_certificate_is_said(tmp_path: Path) -> None:
+    from iotex_ops.dashboard import server
+    from iotex_ops.paging.tls import LabCA
+
+    ca = LabCA.create(tmp_path / "ca")
+    token = auth.write_token_file(tmp_path / "login.token")
+    opts = server.Options(inventory=tmp_path / "none.yml", state_dir=tmp_path, listen="0.0.0.0:8470", token_file=token,
+                          tls_cert=ca.cert_file, tls_key=ca.key_file)  # fmt: skip
+    host, port, tls, sessions = server.prepare(opts)  # checks only: nothing is bound or read
+    assert (host, port, tls is not None, sessions.enabled) == ("0.0.0.0", 8470, True, True)  # noqa: S104 - a string compared
+    bad = server.Options(inventory=tmp_path / "none.yml", state_dir=tmp_path, tls_cert=token, tls_key=token)
+    with pytest.raises(DashboardError, match="cannot load the TLS certificate"):
+        server.prepare(bad)
