@@ -170,17 +170,7 @@ ENV = web.AppKey("env", jinja2.Environment)
 SECURE = web.AppKey("secure", bool)
 
 
-@web.middleware
-async def _headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    try:
-        resp = await handler(request)
-    except web.HTTPException as exc:
-        resp = exc
-    except DashboardError as exc:
-        resp = web.Response(status=400, text=str(exc))
-    except Exception as exc:  # never a traceback or a bare 500 page: one line, and the log has the rest
-        log.exception("dashboard: %s %s failed", request.method, request.path)
-        resp = web.Response(status=503, text=f"the dashboard could not answer: {type(exc).__name__}: {exc}")
+def _secure(request: web.Request, resp: web.StreamResponse) -> None:
     if "Content-Security-Policy" not in resp.headers:
         resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Frame-Options"] = "DENY"
@@ -188,6 +178,21 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
     resp.headers["Referrer-Policy"] = "same-origin"  # not "no-referrer": Chromium then sends `Origin: null`
     if not request.path.startswith("/static/"):
         resp.headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:  # a 303, 403, 404...: raised on, with the same headers as any answer
+        _secure(request, exc)
+        raise
+    except DashboardError as exc:
+        resp = web.Response(status=400, text=str(exc))
+    except Exception as exc:  # never a traceback or a bare 500 page: one line, and the log has the rest
+        log.exception("dashboard: %s %s failed", request.method, request.path)
+        resp = web.Response(status=503, text=f"the dashboard could not answer: {type(exc).__name__}: {exc}")
+    _secure(request, resp)
     return resp
 
 
@@ -314,7 +319,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     resp = web.HTTPSeeOther(_safe_next(str(form.get("next", "/"))))
     resp.set_cookie(auth.COOKIE, s.id, httponly=True, samesite="Strict", secure=request.app[SECURE], path="/",
                     max_age=int(auth.SESSION_TTL_S))  # fmt: skip
-    return resp
+    raise resp  # (aiohttp: an HTTPException is raised, not returned)
 
 
 def _safe_next(target: str) -> str:
@@ -331,7 +336,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         request.app[SESSIONS].logout(s.id)
     resp = web.HTTPSeeOther("/")
     resp.del_cookie(auth.COOKIE, path="/")
-    return resp
+    raise resp
 
 
 ACTION_TOPIC = {"approve": "drills", "suspend": "drills", "resume": "drills", "acknowledge": "alerts"}
