@@ -6,3 +6,7 @@
   RunStore, alertd's /v1/state, the lab's receiver, the scheduler's state) and the actions they take;
 - `app`: the aiohttp application: pages (jinja2), server-sent events, the actions, static assets.
 """
+
+# The line `iotex-ops dashboard` prints once it serves ("dashboard: serving URL ..."): the lab waits for it. Here,
+# not in server.py, so that the lab reads it without importing aiohttp and the app.
+READY = "dashboard: serving"

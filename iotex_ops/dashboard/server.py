@@ -11,12 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from iotex_ops.dashboard import auth
+from iotex_ops.dashboard import READY, auth
 from iotex_ops.dashboard.app import make_app
 from iotex_ops.dashboard.errors import DashboardError
 from iotex_ops.dashboard.sources import Sources
-
-READY = "dashboard: serving"  # the line the lab (and a test) waits for: "dashboard: serving URL"
 
 
 @dataclass(frozen=True)

@@ -502,6 +502,10 @@ def up(
             dashboard_port=dashboard_port,
         )
         _save(state)  # from here on `down` can find and remove everything
+        # the dashboard starts now, beside the playbooks, and is waited for only at the end (`complete`), when it
+        # has long been serving: its start-up adds nothing to `lab up`. Until the nodes run, it says so.
+        ops_services.start_dashboard(root, inventory, dashboard_port, default_state_dir().resolve(),
+                                     Path(state.alertd_state_dir))  # fmt: skip
         t_play = time.monotonic()
         stack = _stack(state)
         if chain:
@@ -565,11 +569,6 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     say("starting Prometheus, Alertmanager and alertd (Alertmanager's webhook -> pages and remediation runbooks)")
     receiver = json.loads((Path(state.pager_dir) / "receiver.json").read_text())
     scheduler_state_dir = default_state_dir().resolve()
-    if state.dashboard_port:
-        # the dashboard starts first and is not waited for here: it reads what comes up after it, and waiting
-        # for its imports would add to every `lab up` (it is waited for at the end, when it has long been ready)
-        ops_services.start_dashboard(root, Path(state.inventory), state.dashboard_port, scheduler_state_dir,
-                                     Path(state.alertd_state_dir))  # fmt: skip
     # alertd starts beside Prometheus, so that its own down alert never fires on a lab coming up
     with ThreadPoolExecutor(max_workers=1) as pool:
         monitoring = pool.submit(stack.start, rendered=True, daemon=True)

@@ -188,7 +188,7 @@ def start_dashboard(root: Path, inventory: Path, port: int, state_dir: Path, ale
 
 def wait_dashboard(root: Path, timeout: float = 30.0) -> str:
     """The lab dashboard's URL once it serves (its log's ready line)."""
-    from iotex_ops.dashboard.server import READY
+    from iotex_ops.dashboard import READY
 
     d = _paths(root)["dashboard"]
     log = d / "dashboard.log"
