@@ -141,9 +141,9 @@ class Sources:
         now = time.time()
         out: list[views.RunView] = []
         for label, store in self.stores.items():
-            ids = store.ids()
-            unfinished_window = ids[-200:]  # run ids begin with their start time: old unfinished runs are history
-            for run_id in unfinished_window:
+            # run ids begin with their start time: the newest 200 hold every run worth a look (an unfinished one
+            # older than that is history: `runbook runs` lists it)
+            for run_id in store.ids()[-200:]:
                 v = self._run(label, store, run_id, now, run_id in live)
                 if v is not None:
                     out.append(v)
