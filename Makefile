@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: test test-fast lint localnet rehearsal lab-deps bench-tps bench-crash bench-24 clean
 
 # System packages the lab and its tests use: the real Prometheus, Alertmanager and sshd; nginx-light is the
-# netns lab's API proxy (playbooks/roles/api_proxy).
-LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2 nginx-light
+# netns lab's API proxy (playbooks/roles/api_proxy); chromium is the browser of the dashboard's tests.
+LAB_PACKAGES := prometheus prometheus-alertmanager openssh-server iproute2 nginx-light chromium
 
 $(STAMP): pyproject.toml node/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,7 @@ lab-deps:
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -40,6 +40,7 @@ LAZY_GROUPS = {
     "stake": "iotex_ops.cli.client:stake",
     "chain": "iotex_ops.cli.client:chain",
     "rewards": "iotex_ops.cli.client:rewards",
+    "dashboard": "iotex_ops.cli.dashboard:dashboard",
 }
 
 

@@ -42,6 +42,7 @@ def _print_status(state: Any, as_json: bool) -> None:
     if as_json:
         doc = {"mode": state.mode, "delegates": [r.to_json() for r in rows], "standbys": standbys}
         doc |= {"prometheus": state.prometheus_url, "alertmanager": state.alertmanager_url, "services": services}
+        doc |= {"dashboard": getattr(state, "dashboard_url", "")}
         click.echo(json.dumps(doc, indent=2))
         return
     console = default_console()
@@ -54,6 +55,8 @@ def _print_status(state: Any, as_json: bool) -> None:
     for s in services:
         running = f"[green]running[/green] (pid {s['pid']})" if s["running"] else "[red]not running[/red]"
         console.print(f"  {s['service']:15} {running}")
+    if getattr(state, "dashboard_url", ""):
+        console.print(f"  dashboard: {state.dashboard_url}")
     if getattr(state, "scheduler_state_dir", ""):
         console.print(f"  drill schedules: `iotex-ops scheduler status --state-dir {state.scheduler_state_dir}`")
 
@@ -109,6 +112,8 @@ def up(delegates: int, hosts: str, block_interval: float, standby: str | None, r
         console.print(f"  Alertmanager  {state.alertmanager_url}")
         console.print(f"  alertd        {state.alertd_url}  (`iotex-ops alertd status --state-dir {state.alertd_state_dir}`)")
         console.print(f"  pager         {state.pager_dir}  (`iotex-ops pager incidents`)")
+        if getattr(state, "dashboard_url", ""):
+            console.print(f"  dashboard     {state.dashboard_url}  (login token: {state.root}/dashboard/login.token)")
         console.print(f"  inventory     {state.inventory}")
     _print_status(state, as_json)
 

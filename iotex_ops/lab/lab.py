@@ -176,6 +176,8 @@ class LabState:
     # inventory/releases.yml trusts that key and follows the stable channel
     channel_dir: str = ""
     publisher_key: str = ""
+    dashboard_port: int = 0  # `iotex-ops dashboard` on 127.0.0.1 (started with alertd and the scheduler)
+    dashboard_url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -470,7 +472,7 @@ def up(
             say(f"creating {delegates} network-namespace hosts with sshd")
             netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
-        prom_port, am_port, alertd_port, pager_port = free_ports(4)
+        prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
         token, _ = ops_services.prepare_alertd(root)
         # the receiver starts (a process of its own) while this one makes the keys, genesis and releases
@@ -552,8 +554,13 @@ def up(
             standbys=standbys,
             channel_dir=str(channel_dir),
             publisher_key=str(publisher_key),
+            dashboard_port=dashboard_port,
         )
         _save(state)  # from here on `down` can find and remove everything
+        # the dashboard starts now, beside the playbooks, and is waited for only at the end (`complete`), when it
+        # has long been serving: its start-up adds nothing to `lab up`. Until the nodes run, it says so.
+        ops_services.start_dashboard(root, inventory, dashboard_port, default_state_dir().resolve(),
+                                     Path(state.alertd_state_dir))  # fmt: skip
         t_play = time.monotonic()
         stack = _stack(state)
         if chain:
@@ -616,6 +623,7 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     stack = _stack(state)
     say("starting Prometheus, Alertmanager and alertd (Alertmanager's webhook -> pages and remediation runbooks)")
     receiver = json.loads((Path(state.pager_dir) / "receiver.json").read_text())
+    scheduler_state_dir = default_state_dir().resolve()
     # alertd starts beside Prometheus, so that its own down alert never fires on a lab coming up
     with ThreadPoolExecutor(max_workers=1) as pool:
         monitoring = pool.submit(stack.start, rendered=True, daemon=True)
@@ -624,8 +632,12 @@ def complete(state: LabState, say: Callable[[str], None] = lambda s: None) -> La
     _wait_prometheus_sees(stack, len(state.nodes), timeout=30)
     state.alertd_url = url
     say("starting the drill scheduler (inventory/drills.yml: its schedules are disabled, nothing runs by itself)")
-    state.scheduler_state_dir = str(default_state_dir().resolve())
+    state.scheduler_state_dir = str(scheduler_state_dir)
     ops_services.start_scheduler(root, Path(state.inventory), Path(state.scheduler_state_dir), Path(state.alertd_state_dir))
+    if state.dashboard_port:
+        t_dash = time.monotonic()
+        state.dashboard_url = ops_services.wait_dashboard(root)
+        state.timings["dashboard_wait_s"] = round(time.monotonic() - t_dash, 3)  # ~0: it was ready long before
     state.chain_started = True
     _save(state)
     return state

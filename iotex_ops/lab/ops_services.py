@@ -41,7 +41,7 @@ class OpsServicesError(OpsError):
 
 
 def _paths(root: Path) -> dict[str, Path]:
-    return {"pager": root / "pager", "alertd": root / "alertd", "scheduler": root / "scheduler"}
+    return {"pager": root / "pager", "alertd": root / "alertd", "scheduler": root / "scheduler", "dashboard": root / "dashboard"}
 
 
 def prepare_alertd(root: Path) -> tuple[Path, Path]:
@@ -166,12 +166,60 @@ def scheduler_pid(root: Path) -> int | None:
     return pid if alive(pid) else None
 
 
+def dashboard_token_file(root: Path) -> Path:
+    """The lab dashboard's login token (0600, made once by `lab up`): who has the lab's files may act on it."""
+    from iotex_ops.dashboard.auth import write_token_file
+
+    return write_token_file(_paths(root)["dashboard"] / "login.token")
+
+
+def start_dashboard(root: Path, inventory: Path, port: int, state_dir: Path, alertd_state_dir: Path) -> int:
+    """Start `iotex-ops dashboard` on 127.0.0.1:port and return at once (its pid): it needs nothing that
+    is not there yet, and `lab up` does not wait for it (`wait_dashboard` does, when something needs it)."""
+    d = _paths(root)["dashboard"]
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = dashboard_token_file(root)
+    log = d / "dashboard.log"
+    log.unlink(missing_ok=True)
+    argv = [IOTEX_OPS, "dashboard", "-i", str(inventory), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir),
+            "--alertd-state-dir", str(alertd_state_dir), "--token-file", str(token)]  # fmt: skip
+    return spawn(argv, d / "dashboard.pid", log, env={**os.environ, "LC_ALL": "C.UTF-8"})
+
+
+def wait_dashboard(root: Path, timeout: float = 30.0) -> str:
+    """The lab dashboard's URL once it serves (its log's ready line)."""
+    from iotex_ops.dashboard import READY
+
+    d = _paths(root)["dashboard"]
+    log = d / "dashboard.log"
+    try:
+        pid = int((d / "dashboard.pid").read_text().strip())
+    except (OSError, ValueError):
+        raise OpsServicesError(f"the lab's dashboard was not started (no {d / 'dashboard.pid'})") from None
+
+    def ready() -> str | None:
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(READY):
+                return line.split()[2]
+        return None
+
+    return str(_wait("the dashboard", ready, pid, log, timeout))
+
+
+def stop_dashboard(root: Path) -> int | None:
+    return kill_pidfile(_paths(root)["dashboard"] / "dashboard.pid", ("dashboard",), timeout=10)
+
+
 def services(root: Path) -> list[dict[str, Any]]:
     """The lab's ops services and whether each runs (`lab status`)."""
     out = []
     d = _paths(root)
     named = (("alertd", d["alertd"] / "alertd.pid"), ("scheduler", d["scheduler"] / "scheduler.pid"),
-             ("pager receiver", d["pager"] / "receiver.pid"))  # fmt: skip
+             ("pager receiver", d["pager"] / "receiver.pid"), ("dashboard", d["dashboard"] / "dashboard.pid"))  # fmt: skip
     for name, pidfile in named:
         try:
             pid: int | None = int(pidfile.read_text().strip())
@@ -183,6 +231,9 @@ def services(root: Path) -> list[dict[str, Any]]:
 
 def stop(root: Path) -> list[str]:
     stopped = []
+    pid = stop_dashboard(root)
+    if pid is not None:
+        stopped.append(f"dashboard {pid}")
     pid = stop_scheduler(root)  # first: it would start a drill on a lab going down
     if pid is not None:
         stopped.append(f"scheduler {pid}")

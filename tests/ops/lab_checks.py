@@ -101,11 +101,17 @@ def check_up(state: lab_mod.LabState) -> Footprint:
     leaked = [(p, s[:6]) for p in _logs_and_artifacts(root) for s in secrets(root) if s in p.read_text(errors="replace")]
     assert not leaked, f"secrets found in logs or artifacts: {leaked}"
     assert all(s not in repr(state) for s in secrets(root))
-    urls = [n.api_url for n in state.nodes] + [state.prometheus_url, state.alertmanager_url, state.alertd_url]
+    urls = [n.api_url for n in state.nodes] + [
+        state.prometheus_url,
+        state.alertmanager_url,
+        state.alertd_url,
+        state.dashboard_url,
+    ]
     pids = [p for p in (state.node_pid(n.name) for n in state.nodes) if p is not None]
     services = json.loads(runner.invoke(main, ["lab", "status", "--json"], env=env).output)["services"]
-    assert all(s["running"] for s in services) and {s["service"] for s in services} == {"alertd", "scheduler", "pager receiver"}
-    for f in ("alertd/alertd.pid", "pager/receiver.pid", "scheduler/scheduler.pid"):
+    assert all(s["running"] for s in services)
+    assert {s["service"] for s in services} == {"alertd", "scheduler", "pager receiver", "dashboard"}
+    for f in ("alertd/alertd.pid", "pager/receiver.pid", "scheduler/scheduler.pid", "dashboard/dashboard.pid"):
         pids.append(int((root / f).read_text().strip()))
     return Footprint(root, state.mode, pids, {int(u.rsplit(":", 1)[1]) for u in urls})
 

@@ -52,6 +52,8 @@ def test_the_alertd_role_installs_a_unit_owner_only_secrets_and_a_checked_policy
         assert f.read_text() == value
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
     assert TOKEN not in unit and ROUTING_KEY not in unit
+    dash = (tmp_path / "iotex-dashboard.service").read_text()
+    assert " dashboard " in dash and "--listen 127.0.0.1:8470" in dash and "--token-file" not in dash  # read-only
     artifacts = "".join(p.read_text(errors="replace") for p in (tmp_path / "runs").rglob("*") if p.is_file())
     assert ROUTING_KEY not in artifacts and TOKEN not in artifacts
 
