@@ -1416,7 +1416,8 @@ def open_chain(cfg: NodeConfig, genesis: genesis_mod.Genesis, supported: tuple[i
         if size <= START_CHECK_MAX_BYTES:
             problems = store.check(quick=True)
             if problems:
-                raise StorageError(f"database {path} is damaged ({'; '.join(problems[:3])}): {fix}")
+                more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+                raise StorageError(f"database {path} is damaged ({'; '.join(problems[:3])}{more}): {fix}")
         chain = Chain(
             genesis,
             store,

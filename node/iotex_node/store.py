@@ -93,7 +93,11 @@ def integrity_problems(conn: sqlite3.Connection, quick: bool = False) -> list[st
         rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check")]
     except sqlite3.DatabaseError as exc:
         return [f"unreadable: {exc}"]
-    return [] if rows == ["ok"] else rows
+    if rows == ["ok"]:
+        return []
+    # one problem a line: SQLite may put many in one row, under a "*** in database main ***" heading
+    lines = [ln.strip() for r in rows for ln in r.splitlines()]
+    return [ln for ln in lines if ln and not (ln.startswith("***") and ln.endswith("***"))] or ["damaged"]
 
 
 class Store:

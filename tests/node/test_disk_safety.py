@@ -221,3 +221,15 @@ def test_db_check_refuses_a_home_without_a_database(tmp_path: Path) -> None:
     cfg.path(cfg.database).unlink()
     res = CliRunner().invoke(node_cli, ["db", "check", "--home", str(cfg.home)])
     assert res.exit_code == 2 and "no database at" in res.output
+
+
+def test_sqlites_many_problems_in_one_row_become_one_line_each() -> None:
+    """quick_check may answer one row holding many lines under a heading: the node's one-line refusal must
+    not carry them (fault-corrupt-db once saw a refusal spread over a hundred log lines)."""
+    from iotex_node.store import integrity_problems
+
+    class Rows:
+        def execute(self, sql: str) -> list[tuple[str]]:
+            return [("*** in database main ***\nPage 326 is never used\nPage 327 is never used",), ("row 3 missing",)]
+
+    assert integrity_problems(Rows(), quick=True) == ["Page 326 is never used", "Page 327 is never used", "row 3 missing"]  # type: ignore[arg-type]
