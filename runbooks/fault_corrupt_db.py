@@ -67,6 +67,8 @@ def damage(ctx: RunContext) -> None:
     d, how = target(ctx), str(ctx.params["how"])
     db = shlex.quote(_db(d))
     size = int(d.run(f"stat -c %s {db}", timeout=15).stdout.strip())
+    # a whole copy first: a run that fails before rebuild-node's steps have restored the node puts it back
+    d.run(f"for f in {db} {db}-wal; do [ ! -e $f ] || cp -p $f $f.pre-fault; done", timeout=120)
     pages = size // PAGE
     if how == "truncate":
         d.run(f"truncate -s {size // 2} {db}", timeout=30)
@@ -79,6 +81,21 @@ def damage(ctx: RunContext) -> None:
     ctx.remember("damage", {"how": how, "bytes": size, "pages": pages, "damaged_pages": hit})
     ctx.event("damaged", host=d.name, how=how, bytes=size, pages=pages, damaged_pages=hit)
     ctx.log(f"{d.name}: {_db(d)} damaged ({how}: {len(hit) or 'half the file'} of {pages} pages)")
+
+
+def undamage(ctx: RunContext) -> None:
+    """Put the copy taken before the damage back (over whatever is there: a rebuilt file is as good, and a
+    damaged one is not) and start the node: a failed run never leaves its victim unable to start."""
+    d = target(ctx)
+    db = shlex.quote(_db(d))
+    if d.run(f"[ -e {db}.pre-fault ]", check=False, timeout=15).ok:
+        with contextlib.suppress(OpsError):
+            d.service("stop", timeout=30)
+        d.run(f"rm -f {db}-wal {db}-shm; for f in {db} {db}-wal; do [ ! -e $f.pre-fault ] || mv $f.pre-fault $f; done",
+              timeout=120)  # fmt: skip
+        ctx.log(f"{d.name}: its database from before the damage put back")
+    with contextlib.suppress(OpsError):
+        d.service("start", timeout=30)
 
 
 def start_refused(ctx: RunContext) -> None:
@@ -116,6 +133,8 @@ def db_check(ctx: RunContext) -> None:
     if not report.get("ok"):
         raise OpsError(f"{d.name}: the rebuilt database fails its check: {report.get('problems')}")
     ctx.log(f"{d.name}: rebuilt database whole at height {report.get('height')} ({report.get('seconds')}s check)")
+    db = shlex.quote(_db(d))
+    d.run(f"rm -f {db}.pre-fault {db}-wal.pre-fault", timeout=30)  # the copy taken before the damage: not needed
 
 
 def measure(ctx: RunContext) -> dict[str, Any]:
@@ -149,7 +168,15 @@ RUNBOOK = Runbook(
     steady_state=(checks.finalizing(blocks=2, within=15),),
     steps=(
         Step("stop-victim", stop, "stop the victim's node", destructive=True, timeout=rebuild.STOP_WAIT_S + 30),
-        Step("damage", damage, "overwrite pages of its chain.db (or truncate it)", destructive=True, timeout=90),
+        Step(
+            "damage",
+            damage,
+            "copy its chain.db aside, then overwrite pages of it (or truncate it)",
+            destructive=True,
+            timeout=150,
+            rollback=undamage,
+            rollback_description="put the copy back and start the node",
+        ),
         Step("start-refused", start_refused, "start it: it must refuse, naming the damaged file, and stay down", timeout=60),
         *(_steps[n] for n in ("choose-peer", "snapshot", "transfer", "stop", "restore", "start", "verify")),
         Step(
