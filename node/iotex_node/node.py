@@ -1299,9 +1299,19 @@ class Node:
         """The network (the lower median of the delegates' claims, which a lying minority cannot move) has
         finalized `height` already: signing there is useless (the block and its certificate exist: sync
         fetches them), and for a primary that was replaced while it was away it is the one way to sign a
-        height its successor signed before the blocks it syncs show it was replaced."""
-        nh = self.network_height()
-        return nh is not None and nh >= height
+        height its successor signed before the blocks it syncs show it was replaced.
+
+        Only the delegates' own claims count (peers that proved their operator key): `network_height` falls back
+        to any peer's claim when no delegate is connected, and one lying outsider must not stop a node signing."""
+        ds = self._delegate_set()
+        claims: dict[str, int] = {}
+        for p in self.net.peers.values():
+            if not p.closed and p.operator is not None and p.operator in ds:
+                claims[p.operator] = max(claims.get(p.operator, 0), p.height)
+        if not claims:
+            return False
+        ordered = sorted(claims.values())
+        return ordered[(len(ordered) - 1) // 2] >= height
 
     def is_synced(self) -> bool:
         """At most one block behind what the network shows (not what its highest claim says)."""
