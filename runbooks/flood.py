@@ -47,15 +47,12 @@ def _target(ctx: RunContext) -> Delegate:
 
 
 def _accounts_file(ctx: RunContext) -> Path:
-    given = str(ctx.params["accounts_file"])
-    if given:
-        return Path(given)
     from iotex_ops.lab import lab as lab_mod
 
-    st = lab_mod.load_state()
-    if st is None or not st.accounts_file:
+    found = lab_mod.funded_accounts_file(str(ctx.params["accounts_file"]), ctx.network.inventory.path)
+    if found is None:
         raise OpsError("flood: no funded accounts: pass -e accounts_file=PATH (a lab has them in its state)")
-    return Path(st.accounts_file)
+    return found
 
 
 def preflight(ctx: RunContext) -> list[str]:

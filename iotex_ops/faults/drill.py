@@ -127,16 +127,9 @@ def _already_out(ctx: RunContext) -> list[str]:
 
 
 def _accounts(ctx: RunContext) -> Path | None:
-    given = str(ctx.params["accounts_file"])
-    if given:
-        return Path(given)
-    for p in ctx.network.inventory.path.resolve().parents:  # a lab's inventory lives under its root
-        if (p / "lab.json").is_file():
-            from iotex_ops.lab import lab as lab_mod
+    from iotex_ops.lab import lab as lab_mod
 
-            st = lab_mod.load_state(p)
-            return Path(st.accounts_file) if st and st.accounts_file else None
-    return None
+    return lab_mod.funded_accounts_file(str(ctx.params["accounts_file"]), ctx.network.inventory.path)
 
 
 def _marker(ctx: RunContext) -> Path:

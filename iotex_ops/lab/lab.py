@@ -204,6 +204,18 @@ class LabState:
         return pid if alive(pid) else None
 
 
+def funded_accounts_file(given: str, inventory: Path) -> Path | None:
+    """The funded accounts a drill's load signs with: `given` (`-e accounts_file=PATH`) when set, else those of
+    the lab whose inventory `inventory` is (it lives under the lab's root), else None."""
+    if given:
+        return Path(given)
+    for p in Path(inventory).resolve().parents:
+        if (p / "lab.json").is_file():
+            st = load_state(p)
+            return Path(st.accounts_file) if st and st.accounts_file else None
+    return None
+
+
 def load_state(root: Path | None = None) -> LabState | None:
     path = (root or default_root()) / STATE_FILE
     try:

@@ -13,7 +13,6 @@ what is read is verified by the reader, never trusted because of where it came f
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -43,12 +42,7 @@ class ChannelError(OpsError):
     """A channel that cannot be read or published to; names the channel and the path or URL."""
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256_file = sr.sha256_file
 
 
 def manifest_name(version: str) -> str:

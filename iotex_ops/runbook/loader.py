@@ -25,39 +25,41 @@ def search_path(extra: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
 _SIBLINGS = threading.Lock()
 
 
+def _module_name(path: Path, shared: bool = False) -> str:
+    return f"iotex_runbooks_{abs(hash(str(path.parent))) % 10**8}{'_shared' if shared else ''}.{path.stem}"
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    """Execute the file at `path` as module `name` (in sys.modules while it runs, removed if it fails)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RunbookError(f"cannot load runbook module {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
 def sibling(of: str, stem: str) -> ModuleType:
     """The runbook module `stem` beside the runbook file `of` (a runbook's `__file__`), for a runbook that
     reuses another's steps: loaded once per process, and never seen half-imported by another thread (the
     scheduler and alertd load runbooks from several threads)."""
     path = Path(of).with_name(f"{stem}.py")
-    name = f"iotex_runbooks_{abs(hash(str(path.parent))) % 10**8}_shared.{stem}"
+    name = _module_name(path, shared=True)
     with _SIBLINGS:
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise RunbookError(f"cannot load runbook module {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-        return module
+        return sys.modules[name] if name in sys.modules else _import(name, path)
 
 
 def _load_file(path: Path) -> Runbook:
-    mod_name = f"iotex_runbooks_{abs(hash(str(path.parent))) % 10**8}.{path.stem}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise RunbookError(f"cannot load runbook module {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = _import(_module_name(path), path)
+    except RunbookError:
+        raise
     except Exception as exc:
-        sys.modules.pop(mod_name, None)
         raise RunbookError(f"runbook module {path} failed to import: {type(exc).__name__}: {exc}") from exc
     rb = getattr(module, "RUNBOOK", None)
     if not isinstance(rb, Runbook):

@@ -121,11 +121,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from iotex_node.signed_release import sha256_file
+
+    return sha256_file(path)
 
 
 def _dumps(doc: Any) -> bytes:

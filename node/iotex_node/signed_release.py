@@ -62,6 +62,15 @@ MAX_SIGNATURES = 8
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (an artifact, a manifest's subject)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class RefusedRelease(ReleaseError):
     """A signed release that must not be installed; `reason` is one of REASONS, `version` what it claimed."""
 
@@ -344,12 +353,9 @@ def check_artifact(info: ReleaseInfo, artifact: Path) -> None:
         raise ReleaseError(f"artifact {artifact} does not exist") from None
     if size != info.size:
         raise RefusedRelease("checksum", f"artifact {artifact} has {size} bytes, the manifest says {info.size}", info.version)
-    h = hashlib.sha256()
-    with open(artifact, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if not hmac.compare_digest(h.hexdigest(), info.sha256):
-        why = f"artifact {artifact} has sha256 {h.hexdigest()}, the manifest says {info.sha256}"
+    digest = sha256_file(artifact)
+    if not hmac.compare_digest(digest, info.sha256):
+        why = f"artifact {artifact} has sha256 {digest}, the manifest says {info.sha256}"
         raise RefusedRelease("checksum", why, info.version)
 
 
