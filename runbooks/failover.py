@@ -7,15 +7,21 @@ chain and signs nothing. The drill (docs/failover.md):
 1. **check-pair**: which of the two signs now (the roles swap with every failover: the victim is whichever is
    primary), the standby in step with the chain, the primary's key in recent certificates.
 2. **fault**: kill -9 the primary (`mode=kill`), or demote it (`mode=switchover`: a planned handover, e.g.
-   before maintenance of the primary's host). A killed primary is made a standby at once while it is down
-   (`iotex-node set-standby`, or `admin demote` if something started it meanwhile), so that whatever starts it
-   next (alertd's restart-node, a person, a reboot) starts a standby.
+   before maintenance of the primary's host), or cut it off every peer while it runs (`mode=partition`, the
+   netns lab: blackhole routes in its namespace to every other delegate and the standby, and strict
+   reverse-path filtering so that nothing they send arrives either; it still answers the controller). A
+   killed primary is made a standby at once while it is down (`iotex-node set-standby`, or `admin demote` if
+   something started it meanwhile), so that whatever starts it next (alertd's restart-node, a person, a
+   reboot) starts a standby.
 3. **promote**: `iotex-node admin promote --force` on the standby. `--force` skips only the node's "heard the
    key lately" guard (the drill has just stopped the primary); the node's fence still holds: it signs nothing
    at a height its key's other holder can have signed (docs/node.md, "Hot standby").
 4. **verify-signing**: the key's precommit in a certificate at or above the fence, within `sign_within_s` of
    the fault.
-5. **back-as-standby** (`restore`): the old primary started again; it answers as a standby, in step.
+5. **back-as-standby** (`restore`): the old primary started again; it answers as a standby, in step. In
+   partition mode (always): the cut-off primary is demoted through its admin API (`demote_before_heal`, fence
+   first) and then the routes are removed; it catches up as the standby. With `demote_before_heal=false` the
+   drill relies on the node's own guard: it demotes itself when it finds its key signed at or above its fence.
 6. **verify-no-double-sign**: a check, not an alarm: over every block from the drill's start, each height
    whose certificate carries the key is in exactly one of the two nodes' signing records (`iotex-node admin
    signed`), and no height is in both.
@@ -24,22 +30,24 @@ Measures: time from the fault to the first block the new primary signed, the del
 (target <= `max_missed`), the fence, and with `tps` > 0 the transfers accepted meanwhile that never became
 final (target 0). Rollback: the roles before the drill (the old primary started, in step, given the key back;
 the standby demoted); if the old primary does not come back the standby signs: the delegate always ends with
-one signer.
+one signer. In partition mode the rollback removes the routes first, whatever else fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 from iotex_ops.errors import OpsError
+from iotex_ops.faults import edge
 from iotex_ops.network import Delegate
 from iotex_ops.nodeapi import Block, NodeApiError
 from iotex_ops.runbook import Check, CheckResult, Param, Runbook, RunContext, Step
 from iotex_ops.traffic import BackgroundLoad
 
-MODES = ("kill", "switchover")
+MODES = ("kill", "switchover", "partition")
 API_TIMEOUT_S = 1.0
 # the no-double-sign check reads the blocks from this many heights before the drill's start on
 LOOKBACK_BLOCKS = 20
@@ -114,8 +122,21 @@ def preflight(ctx: RunContext) -> list[str]:
         problems.append(
             f"a failover drill needs at least 4 delegates (the chain finalizes without one); {len(ctx.delegates)} here"
         )
-    del d, s
+    if str(ctx.params["mode"]) == "partition":
+        # either of the pair can be the primary: both must be cut apart from every other host
+        problems += edge.partition_refusal("failover mode=partition", [d, s], [*ctx.delegates, *ctx.network.standbys])
     return problems
+
+
+def peer_addresses(victim: Delegate, hosts: list[Delegate]) -> list[str]:
+    """Every address the partition cuts `victim` off: the other delegates' and the standbys' (its own pair's
+    too), sorted, without its own."""
+    mine = str(victim.spec.ansible_host)
+    return sorted({str(h.spec.ansible_host) for h in hosts if h.name != victim.name} - {mine})
+
+
+def _all_hosts(ctx: RunContext) -> list[Delegate]:
+    return [*ctx.delegates, *ctx.network.standbys]
 
 
 # --- steps ------------------------------------------------------------------------------------------
@@ -155,9 +176,15 @@ def primary_signs(ctx: RunContext) -> CheckResult:
     return CheckResult(bool(signed), {"signed_recently": signed}, "" if signed else f"{addr} in none of blocks {top - 4}..{top}")
 
 
+def load_apis(delegates: list[Delegate], mode: str, pair: str) -> list[str]:
+    """Where the drill's load submits: every delegate; in partition mode not the pair's delegate host, which
+    may be the one cut off: it would accept transfers that it cannot relay (nor re-gossips once healed)."""
+    return [d.api_url for d in delegates if not (mode == "partition" and d.name == pair)]
+
+
 def start_load(ctx: RunContext) -> None:
     tps = float(ctx.params["tps"])
-    apis = [d.api_url for d in ctx.delegates]
+    apis = load_apis(list(ctx.delegates), str(ctx.params["mode"]), _delegate_name(ctx))
     load = BackgroundLoad(apis, _accounts_file(ctx), tps=tps, max_seconds=900).start()
     _LOADS[ctx.run_id] = load
     ctx.remember("load_started_at", time.time())
@@ -201,6 +228,8 @@ def fault(ctx: RunContext) -> None:
         ctx.event("primary_killed", host=p.name, height=height)
         how = _make_standby(p)
         ctx.log(f"{p.name} killed (SIGKILL) at height {height}; made a standby while down: {how}")
+    elif mode == "partition":
+        _partition(ctx, p, height, t)
     else:
         doc = p.admin("demote")
         ctx.remember("fault_at", t)
@@ -209,11 +238,51 @@ def fault(ctx: RunContext) -> None:
         ctx.log(f"{p.name} demoted at height {height}")
 
 
+def _partition(ctx: RunContext, p: Delegate, height: int, t: float) -> None:
+    peers = peer_addresses(p, _all_hosts(ctx))
+    # remembered before anything is cut: the rollback heals them all, whatever part of the cut was made
+    ctx.remember("cut_peers", peers)
+    ctx.remember("rp_filter_before", edge.drop_inbound(p))
+    cut = edge.partition(p, peers)
+    ctx.remember("fault_at", t)
+    # the tip it knew: its own finalized height once cut off (it can finalize nothing more), or the network's
+    doc = _status(p) or {}
+    known = max(height, int(doc.get("finalized_height", 0)))
+    ctx.remember("fault_height", known)
+    ctx.event("primary_partitioned", host=p.name, height=known, peers=cut)
+    ctx.log(f"{p.name} cut off its peers {', '.join(cut)} at height {known} (blackhole routes, reverse-path filter); "
+            "it runs on, as a primary that hears nobody")  # fmt: skip
+
+
+def _heal(ctx: RunContext, p: Delegate) -> None:
+    peers = ctx.recall("cut_peers")
+    edge.heal(p, [str(a) for a in peers] if peers is not None else peer_addresses(p, _all_hosts(ctx)))
+    before = ctx.recall("rp_filter_before")
+    if before is not None:
+        edge.restore_inbound(p, int(before))
+    ctx.remember("healed_at", time.time())
+    ctx.event("partition_healed", host=p.name)
+
+
 def restore_pair(ctx: RunContext) -> None:
     """Rollback: the roles as they were before the drill (the old primary signing, the other its standby) when
-    the old primary comes back in step; else whichever can sign does, so the delegate always has one signer."""
+    the old primary comes back in step; else whichever can sign does, so the delegate always has one signer.
+    In partition mode the routes go first, whatever happens, and the standby, if promoted, stops before the old
+    primary catches up (the one that hands the key back stops first)."""
     p = _by_name(ctx, str(ctx.recall("primary")))
     s = _by_name(ctx, str(ctx.recall("standby")))
+    if str(ctx.params["mode"]) == "partition":
+        try:
+            _heal(ctx, p)
+        except OpsError as exc:
+            with contextlib.suppress(OpsError):
+                if _role(_status(s)) != "primary":
+                    s.admin("promote", "--force")
+            raise OpsError(f"{p.name}: its routes could not be removed ({exc}); {s.name} signs for the delegate") from None
+        ctx.log(f"{p.name}: routes to its peers removed")
+        if _role(_status(s)) == "primary":
+            s.admin("demote")
+            ctx.log(f"{s.name} demoted")
     if not p.service_status().alive:
         p.service("start")
     deadline = time.monotonic() + 30
@@ -307,6 +376,18 @@ def missed_within_budget(ctx: RunContext) -> CheckResult:
 
 def bring_back(ctx: RunContext) -> None:
     p = _by_name(ctx, str(ctx.recall("primary")))
+    if str(ctx.params["mode"]) == "partition":
+        # fence first (STONITH's order): the old primary stops signing before it can hear the network again
+        if bool(ctx.params["demote_before_heal"]):
+            try:
+                p.admin("demote")
+                ctx.remember("old_primary_demoted_by", "drill")
+                ctx.log(f"{p.name} demoted through its admin API while still cut off")
+            except OpsError as exc:
+                ctx.log(f"{p.name} could not be demoted ({exc}): healing anyway, its own guard demotes it")
+        _heal(ctx, p)
+        ctx.log(f"{p.name}: routes to its peers removed; it catches up as the standby")
+        return
     if not p.service_status().alive:
         p.service("start")
         ctx.log(f"{p.name} started again, as a standby")
@@ -318,6 +399,8 @@ def old_primary_is_standby(ctx: RunContext) -> CheckResult:
     top = _tip(ctx)
     h = None if doc is None else int(doc.get("finalized_height", 0))
     ok = _role(doc) == "standby" and h is not None and h >= top - 1
+    if ok and str(ctx.params["mode"]) == "partition" and ctx.recall("old_primary_demoted_by") is None:
+        ctx.remember("old_primary_demoted_by", "itself")  # the node's guard: its key signed above its fence
     return CheckResult(ok, {"role": _role(doc), "height": h, "top": top})
 
 
@@ -405,6 +488,11 @@ def measure(ctx: RunContext) -> dict[str, Any]:
         "time_to_signing_s": ctx.recall("time_to_signing_s"),
         "double_signed_heights": ctx.recall("double_signed_heights"),
     }
+    if ctx.params["mode"] == "partition":
+        out["cut_peers"] = ctx.recall("cut_peers")
+        out["old_primary_demoted_by"] = ctx.recall("old_primary_demoted_by")
+        healed, at = ctx.recall("healed_at"), ctx.recall("fault_at")
+        out["partitioned_s"] = round(float(healed) - float(at), 3) if healed is not None and at is not None else None
     try:
         out["missed_slots"] = _missed_slots(ctx)
     except (OpsError, NodeApiError) as exc:
@@ -425,7 +513,8 @@ def _with_load(ctx: RunContext) -> bool:
 
 
 def _restore(ctx: RunContext) -> bool:
-    return bool(ctx.params["restore"])
+    # a partition is always healed: the old primary runs, cut off, until the routes go
+    return bool(ctx.params["restore"]) or str(ctx.params["mode"]) == "partition"
 
 
 def _no_loss(ctx: RunContext) -> CheckResult:
@@ -442,7 +531,10 @@ def _no_loss(ctx: RunContext) -> CheckResult:
 
 RUNBOOK = Runbook(
     name="failover",
-    summary="Kill a delegate's primary node, promote its hot standby, verify it signs in time and no height was signed twice",
+    summary=(
+        "Kill (or partition) a delegate's primary node, promote its hot standby, verify it signs in time and no height "
+        "was signed twice"
+    ),
     params=(
         Param(
             "delegate",
@@ -450,12 +542,24 @@ RUNBOOK = Runbook(
             default="",
             help="the delegate (inventory host) whose pair is drilled; default: the first with a standby",
         ),
-        Param("mode", str, default="kill", choices=MODES, help="kill: SIGKILL the primary; switchover: demote it (planned)"),
+        Param(
+            "mode",
+            str,
+            default="kill",
+            choices=MODES,
+            help="kill: SIGKILL the primary; switchover: demote it (planned); partition: cut it off its peers (netns lab)",
+        ),
         Param("sign_within_s", float, default=10.0, minimum=0, help="target: fault -> first block the new primary signed"),
         Param("max_missed", int, default=2, minimum=0, help="target: the delegate's missed proposer slots"),
         Param("restore", bool, default=True, help="start the old primary again, as the standby"),
         Param("tps", float, default=0.0, minimum=0, help="background transfers/s during the drill (0: none); lost ones fail it"),
         Param("accounts_file", str, default="", help="funded accounts for the load (default: the lab's)"),
+        Param(
+            "demote_before_heal",
+            bool,
+            default=True,
+            help="partition: demote the cut-off primary through its admin API before healing (false: its own guard)",
+        ),
     ),
     preflight=preflight,
     steps=(
@@ -479,10 +583,12 @@ RUNBOOK = Runbook(
         Step(
             "fault",
             fault,
-            "kill -9 the primary (or demote it) and make it a standby while it is down",
+            "kill -9 the primary (or demote it, or cut it off its peers) and make it a standby while it is down",
             destructive=True,
             rollback=restore_pair,
-            rollback_description="start the old primary and give it the key back (the roles before the drill)",
+            rollback_description=(
+                "heal a partition first; start the old primary and give it the key back (the roles before the drill)"
+            ),
             phase="primary down",
         ),
         Step("promote", promote, "promote the standby (admin promote --force: the fence still holds)", phase="promoted"),
@@ -499,7 +605,7 @@ RUNBOOK = Runbook(
         Step(
             "back-as-standby",
             bring_back,
-            "start the old primary again: it follows as the standby",
+            "start the old primary again (partition: demote it, then heal): it follows as the standby",
             when=_restore,
             verify=(Check("the old primary answers as a standby, in step", old_primary_is_standby, timeout=60, interval=0.5),),
         ),

@@ -15,7 +15,6 @@ Run it on the netns lab (`iotex-ops lab up --hosts netns`, root).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,22 +24,9 @@ from iotex_ops.network import Delegate
 from iotex_ops.runbook import Param, RunContext
 
 
-def _loopback(d: Delegate) -> bool:
-    try:
-        return ipaddress.ip_address(d.spec.ansible_host).is_loopback
-    except ValueError:
-        return d.spec.ansible_host in ("localhost", "")
-
-
 def preflight(ctx: RunContext) -> list[str]:
-    local = [d.name for d in ctx.delegates if _loopback(d) or d.vars.get("ansible_connection") == "local"]
-    if local:
-        return [
-            f"fault-partition needs each delegate in a network namespace of its own (the netns lab: `iotex-ops lab up "
-            f"--hosts netns`, as root): {', '.join(local)} share(s) this machine's loopback, where cutting one "
-            "delegate's P2P traffic would touch the host's own networking"
-        ]
-    return []
+    # any delegate may be the victim: every one must be in a namespace of its own
+    return edge.partition_refusal("fault-partition", list(ctx.delegates), list(ctx.delegates))
 
 
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:

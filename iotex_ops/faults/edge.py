@@ -12,6 +12,7 @@ process), `partition`/`heal` (blackhole routes to the peers inside the delegate'
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import time
@@ -255,6 +256,38 @@ def wait_started(d: Delegate, timeout: float = 30.0) -> None:
 # qdisc and drop action were not there on this project's machine).
 
 
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address in ("localhost", "")
+
+
+def without_own_namespace(hosts: list[Delegate]) -> list[str]:
+    """The hosts among `hosts` that a partition cannot cut apart from the others: on this machine's loopback or
+    reached with `ansible_connection: local` (the local lab), or sharing their address with another host."""
+    addresses = [str(d.spec.ansible_host) for d in hosts]
+    out = []
+    for d, addr in zip(hosts, addresses, strict=True):
+        if _loopback(addr) or d.vars.get("ansible_connection") == "local" or addresses.count(addr) > 1:
+            out.append(d.name)
+    return out
+
+
+def partition_refusal(drill: str, victims: list[Delegate], among: list[Delegate]) -> list[str]:
+    """A partition drill's preflight: refused (one problem) unless each victim is in a network namespace of
+    its own, apart from every other host in `among` (the netns lab)."""
+    names = {d.name for d in victims}
+    shared = [n for n in without_own_namespace(among) if n in names]
+    if not shared:
+        return []
+    return [
+        f"{drill} needs each host it cuts off in a network namespace of its own (the netns lab: `iotex-ops lab up "
+        f"--hosts netns`, as root): {', '.join(shared)} share(s) this machine's loopback or an address, where cutting "
+        "one host's P2P traffic would touch the host's own networking"
+    ]
+
+
 def partition_commands(peers: list[str]) -> list[str]:
     """The routes that cut a delegate off `peers` (addresses), pure."""
     return [f"ip route add blackhole {shlex.quote(a)}/32" for a in peers]
@@ -282,3 +315,28 @@ def partition(d: Delegate, peers: list[str]) -> list[str]:
 def heal(d: Delegate, peers: list[str]) -> None:
     for cmd in heal_commands(peers):
         d.run(cmd, check=False)  # a route that is not there is no failure
+
+
+# A blackhole route drops what the victim sends; what its peers send still arrives for a while (TCP delivers
+# the segments in flight and those its peers' windows allow, though no ACK goes back), and a node cut off that
+# way can go on finalizing blocks for a second or two. Strict reverse-path filtering in the victim's namespace
+# drops those too: a packet from a blackholed address has no route back, so the kernel refuses it on arrival.
+RP_FILTER = "net.ipv4.conf.all.rp_filter"
+
+
+def drop_inbound(d: Delegate) -> int:
+    """Make `d`'s namespace refuse packets from the addresses it has blackhole routes to (strict reverse-path
+    filtering); the setting it had, for `restore_inbound`."""
+    res = d.run(f"sysctl -n {RP_FILTER}", check=False)
+    try:
+        before = int(res.stdout.strip())
+    except ValueError:
+        raise OpsError(f"{d.name}: cannot read {RP_FILTER}: {res.tail(2)}") from None
+    set_ = d.run(f"sysctl -qw {RP_FILTER}=1", check=False)
+    if not set_.ok:
+        raise OpsError(f"{d.name}: cannot set {RP_FILTER}=1: {set_.tail(2)}")
+    return before
+
+
+def restore_inbound(d: Delegate, before: int) -> None:
+    d.run(f"sysctl -qw {RP_FILTER}={int(before)}", check=False)

@@ -38,6 +38,8 @@ from iotex_ops.nodeapi import NodeClient
 from iotex_ops.runbook.store import default_state_dir
 
 STATE_FILE = "lab.json"
+# the netns lab's defaults; $IOTEX_OPS_NETNS_PREFIX and $IOTEX_OPS_NETNS_SUBNET override them (`netns_prefix`,
+# `netns_subnet`), so that two netns labs (a test run's and a developer's) live side by side
 NETNS_SUBNET = "10.247.0.0/16"
 NETNS_PREFIX = "ioxlab"
 NETNS_P2P_PORT, NETNS_API_PORT = 4689, 14014
@@ -327,6 +329,28 @@ def host_interpreter(host_dir: Path) -> Path:
     return link
 
 
+def netns_prefix() -> str:
+    """The netns lab's name prefix (namespaces, links, bridge): $IOTEX_OPS_NETNS_PREFIX, else "ioxlab"."""
+    prefix = os.environ.get("IOTEX_OPS_NETNS_PREFIX", "").strip() or NETNS_PREFIX
+    if not prefix.isalnum() or len(prefix) > 10:
+        raise LabError(f"IOTEX_OPS_NETNS_PREFIX={prefix!r}: letters and digits only, at most 10 (interface names)")
+    return prefix
+
+
+def netns_subnet() -> str:
+    """The netns lab's private subnet: $IOTEX_OPS_NETNS_SUBNET, else 10.247.0.0/16."""
+    import ipaddress
+
+    subnet = os.environ.get("IOTEX_OPS_NETNS_SUBNET", "").strip() or NETNS_SUBNET
+    try:
+        net = ipaddress.IPv4Network(subnet)
+    except ValueError as exc:
+        raise LabError(f"IOTEX_OPS_NETNS_SUBNET={subnet!r} is not an IPv4 network ({exc})") from None
+    if not net.is_private or net.prefixlen > 24:
+        raise LabError(f"IOTEX_OPS_NETNS_SUBNET={subnet!r}: a private IPv4 network of /24 or larger, e.g. 10.246.0.0/16")
+    return str(net)
+
+
 def public_api_url(hv: dict[str, Any]) -> str:
     """A lab delegate's public API: the proxy's when the inventory puts one in front of it, else the node's."""
     port = hv["api_proxy_port"] if hv.get("api_proxy_enabled") else hv["node_api_port"]
@@ -475,14 +499,19 @@ def up(
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     root.mkdir(parents=True, exist_ok=True)
+    if standby is not None and not chain:
+        raise LabError("a lab standby needs a running chain (lab up without --standby, then add_standby)")
+    prefix, subnet = (netns_prefix(), netns_subnet()) if hosts == "netns" else ("", "")
     netns_hosts = None
     state: LabState | None = None
     try:
         if hosts == "netns":
             from iotex_ops.lab.netns import NetnsHosts
 
-            say(f"creating {delegates} network-namespace hosts with sshd")
-            netns_hosts = NetnsHosts.create(delegates, root / "netns", prefix=NETNS_PREFIX, subnet=NETNS_SUBNET)
+            # a standby gets a namespace host of its own, after the delegates'
+            n_hosts = delegates + (1 if standby is not None else 0)
+            say(f"creating {n_hosts} network-namespace hosts with sshd (prefix {prefix}, subnet {subnet})")
+            netns_hosts = NetnsHosts.create(n_hosts, root / "netns", prefix=prefix, subnet=subnet)
             timings["hosts_s"] = round(time.monotonic() - t0, 3)
         prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
@@ -520,9 +549,8 @@ def up(
         )  # fmt: skip
         standbys: list[LabNode] = []
         if standby is not None:
-            if hosts != "local" or not chain:
-                raise LabError("a lab standby needs --hosts local and a running chain (the netns lab has no host for it yet)")
-            standbys.append(_add_standby_vars(inv_doc, root, testnet, standby))
+            spare = netns_hosts.hosts[delegates] if netns_hosts is not None else None
+            standbys.append(_add_standby_vars(inv_doc, root, testnet, standby, spare))
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
         inventory.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
@@ -678,7 +706,7 @@ def _netns_record(root: Path, netns_hosts: Any) -> dict[str, Any] | None:
     if netns_hosts is None:
         return None
     hosts = [asdict(h) | {"dir": str(h.dir)} for h in netns_hosts.hosts]
-    return {"workdir": str(root / "netns"), "prefix": NETNS_PREFIX, "subnet": NETNS_SUBNET, "hosts": hosts}
+    return {"workdir": str(root / "netns"), "prefix": netns_hosts.prefix, "subnet": str(netns_hosts.subnet), "hosts": hosts}
 
 
 def _save(state: LabState) -> None:
@@ -772,9 +800,10 @@ def _node_hosts(state: LabState) -> dict[str, object] | None:
     return {"iotex_nodes_hosts": f"delegates:{STANDBYS_GROUP}"} if state.standbys else None
 
 
-def _add_standby_vars(inv_doc: dict[str, Any], root: Path, testnet: Path, delegate: str) -> LabNode:
-    """Add a hot standby of `delegate` to a local lab's inventory document (group `standbys`): the same
-    delegate key, a P2P identity (node key) of its own, ports of its own, `node_role: standby`."""
+def _add_standby_vars(inv_doc: dict[str, Any], root: Path, testnet: Path, delegate: str, netns_host: Any = None) -> LabNode:
+    """Add a hot standby of `delegate` to a lab's inventory document (group `standbys`): the same delegate key,
+    a P2P identity (node key) of its own, `node_role: standby`; on the local lab ports of its own, on the netns
+    lab (`netns_host`, a NetnsHost) an address of its own with the delegates' ports."""
     from iotex_node.sdk import PrivateKey
     from iotex_node.testnet import free_ports
 
@@ -793,12 +822,16 @@ def _add_standby_vars(inv_doc: dict[str, Any], root: Path, testnet: Path, delega
     fd = os.open(node_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps({"address": key.address, "secret": key.secret().hex()}))
-    p2p, api = free_ports(2)
     host_dir = root / "hosts" / name
     hv = dict(dv)
+    if netns_host is None:
+        p2p, api = free_ports(2)
+        hv["ansible_python_interpreter"] = str(host_dir / "python3")  # its own (host_interpreter)
+    else:  # the namespace host's address, reached over SSH like the delegates (their ports, proxy and limits)
+        p2p, api = NETNS_P2P_PORT, NETNS_API_PORT
+        hv.update({"ansible_host": netns_host.address, "ansible_port": netns_host.port, "ansible_user": netns_host.user})
     hv.update(
         {
-            "ansible_python_interpreter": str(host_dir / "python3"),
             "delegate_name": name,
             "node_p2p_port": p2p,
             "node_api_port": api,
@@ -832,7 +865,10 @@ def add_standby(
     if state is None or not is_up(state):
         raise LabError(f"no running lab at {root}: `iotex-ops lab up --standby {delegate}` builds one with it")
     if state.mode != "local":
-        raise LabError("a lab standby needs the local lab (the netns lab has no host for it yet)")
+        raise LabError(
+            "adding a standby to a running netns lab is not supported (it needs a namespace host of its own): "
+            f"`iotex-ops lab up --hosts netns --standby {delegate}` builds a lab with it"
+        )
     inventory = Path(state.inventory)
     inv_doc = yaml.safe_load(inventory.read_text())
     node = _add_standby_vars(inv_doc, root, Path(state.root) / "testnet", delegate)

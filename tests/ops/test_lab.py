@@ -82,3 +82,48 @@ def test_a_lab_left_for_the_bootstrap_drill_is_up_while_its_monitoring_runs(
 def test_a_rehearsal_that_starts_with_bootstrap_gets_a_lab_without_a_chain() -> None:
     assert not lab_needs_chain(DRILLS) and DRILLS[0] == "bootstrap"
     assert lab_needs_chain(("first-aid", "bootstrap")) and lab_needs_chain(())
+
+
+def test_the_netns_prefix_and_subnet_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IOTEX_OPS_NETNS_PREFIX", raising=False)
+    monkeypatch.delenv("IOTEX_OPS_NETNS_SUBNET", raising=False)
+    assert (lab_mod.netns_prefix(), lab_mod.netns_subnet()) == ("ioxlab", "10.247.0.0/16")
+    monkeypatch.setenv("IOTEX_OPS_NETNS_PREFIX", "ioxpt")
+    monkeypatch.setenv("IOTEX_OPS_NETNS_SUBNET", "10.246.0.0/16")
+    assert (lab_mod.netns_prefix(), lab_mod.netns_subnet()) == ("ioxpt", "10.246.0.0/16")
+    for bad in ("iox-pt", "waytoolongprefix"):
+        monkeypatch.setenv("IOTEX_OPS_NETNS_PREFIX", bad)
+        with pytest.raises(lab_mod.LabError, match="IOTEX_OPS_NETNS_PREFIX"):
+            lab_mod.netns_prefix()
+    for bad in ("10.246.0.0/33", "8.8.0.0/16", "10.246.0.0/28", "nope"):
+        monkeypatch.setenv("IOTEX_OPS_NETNS_SUBNET", bad)
+        with pytest.raises(lab_mod.LabError, match="IOTEX_OPS_NETNS_SUBNET"):
+            lab_mod.netns_subnet()
+
+
+def test_a_netns_standby_gets_the_namespace_host_after_the_delegates(tmp_path: Path) -> None:
+    from iotex_ops.lab.netns import NetnsHost
+
+    delegate = {
+        "ansible_host": "10.246.0.5", "ansible_port": 22, "ansible_user": "root", "api_proxy_enabled": True,
+        "api_proxy_port": lab_mod.NETNS_PROXY_PORT, "node_p2p_port": lab_mod.NETNS_P2P_PORT,
+        "node_api_port": lab_mod.NETNS_API_PORT, "node_keystore_src": "/k/keystore.json", "delegate_name": "node3",
+    }  # fmt: skip
+    inv_doc: dict = {"all": {"vars": {}, "children": {"delegates": {"hosts": {"node3": delegate}}}}}
+    spare = NetnsHost("ioxpt4", "10.246.0.6", 22, "root", "ioxpt4", tmp_path / "ioxpt4")
+    node = lab_mod._add_standby_vars(inv_doc, tmp_path, tmp_path / "testnet", "node3", spare)
+    hv = inv_doc["all"]["children"]["standbys"]["hosts"]["node3-standby"]
+    assert (node.name, node.host, node.standby_of) == ("node3-standby", "10.246.0.6", "node3")
+    assert node.api_url == f"http://10.246.0.6:{lab_mod.NETNS_PROXY_PORT}"  # behind its own proxy, as the delegates
+    assert (hv["node_p2p_port"], hv["node_api_port"]) == (lab_mod.NETNS_P2P_PORT, lab_mod.NETNS_API_PORT)
+    assert hv["node_role"] == "standby" and hv["node_keystore_src"] == "/k/keystore.json"  # the delegate's key
+    assert "ansible_python_interpreter" not in hv  # the lab's, as for the delegates (no local per-host interpreter)
+    assert (tmp_path / "testnet" / "node3-standby" / "node_key.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_adding_a_standby_to_a_running_netns_lab_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = lab_mod.LabState("netns", str(tmp_path), 4, 1000, "", [], "", "", "", 0.0)
+    monkeypatch.setattr(lab_mod, "load_state", lambda root=None: state)
+    monkeypatch.setattr(lab_mod, "is_up", lambda st: True)
+    with pytest.raises(lab_mod.LabError, match="lab up --hosts netns --standby node3"):
+        lab_mod.add_standby("node3", tmp_path)
