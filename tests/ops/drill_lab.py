@@ -21,12 +21,13 @@ from tests.ops.lab_checks import cli_up
 IOTEX_OPS = [str(Path(sys.executable).parent / "iotex-ops")]
 
 
-def lab_up(hosts: str, prefix: str) -> Iterator[lab_mod.LabState]:
-    """A 4-delegate lab in a short directory under /tmp (unix socket paths), removed afterwards."""
+def lab_up(hosts: str, prefix: str, *extra: str) -> Iterator[lab_mod.LabState]:
+    """A 4-delegate lab in a short directory under /tmp (unix socket paths), removed afterwards; `extra`: more
+    `lab up` options (`--standby node3`)."""
     d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     root = d / "lab"
     try:
-        yield cli_up(root, hosts)  # through `iotex-ops lab up`, as a user would
+        yield cli_up(root, hosts, *extra)  # through `iotex-ops lab up`, as a user would
     finally:
         lab_mod.down(root)
         shutil.rmtree(d, ignore_errors=True)

@@ -24,8 +24,9 @@ def _env(root: Path) -> dict[str, str]:
     return {"IOTEX_OPS_LAB_DIR": str(root), "COLUMNS": "200"}
 
 
-def cli_up(root: Path, mode: str) -> lab_mod.LabState:
-    res = CliRunner().invoke(main, ["lab", "up", "--delegates", "4", "--hosts", mode, "--json"], env=_env(root))
+def cli_up(root: Path, mode: str, *extra: str) -> lab_mod.LabState:
+    """`iotex-ops lab up` (a netns lab takes its prefix and subnet from $IOTEX_OPS_NETNS_PREFIX/_SUBNET)."""
+    res = CliRunner().invoke(main, ["lab", "up", "--delegates", "4", "--hosts", mode, "--json", *extra], env=_env(root))
     assert res.exit_code == 0, res.output
     state = lab_mod.load_state(root)
     assert state is not None and state.mode == mode
@@ -64,6 +65,7 @@ class Footprint:
     mode: str
     pids: list[int]
     ports: set[int]
+    netns_prefix: str = ""  # the netns lab's namespaces and links (another lab may run beside it: not those)
 
 
 def check_up(state: lab_mod.LabState) -> Footprint:
@@ -113,7 +115,8 @@ def check_up(state: lab_mod.LabState) -> Footprint:
     assert {s["service"] for s in services} == {"alertd", "scheduler", "pager receiver", "dashboard"}
     for f in ("alertd/alertd.pid", "pager/receiver.pid", "scheduler/scheduler.pid", "dashboard/dashboard.pid"):
         pids.append(int((root / f).read_text().strip()))
-    return Footprint(root, state.mode, pids, {int(u.rsplit(":", 1)[1]) for u in urls})
+    prefix = str(state.netns["prefix"]) if state.netns else ""
+    return Footprint(root, state.mode, pids, {int(u.rsplit(":", 1)[1]) for u in urls}, prefix)
 
 
 def check_gone(fp: Footprint) -> None:
@@ -124,5 +127,13 @@ def check_gone(fp: Footprint) -> None:
     if fp.mode == "local":
         assert not (fp.ports & listening_ports())
     else:
-        assert lab_mod.NETNS_PREFIX not in subprocess.run(["ip", "link"], capture_output=True, text=True, check=True).stdout
-        assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.strip() == ""
+        assert not netns_leftovers(fp.netns_prefix)
+
+
+def netns_leftovers(prefix: str) -> list[str]:
+    """Links and namespaces named with a netns lab's prefix (only its own: another lab may run beside it)."""
+    assert prefix
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout or "[]")
+    names = [str(x.get("ifname", "")) for x in links]
+    names += subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    return [n for n in names if n.startswith(prefix)]

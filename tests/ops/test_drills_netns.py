@@ -68,8 +68,12 @@ def test_the_flood_drill_passes_through_the_api_proxy_which_answers_the_429s(lab
         assert d.admin("status")["pid"]
 
 
+def _prefix() -> str:
+    return lab_mod.netns_prefix()  # the lab's ($IOTEX_OPS_NETNS_PREFIX, else the default)
+
+
 def _link(i: int, up: bool) -> None:
-    subprocess.run(["ip", "link", "set", f"{lab_mod.NETNS_PREFIX}{i}h", "up" if up else "down"], check=True, timeout=10)
+    subprocess.run(["ip", "link", "set", f"{_prefix()}{i}h", "up" if up else "down"], check=True, timeout=10)
 
 
 def test_a_host_cut_off_during_a_rolling_upgrade_stops_the_run_and_is_rolled_back_when_it_returns(
@@ -148,7 +152,7 @@ def test_fault_partition_cuts_a_delegate_off_its_peers_and_it_catches_up_when_he
     assert m["time_to_recover_s"] is not None and m["time_to_recover_s"] < 30, m
     # healed: no blackhole route is left in its namespace, and it is in step with the others
     routes = subprocess.run(
-        ["ip", "netns", "exec", f"{lab_mod.NETNS_PREFIX}1", "ip", "route", "show", "type", "blackhole"],
+        ["ip", "netns", "exec", f"{_prefix()}1", "ip", "route", "show", "type", "blackhole"],
         capture_output=True, text=True, timeout=10, check=True,
     ).stdout  # fmt: skip
     assert routes.strip() == "", routes
