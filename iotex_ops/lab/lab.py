@@ -480,6 +480,9 @@ def up(
         raise LabError(f"--hosts must be local or netns, not {hosts!r}")
     if not 1 <= delegates <= 50:
         raise LabError("a lab has 1 to 50 delegates")
+    if standby is not None and not chain:
+        raise LabError("a lab standby needs a running chain (lab up without --standby, then add_standby)")
+    prefix, subnet = (netns_prefix(), netns_subnet()) if hosts == "netns" else ("", "")  # refused before anything starts
     root = (root or default_root()).resolve()
     if len(str(root)) > MAX_ROOT_CHARS:
         # supervisord's unix socket lives at <root>/hosts/<name>/supervisor/supervisor.sock, and a unix socket
@@ -499,9 +502,6 @@ def up(
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     root.mkdir(parents=True, exist_ok=True)
-    if standby is not None and not chain:
-        raise LabError("a lab standby needs a running chain (lab up without --standby, then add_standby)")
-    prefix, subnet = (netns_prefix(), netns_subnet()) if hosts == "netns" else ("", "")
     netns_hosts = None
     state: LabState | None = None
     try:
