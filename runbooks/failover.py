@@ -21,7 +21,8 @@ chain and signs nothing. The drill (docs/failover.md):
 5. **back-as-standby** (`restore`): the old primary started again; it answers as a standby, in step. In
    partition mode (always): the cut-off primary is demoted through its admin API (`demote_before_heal`, fence
    first) and then the routes are removed; it catches up as the standby. With `demote_before_heal=false` the
-   drill relies on the node's own guard: it demotes itself when it finds its key signed at or above its fence.
+   drill relies on the node's own guard (it demotes itself when it finds its key signed at or above its fence),
+   which today lets it sign beside the new primary for a few seconds first (docs/failover.md).
 6. **verify-no-double-sign**: a check, not an alarm: over every block from the drill's start, each height
    whose certificate carries the key is in exactly one of the two nodes' signing records (`iotex-node admin
    signed`), and no height is in both.
