@@ -47,7 +47,7 @@ MONITORING_ROLE = "monitoring"
 # Each variable's kind and the lab's value (None: the default); its production default and its help are the
 # monitoring role's defaults/main.yml (the value, and the comment right above it): see `variables()`.
 _KINDS: dict[str, tuple[str, Any]] = {
-    "monitoring_interval": ("seconds", 1),
+    "monitoring_interval": ("seconds", 0.5),
     "monitoring_alertmanager": ("hostport", None),
     "monitoring_webhook_url": ("url", None),
     "monitoring_rule_files": ("list", None),
@@ -56,7 +56,7 @@ _KINDS: dict[str, tuple[str, Any]] = {
     "monitoring_pagerduty_url": ("url", None),
     "monitoring_pagerduty_routing_key_file": ("path", None),
     "monitoring_pagerduty_ca_file": ("path", None),
-    "monitoring_alert_delegate_down_for": ("duration", "2s"),
+    "monitoring_alert_delegate_down_for": ("duration", "1s500ms"),
     "monitoring_alert_chain_stalled_for": ("duration", "5s"),
     "monitoring_alert_lag_blocks": ("int", 10),
     "monitoring_alert_lag_for": ("duration", "5s"),
@@ -72,9 +72,9 @@ _KINDS: dict[str, tuple[str, Any]] = {
     "monitoring_alert_disk_for": ("duration", "10s"),
     "monitoring_alert_alertd_down_for": ("duration", "3s"),
     "monitoring_alert_group_wait": ("duration", None),
-    "monitoring_alert_group_interval": ("duration", None),
+    "monitoring_alert_group_interval": ("duration", "5s"),
     "monitoring_alert_repeat_interval": ("duration", None),
-    "monitoring_alert_watchdog_repeat": ("duration", None),
+    "monitoring_alert_watchdog_repeat": ("duration", "4s"),
     "monitoring_alert_docs_url": ("url", None),
 }
 VAR_NAMES = frozenset(_KINDS)

@@ -114,7 +114,7 @@ def test_production_defaults_and_the_labs_shorter_thresholds() -> None:
     assert (prod.interval_s, prod.delegate_down_for, prod.peers_min, prod.watchdog_repeat) == (15, 60, 2, 60)
     assert (prod.group_wait, prod.group_interval) == (15, 75)
     lab = Settings.from_vars(dict(LAB_VARS), delegates=4)
-    assert (lab.interval_s, lab.delegate_down_for, lab.group_wait, lab.watchdog_repeat) == (1, 2, 1, 4)
+    assert (lab.interval_s, lab.delegate_down_for, lab.group_wait, lab.watchdog_repeat) == (0.5, 1.5, 0.5, 4)
 
 
 def test_every_bad_setting_is_named_at_once() -> None:
@@ -225,7 +225,7 @@ def test_alerts_go_to_alertd_and_the_fallbacks_straight_to_pagerduty(tmp_path: P
     am = alertmanager_config(s)
     route = am["route"]
     assert route["receiver"] == "alertd" and route["group_by"] == ["alertname", "host"]
-    assert (route["group_wait"], route["group_interval"]) == ("1s", "5s")
+    assert (route["group_wait"], route["group_interval"]) == ("500ms", "5s")
     fallback, watchdog = route["routes"]
     assert fallback == {
         "receiver": "pagerduty",
@@ -288,7 +288,7 @@ def test_no_secret_value_is_ever_written_only_the_paths_of_their_files(tmp_path:
 def test_prometheus_scrapes_each_delegate_by_its_host_and_alertd(tmp_path: Path) -> None:
     s = lab_settings(tmp_path, monitoring_rule_files=["/extra/more.yml", str(tmp_path / "monitoring" / "rules.yml")])
     cfg = prometheus_config(s, (Target("node0", "127.0.0.1:21000"),), monitoring_dir=str(tmp_path / "monitoring"))
-    assert cfg["global"] == {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"}
+    assert cfg["global"] == {"scrape_interval": "500ms", "evaluation_interval": "500ms", "scrape_timeout": "500ms"}
     assert cfg["rule_files"] == ["rules.yml", "/extra/more.yml"]  # the lab's own rules.yml is the generated one
     node, alertd = cfg["scrape_configs"]
     assert node["static_configs"] == [{"targets": ["127.0.0.1:21000"], "labels": {"delegate": "node0", "host": "node0"}}]
