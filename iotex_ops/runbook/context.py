@@ -40,6 +40,8 @@ class _Shared:
     memory: dict[str, Any]
     lock: threading.Lock = field(default_factory=threading.Lock)
     prometheus: Any = None
+    # set by the engine when the run is aborted (a stop condition): a step's `ctx.wait` ends at once
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -142,7 +144,13 @@ class RunContext:
             raise _unavailable(exc) from None
 
     def wait(self, seconds: float) -> None:
-        time.sleep(seconds)
+        """Sleep `seconds`, or less when the run is aborted meanwhile (a stop condition): then it raises, so
+        that a step holding for a while gives way to the rollback at once instead of sleeping its hold out."""
+        cancel = self.shared.cancel
+        if cancel is None:
+            time.sleep(seconds)
+        elif cancel.wait(seconds):
+            raise OpsError(f"{self.runbook}: the run was aborted while {self.step or 'a step'} waited")
 
 
 def _unavailable(exc: PrometheusError) -> PrometheusUnavailable:

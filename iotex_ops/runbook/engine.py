@@ -82,6 +82,9 @@ ACTION_GRACE_S = 10.0
 # at a drill's end, how long to wait for its expected alerts to stop firing (or pending) before its silences
 # are expired, so that expiring them does not page for what the drill caused
 SETTLE_S = 30.0
+# after a rollback, how long the steady-state checks may take together (each check's own timeout otherwise:
+# a minute and more, with a delegate down that alertd may not restart until the run ends)
+AFTER_ROLLBACK_BUDGET_S = 15.0
 
 
 class StepFailed(OpsError):
@@ -418,7 +421,8 @@ class Engine:
         run_dir: Path,
         memory: dict[str, Any] | None = None,
     ) -> RunContext:
-        return RunContext(run_id, runbook.name, dict(params), net, journal, run_dir, _Shared(memory or {}))
+        shared = _Shared(memory or {}, cancel=self._abort)
+        return RunContext(run_id, runbook.name, dict(params), net, journal, run_dir, shared)
 
     def _write(self, journal: RunJournal, ev: Event) -> Event:
         stamped = journal.append(ev)
@@ -490,7 +494,9 @@ class Engine:
         rollback_errors: list[str] = []
         if failing is not None:
             rollback_errors = self._rollback(rb, ctx, journal, started_steps)
-            self._steady_state(rb, ctx, journal, "after_rollback", strict=False)
+            # a record of how the rollback left the network, within one short budget: the run still holds the
+            # network's lock, so alertd's remediation of whatever is down waits for the run's end
+            self._steady_state(rb, ctx, journal, "after_rollback", strict=False, budget_s=AFTER_ROLLBACK_BUDGET_S)
         measures: dict[str, Any] = {}
         if rb.measure is not None:
             try:
@@ -520,14 +526,22 @@ class Engine:
         return res
 
     def _steady_state(
-        self, rb: Runbook, ctx: RunContext, journal: RunJournal, phase: str, strict: bool, checked: SteadyState | None = None
+        self,
+        rb: Runbook,
+        ctx: RunContext,
+        journal: RunJournal,
+        phase: str,
+        strict: bool,
+        checked: SteadyState | None = None,
+        budget_s: float | None = None,
     ) -> None:
         if not rb.steady_state:
             return
         if checked is not None:
             rows = checked.checks
         else:
-            results = [(c, self._verify(c, ctx)) for c in rb.steady_state]
+            end = None if budget_s is None else time.monotonic() + budget_s
+            results = [(c, self._verify(c, ctx, end)) for c in rb.steady_state]
             rows = tuple(CheckRow(c.description, r.ok, r.value, r.detail) for c, r in results)
         ok = all(r.ok for r in rows)
         self._write(journal, SteadyState(phase=phase, ok=ok, checks=rows))
@@ -535,8 +549,11 @@ class Engine:
             bad = "; ".join(f"{r.check}: {r.detail or r.value}" for r in rows if not r.ok)
             raise StepFailed(f"steady state {phase}", None, bad)
 
-    def _verify(self, check: Check, ctx: RunContext) -> CheckResult:
+    def _verify(self, check: Check, ctx: RunContext, end: float | None = None) -> CheckResult:
+        """Probe until the check passes or its timeout (or `end`, a monotonic deadline, if sooner) passes."""
         deadline = time.monotonic() + check.timeout
+        if end is not None:
+            deadline = min(deadline, end)
         t0 = time.monotonic()
         while True:
             try:

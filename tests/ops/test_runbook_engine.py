@@ -36,6 +36,7 @@ from iotex_ops.runbook import (
     loader,
     plan,
 )
+from iotex_ops.runbook import engine as engine_mod
 from iotex_ops.runbook import events as events_mod
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook.lock import NetworkLock, NetworkLocked
@@ -846,6 +847,58 @@ def test_a_lost_continuous_check_aborts_the_running_step_and_rolls_back(inv: Pat
     assert of(evs, "step_end", step="long")[0]["ok"] is False
     assert lost["seq"] < of(evs, "run_failing")[0]["seq"]
     assert not any(t.name == "continuous-checks" for t in threading.enumerate())
+
+
+def test_a_step_holding_with_ctx_wait_gives_way_at_once_when_a_stop_condition_fires(inv: Path, state: Path) -> None:
+    """A hold (`ctx.wait`) ends as soon as the run is aborted: the rollback starts then, not after the
+    abandoned action's grace (10 s) nor at the hold's end."""
+    polls: list[int] = []
+
+    def finalizing(ctx: RunContext) -> CheckResult:
+        polls.append(1)
+        return CheckResult(len(polls) < 3, len(polls), "no block for 9s")
+
+    undone: list[float] = []
+    rb = Runbook(
+        name="hold",
+        summary="a hold interrupted by a stop condition",
+        continuous=(Check("chain keeps finalizing", finalizing),),
+        continuous_interval=0.1,
+        steps=(Step("hold", lambda ctx: ctx.wait(40), "hold", rollback=lambda ctx: undone.append(time.monotonic())),),
+    )
+    t0 = time.monotonic()
+    res = run(engine(state, action_grace_s=10.0), rb, inv, {})
+    assert res.result == "failed" and "no block for 9s" in (res.error or "")
+    assert undone and undone[0] - t0 < 5  # far below the 10 s grace and the 40 s hold
+    evs = events(res.run_dir)
+    assert of(evs, "step_end", step="hold")[0]["ok"] is False
+
+
+def test_the_steady_state_after_a_rollback_is_recorded_within_one_short_budget(
+    inv: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rollback the steady-state checks share one budget (the run still holds the lock, so a node
+    alertd would restart stays down meanwhile): a check that would wait 60 s is recorded as failing sooner."""
+    monkeypatch.setattr(engine_mod, "AFTER_ROLLBACK_BUDGET_S", 1.0)
+    calls: list[int] = []
+
+    def steady(ctx: RunContext) -> CheckResult:
+        calls.append(1)
+        ok = len(calls) == 1  # steady before the run, not after its rollback
+        return CheckResult(ok, len(calls), "" if ok else "3/4 targets up")
+
+    rb = Runbook(
+        name="after",
+        summary="the network is left unsteady",
+        steady_state=(Check("Prometheus scrapes every delegate", steady, timeout=60, interval=0.1),),
+        steps=(Step("a", lambda ctx: (_ for _ in ()).throw(OpsError("boom")), "fails", retry_delay=0.01),),
+    )
+    t0 = time.monotonic()
+    res = run(engine(state), rb, inv, {})
+    assert res.result == "failed" and time.monotonic() - t0 < 10
+    states = of(events(res.run_dir), "steady_state")
+    assert [(e["phase"], e["ok"]) for e in states] == [("before", True), ("after_rollback", False)]
+    assert "3/4 targets up" in states[1]["checks"][0]["detail"]
 
 
 def test_point_of_no_return_stops_the_rollback_there(inv: Path, state: Path) -> None:

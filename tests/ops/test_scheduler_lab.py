@@ -4,7 +4,7 @@ started twice; a gate (an unrelated delegate down) keeps a due drill from starti
 condition (a delegate killed during the drill) aborts it and rolls it back.
 
 Each test writes the lab's inventory/drills.yml (the service reads it again when it changes) with one
-schedule: the first test waits for cron's next minute at least ~15 s away (cron has minutes) and checks
+schedule: the first test waits for cron's next minute at least ~4 s away (cron has minutes) and checks
 the run starts on time; the others put the service's cursor before this minute's occurrence, which it then
 starts at once (a catch-up within the start deadline). Each puts the lab's own (disabled) file back after
 and leaves the lab healthy (alertd restarts a killed node)."""
@@ -53,7 +53,7 @@ class Lab:
         self.network = network_mod.network_id(inv_mod.load(state.inventory))
         self.store = RunStore(self.state_dir)
 
-    def schedule(self, name: str, min_lead_s: float = 15.0, at: datetime | None = None, **over: Any) -> tuple[str, datetime]:
+    def schedule(self, name: str, min_lead_s: float = 4.0, at: datetime | None = None, **over: Any) -> tuple[str, datetime]:
         """Write a drills file with one first-aid schedule due at the next minute >= min_lead_s away (or `at`)."""
         at = at or (datetime.now(UTC) + timedelta(seconds=min_lead_s + 59)).replace(second=0, microsecond=0)
         s = {"name": name, "drill": "first-aid", "params": {"hold_s": 3, "blocks": 5, "single_check": False},
@@ -126,6 +126,7 @@ class Lab:
         its resolve hold): the next test starts on a healthy lab, and a run started at once passes the gates."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.resume_paused()  # a node alertd restarted after the drill comes back paused: resumed at once
             with contextlib.suppress(Exception):  # Prometheus or alertd's store busy: asked again
                 f, i = self.firing(), self.open_incidents()
                 down = [n.name for n in self.state.nodes if not self.state.node_pid(n.name)]
@@ -150,7 +151,6 @@ def lab(shared_lab: SharedLab) -> Iterator[Lab]:
         lab.drills.write_text(lab_mod.lab_drills())
         if ops_services.scheduler_pid(lab.root) is None:
             ops_services.restart_scheduler(lab.state)
-        lab.resume_paused()
         lab.wait_quiet()
 
 
