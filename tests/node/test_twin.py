@@ -89,9 +89,7 @@ async def _twin_net(tmp_path: Path) -> tuple[list[Node], Node]:
     try:
         for home in net.homes[:4]:
             nodes.append(await start_node(home, peers=[n.net.listen for n in nodes]))
-        standby = await start_node(
-            standby_home, peers=[n.net.listen for n in nodes], standby=True, standby_guard_seconds=1.0
-        )
+        standby = await start_node(standby_home, peers=[n.net.listen for n in nodes], standby=True, standby_guard_seconds=1.0)
     except BaseException:
         for n in nodes:
             await n.stop()
