@@ -76,6 +76,13 @@ BACKSTOP_FACTOR = 4.0
 # peers of earlier releases, relayed with the message byte for byte.
 HOLDER_CLAIM_DOMAIN = b"iotex-node/holder-claim/v1\x00"
 MAX_CLAIMS_CACHED = 256
+# The double-sign check after a silence (docs/node.md, "Hot standby"): a signing node that knows its key has
+# another holder and heard nothing from any operator peer for ISOLATION_S (peers send status every second) was
+# cut off. It then signs nothing until a height finalized by the others, once it is in step and at least
+# WATCH_MIN_S after the silence ended, shows its key is not signing elsewhere; WATCH_MAX_S at the most.
+ISOLATION_S = 2.5
+WATCH_MIN_S = 2.0
+WATCH_MAX_S = 10.0
 
 
 def holder_claim_digest(chain_id: int, node_id: str, fence: int) -> bytes:
@@ -192,6 +199,9 @@ class Node:
         self._claim: tuple[int, dict[str, Any]] | None = None  # (fence, our holder claim for it)
         self._claims: OrderedDict[tuple[str, int, str], bool] = OrderedDict()  # claims checked: holds our key?
         self._older_holders: set[tuple[str, int]] = set()  # older holders heard while we sign (logged once)
+        self._twin_peer = False  # a peer proved our delegate key in its handshake (a standby of ours) since start
+        self._last_heard: float | None = None  # when an operator peer last sent us anything
+        self._watch: tuple[float, float] | None = None  # the double-sign check: (not before, at the latest)
         self.role_changes: list[tuple[float, str, str]] = []  # (unix time, new role, why) since the start
         self._halt_logged = False
         self._update_chain_metrics()
@@ -678,6 +688,43 @@ class Node:
         self._foreign_signature(kind, h, r, "gossip")
         return True
 
+    def _twin_possible(self) -> bool:
+        """Whether this node knows its key has another holder: a standby of ours connected since the start, or
+        the signing record shows one (a fence: it was promoted; a signature of its key seen elsewhere)."""
+        return self._twin_peer or self.signlog.floor > 0 or self.signlog.seen is not None or self._other_signer is not None
+
+    def _heard(self, peer: Peer) -> None:
+        """A message from an operator peer. After a silence of ISOLATION_S (cut off: peers send status every
+        second), a signing node that may have a twin holds its signatures: the double-sign check."""
+        now = time.monotonic()
+        last, self._last_heard = self._last_heard, now
+        if last is None or now - last <= ISOLATION_S or self._watch is not None:
+            return
+        if self.participating and self._twin_possible():
+            self._watch = (now + WATCH_MIN_S, now + WATCH_MAX_S)
+            log.warning(
+                "heard no peer for %.1f s (cut off?): signing nothing until a height finalized by the others shows "
+                "delegate key %s is not signing elsewhere (double-sign check, at most %.0f s)",
+                now - last, self.key.address, WATCH_MAX_S,
+            )  # fmt: skip
+
+    def _watch_progress(self, height: int) -> None:
+        """A height was finalized (its certificate checked): the double-sign check ends once one that this node
+        did not sign was finalized without its key, with the node in step and the check's minimum time past."""
+        w = self._watch
+        if w is None:
+            return
+        if not self.participating:  # demoted meanwhile: the check found a twin, or the operator stepped in
+            self._watch = None
+            return
+        last = self.signlog.last
+        if (last is not None and last.height >= height) or time.monotonic() < w[0] or not self.is_synced():
+            return
+        self._watch = None
+        log.warning(
+            "double-sign check passed: height %d was finalized without delegate key %s; signing again", height, self.key.address
+        )
+
     def _note_foreign(self, h: int, r: int) -> None:
         self._other_signer = (time.monotonic(), h, r)
         self.metrics.other_signer.inc()
@@ -804,13 +851,13 @@ class Node:
             if hc is None:
                 return
             if isinstance(e, cs.SendVote):
-                if not self.participating or self._decided_elsewhere(e.height):
+                if not self.participating or self._watch is not None or self._decided_elsewhere(e.height):
                     continue
                 vote = self._sign_vote(e)
                 if vote is not None:
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
-                if self.participating and not self._decided_elsewhere(e.height):
+                if self.participating and self._watch is None and not self._decided_elsewhere(e.height):
                     self._schedule_proposal(e)
             elif isinstance(e, cs.ScheduleTimeout):
                 self._schedule_timeout(e)
@@ -905,7 +952,7 @@ class Node:
         hc = self.hc
         if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
             return
-        if not self.participating or self._decided_elsewhere(e.height):
+        if not self.participating or self._watch is not None or self._decided_elsewhere(e.height):
             return
         stored = self.signlog.find("proposal", e.height, e.round)
         if stored is not None and stored.msg is not None:
@@ -982,6 +1029,7 @@ class Node:
             log.error("decided block %d does not execute here: %s", block.height, exc)
             return
         self._check_certificate(block.height, cert)
+        self._watch_progress(block.height)
         self._after_commit(info)
 
     def _after_commit(self, info: CommitInfo) -> None:
@@ -1052,6 +1100,8 @@ class Node:
 
     def _on_connect(self, peer: Peer) -> None:
         self.metrics.peers.set(len(self.net.peers))
+        if peer.operator == self.key.address:
+            self._twin_peer = True
         if peer.operator is not None and len(self.net.peers) + 1 >= blk.quorum(len(self._delegate_set())):
             self._startup_moment("peers", f"connected to {len(self.net.peers)} peers (a quorum with this node)")
         peer.send(self._status_msg())
@@ -1059,6 +1109,8 @@ class Node:
             peer.send(raw)
 
     def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> Awaitable[None] | None:
+        if peer.operator is not None:
+            self._heard(peer)
         t = msg["t"]
         if t == "blocks":
             return self._on_blocks(peer, msg)
@@ -1231,6 +1283,7 @@ class Node:
                 self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
                 self._check_certificate(b.height, b.certificate)
+                self._watch_progress(b.height)
             except InvalidBlock as exc:
                 # Honest nodes serve only final blocks, which check: this one is the peer's doing.
                 fault = ProtocolViolation(f"served an invalid block: {exc}", kind="bad_block")
@@ -1306,6 +1359,10 @@ class Node:
         while True:
             await asyncio.sleep(STATUS_EVERY)
             self._broadcast_status()
+            if self._watch is not None and time.monotonic() >= self._watch[1]:
+                self._watch = None
+                log.warning("double-sign check: no height finalized without us in %.0f s; signing again", WATCH_MAX_S)
+                self._restart_consensus()
             if self._own_msgs and time.monotonic() - self._height_started > STATUS_EVERY:
                 for raw in self._own_msgs[-8:]:
                     self.net.broadcast(raw)
