@@ -653,7 +653,7 @@ class Node:
         claim = self._claim_of_our_key(msg)
         if claim is None or claim[0] == self.node_key.address:
             return
-        self._other_signer = (time.monotonic(), claim[1], 0)
+        self._other_signer = (time.monotonic(), peer.height + 1, 0)  # it signs at the height after its tip
         self._other_holder(claim[0], claim[1], "its status", f"peer {peer.node_id}")
 
     def _claimed_by_other_holder(self, kind: str, h: int, r: object, msg: dict[str, Any], signer: object) -> bool:

@@ -287,7 +287,7 @@ def test_the_later_holder_keeps_signing_when_it_hears_the_older_one(tmp_path: Pa
         assert node._note_own_key("prevote", fence, 0, None, claimed=True)
         assert not node.controls.standby  # the later promotion keeps the key; the old one stops when it hears us
         # the same claim in a peer's status: the same verdict; a later fence in a status stops this one
-        peer: Any = type("P", (), {"node_id": "0xold"})()
+        peer: Any = type("P", (), {"node_id": "0xold", "height": 1})()
         node._note_claim(peer, {"t": "status", "height": 1, "holder": _claim(net.delegate, net.chain_id, "0xold", 0)})
         assert not node.controls.standby
         node._note_claim(peer, {"t": "status", "height": 1, "holder": _claim(net.delegate, net.chain_id, "0xnew", fence + 5)})
