@@ -33,7 +33,7 @@ from iotex_node.chain import Chain, CommitInfo
 from iotex_node.config import NodeConfig, read_secret_file, write_secret_file
 from iotex_node.constants import SUPPORTED_PROTOCOLS
 from iotex_node.controls import ActivationRefused, Controls, check_halt_height, halt_height_after
-from iotex_node.crypto.keys import PrivateKey
+from iotex_node.crypto.keys import PrivateKey, recover_address
 from iotex_node.diskguard import MIB, DiskGuard
 from iotex_node.errors import (
     ConfigError,
@@ -70,6 +70,26 @@ MAX_ROUNDS_AHEAD = 20
 # enough never to cut short a round that is gathering its votes, short enough that a round in which too
 # few delegates were heard from ends by itself.
 BACKSTOP_FACTOR = 4.0
+# The holder claim (docs/node.md, "Hot standby"): a signing node tags the envelope of each consensus message it
+# signs, and its status, with {"node": its P2P node id, "fence": its signing fence, "sig": the delegate key's
+# signature of both}. Outside the signed payload (a vote is signed over the same bytes as before), ignored by
+# peers of earlier releases, relayed with the message byte for byte.
+HOLDER_CLAIM_DOMAIN = b"iotex-node/holder-claim/v1\x00"
+MAX_CLAIMS_CACHED = 256
+# The double-sign check after a silence (docs/node.md, "Hot standby"): a signing node that knows its key has
+# another holder and heard nothing from any operator peer for ISOLATION_S (peers send status every second) was
+# cut off. It then signs nothing until a height finalized by the others, once it is in step and at least
+# WATCH_MIN_S after the silence ended, shows its key is not signing elsewhere; WATCH_MAX_S at the most.
+ISOLATION_S = 2.5
+WATCH_MIN_S = 2.0
+WATCH_MAX_S = 10.0
+
+
+def holder_claim_digest(chain_id: int, node_id: str, fence: int) -> bytes:
+    """What a holder of a delegate key signs to say "node `node_id` signs with this key from `fence` on"."""
+    return hashlib.sha256(
+        HOLDER_CLAIM_DOMAIN + chain_id.to_bytes(8, "big") + fence.to_bytes(8, "big") + node_id.encode()
+    ).digest()
 
 
 class Node:
@@ -176,6 +196,12 @@ class Node:
             self.controls.standby = True
         self._save_controls()
         self._other_signer: tuple[float, int, int] | None = None  # (when, height, round)
+        self._claim: tuple[int, dict[str, Any]] | None = None  # (fence, our holder claim for it)
+        self._claims: OrderedDict[tuple[str, int, str], bool] = OrderedDict()  # claims checked: holds our key?
+        self._older_holders: set[tuple[str, int]] = set()  # older holders heard while we sign (logged once)
+        self._twin_peer = False  # a peer proved our delegate key in its handshake (a standby of ours) since start
+        self._last_heard: float | None = None  # when an operator peer last sent us anything
+        self._watch: tuple[float, float] | None = None  # the double-sign check: (not before, at the latest)
         self.role_changes: list[tuple[float, str, str]] = []  # (unix time, new role, why) since the start
         self._halt_logged = False
         self._update_chain_metrics()
@@ -542,6 +568,7 @@ class Node:
         self._save_controls()
         self.role_changes.append((time.time(), "primary", f"promoted; signs from height {fence}"))
         log.warning("activated: signing as delegate %s from height %d on (the fence)", self.key.address, fence)
+        self._broadcast_status()  # the holder claim: an older holder still signing hears it before our first vote
         self._restart_consensus()
         return {"fence": fence}
 
@@ -566,8 +593,93 @@ class Node:
             return
         self._handle(hc.advance_round())
 
-    def _note_own_key(self, kind: str, h: int, r: int, block_hash: bytes | None) -> bool:
-        """A consensus message signed with our delegate key arrived from the network. True if it is foreign."""
+    def _holder_claim(self) -> dict[str, Any]:
+        """This node's claim to sign with its delegate key from its fence on (signed once per fence)."""
+        fence = self.signlog.floor
+        if self._claim is None or self._claim[0] != fence:
+            node = self.node_key.address
+            sig = self.key.sign(holder_claim_digest(self.genesis.chain_id, node, fence))
+            self._claim = (fence, {"node": node, "fence": fence, "sig": sig.hex()})
+        return self._claim[1]
+
+    def _claim_of_our_key(self, msg: dict[str, Any]) -> tuple[str, int] | None:
+        """The holder claim in `msg` as (node id, fence) when our delegate key signed it, else None (no claim,
+        a malformed one, or another key's: a claim is only a tag, never a reason to drop a peer)."""
+        c = msg.get("holder")
+        if not isinstance(c, dict):
+            return None
+        node, fence, sig = c.get("node"), c.get("fence"), c.get("sig")
+        if not (isinstance(node, str) and 0 < len(node) <= 128 and type(fence) is int and 0 <= fence < 2**62):
+            return None
+        if not isinstance(sig, str) or len(sig) != 130:
+            return None
+        key = (node, fence, sig)
+        ok = self._claims.get(key)
+        if ok is None:
+            try:
+                digest = holder_claim_digest(self.genesis.chain_id, node, fence)
+                ok = recover_address(bytes.fromhex(sig), digest) == self.key.address
+            except ValueError:
+                ok = False
+            self._claims[key] = ok
+            if len(self._claims) > MAX_CLAIMS_CACHED:
+                self._claims.popitem(last=False)
+        return (node, fence) if ok else None
+
+    def _other_holder(self, node: str, fence: int, what: str, where: str) -> None:
+        """Another node (`node`) holds our delegate key and signs from `fence` on. The fences order the
+        holders: each promotion fences above everything the previous holder can have signed, so the one with
+        the higher fence is the later promotion. A signing node that hears of a later (or, unable to tell,
+        an equal) fence stops at once, before signing another height; the later one keeps signing."""
+        own = self.signlog.floor
+        if fence >= own:
+            if self.participating:
+                log.error(
+                    "another node (%s) signs with delegate key %s from height %d, at or above our fence %d "
+                    "(%s, from %s): stopping signing",
+                    node, self.key.address, fence, own, what, where,
+                )  # fmt: skip
+                self.to_standby(f"another holder of {self.key.address} ({node}) signs from height {fence} ({where})")
+        elif self.participating and (node, fence) not in self._older_holders:
+            self._older_holders.add((node, fence))
+            log.warning(
+                "an older holder of delegate key %s (%s, fence %d below ours %d) is signing (%s, from %s): "
+                "it stops when it hears our claim; this node keeps signing",
+                self.key.address, node, fence, own, what, where,
+            )  # fmt: skip
+
+    def _note_claim(self, peer: Peer, msg: dict[str, Any]) -> None:
+        """A status from a peer that proved our delegate key in its handshake: a signing twin's carries its claim."""
+        claim = self._claim_of_our_key(msg)
+        if claim is None or claim[0] == self.node_key.address:
+            return
+        self._other_signer = (time.monotonic(), peer.height + 1, 0)  # it signs at the height after its tip
+        self._other_holder(claim[0], claim[1], "its status", f"peer {peer.node_id}")
+
+    def _claimed_by_other_holder(self, kind: str, h: int, r: object, msg: dict[str, Any], signer: object) -> bool:
+        """A proposal or vote of our delegate key carrying another holder's claim: handled at once, at whatever
+        height it is (one we decided, or one we have not reached: a node catching up hears its twin's messages
+        before it can sign those heights itself). The claim's own signature is our key's, so it is checked
+        before the message's. True when it was another holder's."""
+        if signer != self.key.address or "holder" not in msg:
+            return False
+        claim = self._claim_of_our_key(msg)
+        if claim is None or claim[0] == self.node_key.address:
+            return False
+        rr = r if type(r) is int else 0
+        self._note_foreign(h, rr)
+        self._other_holder(claim[0], claim[1], f"{msg.get('type') or kind} at {h}/{rr}", "gossip")
+        return True
+
+    def _note_own_key(self, kind: str, h: int, r: int, block_hash: bytes | None, claimed: bool = False) -> bool:
+        """A consensus message signed with our delegate key arrived from the network. True if it is foreign.
+
+        One carrying another holder's claim (`claimed`, handled by `_claimed_by_other_holder`) is foreign
+        whatever it says: with deterministic signatures two holders voting for the same block sign the very
+        same vote, which without the claim this node cannot tell from its own relayed back. Without a claim (a
+        holder running an earlier release), only a message that differs from ours shows."""
+        if claimed:
+            return True
         if self.hc is not None and h < self.hc.height:
             return False  # an old message of ours still travelling; a second signer shows at live heights
         hx = block_hash.hex() if block_hash else ""
@@ -576,15 +688,55 @@ class Node:
         self._foreign_signature(kind, h, r, "gossip")
         return True
 
+    def _twin_possible(self) -> bool:
+        """Whether this node knows its key has another holder: a standby of ours connected since the start, or
+        the signing record shows one (a fence: it was promoted; a signature of its key seen elsewhere)."""
+        return self._twin_peer or self.signlog.floor > 0 or self.signlog.seen is not None or self._other_signer is not None
+
+    def _heard(self, peer: Peer) -> None:
+        """A message from an operator peer. After a silence of ISOLATION_S (cut off: peers send status every
+        second), a signing node that may have a twin holds its signatures: the double-sign check."""
+        now = time.monotonic()
+        last, self._last_heard = self._last_heard, now
+        if last is None or now - last <= ISOLATION_S or self._watch is not None:
+            return
+        if self.participating and self._twin_possible():
+            self._watch = (now + WATCH_MIN_S, now + WATCH_MAX_S)
+            log.warning(
+                "heard no peer for %.1f s (cut off?): signing nothing until a height finalized by the others shows "
+                "delegate key %s is not signing elsewhere (double-sign check, at most %.0f s)",
+                now - last, self.key.address, WATCH_MAX_S,
+            )  # fmt: skip
+
+    def _watch_progress(self, height: int) -> None:
+        """A height was finalized (its certificate checked): the double-sign check ends once one that this node
+        did not sign was finalized without its key, with the node in step and the check's minimum time past."""
+        w = self._watch
+        if w is None:
+            return
+        if not self.participating:  # demoted meanwhile: the check found a twin, or the operator stepped in
+            self._watch = None
+            return
+        last = self.signlog.last
+        if (last is not None and last.height >= height) or time.monotonic() < w[0] or not self.is_synced():
+            return
+        self._watch = None
+        log.warning(
+            "double-sign check passed: height %d was finalized without delegate key %s; signing again", height, self.key.address
+        )
+
+    def _note_foreign(self, h: int, r: int) -> None:
+        self._other_signer = (time.monotonic(), h, r)
+        self.metrics.other_signer.inc()
+        self.signlog.note_seen(h, r)
+        self.metrics.seen_signed.set(self.signlog.seen[0] if self.signlog.seen else 0)
+
     def _foreign_signature(self, kind: str, h: int, r: int, where: str) -> None:
         """Another holder of our delegate key signed at h/r. Below our fence it is the past of the node we
         took over from (a late message, or a certificate of a height before our promotion): noted. At or
         above it, two holders sign at live heights: this one stops signing (safety first, as Tendermint's
         double-sign check does) and the operator decides which one signs."""
-        self._other_signer = (time.monotonic(), h, r)
-        self.metrics.other_signer.inc()
-        self.signlog.note_seen(h, r)
-        self.metrics.seen_signed.set(self.signlog.seen[0] if self.signlog.seen else 0)
+        self._note_foreign(h, r)
         if self.participating and h >= self.signlog.floor:
             log.error(
                 "another node is signing with delegate key %s (%s at %d/%d, from %s): stopping signing",
@@ -699,13 +851,13 @@ class Node:
             if hc is None:
                 return
             if isinstance(e, cs.SendVote):
-                if not self.participating or self._decided_elsewhere(e.height):
+                if not self.participating or self._watch is not None or self._decided_elsewhere(e.height):
                     continue
                 vote = self._sign_vote(e)
                 if vote is not None:
                     queue.extend(hc.on_vote(vote))
             elif isinstance(e, cs.Propose):
-                if self.participating and not self._decided_elsewhere(e.height):
+                if self.participating and self._watch is None and not self._decided_elsewhere(e.height):
                     self._schedule_proposal(e)
             elif isinstance(e, cs.ScheduleTimeout):
                 self._schedule_timeout(e)
@@ -740,7 +892,9 @@ class Node:
         return verdict, found
 
     def _record_and_send(self, kind: str, h: int, r: int, block_hash: bytes | None, msg: dict[str, Any]) -> bytes | None:
-        """Write the signed message to the sign log, then send it: never send what could not be recorded."""
+        """Write the signed message to the sign log, then send it: never send what could not be recorded.
+        The envelope carries our holder claim (outside what the signature covers), kept with the message."""
+        msg = {**msg, "holder": self._holder_claim()}
         try:
             self.signlog.record(kind, h, r, block_hash, msg)
         except StorageError as exc:
@@ -798,7 +952,7 @@ class Node:
         hc = self.hc
         if hc is None or hc.height != e.height or hc.round != e.round or hc.step != cs.PROPOSE or hc.decided:
             return
-        if not self.participating or self._decided_elsewhere(e.height):
+        if not self.participating or self._watch is not None or self._decided_elsewhere(e.height):
             return
         stored = self.signlog.find("proposal", e.height, e.round)
         if stored is not None and stored.msg is not None:
@@ -875,6 +1029,7 @@ class Node:
             log.error("decided block %d does not execute here: %s", block.height, exc)
             return
         self._check_certificate(block.height, cert)
+        self._watch_progress(block.height)
         self._after_commit(info)
 
     def _after_commit(self, info: CommitInfo) -> None:
@@ -934,19 +1089,28 @@ class Node:
             self._seen.popitem(last=False)
         return True
 
+    def _status_msg(self) -> bytes:
+        msg: dict[str, Any] = {"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()}
+        if self.participating:
+            msg["holder"] = self._holder_claim()  # a twin peer learns at once that this node signs (and its fence)
+        return orjson.dumps(msg)
+
     def _broadcast_status(self) -> None:
-        raw = orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()})
-        self.net.broadcast(raw)
+        self.net.broadcast(self._status_msg())
 
     def _on_connect(self, peer: Peer) -> None:
         self.metrics.peers.set(len(self.net.peers))
+        if peer.operator == self.key.address:
+            self._twin_peer = True
         if peer.operator is not None and len(self.net.peers) + 1 >= blk.quorum(len(self._delegate_set())):
             self._startup_moment("peers", f"connected to {len(self.net.peers)} peers (a quorum with this node)")
-        peer.send(orjson.dumps({"t": "status", "height": self.chain.height, "hash": self.chain.tip_hash.hex()}))
+        peer.send(self._status_msg())
         for raw in self._own_msgs[-8:]:
             peer.send(raw)
 
     def _on_message(self, peer: Peer, msg: dict[str, Any], raw: bytes) -> Awaitable[None] | None:
+        if peer.operator is not None:
+            self._heard(peer)
         t = msg["t"]
         if t == "blocks":
             return self._on_blocks(peer, msg)
@@ -977,6 +1141,8 @@ class Node:
                 if type(h) is not int:
                     raise ProtocolViolation("status height is not an integer")
                 peer.height = h
+                if "holder" in msg and peer.operator == self.key.address:
+                    self._note_claim(peer, msg)
                 if h > self.chain.height and not self._joined:
                     self._maybe_sync()  # just started: ask now rather than at the sync loop's next tick
             elif t == "get_blocks":
@@ -1035,6 +1201,7 @@ class Node:
         h, r, pol = msg["height"], msg["round"], msg["pol_round"]
         if not all(type(x) is int for x in (h, r, pol)):
             raise ProtocolViolation("proposal height/round is not an integer")
+        claimed = self._claimed_by_other_holder("proposal", h, r, msg, msg.get("proposer"))
         if h <= self.chain.height:
             return  # decided already; an honest relay may still be sending it
         # The signature is checked before the message is kept for a later height, so that forgeries
@@ -1054,7 +1221,7 @@ class Node:
         except InvalidBlock as exc:  # e.g. an action with a bad signature: a relay decodes before relaying
             raise ProtocolViolation(f"proposal {h}/{r}: {exc}", kind="bad_message") from None
         if proposer == self.key.address:
-            self._note_own_key("proposal", h, r, block.hash)
+            self._note_own_key("proposal", h, r, block.hash, claimed)
         self.net.broadcast(raw, exclude=peer)
         try:
             self.chain.execute(block, check_clock=True)
@@ -1068,6 +1235,7 @@ class Node:
         h = msg["height"]
         if type(h) is not int:
             raise ProtocolViolation("vote height is not an integer")
+        claimed = self._claimed_by_other_holder("vote", h, msg.get("round"), msg, msg.get("voter"))
         if h <= self.chain.height:
             return  # decided already; an honest relay may still be sending it
         vote = msgcheck.vote(msg, self.genesis.chain_id)  # before deferring: see _on_proposal
@@ -1078,7 +1246,7 @@ class Node:
         if vote.voter not in hc.delegates:
             return  # counts only when signed by an active delegate; may be one of another epoch: not held against the peer
         if vote.voter == self.key.address:
-            self._note_own_key(vote.type, vote.height, vote.round, vote.block_hash)
+            self._note_own_key(vote.type, vote.height, vote.round, vote.block_hash, claimed)
         self.net.broadcast(raw, exclude=peer)
         self._handle(hc.on_vote(vote))
 
@@ -1115,6 +1283,7 @@ class Node:
                 self.chain.protocol_check(b.height)
                 info = self.chain.apply_synced(b)
                 self._check_certificate(b.height, b.certificate)
+                self._watch_progress(b.height)
             except InvalidBlock as exc:
                 # Honest nodes serve only final blocks, which check: this one is the peer's doing.
                 fault = ProtocolViolation(f"served an invalid block: {exc}", kind="bad_block")
@@ -1190,6 +1359,10 @@ class Node:
         while True:
             await asyncio.sleep(STATUS_EVERY)
             self._broadcast_status()
+            if self._watch is not None and time.monotonic() >= self._watch[1]:
+                self._watch = None
+                log.warning("double-sign check: no height finalized without us in %.0f s; signing again", WATCH_MAX_S)
+                self._restart_consensus()
             if self._own_msgs and time.monotonic() - self._height_started > STATUS_EVERY:
                 for raw in self._own_msgs[-8:]:
                     self.net.broadcast(raw)

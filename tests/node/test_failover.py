@@ -15,12 +15,13 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 
 from iotex_node import admin as admin_mod
+from iotex_node import block as blk
 from iotex_node import cli as cli_mod
 from iotex_node import config as config_mod
 from iotex_node import maintenance
 from iotex_node.block import Block
 from iotex_node.controls import ActivationRefused
-from iotex_node.node import Node
+from iotex_node.node import Node, holder_claim_digest
 from iotex_node.privval import SignLog, Verdict
 from iotex_node.testing import OneDelegate, certify
 
@@ -238,3 +239,58 @@ def test_a_snapshot_leaves_the_signing_history_behind_and_a_backup_keeps_it(tmp_
             assert db.execute("SELECT COUNT(*) FROM signed").fetchone()[0] == rows, name
         finally:
             db.close()
+
+
+# --- the holder claim: two signing holders of one key, even when their votes are the same ------------
+
+
+def _claim(key: Any, chain_id: int, node_id: str, fence: int) -> dict[str, Any]:
+    return {"node": node_id, "fence": fence, "sig": key.sign(holder_claim_digest(chain_id, node_id, fence)).hex()}
+
+
+def _vote_of(node: Node, height: int) -> dict[str, Any]:
+    v = blk.sign_vote(node.key, node.genesis.chain_id, blk.PREVOTE, height, 0, None)
+    return {"t": "vote", **v.to_wire()}
+
+
+def test_a_holder_that_hears_a_later_fence_stops_even_when_the_vote_is_its_own(tmp_path: Path) -> None:
+    net, node = _node(tmp_path, standby=False)
+    try:
+        _drive(node, 5.0, until=lambda: node.chain.height >= 2)
+        h = node.chain.height + 1
+        msg = _vote_of(node, h)
+        mine = {**msg, "holder": node._holder_claim()}
+        assert mine["holder"]["node"] == node.node_key.address and mine["holder"]["fence"] == 0
+        # our own vote relayed back, with our claim: not another holder
+        assert not node._claimed_by_other_holder("vote", h, 0, mine, node.key.address)
+        # a claim signed by another key than ours is no claim at all
+        forged = {**msg, "holder": _claim(net.owner, net.chain_id, "0xtwin", 9)}
+        assert not node._claimed_by_other_holder("vote", h, 0, forged, node.key.address) and not node.controls.standby
+        # the same vote (byte for byte what this node signs), claimed by a node promoted with a later fence
+        twin = {**msg, "holder": _claim(net.delegate, net.chain_id, "0xtwin", h)}
+        assert node._claimed_by_other_holder("vote", h, 0, twin, node.key.address)
+        assert node.controls.standby and "0xtwin" in node.status()["role_changes"][-1]["why"]
+        assert node.signlog.seen == (h, 0)
+    finally:
+        node.store.close()
+
+
+def test_the_later_holder_keeps_signing_when_it_hears_the_older_one(tmp_path: Path) -> None:
+    net, node = _node(tmp_path, standby=True, guard=0.0)
+    try:
+        _other_holder_signs(net, node)
+        fence = _in_loop(lambda: node.activate(force=True))["fence"]
+        assert node._holder_claim()["fence"] == fence
+        # the old primary (fence 0), healed, still signs at a live height, even something else than we do
+        old = {**_vote_of(node, fence), "holder": _claim(net.delegate, net.chain_id, "0xold", 0)}
+        assert node._claimed_by_other_holder("vote", fence, 0, old, node.key.address)
+        assert node._note_own_key("prevote", fence, 0, None, claimed=True)
+        assert not node.controls.standby  # the later promotion keeps the key; the old one stops when it hears us
+        # the same claim in a peer's status: the same verdict; a later fence in a status stops this one
+        peer: Any = type("P", (), {"node_id": "0xold", "height": 1})()
+        node._note_claim(peer, {"t": "status", "height": 1, "holder": _claim(net.delegate, net.chain_id, "0xold", 0)})
+        assert not node.controls.standby
+        node._note_claim(peer, {"t": "status", "height": 1, "holder": _claim(net.delegate, net.chain_id, "0xnew", fence + 5)})
+        assert node.controls.standby
+    finally:
+        node.store.close()

@@ -4,8 +4,8 @@ cuts node3's primary off every peer (the standby too) while it runs, promotes th
 primary before healing, and proves that no height was signed by both holders of the key. Then the key goes
 back the same way (the standby's host, by then the primary, cut off in its own namespace). With
 `demote_before_heal=false` the cut-off node is healed without being told and must demote itself (the node's
-own guard): an expected failure today (docs/failover.md). `lab down` removes the standby's namespace with the
-others.
+own guard: the holder claim and the double-sign check after a silence, docs/node.md "Hot standby"). `lab down`
+removes the standby's namespace with the others.
 
 Run it beside another netns lab with IOTEX_OPS_NETNS_PREFIX / IOTEX_OPS_NETNS_SUBNET (docs/lab.md)."""
 
@@ -119,14 +119,10 @@ def test_the_key_goes_back_by_a_partition_of_the_standby_s_host(lab: lab_mod.Lab
     _check_healed(lab, lab.standbys[0].host)
 
 
-@pytest.mark.xfail(
-    reason="the node's own guard alone lets a healed old primary sign live heights beside the new one before it "
-    "demotes itself (seen: heights 30-37, and 39, in both signing records; docs/failover.md, 'Fence first')",
-    strict=False,
-)
 def test_a_partition_healed_without_a_demotion_relies_on_the_node_s_guard(lab: lab_mod.LabState, tmp_path: Path) -> None:
     """`demote_before_heal=false`: the cut-off primary is healed without being told and must demote itself when
-    it finds its key signed above its fence, with no height signed by both. The drill's rollback puts the roles
+    it hears its successor's later fence (or finds its key signed where it held its signatures), with no height
+    signed by both. The drill's rollback puts the roles
     back when it fails."""
     m = _partition(lab, tmp_path / "state", "-e", f"delegate={DELEGATE}", "-e", "demote_before_heal=false")
     print(f"\nfailover (partition, no demotion before the heal): {m}")
