@@ -406,7 +406,7 @@ def test_cli_render_json_then_check_json(tmp_path: Path) -> None:
     r = runner.invoke(monitoring_group, ["render", "-i", str(inventory), "--out", str(tmp_path / "out"), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
-    assert doc["alertd"] == "http://127.0.0.1:9095" and doc["pagerduty"] is True and doc["interval"] == "1s"
+    assert doc["alertd"] == "http://127.0.0.1:9095" and doc["pagerduty"] is True and doc["interval"] == "500ms"
     assert set(doc["alerts"]) == set(ALERTS) and doc["warnings"] == []
     assert len(doc["targets"]) == 4
     if shutil.which("promtool") and shutil.which("amtool"):
