@@ -1,8 +1,10 @@
 """One local lab shared by the lab test modules (alerting end to end, the remediation runbooks, the drills):
-a lab costs ~30 s to bring up, and the suite has a 15-minute budget. It comes up in whichever of them asks
+a lab costs ~30 s to bring up, and the suite has a time budget. It comes up in whichever of them asks
 first and each leaves it healthy, so any one module also runs alone, in any order. The drills module,
-whose rehearsal starts a new chain, takes it down (before the netns lab comes up); a module after it
-brings up a new one. The lab lives in a directory of its own under /tmp, never the operator's lab."""
+whose rehearsal starts a new chain and upgrades every node, runs after every other module on the shared lab
+and takes it down; the netns modules run last, with no local lab beside them (`pytest_collection_modifyitems`
+below: the lab comes up once per suite, not again after the rehearsal). The lab lives in a directory of its
+own under /tmp, never the operator's lab."""
 
 from __future__ import annotations
 
@@ -15,6 +17,18 @@ import pytest
 
 from iotex_ops.lab import lab as lab_mod
 from tests.ops.lab_checks import Footprint, cli_up
+
+# modules run after all others, in this order: the rehearsal on the shared lab (which it then takes down), then
+# the netns labs'
+LAST_MODULES = ("test_drills.py", "test_drills_netns.py", "test_failover_netns.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LAST_MODULES.index(name) + 1 if name in LAST_MODULES else 0
+
+    items.sort(key=rank)  # stable: the order inside each module, and of the other modules, is kept
 
 
 class SharedLab:

@@ -17,6 +17,7 @@ from iotex_ops.lab import lab as lab_mod
 from iotex_ops.runbook import journal as journal_mod
 from iotex_ops.runbook.store import RunStore
 from tests.ops import lab_checks
+from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import chains, count, dump, lab_up, ops, result_json, spawn, wait_event
 
 pytestmark = [
@@ -28,7 +29,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[lab_mod.LabState]:
+def lab(shared_lab: SharedLab) -> Iterator[lab_mod.LabState]:
+    shared_lab.down()  # one lab's scheduler per network name and state: the shared local lab goes first
     yield from lab_up("netns", "drn")
 
 

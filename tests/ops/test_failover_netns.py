@@ -25,6 +25,7 @@ import yaml
 from iotex_ops.lab import lab as lab_mod
 from iotex_ops.nodeapi import NodeClient
 from tests.ops import lab_checks
+from tests.ops.conftest import SharedLab
 from tests.ops.drill_lab import dump, lab_up, ops, result_json
 
 pytestmark = [
@@ -39,7 +40,8 @@ STANDBY = lab_mod.standby_name(DELEGATE)
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[lab_mod.LabState]:
+def lab(shared_lab: SharedLab) -> Iterator[lab_mod.LabState]:
+    shared_lab.down()  # one lab's scheduler per network name and state: the shared local lab goes first
     yield from lab_up("netns", "fpn", "--standby", DELEGATE)  # lab down (namespaces included) even on failure
 
 
