@@ -77,7 +77,8 @@ def _partition(lab: lab_mod.LabState, state: Path, *args: str) -> dict[str, Any]
 def _check_healed(lab: lab_mod.LabState, address: str) -> None:
     netns = _netns_of(lab, address)
     assert _in_netns(netns, "ip", "route", "show", "type", "blackhole").strip() == ""
-    assert _in_netns(netns, "sysctl", "-n", "net.ipv4.conf.all.rp_filter").strip() == "0"
+    # read from /proc: sysctl is in /usr/sbin, not on every PATH the suite runs with (CI's `env -i` has none)
+    assert _in_netns(netns, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "0"
 
 
 def test_the_standby_has_a_namespace_host_of_its_own_in_group_standbys(lab: lab_mod.LabState) -> None:
