@@ -66,12 +66,14 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 
 def _mitogen_strategy_dir() -> Path | None:
+    """The toolkit's mitogen_free and mitogen_linear (Mitogen's, without its CPU pinning:
+    iotex_ops/ansible_plugins/strategy/_unpinned.py), when Mitogen for Ansible is installed."""
     import importlib.util
 
     spec = importlib.util.find_spec("ansible_mitogen")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+    return Path(__file__).resolve().parent / "ansible_plugins" / "strategy"
 
 
 def default_strategy() -> str:

@@ -55,13 +55,55 @@ def test_strategy_comes_from_the_environment_and_unknown_ones_are_refused(monkey
         ansible.speed_env("fast")
 
 
-def test_mitogen_strategies_point_ansible_at_mitogens_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_mitogen_strategies_use_the_toolkits_unpinned_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ansible, "_mitogen_strategy_dir", lambda: None)
     with pytest.raises(OpsError, match=r"mitogen_free needs Mitogen for Ansible \(pip install mitogen\)"):
         ansible.speed_env("mitogen_free")
     monkeypatch.setattr(ansible, "_mitogen_strategy_dir", lambda: tmp_path)
     env = ansible.speed_env("mitogen_linear")
     assert env["ANSIBLE_STRATEGY"] == "mitogen_linear" and env["ANSIBLE_STRATEGY_PLUGINS"] == str(tmp_path)
+    monkeypatch.undo()
+    plugins = ansible._mitogen_strategy_dir()
+    if plugins is not None:  # Mitogen installed (a dependency): the toolkit's own files, one per strategy
+        assert plugins == REPO / "iotex_ops" / "ansible_plugins" / "strategy"
+        assert {p.stem for p in plugins.glob("mitogen_*.py")} == {"mitogen_free", "mitogen_linear"}
+
+
+@pytest.mark.slow  # runs ansible-playbook
+@pytest.mark.skipif(ansible._mitogen_strategy_dir() is None, reason="Mitogen for Ansible is not installed")
+@pytest.mark.parametrize("strategy", ["mitogen_free", "mitogen_linear"])
+def test_a_local_hosts_processes_keep_every_cpu_under_mitogen(tmp_path: Path, strategy: str) -> None:
+    """Mitogen's own plugins pin everything but its multiplexer to one CPU on a machine of fewer than 4, and a
+    local host's processes (in the lab: supervisord and its nodes) inherit that mask; the toolkit's do not."""
+    import os
+    import sys
+
+    (tmp_path / "hosts.yml").write_text(
+        f"all:\n  hosts:\n    h0: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}\n"
+    )
+    (tmp_path / "cpus.yml").write_text(
+        "- name: CPUs\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: The CPUs a process started on the host may run on\n"
+        "      ansible.builtin.command: grep Cpus_allowed_list /proc/self/status\n"
+        "      changed_when: false\n"
+    )
+    seen: list[str] = []
+
+    def on_event(ev: dict[str, object]) -> None:
+        data = ev.get("event_data") or {}
+        if ev.get("event") == "runner_on_ok" and isinstance(data, dict):
+            seen.append(str((data.get("res") or {}).get("stdout", "")))
+
+    ansible.run_playbook(tmp_path / "cpus.yml", tmp_path / "hosts.yml", runs_dir=tmp_path / "runs", on_event=on_event,
+                         strategy=strategy)  # fmt: skip
+    assert len(seen) == 1, seen
+    listed = seen[0].split(":", 1)[1].strip()
+    cpus: set[int] = set()
+    for part in listed.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    mine = os.sched_getaffinity(0)
+    assert cpus == mine, f"a process on the host may run on CPUs {listed}, the controller on {sorted(mine)}"
 
 
 def test_task_times_come_from_the_runs_result_events() -> None:

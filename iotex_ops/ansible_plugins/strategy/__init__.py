@@ -1,0 +1,1 @@
+"""Mitogen for Ansible's strategies, without its CPU pinning (_unpinned.py says why)."""
