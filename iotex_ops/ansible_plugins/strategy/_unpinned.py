@@ -23,9 +23,11 @@ def strategy_module(base: str) -> Any:
     import ansible_mitogen.loaders
     import ansible_mitogen.strategy
 
+    from iotex_ops.ansible_plugins.strategy._wakeup import WakeOnResults
+
     Base = ansible_mitogen.loaders.strategy_loader.get(base, class_only=True)
 
-    class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):  # type: ignore[misc,valid-type]
+    class StrategyModule(WakeOnResults, ansible_mitogen.strategy.StrategyMixin, Base):  # type: ignore[misc,valid-type]
         pass
 
     return StrategyModule
