@@ -75,6 +75,7 @@ def build(version: str, protocols: str | None, out: Path, build_time: str | None
     help="File of the publisher keys to trust (ed25519:<hex>, one a line).",
 )
 @click.option("--channel", default=None, help="Refuse a manifest signed for another channel.")
+@click.option("--activate", "then_activate", is_flag=True, help="Then activate it, as `release activate` does.")
 @click.option("--json", "as_json", is_flag=True)
 def install(
     artifact_file: Path,
@@ -84,12 +85,15 @@ def install(
     signed_file: Path | None,
     trusted_keys: Path | None,
     channel: str | None,
+    then_activate: bool,
     as_json: bool,
 ) -> None:
-    """Verify ARTIFACT and install it as ROOT/releases/VERSION, read-only; does not activate it.
+    """Verify ARTIFACT and install it as ROOT/releases/VERSION, read-only; activate it only with --activate.
 
     With --signed and --trusted-keys, the signature, expiry, replay (ROOT/trust.json) and the artifact's
-    checksum are verified first, and a refusal names which failed."""
+    checksum are verified first, and a refusal names which failed. With --activate the installed release is
+    then verified and made current in the same run (one process where a deployment would start two); its
+    JSON has the activation under "activated"."""
     from iotex_node import artifact, signed_release
 
     signed = trusted = None
@@ -99,12 +103,16 @@ def install(
         signed = signed_file.read_bytes()
         trusted = signed_release.load_keys_file(trusted_keys)
     r = artifact.install(artifact_file, root, sha256=sha256, python=python, signed=signed, trusted=trusted, channel=channel)
+    s = artifact.activate(root, r.version) if then_activate else None
     if as_json:
-        _echo_json(r.to_json())
-    elif r.changed:
+        _echo_json(r.to_json() | ({"activated": s.to_json()} if s is not None else {}))
+        return
+    if r.changed:
         click.echo(f"installed {r.version} at {r.path}")
     else:
         click.echo(f"{r.version} is already installed at {r.path} (same sha256); nothing to do")
+    if s is not None:
+        click.echo(f"active {s.active} (previous {s.previous})" if s.changed else f"{s.active} is already active")
 
 
 @release.command()
