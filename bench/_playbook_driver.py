@@ -165,7 +165,9 @@ def main() -> int:
             m["lab_up_children_cpu_s"] = round(_cpu() - c0, 2)
             m["lab_timings"] = state.timings
             runs_dir = args.root / f"bench-runs-{mode}"
-            m["converged"] = [converged(Path(state.inventory), runs_dir, args.converged, s) for s in strategies]
+            m["converged"] = (
+                [converged(Path(state.inventory), runs_dir, args.converged, s) for s in strategies] if args.converged else []
+            )
         finally:
             t1 = time.monotonic()
             lab_mod.down(root)
