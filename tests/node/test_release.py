@@ -508,6 +508,22 @@ def test_activate_and_switch_back(tmp_path: Path, artifacts: dict[str, Path]) ->
     assert sorted(p for p in os.listdir(root) if p.startswith(".") and p != ".lock") == []  # no temporary links left
 
 
+def test_install_with_activate_installs_and_activates_in_one_run(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    root = tmp_path / "root"
+    _install(artifacts["1.0.0"], root)
+    artifact.activate(root, "1.0.0")
+    doc = json.loads(_ok("release", "install", str(artifacts["1.0.1"]), "--root", str(root), "--activate", "--json").stdout)
+    assert doc["version"] == "1.0.1" and doc["changed"] is True
+    assert doc["activated"] == {"active": "1.0.1", "previous": "1.0.0", "changed": True}
+    assert (_active(root), os.readlink(root / "previous")) == ("releases/1.0.1", "releases/1.0.0")
+    # again: installed and active already, nothing changes
+    again = _ok("release", "install", str(artifacts["1.0.1"]), "--root", str(root), "--activate").stdout
+    assert "already installed" in again and "1.0.1 is already active" in again
+    # without --activate the active release stays
+    _ok("release", "install", str(artifacts["1.0.0"]), "--root", str(root))
+    assert _active(root) == "releases/1.0.1"
+
+
 def test_switching_is_atomic_for_readers(tmp_path: Path, artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader resolving ROOT/current all the while 200 switches happen always finds a complete release."""
     root = tmp_path / "root"

@@ -76,7 +76,7 @@ def fake_module() -> Iterator[types.ModuleType]:
 
 
 def _classes(mod: types.ModuleType) -> tuple[type, type]:
-    class Waking(_wakeup.WakeOnResults, mod.FakeStrategy):  # type: ignore[misc,name-defined]
+    class Waking(_wakeup.WakeOnResults, mod.FakeStrategy):  # type: ignore[name-defined]
         _iotex_modules_prefix = MODULE
 
     return mod.FakeStrategy, Waking
@@ -141,7 +141,13 @@ def test_a_round_that_queued_a_task_sleeps_the_poll_only(fake_module: types.Modu
     real_sleep = time.sleep
     t = _append_later(s, 0.3)  # its thread sleeps before the patch below
     main = threading.current_thread()
-    monkeypatch.setattr(time, "sleep", lambda x: (slept.append(x) if threading.current_thread() is main else None, real_sleep(x)))
+
+    def recording_sleep(x: float) -> None:
+        if threading.current_thread() is main:
+            slept.append(x)
+        real_sleep(x)
+
+    monkeypatch.setattr(time, "sleep", recording_sleep)
     s.run(1, queue_first=True)
     t.join()
     # the first sleep follows the round that queued a task: the strategy's own 1 ms poll, not a wait
