@@ -27,7 +27,9 @@ NEW_LAUNCHER = r"""#!/bin/sh
 # knows --activate
 echo "$*" >> "$CALLS"
 case "$*" in
-  *--activate*) echo '{"version": "9.9.9", "changed": true, "activated": {"active": "9.9.9", "previous": null, "changed": true}}' ;;
+  *--activate*)
+    echo '{"version": "9.9.9", "changed": true,'
+    echo ' "activated": {"active": "9.9.9", "previous": null, "changed": true}}' ;;
   *) echo '{"version": "9.9.9", "changed": true}' ;;
 esac
 """

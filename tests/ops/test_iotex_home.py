@@ -313,3 +313,68 @@ def test_release_state_installed_active_and_a_foreign_artifact_refused(tmp_path:
     (rel / "install.json").write_text("{")
     with pytest.raises(rel_mod.ReleaseStateError, match="unreadable install record"):
         rel_mod.state(str(tmp_path), "1.0.0", sha)
+
+
+class FakeLauncher:
+    """subprocess.run for the release's launcher: records the call, prints `doc` (or fails with `err`)."""
+
+    def __init__(self, doc: dict[str, Any] | None = None, rc: int = 0, err: str = "") -> None:
+        self.doc, self.rc, self.err = doc or {}, rc, err
+        self.calls: list[tuple[list[str], str | None]] = []
+
+    def __call__(self, argv: list[str], **kw: Any) -> Any:
+        self.calls.append((argv, kw["env"].get("IOTEX_PYTHON")))
+        return type("P", (), {"returncode": self.rc, "stdout": json.dumps(self.doc), "stderr": self.err})()
+
+
+def _release_root(tmp_path: Path, sha: str, *versions: str, current: str = "", previous: str = "") -> str:
+    for v in versions:
+        (tmp_path / "releases" / v).mkdir(parents=True)
+        (tmp_path / "releases" / v / "install.json").write_text(json.dumps({"sha256": sha}))
+    if current:
+        (tmp_path / "current").symlink_to(f"releases/{current}")
+    if previous:
+        (tmp_path / "previous").symlink_to(f"releases/{previous}")
+    return str(tmp_path)
+
+
+def test_release_state_activates_an_installed_release_that_is_not_active_with_its_own_launcher(tmp_path: Path) -> None:
+    sha = "ab" * 32
+    root = _release_root(tmp_path, sha, "1.0.0", "1.0.1", current="1.0.0")
+    run = FakeLauncher({"active": "1.0.1", "previous": "1.0.0", "changed": True})
+    params = {"root": root, "version": "1.0.1", "sha256": sha, "activate": True, "python": "/usr/bin/python3"}
+    # check mode: says it would change, runs nothing
+    assert rel_mod.converge(params, check_mode=True, run=run)["changed"] is True and run.calls == []
+    res = rel_mod.converge(params, run=run)
+    assert res["changed"] is True and res["active"] is True and res["activated"]["previous"] == "1.0.0"
+    assert run.calls == [
+        ([f"{root}/releases/1.0.1/bin/iotex-node", "release", "activate", "1.0.1", "--root", root, "--json"], "/usr/bin/python3")
+    ]
+    # active already, or not installed (install.yml installs and activates it), or activate not asked: no run
+    for p in ({**params, "version": "1.0.0"}, {**params, "version": "2.0.0"}, {**params, "activate": False}):
+        out = rel_mod.converge(p, run=run)
+        assert out["changed"] is False and "activated" not in out
+    assert len(run.calls) == 1
+
+
+def test_release_state_switches_back_with_the_current_releases_launcher(tmp_path: Path) -> None:
+    sha = "ab" * 32
+    root = _release_root(tmp_path, sha, "1.0.0", "1.0.1", current="1.0.1", previous="1.0.0")
+    run = FakeLauncher({"active": "1.0.0", "previous": "1.0.1", "changed": True})
+    res = rel_mod.converge({"root": root, "switch_back": True, "version": "", "sha256": ""}, run=run)
+    assert res["changed"] is True and res["current"] == "1.0.0" and res["switched_back"]["previous"] == "1.0.1"
+    assert run.calls[0][0] == [f"{root}/current/bin/iotex-node", "release", "switch-back", "--root", root, "--json"]
+    assert rel_mod.converge({"root": root, "switch_back": True}, check_mode=True, run=run)["changed"] is True
+    assert len(run.calls) == 1
+
+
+def test_release_state_says_what_is_missing_or_what_the_launcher_said(tmp_path: Path) -> None:
+    sha = "ab" * 32
+    root = _release_root(tmp_path, sha, "1.0.0", "1.0.1", current="1.0.0")
+    with pytest.raises(rel_mod.ReleaseStateError, match="no previous release to switch back to"):
+        rel_mod.converge({"root": root, "switch_back": True}, run=FakeLauncher())
+    with pytest.raises(rel_mod.ReleaseStateError, match="version and sha256 are required"):
+        rel_mod.converge({"root": root, "version": "1.0.1", "sha256": ""}, run=FakeLauncher())
+    failing = FakeLauncher(rc=2, err="error: release 1.0.1 in /x is corrupt: lib/x.py is missing\n")
+    with pytest.raises(rel_mod.ReleaseStateError, match=r"release activate failed: error: release 1\.0\.1 .* is corrupt"):
+        rel_mod.converge({"root": root, "version": "1.0.1", "sha256": sha, "activate": True}, run=failing)
