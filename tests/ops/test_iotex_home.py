@@ -232,6 +232,16 @@ def test_fresh_host_writes_config_starts_supervisord_then_the_node_and_waits_for
     assert _mode(tmp_path / "supervisord.conf") == 0o600
 
 
+def test_a_start_whose_wait_comes_later_does_not_wait(tmp_path: Path) -> None:
+    sup = FakeSupervisor(running=False, after_start="STARTING")
+    asked: list[int] = []
+    r = _converge(_sup_params(tmp_path, wait=False), sup, port=lambda h, p: asked.append(p) or False)
+    # started, and back at once: the port is never asked (it would time out here: nothing ever listens)
+    assert r["action"] == "start" and sup.calls == ["start"] and asked == []
+    with pytest.raises(sup_mod.SupervisordError, match=r"did not answer on 127\.0\.0\.1:14014"):
+        _converge(_sup_params(tmp_path), FakeSupervisor(running=False, after_start="STARTING"), port=lambda h, p: False)
+
+
 def test_converged_host_changes_nothing(tmp_path: Path) -> None:
     (tmp_path / "supervisord.conf").write_text("[program:iotex-node]\n")
     (tmp_path / "supervisord.conf").chmod(0o600)

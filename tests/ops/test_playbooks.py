@@ -236,6 +236,24 @@ def test_failed_run_names_host_task_and_message(lab: Lab) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("playbook", "extravars", "message"),
+    [
+        ("release", {"node_release_version": ""}, "set node_release_version and node_release_dir"),
+        ("node", {"node_genesis_src": ""}, "set node_genesis_src, node_keystore_src, node_password_file_src and node_key_src"),
+        ("service", {"node_service_manager": "runit"}, "node_service_manager systemd|supervisord"),
+        ("service", {"node_state": "paused"}, "node_state must be started|stopped|restarted"),
+    ],
+)
+def test_a_missing_or_wrong_role_input_fails_naming_it(lab: Lab, playbook: str, extravars: dict[str, str], message: str) -> None:
+    """The roles check their inputs where a task first needs them (no assert task per host): the failure says
+    which variable to set, in check mode too, and nothing is changed."""
+    with pytest.raises(PlaybookFailed) as info:
+        lab.run(playbook, limit="node0", check=True, extravars=extravars)
+    assert message in str(info.value) and [f.host for f in info.value.failures] == ["node0"]
+
+
+@pytest.mark.slow
 def test_no_secret_in_run_directories_or_events(lab: Lab) -> None:
     secrets = lab.lab.secrets()
     assert len(secrets) == 6 and lab.events

@@ -41,6 +41,10 @@ options:
   wait_host: {description: Host of the node's API port, waited for after a start., type: str, default: ""}
   wait_port: {description: The node's API port (0, no wait)., type: int, default: 0}
   wait_timeout: {description: Seconds a started node may take to answer., type: float, default: 60}
+  wait:
+    description: Wait after a start (false, when a later task waits and the node's boot may overlap other tasks).
+    type: bool
+    default: true
 author: iotex-ops
 """
 
@@ -254,7 +258,8 @@ def converge(
             sup.stop(name)
         if action in ("start", "restart"):
             sup.start(name)
-            _wait_started(params, name, sup, port_open, clock, sleep)
+            if params.get("wait", True):
+                _wait_started(params, name, sup, port_open, clock, sleep)
 
     result["changed"] = bool(result["config_changed"] or result["supervisord_started"] or action)
     return result
@@ -296,6 +301,7 @@ def main() -> None:
             "wait_host": {"type": "str", "default": ""},
             "wait_port": {"type": "int", "default": 0},
             "wait_timeout": {"type": "float", "default": 60.0},
+            "wait": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
