@@ -504,6 +504,7 @@ def up(
     root.mkdir(parents=True, exist_ok=True)
     netns_hosts = None
     state: LabState | None = None
+    background = ThreadPoolExecutor(max_workers=1)  # the receiver's start, beside what follows it
     try:
         if hosts == "netns":
             from iotex_ops.lab.netns import NetnsHosts
@@ -516,22 +517,29 @@ def up(
         prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
         token, _ = ops_services.prepare_alertd(root)
-        # the receiver starts (a process of its own) while this one makes the keys, genesis and releases
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            receiver_started = pool.submit(ops_services.start_receiver, root, pager_port)
-            testnet = root / "testnet"
-            generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
-            manifest = json.loads((testnet / "testnet.json").read_text())
-            dist = root / "dist"
-            dist.mkdir(exist_ok=True)
-            current = release.current()
-            t_rel = time.monotonic()
-            built = build_releases(dist, DRILL_RELEASES)
-            timings["releases_s"] = round(time.monotonic() - t_rel, 3)
-            versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
-            how = "built now" if any(built.values()) else "built before from these sources (cache)"
-            say(f"node releases {versions} from this source ({current.version}): {how}")
-            receiver = receiver_started.result()
+        # The receiver starts (a process of its own) while this one makes the keys, genesis and releases and
+        # node.yml runs: the inventory names its files before it has made them, and monitoring.yml, which
+        # reads them, runs after node.yml (receiver_ready() before it).
+        receiver_started = background.submit(ops_services.start_receiver, root, pager_port)
+        receiver = ops_services.receiver_info(root, pager_port)
+
+        def receiver_ready() -> None:
+            got = receiver_started.result()
+            if any(got.get(k) != v for k, v in receiver.items()):
+                raise LabError(f"the lab's receiver serves at {got.get('url')}, not at {receiver['url']}")
+
+        testnet = root / "testnet"
+        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
+        manifest = json.loads((testnet / "testnet.json").read_text())
+        dist = root / "dist"
+        dist.mkdir(exist_ok=True)
+        current = release.current()
+        t_rel = time.monotonic()
+        built = build_releases(dist, DRILL_RELEASES)
+        timings["releases_s"] = round(time.monotonic() - t_rel, 3)
+        versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
+        how = "built now" if any(built.values()) else "built before from these sources (cache)"
+        say(f"node releases {versions} from this source ({current.version}): {how}")
         base = DRILL_RELEASES["base"][0]
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
@@ -622,6 +630,7 @@ def up(
                 made = pool.submit(first_block)
                 say("the nodes run; rendering the monitoring configs (playbooks/monitoring.yml) while they make the first block")
                 start_dashboard()
+                receiver_ready()
                 run_playbook("monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
                 timings["playbook_s"] = round(time.monotonic() - t_play, 3)
                 state.timings = timings
@@ -633,6 +642,7 @@ def up(
         else:
             start_dashboard()
             say("rendering the monitoring configs (playbooks/monitoring.yml); the bootstrap drill installs the nodes")
+            receiver_ready()
             run_playbook("monitoring.yml", inventory, runs_dir=root / "runs", on_event=on_event)
             timings["playbook_s"] = round(time.monotonic() - t_play, 3)
             state.timings = timings
@@ -654,6 +664,8 @@ def up(
             ops_services.stop(root)
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
+    finally:
+        background.shutdown(wait=False)  # done by now, or failed: its receiver is stopped above
 
 
 def _stack(state: LabState) -> MonitoringStack:

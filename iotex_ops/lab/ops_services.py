@@ -71,6 +71,19 @@ def _wait(what: str, ready: Any, pid: int, log: Path, timeout: float) -> Any:
     raise OpsServicesError(f"{what} not ready after {timeout:.0f}s (log: {log})")
 
 
+def receiver_info(root: Path, port: int) -> dict[str, str]:
+    """What the receiver started on `port` will say in its receiver.json (url, ca_file, routing_key_file),
+    known before it starts: the inventory names them while it starts. The layout is iotex_ops.paging.receiver's
+    (Receiver.url, .ca_file, .routing_key_file; tests/ops keep the two equal), without importing it here (its
+    TLS imports cost lab up 0.16 s)."""
+    d = _paths(root)["pager"].resolve()
+    return {
+        "url": f"https://127.0.0.1:{port}/v2/enqueue",
+        "ca_file": str(d / "tls" / "ca.pem"),
+        "routing_key_file": str(d / "routing_key"),
+    }
+
+
 def start_receiver(root: Path, port: int, timeout: float = 30.0) -> dict[str, Any]:
     """Start the receiver; its receiver.json (url, ca_file, routing_key_file...) once it serves."""
     d = _paths(root)["pager"]

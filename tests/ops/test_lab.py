@@ -127,3 +127,17 @@ def test_adding_a_standby_to_a_running_netns_lab_says_how_to_get_one(tmp_path: P
     monkeypatch.setattr(lab_mod, "is_up", lambda st: True)
     with pytest.raises(lab_mod.LabError, match="lab up --hosts netns --standby node3"):
         lab_mod.add_standby("node3", tmp_path)
+
+
+def test_the_receivers_files_are_known_before_it_starts(tmp_path: Path) -> None:
+    """lab up names the receiver's URL, CA and routing key in the inventory while it starts: the same as the
+    receiver's own (iotex_ops.paging.receiver)."""
+    from iotex_ops.lab import ops_services
+    from iotex_ops.paging.receiver import Receiver
+
+    r = Receiver(tmp_path / "pager", port=18443)
+    assert ops_services.receiver_info(tmp_path, 18443) == {
+        "url": r.url,
+        "ca_file": str(r.ca_file),
+        "routing_key_file": str(r.routing_key_file),
+    }
