@@ -176,7 +176,6 @@ def test_the_results_deque_keeps_what_was_in_it_and_still_is_a_deque(fake_module
 
 @pytest.mark.slow  # importing Ansible's strategies runs ldconfig
 def test_the_toolkits_mitogen_strategies_wake_on_results() -> None:
-    pytest.importorskip("ansible_mitogen")
     from iotex_ops.ansible_plugins.strategy._unpinned import strategy_module
 
     for base in ("free", "linear"):
