@@ -611,8 +611,8 @@ def up(
 
         def start_dashboard() -> None:
             # waited for only at the end (`complete`), when it has long been serving
-            ops_services.start_dashboard(root, inventory, dashboard_port, default_state_dir().resolve(),
-                                         Path(state.alertd_state_dir))  # fmt: skip
+            state_dir = default_state_dir().resolve()
+            ops_services.start_dashboard(root, inventory, dashboard_port, state_dir, Path(state.alertd_state_dir))
 
         if chain:
             # The chain first: node.yml alone on the machine's CPUs, then site.yml's other part (the monitoring

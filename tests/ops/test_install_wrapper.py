@@ -78,8 +78,8 @@ def _run(
     root = tmp / "root"
     root.mkdir()
     calls = tmp / "calls"
-    argv = [sys.executable, "-c", _command(), str(art), "iotex-node-9.9.9", str(root), sha256 or digest,
-            "true" if activate else "false", "release", "install", str(art), "--root", str(root), "--json"]  # fmt: skip
+    argv = [sys.executable, "-c", _command(), str(art), "iotex-node-9.9.9", str(root), sha256 or digest]
+    argv += ["true" if activate else "false", "release", "install", str(art), "--root", str(root), "--json"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"CALLS": str(calls), "PATH": "/usr/bin:/bin"})
     return proc, calls.read_text().splitlines() if calls.exists() else []
 
