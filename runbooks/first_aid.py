@@ -21,11 +21,35 @@ def resume(ctx: RunContext) -> None:
     ctx.log(f"{ctx.delegate.name}: paused={doc.get('paused')}")
 
 
+STEADY_S = 2.0
+
+
 def note_stop(ctx: RunContext) -> None:
-    h = checks.top_height(ctx)
+    """Wait until no delegate finalizes for STEADY_S and all agree, then record that height.
+
+    A block in flight when the pause lands is still finalized a moment later, so the height read right
+    after the pause can be one short; the gaps measured after resuming would then start with the pause."""
+    stopped = checks.all_stopped_at_one_height(steady_for=STEADY_S)
+
+    def settled() -> CheckResult | None:
+        r = stopped.probe(ctx)
+        return r if r.ok else None
+
+    r = checks.wait_for("the chain to stop at one height", settled, timeout=stopped.timeout, interval=0.2)
+    h = int(r.value["height"])
     ctx.remember("stopped_height", h)
+    ctx.remember("stopped_hash", r.value["hash"])
     ctx.remember("stopped_at", act.block_time(ctx, h))
     ctx.event("chain_paused", height=h)
+
+
+def still_stopped(ctx: RunContext) -> CheckResult:
+    """Every delegate answers at the recorded stopped height with one hash (its prefix as recorded)."""
+    h, prefix = int(ctx.recall("stopped_height")), str(ctx.recall("stopped_hash"))
+    now = checks.chains(ctx)
+    heights = {n: (c["finalized_height"] if c else None) for n, c in now.items()}
+    ok = all(c and c["finalized_height"] == h and str(c["finalized_hash"]).startswith(prefix) for c in now.values())
+    return CheckResult(ok, {"height": h, "heights": heights}, "" if ok else f"not every delegate is still at {h}")
 
 
 def hold(ctx: RunContext) -> None:
@@ -109,7 +133,13 @@ RUNBOOK = Runbook(
             "verify-stopped",
             note_stop,
             "record the height the chain stopped at",
-            verify=(checks.all_stopped_at_one_height(steady_for=2.0),),
+            verify=(
+                Check(
+                    f"the chain stopped: no delegate finalized for {STEADY_S:g}s, all at one height and hash",
+                    still_stopped,
+                    timeout=2,
+                ),
+            ),
         ),
         Step("hold", hold, "keep the chain paused for hold_s seconds"),
         Step("resume-all", resume, "resume every delegate (admin resume)", hosts="delegates", serial=False, phase="resumed"),
