@@ -4,7 +4,7 @@ landed is finalized a moment later, and the height recorded must be that one, no
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -65,9 +65,9 @@ def test_the_step_check_passes_while_every_delegate_holds_and_fails_naming_the_h
     check = rb.step("verify-stopped").verify[0]
     ctx = _Ctx([534, 534, 534])
     _step_fn("verify-stopped")(ctx)
-    assert check.probe(ctx).ok
+    assert check.probe(cast(Any, ctx)).ok
     ctx.script, ctx.reads = [535], 0
-    r = check.probe(ctx)
+    r = check.probe(cast(Any, ctx))
     assert not r.ok and "not every delegate is still at 534" in r.detail
 
 
