@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,8 @@ from iotex_ops.nodeapi import NodeClient
 from iotex_ops.runbook.store import default_state_dir
 
 STATE_FILE = "lab.json"
+# from the start of node.yml (the install included) until every node has finalized a block
+FIRST_BLOCK_TIMEOUT_S = 180.0
 # the netns lab's defaults; $IOTEX_OPS_NETNS_PREFIX and $IOTEX_OPS_NETNS_SUBNET override them (`netns_prefix`,
 # `netns_subnet`), so that two netns labs (a test run's and a developer's) live side by side
 NETNS_SUBNET = "10.247.0.0/16"
@@ -618,16 +621,20 @@ def up(
             # The chain first: node.yml alone on the machine's CPUs, then site.yml's other part (the monitoring
             # configs, on the controller) and the dashboard while the first block is made. Run beside node.yml,
             # they took the CPU its hosts' start needed: the nodes ran 2 s later (docs/performance.md).
-            say("installing and starting the nodes (playbooks/node.yml)")
-            run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event, extravars=_node_hosts(state))
-            timings["nodes_s"] = round(time.monotonic() - t_play, 3)
+            # The first block is watched for on the nodes' own APIs from the start of node.yml: the chain runs
+            # once they do, while node.yml still puts the netns lab's proxy in front of them.
+            stop_watching = threading.Event()
 
             def first_block() -> None:
-                _wait_first_block(state, timeout=120)
-                timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
+                if _wait_first_block(_node_api_urls(inv_doc), FIRST_BLOCK_TIMEOUT_S, root / "hosts", stop_watching):
+                    timings["up_to_first_block_s"] = round(time.monotonic() - t0, 3)
 
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="first-block")
+            try:
                 made = pool.submit(first_block)
+                say("installing and starting the nodes (playbooks/node.yml)")
+                run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event, extravars=_node_hosts(state))
+                timings["nodes_s"] = round(time.monotonic() - t_play, 3)
                 say("the nodes run; rendering the monitoring configs (playbooks/monitoring.yml) while they make the first block")
                 start_dashboard()
                 receiver_ready()
@@ -638,6 +645,9 @@ def up(
                 # Prometheus, Alertmanager and alertd start on nodes that run: nothing alerts on one not there yet
                 complete(state, say)
                 made.result()
+            finally:
+                stop_watching.set()
+                pool.shutdown(wait=True)
             _save(state)
         else:
             start_dashboard()
@@ -737,17 +747,26 @@ def _save(state: LabState) -> None:
     os.replace(tmp, path)
 
 
-def _wait_first_block(state: LabState, timeout: float) -> None:
+def _node_api_urls(inv_doc: dict[str, Any]) -> list[str]:
+    """The delegates' own APIs (not a proxy in front of them): where the nodes are asked for the first block."""
+    hosts = inv_doc["all"]["children"]["delegates"]["hosts"]
+    return [f"http://{hv['ansible_host']}:{hv['node_api_port']}" for hv in hosts.values()]
+
+
+def _wait_first_block(urls: list[str], timeout: float, logs: Path, stop: threading.Event | None = None) -> bool:
+    """True once every node at `urls` has finalized a block; False if `stop` is set first; LabError at `timeout`."""
+    stop = stop or threading.Event()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         heights = []
-        for n in state.nodes:
-            c = NodeClient(n.api_url, name=n.name).try_chain(timeout=1.0)
+        for url in urls:
+            c = NodeClient(url).try_chain(timeout=1.0)
             heights.append(c.finalized_height if c else 0)
         if heights and min(heights) >= 1:
-            return
-        time.sleep(0.1)
-    raise LabError(f"no block finalized on every node within {timeout:.0f}s; node logs are under {state.root}/hosts")
+            return True
+        if stop.wait(0.1):
+            return False
+    raise LabError(f"no block finalized on every node within {timeout:.0f}s of their install's start; node logs are under {logs}")
 
 
 def _wait_prometheus_sees(stack: MonitoringStack, n: int, timeout: float) -> None:

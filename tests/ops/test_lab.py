@@ -141,3 +141,39 @@ def test_the_receivers_files_are_known_before_it_starts(tmp_path: Path) -> None:
         "ca_file": str(r.ca_file),
         "routing_key_file": str(r.routing_key_file),
     }
+
+
+def test_the_first_block_is_watched_on_the_nodes_own_apis_and_the_watch_ends_when_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    proxied = {"node_api_port": 14014, "api_proxy_enabled": True, "api_proxy_port": 14080}
+    hosts = {f"node{i}": {"ansible_host": f"10.9.0.{i + 2}", **proxied} for i in range(2)}
+    inv = {"all": {"children": {"delegates": {"hosts": hosts}}}}
+    urls = lab_mod._node_api_urls(inv)
+    assert urls == ["http://10.9.0.2:14014", "http://10.9.0.3:14014"]  # the nodes, not their proxy
+    heights = {u: iter([0, 0, 1, 1, 1]) for u in urls}
+    heights[urls[1]] = iter([0, 0, 0, 0, 1, 1])
+    asked: list[str] = []
+
+    class Client:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        def try_chain(self, timeout: float) -> object:
+            asked.append(self.url)
+            h = next(heights[self.url])
+            return type("Chain", (), {"finalized_height": h})() if h else None
+
+    monkeypatch.setattr(lab_mod, "NodeClient", Client)
+    # done only once every node has a finalized block: the slower one decides
+    assert lab_mod._wait_first_block(urls, 10.0, tmp_path) is True
+    assert asked.count(urls[1]) == 5
+    # told to stop (node.yml failed): it returns at once, without an error
+    stop = lab_mod.threading.Event()
+    stop.set()
+    heights = {u: iter([0]) for u in urls}
+    assert lab_mod._wait_first_block(urls, 10.0, tmp_path, stop) is False
+    # no block in time: an error naming where the node logs are
+    heights = {u: iter([0] * 1000) for u in urls}
+    with pytest.raises(lab_mod.LabError, match=f"no block finalized on every node within 0s.*{tmp_path}"):
+        lab_mod._wait_first_block(urls, 0.25, tmp_path)
