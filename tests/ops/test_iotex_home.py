@@ -360,7 +360,7 @@ def test_release_state_activates_an_installed_release_that_is_not_active_with_it
     assert run.calls == [
         ([f"{root}/releases/1.0.1/bin/iotex-node", "release", "activate", "1.0.1", "--root", root, "--json"], "/usr/bin/python3")
     ]
-    # active already, or not installed (install.yml installs and activates it), or activate not asked: no run
+    # active already, or not installed (and no artifact given to install), or activate not asked: no run
     for p in ({**params, "version": "1.0.0"}, {**params, "version": "2.0.0"}, {**params, "activate": False}):
         out = rel_mod.converge(p, run=run)
         assert out["changed"] is False and "activated" not in out
