@@ -30,12 +30,11 @@ def note_stop(ctx: RunContext) -> None:
     A block in flight when the pause lands is still finalized a moment later, so the height read right
     after the pause can be one short; the gaps measured after resuming would then start with the pause."""
     stopped = checks.all_stopped_at_one_height(steady_for=STEADY_S)
-
-    def settled() -> CheckResult | None:
-        r = stopped.probe(ctx)
-        return r if r.ok else None
-
-    r = checks.wait_for("the chain to stop at one height", settled, timeout=stopped.timeout, interval=0.2)
+    deadline = time.monotonic() + stopped.timeout
+    while not (r := stopped.probe(ctx)).ok:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the chain did not stop at one height within {stopped.timeout:g}s: {r.detail or r.value}")
+        ctx.wait(0.2)  # gives way at once to a stop condition
     h = int(r.value["height"])
     ctx.remember("stopped_height", h)
     ctx.remember("stopped_hash", r.value["hash"])
