@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,8 +506,10 @@ def up(
     timings: dict[str, float] = {}
     root.mkdir(parents=True, exist_ok=True)
     netns_hosts = None
+    netns_started: Future[Any] | None = None
     state: LabState | None = None
-    background = ThreadPoolExecutor(max_workers=1)  # the receiver's start, beside what follows it
+    # Beside what follows them: the namespace hosts, the releases (from the cache) and the receiver's start
+    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up")
     try:
         if hosts == "netns":
             from iotex_ops.lab.netns import NetnsHosts
@@ -515,8 +517,7 @@ def up(
             # a standby gets a namespace host of its own, after the delegates'
             n_hosts = delegates + (1 if standby is not None else 0)
             say(f"creating {n_hosts} network-namespace hosts with sshd (prefix {prefix}, subnet {subnet})")
-            netns_hosts = NetnsHosts.create(n_hosts, root / "netns", prefix=prefix, subnet=subnet)
-            timings["hosts_s"] = round(time.monotonic() - t0, 3)
+            netns_started = background.submit(NetnsHosts.create, n_hosts, root / "netns", prefix=prefix, subnet=subnet)
         prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
         token, _ = ops_services.prepare_alertd(root)
@@ -531,15 +532,22 @@ def up(
             if any(got.get(k) != v for k, v in receiver.items()):
                 raise LabError(f"the lab's receiver serves at {got.get('url')}, not at {receiver['url']}")
 
+        dist = root / "dist"
+        dist.mkdir(exist_ok=True)
+
+        def releases() -> tuple[dict[str, bool], float]:
+            t_rel = time.monotonic()
+            return build_releases(dist, DRILL_RELEASES), round(time.monotonic() - t_rel, 3)
+
+        releases_built = background.submit(releases)
         testnet = root / "testnet"
         generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
         manifest = json.loads((testnet / "testnet.json").read_text())
-        dist = root / "dist"
-        dist.mkdir(exist_ok=True)
         current = release.current()
-        t_rel = time.monotonic()
-        built = build_releases(dist, DRILL_RELEASES)
-        timings["releases_s"] = round(time.monotonic() - t_rel, 3)
+        built, timings["releases_s"] = releases_built.result()
+        if netns_started is not None:
+            netns_hosts = netns_started.result()
+            timings["hosts_s"] = round(time.monotonic() - t0, 3)
         versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
         how = "built now" if any(built.values()) else "built before from these sources (cache)"
         say(f"node releases {versions} from this source ({current.version}): {how}")
@@ -668,8 +676,12 @@ def up(
         if state is not None:
             with contextlib.suppress(Exception):
                 down(root, keep_files=True)
-        elif netns_hosts is not None:
-            netns_hosts.destroy()
+        else:
+            if netns_hosts is None and netns_started is not None:
+                with contextlib.suppress(Exception):  # created meanwhile: removed with the rest
+                    netns_hosts = netns_started.result()
+            if netns_hosts is not None:
+                netns_hosts.destroy()
         with contextlib.suppress(Exception):
             ops_services.stop(root)
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
