@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 
 MODULE = "iotex_release_state"
@@ -56,6 +56,6 @@ class ActionModule(ActionBase):
     def _local_file(self, path: str, arg: str) -> str:
         try:
             found: str = self._find_needle("files", path)
-        except Exception as exc:  # AnsibleError: not found where the role and the playbook look
+        except AnsibleError as exc:  # not found where the role and the playbook look
             raise AnsibleActionFail(f"{arg} {path}: not found on the controller ({exc})") from None
         return found

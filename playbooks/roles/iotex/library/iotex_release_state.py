@@ -101,26 +101,36 @@ def _link_version(link: str) -> str:
     return os.path.basename(os.readlink(link).rstrip("/")) if os.path.islink(link) else ""
 
 
-def _launch(argv: list[str], python: str, run: Any) -> dict[str, Any]:
+def _run_launcher(argv: list[str], python: str, run: Any, timeout: float = 120.0) -> tuple[int, str, str]:
+    """A release launcher's run (IOTEX_PYTHON set when given): its exit code, stdout and stderr."""
     env = {**os.environ, **({"IOTEX_PYTHON": python} if python else {})}
     try:
-        proc = run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
+        p = run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ReleaseStateError(f"{' '.join(argv[:3])}: {exc}") from None
-    if proc.returncode != 0:
-        why = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise ReleaseStateError(f"{' '.join(argv[:3])} failed: {why[0]}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def _result(what: str, code: int, out: str, err: str) -> dict[str, Any]:
+    """The launcher's JSON, or ReleaseStateError naming `what` and the last line it said."""
+    if code != 0:
+        why = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
+        raise ReleaseStateError(f"{what} failed: {why[0]}")
     try:
-        doc: dict[str, Any] = json.loads(proc.stdout)
+        doc: dict[str, Any] = json.loads(out)
     except ValueError:
-        raise ReleaseStateError(f"{' '.join(argv[:3])} printed no JSON: {proc.stdout.strip()[-200:]!r}") from None
+        raise ReleaseStateError(f"{what} printed no JSON: {out.strip()[-200:]!r}") from None
     return doc
+
+
+def _launch(argv: list[str], python: str, run: Any) -> dict[str, Any]:
+    return _result(" ".join(argv[:3]), *_run_launcher(argv, python, run))
 
 
 def converge(params: dict[str, Any], check_mode: bool = False, run: Any = subprocess.run) -> dict[str, Any]:
     """state(), then the install, activation or switch back the parameters ask for (none in check mode)."""
     result = _converge(params, check_mode, run)
-    result.setdefault("active_changed", bool(result["changed"]) and "installed_now" not in result)
+    result.setdefault("active_changed", bool(result["changed"]))  # the install paths set it themselves
     return result
 
 
@@ -154,18 +164,20 @@ def _converge(params: dict[str, Any], check_mode: bool, run: Any) -> dict[str, A
     return {**result, "changed": bool(doc.get("changed")), "current": version, "active": True, "activated": doc}
 
 
-def _place(src: str, dest: str, mode: int) -> None:
-    """Copy the transferred file `src` to `dest` (atomically, with `mode`), unless dest already has its bytes."""
+def _place(src: str, dest: str, mode: int) -> bytes:
+    """Copy the transferred file `src` to `dest` (atomically, with `mode`), unless dest already has its bytes;
+    the bytes."""
     with open(src, "rb") as f:
         data = f.read()
     try:
         with open(dest, "rb") as f:
             if f.read() == data:
                 os.chmod(dest, mode)
-                return
+                return data
     except FileNotFoundError:
         pass
     _write(dest, data, mode)
+    return data
 
 
 def _write(dest: str, data: bytes, mode: int) -> None:
@@ -197,13 +209,9 @@ def install(params: dict[str, Any], run: Any = subprocess.run) -> dict[str, Any]
     artifacts = os.path.join(root, "artifacts")
     os.makedirs(artifacts, mode=0o755, exist_ok=True)
     artifact = os.path.join(artifacts, f"iotex-node-{version}.tar.gz")
-    _place(params["artifact"], artifact, 0o444)
-    h = hashlib.sha256()
-    with open(artifact, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != expected:
-        raise ReleaseStateError(f"{artifact} has sha256 {h.hexdigest()}, expected {expected}; not installed")
+    digest = hashlib.sha256(_place(params["artifact"], artifact, 0o444)).hexdigest()
+    if digest != expected:
+        raise ReleaseStateError(f"{artifact} has sha256 {digest}, expected {expected}; not installed")
     argv = ["release", "install", artifact, "--root", root, "--sha256", expected]
     argv += ["--python", python] if python else []
     if params.get("signed"):
@@ -228,17 +236,11 @@ def install(params: dict[str, Any], run: Any = subprocess.run) -> dict[str, Any]
         launcher = os.path.join(stage, f"iotex-node-{version}", "bin", "iotex-node")
         if not os.path.isfile(launcher):
             raise ReleaseStateError(f"{artifact} has no iotex-node-{version}/bin/iotex-node; not installed")
-        code, out, err = _run_launcher([launcher, *argv, *(["--activate"] if activate else [])], python, run)
+        code, out, err = _run_launcher([launcher, *argv, *(["--activate"] if activate else [])], python, run, 300)
         older = activate and code == 2 and "--activate" in err
         if older:  # a release from before `install --activate`
-            code, out, err = _run_launcher([launcher, *argv], python, run)
-    if code != 0:
-        why = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
-        raise ReleaseStateError(f"release install of {version} failed: {why[0]}")
-    try:
-        doc: dict[str, Any] = json.loads(out)
-    except ValueError:
-        raise ReleaseStateError(f"release install printed no JSON: {out.strip()[-200:]!r}") from None
+            code, out, err = _run_launcher([launcher, *argv], python, run, 300)
+    doc = _result(f"release install of {version}", code, out, err)
     activated = doc.pop("activated", None)
     if older:
         installed_launcher = os.path.join(root, "releases", version, "bin", "iotex-node")
@@ -255,15 +257,6 @@ def install(params: dict[str, Any], run: Any = subprocess.run) -> dict[str, Any]
     if activated is not None:
         result["activated"] = activated
     return result
-
-
-def _run_launcher(argv: list[str], python: str, run: Any) -> tuple[int, str, str]:
-    env = {**os.environ, **({"IOTEX_PYTHON": python} if python else {})}
-    try:
-        p = run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ReleaseStateError(f"{' '.join(argv[1:3])} with the release's launcher: {exc}") from None
-    return p.returncode, p.stdout, p.stderr
 
 
 def main() -> None:
