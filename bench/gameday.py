@@ -39,7 +39,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fault", action="append", dest="faults", help="a fault drill (repeatable; default kill and freeze)")
-    ap.add_argument("--freeze-s", type=float, default=6.0, help="fault-freeze's freeze_s")
+    ap.add_argument("--freeze-s", type=float, default=12.0, help="fault-freeze's freeze_s")
     ap.add_argument("--lab", type=Path, help="use the lab at this directory (default: a new one, removed after)")
     args = ap.parse_args()
     faults = tuple(args.faults or gd.DEFAULT_FAULTS)

@@ -4,7 +4,7 @@ restart-node kills the frozen process and starts a new one (docs/runbooks.md), u
 up; the SIGCONT at the end then finds the process gone and says so. A stop condition (the chain stops
 finalizing, an alert on another delegate, the missed-slot budget) sends SIGCONT at once.
 
-`iotex-ops runbook run fault-freeze --yes [-e freeze_s=8] [-e host=node1]`, or in `iotex-ops gameday run`.
+`iotex-ops runbook run fault-freeze --yes [-e freeze_s=12] [-e host=node1]`, or in `iotex-ops gameday run`.
 docs/gameday.md.
 """
 
@@ -18,6 +18,11 @@ from iotex_ops.errors import OpsError
 from iotex_ops.faults import Fault, FaultDrill, edge
 from iotex_ops.network import Delegate
 from iotex_ops.runbook import Param, RunContext
+
+# DelegateDown fires ~2-3 s into a freeze; Alertmanager sends a new alert of a group it still holds (one that
+# fired on that host within the last ~30 s) only at the group's next group_interval tick, 5 s at the lab's 1 s
+# interval. A freeze that ends before the tick resolves the alert unsent: no page, no remediation to measure.
+FREEZE_HELP = "how long the node stays frozen (under ~10 s it may end before the alert reaches anyone)"
 
 
 def inject(ctx: RunContext, d: Delegate) -> dict[str, Any]:
@@ -44,7 +49,7 @@ RUNBOOK = FaultDrill(
         inject,
         end,
         duration_param="freeze_s",
-        params=(Param("freeze_s", float, default=8.0, help="how long the node stays frozen", minimum=0.5),),
+        params=(Param("freeze_s", float, default=12.0, help=FREEZE_HELP, minimum=0.5),),
         doc=__doc__ or "",
     )
 ).runbook()

@@ -849,15 +849,32 @@ class _Maintenance:
                        run_dir=self.journal.run.path, started_at=state.started_at or time.time())  # fmt: skip
 
     def open(self, resumed: bool) -> RunResult | None:
-        """Open the window; a failed run (journaled, nothing touched) if it cannot be opened."""
+        """Open the window; a failed run (journaled, nothing touched) if it cannot be opened. On a resume the
+        new silences are made before the interrupted run's are expired: no moment without them, when a flush
+        of Alertmanager's would page (or start a remediation) for an alert the drill causes on purpose."""
+        try:
+            error = self._open()
+        finally:
+            self._expire_left()
+        if error is None:
+            return None
+        self.engine._write(self.journal, RunEnd(result=Result.FAILED, error=error, duration_s=0.0))
+        return RunResult(self.ctx.run_id, self.rb.name, Result.FAILED, error, 0.0, self.journal.run.path)
+
+    def _expire_left(self) -> None:
+        if not self.left:
+            return
+        w, left, self.left = self.window, self.left, []
+        if w is None:
+            self.engine._write(self.journal, MaintenanceClose(silences=(), reason="resume",
+                               error=f"not expired (no maintenance window): {', '.join(left)}"))  # fmt: skip
+        else:
+            done, err = w.expire(left)
+            self.engine._write(self.journal, MaintenanceClose(silences=tuple(done), reason="resume", error=err))
+
+    def _open(self) -> str | None:
+        """Open the silences; why they could not be, or None."""
         w = self.window
-        if self.left:
-            if w is None:
-                self.engine._write(self.journal, MaintenanceClose(silences=(), reason="resume",
-                                   error=f"not expired (no maintenance window): {', '.join(self.left)}"))  # fmt: skip
-            else:
-                done, err = w.expire(self.left)
-                self.engine._write(self.journal, MaintenanceClose(silences=tuple(done), reason="resume", error=err))
         if not self.rb.expected_alerts:
             return None
         if w is None:
@@ -870,9 +887,7 @@ class _Maintenance:
         try:
             opened = w.open(self.info)
         except MaintenanceError as exc:
-            error = str(exc)
-            self.engine._write(self.journal, RunEnd(result=Result.FAILED, error=error, duration_s=0.0))
-            return RunResult(self.ctx.run_id, self.rb.name, Result.FAILED, error, 0.0, self.journal.run.path)
+            return str(exc)
         self.engine._write(self.journal, opened)
         self.ids = list(opened.silences)
         self.all_ids += self.ids

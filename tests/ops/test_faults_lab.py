@@ -100,7 +100,7 @@ def test_fault_kill_is_detected_paged_and_remediated_by_alertd(lab: lab_mod.LabS
 
 
 def test_fault_freeze_passes_with_its_figures(lab: lab_mod.LabState, net: network.Network, state: Path) -> None:
-    res = run(lab, state, "fault-freeze", host="node1", freeze_s=6, tps=0)
+    res = run(lab, state, "fault-freeze", host="node1", freeze_s=12, tps=0)
     assert res.result == "passed", res.error
     m = res.measures
     print(f"\nfault-freeze on node1: {figures(res)}")

@@ -1,4 +1,4 @@
-"""First aid's record of where the chain stopped, without a lab: a block that was in flight when the pause
+"""First aid's checks without a lab. Where the chain stopped: a block that was in flight when the pause
 landed is finalized a moment later, and the height recorded must be that one, not the one read at once."""
 
 from __future__ import annotations
@@ -83,3 +83,51 @@ def test_a_chain_that_never_stops_fails_naming_what_did_not_happen(monkeypatch: 
     with pytest.raises(TimeoutError, match="the chain did not stop at one height within 30s: still finalizing"):
         _step_fn("verify-stopped")(ctx)
     assert "stopped_height" not in ctx.memory
+
+
+# -- after the resume: production back at the normal rate ------------------------------------------------
+
+
+def _back_ctx(monkeypatch: pytest.MonkeyPatch, gaps: list[float], stopped: int = 100) -> _Ctx:
+    """A chain stopped at `stopped` whose blocks after the resume came `gaps` apart (block stopped+1 first)."""
+    check = loader.find("first-aid").step("verify-normal").verify[0]
+    g = check.probe.__globals__
+    times = {stopped + 1: 2_000.0}
+    for i, gap in enumerate(gaps):
+        times[stopped + 2 + i] = times[stopped + 1 + i] + gap
+    monkeypatch.setattr(g["act"], "all_at", lambda ctx, h, timeout: None)
+    monkeypatch.setattr(g["act"], "block_time", lambda ctx, h: times[h])
+    gaps_of = [(h, t - times[h - 1]) for h, t in times.items() if h - 1 in times]
+    monkeypatch.setattr(g["checks"], "block_gaps", lambda ctx, start: gaps_of)
+    ctx = _Ctx([stopped])
+    ctx.memory.update(stopped_height=stopped, stopped_at=1_990.0)
+    ctx.params = {"blocks": 5}  # type: ignore[attr-defined]
+    for d in ctx.delegates:
+        d.chain = lambda: {"block_interval_ms": 1000}
+    return ctx
+
+
+def test_normal_from_finds_the_first_run_of_blocks_at_the_normal_rate() -> None:
+    normal_from = loader.find("first-aid").step("verify-normal").verify[0].probe.__globals__["normal_from"]
+    assert normal_from([1.0] * 5, 5, 1.5) == 0
+    assert normal_from([4.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0], 5, 1.5) == 1  # 3,1,1,1,1: 1.4s apart
+    assert normal_from([4.0, 3.0, 1.0, 1.0, 1.0], 5, 1.5) is None  # not yet: the check retries
+    assert normal_from([1.0, 1.0], 5, 1.5) is None
+
+
+def test_blocks_at_the_normal_rate_pass_with_the_downtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _back_ctx(monkeypatch, [1.0, 1.0, 2.0, 1.0, 1.0])  # one missed slot is within x1.5
+    r = loader.find("first-aid").step("verify-normal").verify[0].probe(cast(Any, ctx))
+    assert r.ok and r.value["downtime_s"] == 10.0 and r.value["slow_blocks"] == 0 and r.value["mean_interval_s"] == 1.2
+    assert ctx.memory["downtime_s"] == 10.0 and ctx.memory["slow_blocks"] == 0
+
+
+def test_slow_blocks_right_after_the_resume_fail_until_a_run_at_the_normal_rate_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = loader.find("first-aid").step("verify-normal").verify[0].probe
+    ctx = _back_ctx(monkeypatch, [3.0, 3.0, 3.0, 1.0, 1.0])
+    r = probe(cast(Any, ctx))
+    assert not r.ok and "the last 5 after 101 came 2.20s apart, at most 1.5s expected" in r.detail
+    ctx = _back_ctx(monkeypatch, [3.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # the retry reads newer blocks
+    r = probe(cast(Any, ctx))
+    assert r.ok and r.value["slow_blocks"] == 2 and r.value["mean_interval_s"] == 1.4
+    assert r.value["gaps_s"] == [3.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0]

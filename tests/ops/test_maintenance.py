@@ -259,6 +259,7 @@ def test_a_resume_expires_the_silences_the_interrupted_run_left_and_reopens(rig:
     assert closes[0]["reason"] == "resume" and sorted(closes[0]["silences"]) == sorted(left)
     opens = of(evs, "maintenance_open")
     assert len(opens) == 2 and not set(opens[1]["silences"]) & set(left)  # reopened: new silences
+    assert opens[1]["seq"] < closes[0]["seq"]  # made before the old ones were expired: never a moment without
     assert closes[-1]["reason"] == "end" and sorted(closes[-1]["silences"]) == sorted(opens[1]["silences"])
     assert fold(_typed(res.run_dir)).open_silences == []
 
