@@ -25,6 +25,7 @@ class _Ctx:
         self.reads = 0
         self.waits = 0
         self.memory: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []
         api = SimpleNamespace(block=lambda h, timeout=None: SimpleNamespace(timestamp=1_000.0 + h))
         self.delegates = [SimpleNamespace(name=n, api=api) for n in NAMES]
@@ -101,7 +102,7 @@ def _back_ctx(monkeypatch: pytest.MonkeyPatch, gaps: list[float], stopped: int =
     monkeypatch.setattr(g["checks"], "block_gaps", lambda ctx, start: gaps_of)
     ctx = _Ctx([stopped])
     ctx.memory.update(stopped_height=stopped, stopped_at=1_990.0)
-    ctx.params = {"blocks": 5}  # type: ignore[attr-defined]
+    ctx.params = {"blocks": 5}
     for d in ctx.delegates:
         d.chain = lambda: {"block_interval_ms": 1000}
     return ctx
