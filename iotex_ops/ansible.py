@@ -59,9 +59,6 @@ SPEED_ENV: dict[str, str] = {
 # warning for third-party strategy plugins) and is a dependency: `mitogen_free` is the default when it is
 # installed, `free` otherwise (and in ansible.cfg, which cannot name a venv's plugin directory).
 STRATEGY_ENV_VAR = "IOTEX_OPS_ANSIBLE_STRATEGY"
-# read by the toolkit's iotex_start_gate callback (run_playbook's start_gate)
-START_GATE_ENV = "IOTEX_OPS_START_GATE"
-START_GATE_OPEN = "open"  # the gate's text that lets the run go on (any other ends it)
 FALLBACK_STRATEGY = "free"
 STRATEGIES = ("linear", "free", "mitogen_linear", "mitogen_free")
 
@@ -225,14 +222,9 @@ def run_playbook(
     timeout: float | None = None,
     raise_on_failure: bool = True,
     strategy: str | None = None,
-    start_gate: Path | None = None,
-    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookResult:
     """Run a playbook (a path, or the name of one of the toolkit's playbooks) on `inventory`; `strategy` is
-    Ansible's (see speed_env). `start_gate`: the run parses everything, then waits before its first play
-    until that file says "open" (any other text ends it: iotex_ops/ansible_plugins/callback/iotex_start_gate.py),
-    so that its start overlaps the caller's last preparations. `cancel`: asked while the run goes; True
-    stops it (status "canceled")."""
+    Ansible's (see speed_env)."""
     import ansible_runner
 
     path = resolve_playbook(playbook)
@@ -255,12 +247,6 @@ def run_playbook(
         "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
         "PATH": os.pathsep.join([str(Path(_ansible_playbook()).parent), os.environ.get("PATH", os.defpath)]),
     }
-    if start_gate is not None:
-        envvars |= {
-            START_GATE_ENV: str(start_gate),
-            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "ansible_plugins" / "callback"),
-            "ANSIBLE_CALLBACKS_ENABLED": "iotex_start_gate",
-        }
     cmdline: list[str] = []
     if check:
         cmdline.append("--check")
@@ -289,7 +275,6 @@ def run_playbook(
         event_handler=handler,
         timeout=int(timeout) if timeout else None,
         rotate_artifacts=0,
-        cancel_callback=cancel,
     )
     artifacts = Path(runner.config.artifact_dir)
     _scrub_command_env(artifacts, envvars)

@@ -366,7 +366,7 @@ def _inventory(
     testnet: Path,
     dist: Path,
     version: str,
-    planned: list[dict[str, str]],
+    manifest: dict[str, Any],
     netns_hosts: Any,
     monitoring_dir: Path,
     alertmanager: str,
@@ -374,7 +374,7 @@ def _inventory(
     ops: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     delegates: dict[str, dict[str, Any]] = {}
-    for i, node in enumerate(planned):
+    for i, node in enumerate(manifest["nodes"]):
         name = node["name"]
         host_dir = root / "hosts" / name
         src = testnet / name
@@ -476,8 +476,8 @@ def up(
     chain): everything but the chain: no delegate installed or started (the bootstrap drill's node.yml does
     it, on keys and a genesis of its own), Prometheus and Alertmanager up, alertd left for `complete` once the nodes run."""
     from iotex_node import release
-    from iotex_node.testnet import TestnetSpec, free_ports, generate, planned_nodes
-    from iotex_ops.ansible import START_GATE_OPEN, run_playbook
+    from iotex_node.testnet import TestnetSpec, free_ports, generate
+    from iotex_ops.ansible import run_playbook
 
     if hosts not in ("local", "netns"):
         raise LabError(f"--hosts must be local or netns, not {hosts!r}")
@@ -508,25 +508,16 @@ def up(
     netns_hosts = None
     netns_started: Future[Any] | None = None
     state: LabState | None = None
-    # node.yml starts as soon as the inventory is written and waits at its start (the toolkit's start-gate
-    # callback) until the hosts, keys, genesis and releases it uses are made: Ansible's own start overlaps them
-    gate = root / "node.yml.gate"
-    gate.unlink(missing_ok=True)
-    call_off = threading.Event()
-    node_run: Future[Any] | None = None
-    # Beside what follows them: the namespace hosts, the releases (from the cache), the receiver's start and
-    # node.yml's run
-    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-up")
+    # Beside what follows them: the namespace hosts, the releases (from the cache) and the receiver's start
+    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up")
     try:
-        planned = None
         if hosts == "netns":
             from iotex_ops.lab.netns import NetnsHosts
 
             # a standby gets a namespace host of its own, after the delegates'
             n_hosts = delegates + (1 if standby is not None else 0)
             say(f"creating {n_hosts} network-namespace hosts with sshd (prefix {prefix}, subnet {subnet})")
-            planned = NetnsHosts.plan(n_hosts, root / "netns", prefix=prefix, subnet=subnet)
-            netns_started = background.submit(planned.make)
+            netns_started = background.submit(NetnsHosts.create, n_hosts, root / "netns", prefix=prefix, subnet=subnet)
         prom_port, am_port, alertd_port, pager_port, dashboard_port = free_ports(5)
         say("starting the PagerDuty-compatible receiver (HTTPS, the lab's own CA), meanwhile keys, genesis, releases")
         token, _ = ops_services.prepare_alertd(root)
@@ -550,13 +541,16 @@ def up(
 
         releases_built = background.submit(releases)
         testnet = root / "testnet"
-        # its ports chosen here: the inventory names the nodes before their keys and genesis are made
-        spec = TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS,
-                           ports=tuple(free_ports(2 * delegates)))  # fmt: skip
-        generated = False
-        if standby is not None:  # its node key goes into the testnet directory, which generate() wants empty
-            generate(spec)
-            generated = True
+        generate(TestnetSpec(delegates=delegates, out=testnet, block_interval_ms=block_interval_ms, accounts=LOAD_ACCOUNTS))
+        manifest = json.loads((testnet / "testnet.json").read_text())
+        current = release.current()
+        built, timings["releases_s"] = releases_built.result()
+        if netns_started is not None:
+            netns_hosts = netns_started.result()
+            timings["hosts_s"] = round(time.monotonic() - t0, 3)
+        versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
+        how = "built now" if any(built.values()) else "built before from these sources (cache)"
+        say(f"node releases {versions} from this source ({current.version}): {how}")
         base = DRILL_RELEASES["base"][0]
         monitoring_dir = root / "hosts" / "controller" / "monitoring"
         monitoring_dir.mkdir(parents=True, exist_ok=True)
@@ -569,12 +563,12 @@ def up(
             **LAB_ALERT_THRESHOLDS,
         }
         inv_doc = _inventory(
-            hosts, root, testnet, dist, base, planned_nodes(spec), planned, monitoring_dir, f"127.0.0.1:{am_port}",
+            hosts, root, testnet, dist, base, manifest, netns_hosts, monitoring_dir, f"127.0.0.1:{am_port}",
             prometheus_url=f"http://127.0.0.1:{prom_port}", ops=ops,
         )  # fmt: skip
         standbys: list[LabNode] = []
         if standby is not None:
-            spare = planned.hosts[delegates] if planned is not None else None
+            spare = netns_hosts.hosts[delegates] if netns_hosts is not None else None
             standbys.append(_add_standby_vars(inv_doc, root, testnet, standby, spare))
         inventory = root / "inventory" / "hosts.yml"
         inventory.parent.mkdir(exist_ok=True)
@@ -608,7 +602,7 @@ def up(
             alertmanager_url=f"http://127.0.0.1:{am_port}",
             monitoring_dir=str(monitoring_dir),
             created=time.time(),
-            netns=None,  # recorded once made: `down` removes only what this lab made
+            netns=_netns_record(root, netns_hosts),
             releases={role: v for role, (v, _) in DRILL_RELEASES.items()},
             release_dir=str(dist),
             accounts_file=str(testnet / "accounts.secret.json"),
@@ -622,26 +616,6 @@ def up(
             dashboard_port=dashboard_port,
         )
         _save(state)  # from here on `down` can find and remove everything
-        if chain:
-            # The chain first: node.yml alone on the machine's CPUs, then site.yml's other part (the monitoring
-            # configs, on the controller) and the dashboard while the first block is made. Run beside node.yml,
-            # they took the CPU its hosts' start needed: the nodes ran 2 s later (docs/performance.md).
-            say("installing and starting the nodes (playbooks/node.yml), as soon as their hosts, keys and releases are made")
-            node_run = background.submit(
-                run_playbook, "node.yml", inventory, runs_dir=root / "runs", on_event=on_event,
-                extravars=_node_hosts(state), start_gate=gate, cancel=call_off.is_set,
-            )  # fmt: skip
-        if not generated:
-            generate(spec)
-        built, timings["releases_s"] = releases_built.result()
-        if netns_started is not None:
-            netns_hosts = netns_started.result()
-            timings["hosts_s"] = round(time.monotonic() - t0, 3)
-            state.netns = _netns_record(root, netns_hosts)
-            _save(state)
-        versions = ", ".join(v for v, _ in DRILL_RELEASES.values())
-        how = "built now" if any(built.values()) else "built before from these sources (cache)"
-        say(f"node releases {versions} from this source ({release.current().version}): {how}")
         t_play = time.monotonic()
         timings["prep_s"] = round(t_play - t0, 3)
         stack = _stack(state)
@@ -651,7 +625,10 @@ def up(
             state_dir = default_state_dir().resolve()
             ops_services.start_dashboard(root, inventory, dashboard_port, state_dir, Path(state.alertd_state_dir))
 
-        if chain and node_run is not None:
+        if chain:
+            # The chain first: node.yml alone on the machine's CPUs, then site.yml's other part (the monitoring
+            # configs, on the controller) and the dashboard while the first block is made. Run beside node.yml,
+            # they took the CPU its hosts' start needed: the nodes ran 2 s later (docs/performance.md).
             # The first block is watched for on the nodes' own APIs from the start of node.yml: the chain runs
             # once they do, while node.yml still puts the netns lab's proxy in front of them.
             stop_watching = threading.Event()
@@ -663,8 +640,8 @@ def up(
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="first-block")
             try:
                 made = pool.submit(first_block)
-                _open_gate(gate, START_GATE_OPEN)
-                node_run.result()
+                say("installing and starting the nodes (playbooks/node.yml)")
+                run_playbook("node.yml", inventory, runs_dir=root / "runs", on_event=on_event, extravars=_node_hosts(state))
                 timings["nodes_s"] = round(time.monotonic() - t_play, 3)
                 say("the nodes run; rendering the monitoring configs (playbooks/monitoring.yml) while they make the first block")
                 start_dashboard()
@@ -694,37 +671,23 @@ def up(
             say("starting Alertmanager")
             stack.start(rendered=True, daemon=True, only=("alertmanager",))
         return state
-    except BaseException as exc:
-        # A node.yml run still held at its start is called off, and one under way stopped, before the rest.
-        if node_run is not None and not node_run.done():
-            call_off.set()
-            with contextlib.suppress(Exception):
-                _open_gate(gate, f"lab up failed before the nodes' install: {type(exc).__name__}: {exc}")
-            with contextlib.suppress(Exception):
-                node_run.result(timeout=60)
+    except BaseException:
         # Stop what was started, keep the files (logs, run artifacts) to read; `lab down` removes them.
         if state is not None:
             with contextlib.suppress(Exception):
                 down(root, keep_files=True)
-        if netns_hosts is None and netns_started is not None:
-            with contextlib.suppress(Exception):  # made meanwhile (a failed make removed its own): removed here
-                netns_hosts = netns_started.result()
-        if netns_hosts is not None and (state is None or state.netns is None):
-            netns_hosts.destroy()
+        else:
+            if netns_hosts is None and netns_started is not None:
+                with contextlib.suppress(Exception):  # created meanwhile: removed with the rest
+                    netns_hosts = netns_started.result()
+            if netns_hosts is not None:
+                netns_hosts.destroy()
         with contextlib.suppress(Exception):
             ops_services.stop(root)
         say(f"lab up failed: processes stopped; files kept in {root} (`iotex-ops lab down` removes them)")
         raise
     finally:
-        gate.unlink(missing_ok=True)
         background.shutdown(wait=False)  # done by now, or failed: its receiver is stopped above
-
-
-def _open_gate(gate: Path, text: str) -> None:
-    """Let node.yml's held run go on ("open"), or end it with `text` (iotex_start_gate): written whole at once."""
-    tmp = gate.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, gate)
 
 
 def _stack(state: LabState) -> MonitoringStack:

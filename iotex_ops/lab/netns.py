@@ -187,12 +187,6 @@ class NetnsHosts:
         timeout: float = 60.0,
     ) -> NetnsHosts:
         """Make n namespaces with an sshd each; on any failure, remove what was made and raise LabError."""
-        return cls.plan(n, workdir, prefix=prefix, subnet=subnet).make(timeout)
-
-    @classmethod
-    def plan(cls, n: int, workdir: Path, *, prefix: str = "ioxlab", subnet: str = DEFAULT_SUBNET) -> NetnsHosts:
-        """The n hosts' names, addresses and files, nothing made yet (`make` makes them): what an inventory
-        names can be written before the hosts exist. Bad arguments are refused here."""
         if os.geteuid() != 0:
             raise LabError("network-namespace hosts need root (ip netns, veth, bridge, unshare)")
         net = ipaddress.ip_network(subnet)
@@ -201,7 +195,9 @@ class NetnsHosts:
         # interface names are at most 15 bytes: prefix + "br" and prefix + index + "h"
         if not prefix.isalnum() or len(prefix) + len(str(n)) + 1 > 15:
             raise LabError(f"prefix {prefix!r} must be alphanumeric and short enough for interface names")
+        started = time.monotonic()
         workdir = workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
         hosts = [
             NetnsHost(
                 name=f"{prefix}{i}",
@@ -213,12 +209,7 @@ class NetnsHosts:
             )
             for i in range(n)
         ]
-        return cls(workdir, prefix, subnet, hosts)
-
-    def make(self, timeout: float = 60.0) -> NetnsHosts:
-        """Make the planned namespaces with an sshd each; on any failure, remove what was made and raise LabError."""
-        started = time.monotonic()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self = cls(workdir, prefix, subnet, hosts)
         self._refuse_clash()
         try:
             self._make_network()

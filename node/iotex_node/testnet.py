@@ -42,8 +42,6 @@ class TestnetSpec:
     min_fee: int = genesis_mod.DEFAULT_MIN_FEE
     host: str = "127.0.0.1"
     base_port: int = 0  # 0: pick free ports
-    # the nodes' P2P ports, then their API ports (2 per node), chosen by the caller; () for base_port's
-    ports: tuple[int, ...] = ()
     propose_timeout_ms: int = 1500
     vote_timeout_ms: int = 500
     rate_limit_per_second: float = 200.0
@@ -65,23 +63,6 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
-def node_name(i: int, delegates: int) -> str:
-    return f"node{i}" if i < delegates else f"full{i - delegates}"
-
-
-def planned_nodes(spec: TestnetSpec) -> list[dict[str, str]]:
-    """Each node's name and P2P and API addresses as generate(spec) will write them in testnet.json, before it
-    runs: the spec must give its ports."""
-    total = spec.delegates + spec.full_nodes
-    if len(spec.ports) != 2 * total:
-        raise ConfigError(f"a testnet's nodes are known before it is generated only with its {2 * total} ports given")
-    p2p, api = spec.ports[:total], spec.ports[total:]
-    return [
-        {"name": node_name(i, spec.delegates), "p2p": f"{spec.host}:{p2p[i]}", "api": f"http://{spec.host}:{api[i]}"}
-        for i in range(total)
-    ]
-
-
 def generate(spec: TestnetSpec) -> list[Path]:
     if spec.delegates < 1:
         raise ConfigError("a testnet needs at least one delegate")
@@ -90,12 +71,7 @@ def generate(spec: TestnetSpec) -> list[Path]:
         raise ConfigError(f"{out} exists and is not empty: choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
     total = spec.delegates + spec.full_nodes
-    if spec.ports and len(spec.ports) != 2 * total:
-        raise ConfigError(f"{len(spec.ports)} ports given for {total} nodes: they need {2 * total} (P2P, then API)")
-    if spec.ports:
-        ports = list(spec.ports)
-    else:
-        ports = list(range(spec.base_port, spec.base_port + 2 * total)) if spec.base_port else free_ports(2 * total, spec.host)
+    ports = list(range(spec.base_port, spec.base_port + 2 * total)) if spec.base_port else free_ports(2 * total, spec.host)
     p2p_ports, api_ports = ports[:total], ports[total:]
     keys = [PrivateKey() for _ in range(total)]
     owners = [PrivateKey() for _ in range(spec.delegates)]
@@ -131,7 +107,8 @@ def generate(spec: TestnetSpec) -> list[Path]:
     homes = []
     delegate_p2p = [f"{spec.host}:{p2p_ports[i]}" for i in range(spec.delegates)]
     for i in range(total):
-        name = node_name(i, spec.delegates)
+        is_delegate = i < spec.delegates
+        name = f"node{i}" if is_delegate else f"full{i - spec.delegates}"
         home = out / name
         home.mkdir()
         password = secrets.token_urlsafe(24)

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -180,50 +177,3 @@ def test_the_first_block_is_watched_on_the_nodes_own_apis_and_the_watch_ends_whe
     heights = {u: iter([0] * 1000) for u in urls}
     with pytest.raises(lab_mod.LabError, match=f"no block finalized on every node within 0s.*{tmp_path}"):
         lab_mod._wait_first_block(urls, 0.25, tmp_path)
-
-
-@pytest.mark.slow  # runs ansible-playbook and the lab's receiver
-def test_a_lab_up_that_fails_while_node_yml_waits_at_its_start_calls_the_run_off(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """node.yml starts as soon as the inventory is written and waits for the rest of the preparation: when that
-    fails, the held run ends without touching a host, and nothing of the lab keeps running."""
-
-    def broken_releases(*args: object, **kwargs: object) -> dict[str, bool]:
-        time.sleep(3.0)  # node.yml is started and parsed meanwhile
-        raise lab_mod.LabError("no release could be built (test)")
-
-    monkeypatch.setattr(lab_mod, "build_releases", broken_releases)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    short = Path(tempfile.mkdtemp(prefix="labf", dir="/tmp"))  # unix socket paths: a short directory
-    root = short / "lab"
-    said: list[str] = []
-    try:
-        with pytest.raises(lab_mod.LabError, match="no release could be built"):
-            lab_mod.up(root=root, say=said.append)
-        _check_called_off(root, said)
-    finally:
-        lab_mod.down(root)
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def _check_called_off(root: Path, said: list[str]) -> None:
-    assert any("lab up failed: processes stopped" in s for s in said)
-    (run,) = (root / "runs").glob("*-node-*")  # node.yml was started, and ended
-    assert (run / "artifacts" / "run" / "status").read_text().strip() in ("failed", "canceled")
-    assert not list((root / "hosts").glob("node*/supervisor/supervisord.pid"))  # no host was touched
-    assert not (root / "node.yml.gate").exists()
-    assert ops_alive(root) == []
-
-
-def ops_alive(root: Path) -> list[int]:
-    """Pids in the lab's pid files that still run (the receiver, the dashboard)."""
-    alive = []
-    for pidfile in root.rglob("*.pid"):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
-            continue
-        alive.append(pid)
-    return alive
