@@ -86,7 +86,7 @@ def back_to_normal(ctx: RunContext) -> CheckResult:
     window = gaps[slow : slow + n] if slow is not None else gaps[-n:]
     rate = sum(window) / len(window) if window else 0.0
     value = {"downtime_s": round(downtime, 3), "mean_interval_s": round(rate, 3), "blocks": len(window),
-             "slow_blocks": slow, "gaps_s": [round(g, 3) for g in gaps[: (slow or 0) + n]]}  # fmt: skip
+             "slow_blocks": slow, "gaps_s": [round(g, 3) for g in (gaps[: slow + n] if slow is not None else gaps)]}  # fmt: skip
     if slow is None:
         return CheckResult(False, value, f"blocks slower than normal: the last {n} after {stopped + 1} came "
                            f"{rate:.2f}s apart, at most {interval * 1.5:g}s expected")  # fmt: skip
