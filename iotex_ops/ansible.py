@@ -51,6 +51,9 @@ SPEED_ENV: dict[str, str] = {
     "ANSIBLE_GATHERING": "explicit",
     # every host of a network at once (Ansible's default is 5)
     "ANSIBLE_FORKS": "25",
+    # the toolkit's inventories are YAML (iotex_ops.inventory reads nothing else): ansible-playbook loads only
+    # that inventory plugin, not six, before its first task (about 0.05 s of every run's single-threaded start)
+    "ANSIBLE_INVENTORY_ENABLED": "yaml",
 }
 # The strategy: `free` lets each host run its tasks without waiting for the slowest host at every task (the
 # plays have no step that needs the hosts in lockstep: each node's config depends on the inventory only).

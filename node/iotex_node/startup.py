@@ -151,6 +151,13 @@ def run(home: Path) -> int:
         phases.mark("genesis")
         key = keys.result()
         phases.mark("keystore")
+        # A new home's first start creates its database, when its installer asked for it (after the keystore
+        # and its password are known good); a home without a database nor a request is refused below.
+        from iotex_node import init_request
+
+        database = cfg.path(cfg.database)
+        if init_request.apply(cfg.home, database, cfg.path(cfg.genesis), lambda db: node_mod.Chain.initialize(genesis, db)):
+            phases.mark("database created")
         node = node_mod.Node(cfg, key, genesis, phases=phases)
         phases.mark("database")
         pidfile = cfg.home / PID_FILE

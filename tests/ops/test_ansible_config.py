@@ -19,6 +19,7 @@ CFG_KEYS = {
     "ANSIBLE_GATHERING": ("defaults", "gathering"),
     "ANSIBLE_FORKS": ("defaults", "forks"),
     "ANSIBLE_STRATEGY": ("defaults", "strategy"),
+    "ANSIBLE_INVENTORY_ENABLED": ("inventory", "enable_plugins"),
 }
 
 

@@ -88,7 +88,14 @@ def test_home_is_made_once_then_a_second_run_changes_nothing(tmp_path: Path) -> 
     assert init.calls[0][:2] == ["/bin/iotex-node", "init"] and "--name" in init.calls[0]
 
     again = home_mod.converge(_params(tmp_path), run=init)
-    assert again == {"changed": False, "directories": [], "files": [], "generated": [], "database_initialized": False}
+    assert again == {
+        "changed": False,
+        "directories": [],
+        "files": [],
+        "generated": [],
+        "database_initialized": False,
+        "database_requested": False,
+    }
     assert len(init.calls) == 1 and (home / "admin.token").read_text() == token  # generated once, kept
 
 
@@ -127,6 +134,52 @@ def test_a_failed_init_says_so_and_leaves_no_stage_nor_database(tmp_path: Path) 
         home_mod.converge(_params(tmp_path), run=FakeInit(rc=2))
     assert not (tmp_path / "host" / "node" / "data" / "chain.db").exists()
     assert not [p for p in (tmp_path / "host").iterdir() if p.name.startswith(".init-")]
+
+
+def _release_with_requests(root: Path) -> str:
+    """A release laid out as installed (ROOT/current -> releases/V) whose node reads init.request."""
+    rel = root / "opt" / "releases" / "1.0.0"
+    (rel / "bin").mkdir(parents=True)
+    (rel / "lib" / "iotex_node").mkdir(parents=True)
+    (rel / "lib" / "iotex_node" / "init_request.py").write_text("")
+    (rel / "bin" / "iotex-node").write_text("#!/bin/sh\n")
+    (root / "opt" / "current").symlink_to("releases/1.0.0")
+    return str(root / "opt" / "current" / "bin" / "iotex-node")
+
+
+def test_a_release_that_reads_requests_gets_one_bound_to_the_genesis_and_no_init_process(tmp_path: Path) -> None:
+    import hashlib
+
+    init = FakeInit()
+    params = _params(tmp_path)
+    params["init"]["node_bin"] = _release_with_requests(tmp_path)
+    home = tmp_path / "host" / "node"
+    assert home_mod.converge(params, check=True, run=init)["database_requested"] is True
+    assert not home.exists()
+    r = home_mod.converge(params, run=init)
+    assert r["changed"] and r["database_requested"] and not r["database_initialized"] and init.calls == []
+    request = json.loads((home / "init.request").read_text())
+    assert request == {"genesis_sha256": hashlib.sha256(b"{}\n").hexdigest()} and _mode(home / "init.request") == 0o600
+    assert not (home / "data" / "chain.db").exists()  # the node's first start makes it
+    # a second run before the node started: the same request, nothing changed
+    assert home_mod.converge(params, run=init)["changed"] is False
+    # a new genesis before the start: the request follows it
+    params["files"][1]["content"] = '{"chain_id": 2}\n'
+    r = home_mod.converge(params, run=init)
+    assert r["database_requested"] and json.loads((home / "init.request").read_text())["genesis_sha256"] == (
+        hashlib.sha256(b'{"chain_id": 2}\n').hexdigest()
+    )
+    # once the database exists (the node consumed the request), no request is made
+    (home / "init.request").unlink()
+    (home / "data" / "chain.db").write_text("db")
+    assert home_mod.converge(params, run=init) == {
+        "changed": False,
+        "directories": [],
+        "files": [],
+        "generated": [],
+        "database_initialized": False,
+        "database_requested": False,
+    }
 
 
 def test_a_file_where_a_directory_belongs_is_refused(tmp_path: Path) -> None:
@@ -177,6 +230,11 @@ class FakeSupervisor:
     def stop(self, name: str) -> None:
         self.calls.append("stop")
         self.program = "STOPPED"
+
+    def tail(self, name: str, length: int) -> str:
+        return self.log[-length:]
+
+    log = ""
 
 
 class Clock:
@@ -292,8 +350,15 @@ def test_check_mode_reports_and_does_nothing(tmp_path: Path) -> None:
 def test_a_node_that_dies_or_never_answers_fails_the_start(tmp_path: Path) -> None:
     (tmp_path / "supervisord.conf").write_text("[program:iotex-node]\n")
     (tmp_path / "supervisord.conf").chmod(0o600)
-    with pytest.raises(sup_mod.SupervisordError, match="supervisord says FATAL"):
+    with pytest.raises(sup_mod.SupervisordError, match=r"supervisord says FATAL \(its log is empty\)"):
         _converge(_sup_params(tmp_path), FakeSupervisor(state="STOPPED", after_start="FATAL"), port=lambda h, p: False)
+    dying = FakeSupervisor(state="STOPPED", after_start="FATAL")
+    dying.log = "".join(f"line {i}\n" for i in range(20)) + "error: keystore.json: wrong password\n\n"
+    with pytest.raises(sup_mod.SupervisordError) as err:
+        _converge(_sup_params(tmp_path), dying, port=lambda h, p: False)
+    # the node's own last words reach the operator: the last 8 lines, not the whole log
+    last_lines = "".join(f"line {i}\n" for i in range(13, 20)) + "error: keystore.json: wrong password"
+    assert str(err.value).endswith("the end of its log:\n" + last_lines)
     with pytest.raises(sup_mod.SupervisordError, match=r"did not answer on 127\.0\.0\.1:14014 within 5 s"):
         _converge(_sup_params(tmp_path), FakeSupervisor(state="STOPPED", after_start="RUNNING"), port=lambda h, p: False)
     with pytest.raises(sup_mod.SupervisordError, match="state must be"):

@@ -2,7 +2,7 @@
 """Ansible module: a host's node home in ONE module run (issue 13, docs/performance.md).
 
 Directories with their modes, files written atomically only when their content differs, files generated once
-(the admin token) and the node's database initialized when absent: what the host and node_config roles used to
+(the admin token) and the node's database asked for when absent: what the host and node_config roles used to
 do in about a dozen module runs per host (one Python interpreter, or one Mitogen call, each). The logic is
 `converge()`, plain Python the unit tests call in-process (tests/ops/test_iotex_home.py); `main()` only wraps
 it in AnsibleModule.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
+import json
 import os
 import pwd
 import secrets
@@ -26,8 +28,10 @@ module: iotex_home
 short_description: Directories, files and the database of an IoTeX node's home, in one module run
 description:
   - Creates directories and sets their modes (and owner, group), writes files atomically only when their
-    content or mode differs, generates files that must exist once (an admin token), and initializes the
-    node's database with the release's own C(iotex-node init) when it is absent.
+    content or mode differs, generates files that must exist once (an admin token), and, when the node's
+    database is absent, asks the node's first start to create it (C(init.request) in the home, bound to the
+    home's genesis.json by its sha256), or initializes it with the release's own C(iotex-node init) for a
+    release built before such requests.
   - In check mode it reports what would change and changes nothing.
 options:
   directories:
@@ -55,8 +59,11 @@ options:
     default: ""
   init:
     description:
-      - Initialize the database when C(home)/C(database) is absent, with C(node_bin) init on a staging home
-        next to C(home) (the node's own validation of genesis, keystore and password), then move its database in.
+      - When C(home)/C(database) is absent, write C(home)/init.request for the home's genesis.json; the node
+        creates the database at its next start, after checking its keystore and password. A release without
+        C(lib/iotex_node/init_request.py) (found through C(node_bin)) gets C(node_bin) init on a staging home
+        next to C(home) instead (the node's own validation of genesis, keystore and password), whose database
+        is moved in.
       - Keys C(home), C(database) (relative to home), C(node_bin), C(name), C(python) (IOTEX_PYTHON).
     type: dict
 author: iotex-ops
@@ -85,7 +92,11 @@ generated:
   type: list
   returned: always
 database_initialized:
-  description: Whether the database was (or would be) initialized.
+  description: Whether the database was (or would be) initialized by C(iotex-node init) (older releases).
+  type: bool
+  returned: always
+database_requested:
+  description: Whether a request for the node's next start to create the database was (or would be) written.
   type: bool
   returned: always
 """
@@ -187,13 +198,43 @@ def _file(dest: str, data: bytes, mode: int, uid: int, gid: int, check: bool) ->
     return False
 
 
-def _init_database(spec: dict[str, Any], uid: int, gid: int, check: bool, run: Any) -> bool:
+# The node's own module that reads the request (node/iotex_node/init_request.py): a release that has it creates
+# its database at its first start; the request file's name and format are that module's.
+INIT_REQUEST = "init.request"
+_REQUEST_MODULE = os.path.join("lib", "iotex_node", "init_request.py")
+
+
+def _takes_requests(node_bin: str) -> bool:
+    """Whether the release `node_bin` runs (ROOT/current/bin/iotex-node -> ROOT/releases/V) reads init.request."""
+    release = os.path.dirname(os.path.dirname(os.path.realpath(node_bin)))
+    return os.path.isfile(os.path.join(release, _REQUEST_MODULE))
+
+
+def _request_database(home: str, uid: int, gid: int, check: bool) -> bool:
+    """Ask the node's next start to create the database from the home's genesis.json (written by this same
+    run); True when the request was (or would be) written."""
+    genesis = os.path.join(home, "genesis.json")
+    try:
+        with open(genesis, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        if check:  # a new home: genesis.json is written by this run, in check mode by none
+            return True
+        raise HomeError(f"{genesis} is missing: the node's database cannot be asked for without its genesis") from None
+    data = (json.dumps({"genesis_sha256": digest}) + "\n").encode()
+    return _file(os.path.join(home, INIT_REQUEST), data, 0o600, uid, gid, check)
+
+
+def _init_database(spec: dict[str, Any], uid: int, gid: int, check: bool, run: Any) -> tuple[bool, bool]:
+    """(initialized, requested): the database made now by `iotex-node init`, or asked of the node's next start."""
     home = str(spec["home"])
     database = os.path.join(home, str(spec.get("database") or "data/chain.db"))
     if os.path.exists(database):
-        return False
+        return False, False
+    if _takes_requests(str(spec["node_bin"])):
+        return False, _request_database(home, uid, gid, check)
     if check:
-        return True
+        return True, False
     parent = os.path.dirname(home.rstrip("/"))
     stage = tempfile.mkdtemp(prefix=".init-", dir=parent)
     try:
@@ -215,7 +256,7 @@ def _init_database(spec: dict[str, Any], uid: int, gid: int, check: bool, run: A
             os.chown(database, uid, gid)
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # it held copies of the keystore and its password
-    return True
+    return True, False
 
 
 def _run(argv: list[str], cwd: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -227,7 +268,14 @@ def converge(params: dict[str, Any], check: bool = False, run: Any = _run) -> di
     """Make the home as `params` say (AnsibleModule's params); in check mode only say what would change.
     Returns the module's result: changed, and what changed."""
     uid, gid = _ids(str(params.get("owner") or ""), str(params.get("group") or ""))
-    result: dict[str, Any] = {"changed": False, "directories": [], "files": [], "generated": [], "database_initialized": False}
+    result: dict[str, Any] = {
+        "changed": False,
+        "directories": [],
+        "files": [],
+        "generated": [],
+        "database_initialized": False,
+        "database_requested": False,
+    }
     for d in params.get("directories") or []:
         if _directory(str(d["path"]), _mode(d.get("mode", "0755")), uid, gid, check):
             result["directories"].append(str(d["path"]))
@@ -243,8 +291,9 @@ def converge(params: dict[str, Any], check: bool = False, run: Any = _run) -> di
                 _write_atomically(dest, (secrets.token_urlsafe(32) + "\n").encode(), _mode(g.get("mode", "0600")), uid, gid)
             result["generated"].append(dest)
     if params.get("init"):
-        result["database_initialized"] = _init_database(params["init"], uid, gid, check, run)
-    result["changed"] = bool(result["directories"] or result["files"] or result["generated"] or result["database_initialized"])
+        result["database_initialized"], result["database_requested"] = _init_database(params["init"], uid, gid, check, run)
+    made = ("directories", "files", "generated", "database_initialized", "database_requested")
+    result["changed"] = any(bool(result[k]) for k in made)
     return result
 
 

@@ -95,6 +95,8 @@ class Supervisor(Protocol):
 
     def stop(self, name: str) -> None: ...  # stop and wait until stopped
 
+    def tail(self, name: str, length: int) -> str: ...  # the last `length` bytes of the program's log
+
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
@@ -160,6 +162,9 @@ class XmlRpcSupervisor:
         except xmlrpc.client.Fault as f:
             if f.faultCode != NOT_RUNNING:
                 raise
+
+    def tail(self, name: str, length: int) -> str:
+        return str(self._proxy.supervisor.tailProcessStdoutLog(name, 0, length)[0])
 
 
 def _write_atomically(dest: str, data: bytes, mode: int) -> None:
@@ -265,6 +270,17 @@ def converge(
     return result
 
 
+def _log_end(sup: Supervisor, name: str, lines: int = 8) -> str:
+    """The last lines of the program's log (stderr goes there too: the node's own error, which names files,
+    never their content), for the error an operator reads; "" when supervisord cannot give it."""
+    try:
+        text = sup.tail(name, 4000)
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):  # the error being reported matters more
+        return " (see its log)"
+    end = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    return (": the end of its log:\n" + "\n".join(end)) if end else " (its log is empty)"
+
+
 def _wait_started(params: dict[str, Any], name: str, sup: Supervisor, port_open: Any, clock: Any, sleep: Any) -> None:
     """Until the node answers on its API port (what an operator waits for), failing early when supervisord
     says it died for good; supervisord's own startsecs and startretries still apply to the process."""
@@ -277,7 +293,7 @@ def _wait_started(params: dict[str, Any], name: str, sup: Supervisor, port_open:
             return
         state = sup.state(name)
         if state in FAILED:
-            raise SupervisordError(f"{name} did not start: supervisord says {state} (see its log)")
+            raise SupervisordError(f"{name} did not start: supervisord says {state}{_log_end(sup, name)}")
         if not port and state == "RUNNING":
             return
         if clock() > deadline:
