@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from iotex_node.errors import StorageError
@@ -53,7 +54,7 @@ def read(home: Path) -> str | None:
     return want
 
 
-def apply(home: Path, database: Path, genesis_file: Path, initialize: object) -> bool:
+def apply(home: Path, database: Path, genesis_file: Path, initialize: Callable[[Path], None]) -> bool:
     """Before the database is opened: create it with `initialize(database)` when it is absent and `home` holds a
     request for this genesis; drop a request that an existing database makes moot. True when it created it."""
     want = read(home)
@@ -70,7 +71,6 @@ def apply(home: Path, database: Path, genesis_file: Path, initialize: object) ->
             f"database request {request} is for a genesis with sha256 {want}, but {genesis_file} has sha256 {have}: "
             "not creating a chain from a genesis nobody asked for (write the home again, or remove the request)"
         )
-    assert callable(initialize)
     initialize(database)
     fd = os.open(database.parent, os.O_RDONLY)
     try:

@@ -3,9 +3,11 @@ process or socket (fakes for `iotex-node init`, supervisord and the API port).""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -363,6 +365,49 @@ def test_a_node_that_dies_or_never_answers_fails_the_start(tmp_path: Path) -> No
         _converge(_sup_params(tmp_path), FakeSupervisor(state="STOPPED", after_start="RUNNING"), port=lambda h, p: False)
     with pytest.raises(sup_mod.SupervisordError, match="state must be"):
         _converge(_sup_params(tmp_path, state="paused"), FakeSupervisor())
+
+
+@pytest.mark.slow  # a real supervisord, over its real socket
+def test_a_real_supervisord_gives_the_end_of_a_dying_programs_log_to_the_error() -> None:
+    import shutil
+    import signal
+    import sys
+    import tempfile
+
+    supervisord = Path(sys.executable).with_name("supervisord")
+    d = Path(tempfile.mkdtemp(prefix="iox-sv-", dir="/tmp"))  # a Unix socket path must stay short
+    try:
+        program = d / "node.sh"
+        program.write_text("#!/bin/sh\necho starting\necho 'error: keystore.json: wrong password' >&2\nexit 3\n")
+        program.chmod(0o755)
+        content = (
+            f"[unix_http_server]\nfile = {d}/s.sock\nchmod = 0700\n[supervisord]\nlogfile = {d}/supervisord.log\n"
+            f"pidfile = {d}/s.pid\n[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+            f"[program:iotex-node]\ncommand = {program}\nautostart = false\nautorestart = false\nstartsecs = 1\n"
+            f"startretries = 0\nredirect_stderr = true\nstdout_logfile = {d}/iotex-node.log\n"
+        )
+        params = {
+            "name": "iotex-node",
+            "config": str(d / "supervisord.conf"),
+            "content": content,
+            "socket": str(d / "s.sock"),
+            "supervisord_bin": str(supervisord),
+            "state": "started",
+            "wait_host": "127.0.0.1",
+            "wait_port": 1,  # nothing answers there: the start is judged by supervisord's FATAL
+            "wait_timeout": 30,
+        }
+        with pytest.raises(sup_mod.SupervisordError) as err:
+            sup_mod.converge(params, port_open=lambda h, p: False)
+        assert "supervisord says FATAL: the end of its log:\nstarting\nerror: keystore.json: wrong password" in str(err.value)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((d / "s.pid").read_text()), signal.SIGTERM)
+            for _ in range(100):
+                os.kill(int((d / "s.pid").read_text()), 0)
+                time.sleep(0.05)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # --- iotex_release_state ---------------------------------------------------------------------------------

@@ -105,8 +105,12 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self._path)
+        except BaseException:
+            s.close()  # nothing listens yet (ping), or the socket is gone
+            raise
         self.sock = s
 
 
@@ -117,7 +121,12 @@ class _UnixTransport(xmlrpc.client.Transport):
         self._timeout = timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        return _UnixConnection(self._path, self._timeout)
+        # one connection, reused and closed by close(), as the base class keeps its own
+        conn = self._connection[1]
+        if conn is None:
+            conn = _UnixConnection(self._path, self._timeout)
+            self._connection = host, conn
+        return conn
 
 
 class XmlRpcSupervisor:
@@ -166,6 +175,9 @@ class XmlRpcSupervisor:
     def tail(self, name: str, length: int) -> str:
         return str(self._proxy.supervisor.tailProcessStdoutLog(name, 0, length)[0])
 
+    def close(self) -> None:
+        self._proxy("close")()
+
 
 def _write_atomically(dest: str, data: bytes, mode: int) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".iotex-supervisord-", dir=os.path.dirname(dest) or ".")
@@ -212,11 +224,22 @@ def converge(
     sleep: Any = time.sleep,
 ) -> dict[str, Any]:
     """Bring supervisord and the node to `params` (AnsibleModule's params); in check mode only say what would
-    change. Returns the module's result."""
+    change. Returns the module's result. Without `sup`, supervisord over params' socket (closed at the end)."""
+    if sup is not None:
+        return _converge(params, check, sup, start_supervisord, port_open, clock, sleep)
+    own = XmlRpcSupervisor(str(params["socket"]))
+    try:
+        return _converge(params, check, own, start_supervisord, port_open, clock, sleep)
+    finally:
+        own.close()
+
+
+def _converge(
+    params: dict[str, Any], check: bool, sup: Supervisor, start_supervisord: Any, port_open: Any, clock: Any, sleep: Any
+) -> dict[str, Any]:
     name, config, state = str(params["name"]), str(params["config"]), str(params.get("state") or "started")
     if state not in ("started", "stopped", "restarted"):
         raise SupervisordError(f"state must be started, stopped or restarted, not {state!r}")
-    sup = sup or XmlRpcSupervisor(str(params["socket"]))
     data = str(params["content"]).encode()
     result: dict[str, Any] = {
         "changed": False,
@@ -272,7 +295,7 @@ def converge(
 
 def _log_end(sup: Supervisor, name: str, lines: int = 8) -> str:
     """The last lines of the program's log (stderr goes there too: the node's own error, which names files,
-    never their content), for the error an operator reads; "" when supervisord cannot give it."""
+    never their content), for the error an operator reads; a pointer to the log when supervisord cannot give it."""
     try:
         text = sup.tail(name, 4000)
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):  # the error being reported matters more
