@@ -3,6 +3,7 @@ signing records), the delegate's missed slots, and the inventory's `standbys` gr
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -245,7 +246,20 @@ def test_a_partition_measures_who_demoted_the_old_primary_and_how_long_it_was_cu
     # without the fence first the node's own guard demotes it; the check says so once it answers as a standby
     g2, log2, ctx2 = _rollback_setup(monkeypatch)
     ctx2.params = {"mode": "partition", "demote_before_heal": False}
+    ctx2.memory["fault_at"] = time.time() - 1.0  # cut off 1 s ago: shorter than the guard needs to notice
+    slept: list[float] = []
+    monkeypatch.setattr(g2["time"], "sleep", lambda s: (slept.append(s), log2.append("sleep")))
     g2["bring_back"](ctx2)
     assert not any("admin demote" in x for x in log2)
+    # held until GUARD_PARTITION_S from the cut, then healed
+    assert len(slept) == 1 and 2.5 < slept[0] <= g2["GUARD_PARTITION_S"] - 1.0 + 0.05
+    assert log2.index("sleep") < log2.index("node3: ip route del blackhole 10.246.0.2/32")
+    # a partition already longer than that is healed at once
+    g3, log3, ctx3 = _rollback_setup(monkeypatch)
+    ctx3.params = {"mode": "partition", "demote_before_heal": False}
+    ctx3.memory["fault_at"] = time.time() - 10.0
+    slept.clear()
+    g3["bring_back"](ctx3)
+    assert slept == [] and "node3: ip route del blackhole 10.246.0.2/32" in log3
     g2["_by_name"](ctx2, "node3").role = "standby"
     assert g2["old_primary_is_standby"](ctx2).ok and ctx2.memory["old_primary_demoted_by"] == "itself"
