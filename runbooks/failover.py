@@ -394,7 +394,8 @@ def bring_back(ctx: RunContext) -> None:
             except OpsError as exc:
                 ctx.log(f"{p.name} could not be demoted ({exc}): healing anyway, its own guard demotes it")
         else:
-            left = GUARD_PARTITION_S - (time.time() - float(ctx.recall("fault_at")))
+            cut_at = ctx.recall("fault_at")
+            left = GUARD_PARTITION_S - (time.time() - float(cut_at)) if cut_at is not None else GUARD_PARTITION_S
             if left > 0:
                 ctx.log(f"{p.name} stays cut off {left:.1f}s more: its guard notices a cut after 2.5s without peers")
                 time.sleep(left)
