@@ -435,18 +435,25 @@ def test_a_crash_before_the_commit_leaves_no_journal_line_and_the_restart_journa
 
 def test_a_run_that_ended_while_the_service_was_down_is_recorded_not_rerun(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    rig.runner.hold.clear()
-    rig.service.observe([alert()])
-    rig.service.tick()
-    [running] = rig.service.running()
-    rig.runner.ended_runs[running.run_id] = Outcome("failed", "step verify: node2 still down")
-    svc2 = rig.new_service()
-    svc2.recover()
-    assert svc2.store.remediation(running.id).state == "failed"
-    assert [c[0] for c in rig.runner.calls] == ["run"]
-    svc2.stop(wait_s=1)
-    svc2.store.close()
-    rig.close()
+    try:
+        rig.runner.hold.clear()
+        rig.service.observe([alert()])
+        rig.service.tick()
+        # the run is started by the remediation's own thread: wait until it has begun (CI, a loaded machine:
+        # the assertion below once came before the thread had called the runner)
+        assert rig.runner.begun.wait(10), "the remediation's run never began"
+        [running] = rig.service.running()
+        rig.runner.ended_runs[running.run_id] = Outcome("failed", "step verify: node2 still down")
+        svc2 = rig.new_service()
+        try:
+            svc2.recover()
+            assert svc2.store.remediation(running.id).state == "failed"
+            assert [c[0] for c in rig.runner.calls] == ["run"]  # recorded from the runner's answer, not run again
+        finally:
+            svc2.stop(wait_s=1)
+            svc2.store.close()
+    finally:
+        rig.close()
 
 
 def test_reconcile_resolves_what_alertmanager_no_longer_has_and_opens_what_we_missed(rig: Rig) -> None:
